@@ -1,0 +1,212 @@
+"""Readers for the two on-disk layouts the community uses (and the demo dataset mimics).
+
+- `SemSegFolder`: detectron2 semantic layout: an image folder and a label folder paired by file stem, labels
+  as 16-bit maps (`.tif` for ADE20K-847 / PC-459, `.png` elsewhere) holding train ids, 65535 = ignore.
+- `CocoPanopticFolder`: COCO panoptic: `panoptic_*.json` + PNGs whose RGB encodes segment ids
+  (id = R + 256*G + 256^2*B, 0 = VOID) + an image folder. The semantic map is derived as in MaskFormer's
+  `prepare_coco_semantic_annos_from_panoptic_annos.py`: every segment (crowd included) paints its contiguous
+  class id, VOID stays ignore.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from benchmark.data.types import IGNORE_LABEL, SegmentationDataset, Sample, SegmentInfo, Vocabulary
+from benchmark.errors import DataError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
+
+
+def read_image(path: Path) -> np.ndarray:
+    """(H, W, 3) uint8 RGB; a clear DataError naming the file when it is missing or corrupt."""
+    try:
+        with Image.open(path) as img:
+            return np.asarray(img.convert("RGB"))
+    except FileNotFoundError:
+        raise DataError(f"image file missing: {path}") from None
+    except Exception as exc:  # PIL raises several types for truncated / corrupt files
+        raise DataError(f"cannot read image {path}: {exc}") from None
+
+
+def read_label_map(path: Path) -> np.ndarray:
+    """(H, W) int64 from a 16-bit `.tif` or a `.png` label map."""
+    try:
+        if path.suffix.lower() in (".tif", ".tiff"):
+            import tifffile
+
+            labels = tifffile.imread(path)
+        else:
+            with Image.open(path) as img:
+                labels = np.asarray(img)
+    except FileNotFoundError:
+        raise DataError(f"label file missing: {path}") from None
+    except Exception as exc:
+        raise DataError(f"cannot read label map {path}: {exc}") from None
+    if labels.ndim != 2:
+        raise DataError(f"label map {path} must be single-channel, got shape {labels.shape}")
+    return labels.astype(np.int64)
+
+
+def check_labels(labels: np.ndarray, num_classes: int, path: Path) -> None:
+    bad = (labels >= num_classes) & (labels != IGNORE_LABEL) | (labels < 0)
+    if bad.any():
+        value = int(labels[bad][0])
+        raise DataError(
+            f"label map {path} holds value {value}, neither a class id (0..{num_classes - 1}) nor the ignore "
+            f"value {IGNORE_LABEL}"
+        )
+
+
+def rgb_to_id(rgb: np.ndarray) -> np.ndarray:
+    """COCO panoptic PNG colour to segment id: R + 256*G + 256^2*B."""
+    rgb = rgb.astype(np.int64)
+    return rgb[..., 0] + 256 * rgb[..., 1] + 256 * 256 * rgb[..., 2]
+
+
+def id_to_rgb(ids: np.ndarray) -> np.ndarray:
+    ids = ids.astype(np.int64)
+    return np.stack([ids % 256, ids // 256 % 256, ids // 65536 % 256], axis=-1).astype(np.uint8)
+
+
+class SemSegFolder(SegmentationDataset):
+    """Images and 16-bit label maps paired by file stem (detectron2 `load_sem_seg`)."""
+
+    def __init__(
+        self, name: str, split: str, image_dir: Path, label_dir: Path, vocabulary: Vocabulary, label_ext: str = ".tif"
+    ) -> None:
+        self.name, self.split, self.vocabulary = name, split, vocabulary
+        self.image_dir, self.label_dir = Path(image_dir), Path(label_dir)
+        for folder in (self.image_dir, self.label_dir):
+            if not folder.is_dir():
+                raise DataError(f"dataset folder missing: {folder}")
+        labels = {p.stem: p for p in self.label_dir.iterdir() if p.suffix == label_ext}
+        images = {p.stem: p for p in self.image_dir.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS}
+        stems = sorted(set(labels) & set(images))
+        if not stems:
+            raise DataError(f"no image/label pairs ({label_ext}) in {self.image_dir} and {self.label_dir}")
+        self._images = [images[s] for s in stems]
+        self._labels = [labels[s] for s in stems]
+
+    def __len__(self) -> int:
+        return len(self._images)
+
+    def image_id(self, index: int) -> str:
+        return self._images[index].stem
+
+    def load_labels(self, index: int) -> np.ndarray:
+        labels = read_label_map(self._labels[index])
+        check_labels(labels, len(self.vocabulary), self._labels[index])
+        return labels
+
+    def load(self, index: int) -> Sample:
+        image = read_image(self._images[index])
+        labels = self.load_labels(index)
+        if image.shape[:2] != labels.shape:
+            raise DataError(
+                f"label map {self._labels[index]} is {labels.shape[1]}x{labels.shape[0]} but its image "
+                f"{self._images[index]} is {image.shape[1]}x{image.shape[0]}"
+            )
+        return Sample(image_id=self.image_id(index), image=image, sem_seg=labels)
+
+    def classes_present(self, index: int) -> np.ndarray:
+        present = np.unique(self.load_labels(index))
+        return present[present != IGNORE_LABEL]
+
+
+class CocoPanopticFolder(SegmentationDataset):
+    """COCO panoptic annotations; category ids map to contiguous ids through `category_ids` (COCO id per
+    contiguous id, in vocabulary order)."""
+
+    panoptic = True
+
+    def __init__(
+        self,
+        name: str,
+        split: str,
+        image_dir: Path,
+        panoptic_json: Path,
+        panoptic_dir: Path,
+        vocabulary: Vocabulary,
+        category_ids: list[int],
+    ) -> None:
+        self.name, self.split, self.vocabulary = name, split, vocabulary
+        self.image_dir, self.panoptic_dir = Path(image_dir), Path(panoptic_dir)
+        for folder in (self.image_dir, self.panoptic_dir):
+            if not folder.is_dir():
+                raise DataError(f"dataset folder missing: {folder}")
+        try:
+            data = json.loads(Path(panoptic_json).read_text())
+        except FileNotFoundError:
+            raise DataError(f"panoptic annotation file missing: {panoptic_json}") from None
+        except json.JSONDecodeError as exc:
+            raise DataError(f"panoptic annotation file {panoptic_json} is not valid JSON: {exc}") from None
+        self._contiguous = {coco_id: i for i, coco_id in enumerate(category_ids)}
+        images = {img["id"]: img for img in data["images"]}
+        self._annotations = sorted(data["annotations"], key=lambda a: a["file_name"])
+        self._image_files = [images[a["image_id"]]["file_name"] for a in self._annotations]
+        for ann, image_file in zip(self._annotations, self._image_files):
+            for file_name in (ann["file_name"], image_file):
+                if Path(file_name).is_absolute() or ".." in Path(file_name).parts:
+                    raise DataError(f"{panoptic_json}: file name '{file_name}' escapes the dataset folder")
+            for seg in ann["segments_info"]:
+                if seg["category_id"] not in self._contiguous:
+                    raise DataError(
+                        f"{panoptic_json}: segment {seg['id']} of {ann['file_name']} has unknown category_id "
+                        f"{seg['category_id']}"
+                    )
+        self._isthing = {c.id: c.isthing for c in vocabulary.classes}
+
+    def __len__(self) -> int:
+        return len(self._annotations)
+
+    def image_id(self, index: int) -> str:
+        return Path(self._annotations[index]["file_name"]).stem
+
+    def segments(self, index: int) -> list[SegmentInfo]:
+        return [
+            SegmentInfo(
+                id=int(seg["id"]),
+                category_id=self._contiguous[seg["category_id"]],
+                iscrowd=bool(seg.get("iscrowd", 0)),
+                isthing=self._isthing[self._contiguous[seg["category_id"]]],
+                area=int(seg.get("area", 0)),
+            )
+            for seg in self._annotations[index]["segments_info"]
+        ]
+
+    def load_panoptic(self, index: int) -> tuple[np.ndarray, list[SegmentInfo]]:
+        path = self.panoptic_dir / self._annotations[index]["file_name"]
+        rgb = read_image(path)
+        return rgb_to_id(rgb), self.segments(index)
+
+    def load(self, index: int) -> Sample:
+        image = read_image(self.image_dir / self._image_files[index])
+        pan_seg, segments = self.load_panoptic(index)
+        if image.shape[:2] != pan_seg.shape:
+            raise DataError(
+                f"panoptic PNG {self.panoptic_dir / self._annotations[index]['file_name']} is "
+                f"{pan_seg.shape[1]}x{pan_seg.shape[0]} but its image is {image.shape[1]}x{image.shape[0]}"
+            )
+        sem_seg = semantic_from_panoptic(pan_seg, segments)
+        return Sample(self.image_id(index), image, sem_seg, pan_seg, segments)
+
+    def classes_present(self, index: int) -> np.ndarray:
+        return np.unique([s.category_id for s in self.segments(index)]).astype(np.int64)
+
+
+def semantic_from_panoptic(pan_seg: np.ndarray, segments: list[SegmentInfo]) -> np.ndarray:
+    """Every segment paints its class id (crowd included); VOID and unlisted ids stay IGNORE_LABEL."""
+    sem_seg = np.full(pan_seg.shape, IGNORE_LABEL, dtype=np.int64)
+    if segments:
+        lookup_ids = np.array([s.id for s in segments])
+        lookup_cls = np.array([s.category_id for s in segments])
+        order = np.argsort(lookup_ids)
+        lookup_ids, lookup_cls = lookup_ids[order], lookup_cls[order]
+        pos = np.clip(np.searchsorted(lookup_ids, pan_seg), 0, len(lookup_ids) - 1)
+        hit = lookup_ids[pos] == pan_seg
+        sem_seg[hit] = lookup_cls[pos[hit]]
+    return sem_seg

@@ -1,0 +1,136 @@
+"""The data contract shared by readers, streams, methods and the evaluator.
+
+Class ids are the dataset's contiguous train ids (0..K-1); IGNORE_LABEL marks pixels that are never scored
+and never learned (these datasets have no background class).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from benchmark.errors import DataError
+
+IGNORE_LABEL = 65535  # uint16 label maps of the detectron2 layouts (ADE20K-847, PC-459)
+
+VOCABULARY_DIR = Path(__file__).parent / "vocabularies"
+
+
+@dataclass(frozen=True)
+class ClassInfo:
+    id: int  # contiguous train id, 0..K-1
+    name: str  # canonical name as the community lists it
+    synonyms: tuple[str, ...]  # prompt-engineering synonyms (the first is used when only one name is shown)
+    isthing: bool = False  # countable object (panoptic "thing") or amorphous region ("stuff")
+    frequency: str | None = None  # frequency bin where the source gives one (ADE-847: frequent/common/rare)
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """An ordered list of classes; `ids` are dataset class ids, so a subset keeps the dataset's numbering."""
+
+    name: str
+    classes: tuple[ClassInfo, ...]
+
+    @property
+    def ids(self) -> list[int]:
+        return [c.id for c in self.classes]
+
+    @property
+    def names(self) -> list[str]:
+        return [c.name for c in self.classes]
+
+    def __len__(self) -> int:
+        return len(self.classes)
+
+    def subset(self, class_ids: Sequence[int]) -> "Vocabulary":
+        by_id = {c.id: c for c in self.classes}
+        return Vocabulary(self.name, tuple(by_id[int(i)] for i in sorted(class_ids)))
+
+    @classmethod
+    def load(cls, name_or_path: str | Path) -> "Vocabulary":
+        """Load a project vocabulary file (`benchmark/data/vocabularies/<name>.json`) or a path to one."""
+        path = Path(name_or_path)
+        if not path.suffix:
+            path = VOCABULARY_DIR / f"{name_or_path}.json"
+        if not path.is_file():
+            available = ", ".join(sorted(p.stem for p in VOCABULARY_DIR.glob("*.json")))
+            raise DataError(f"vocabulary file not found: {path} (available: {available})")
+        data = json.loads(path.read_text())
+        classes = tuple(
+            ClassInfo(
+                id=int(c["id"]),
+                name=c["name"],
+                synonyms=tuple(c.get("synonyms") or [c["name"]]),
+                isthing=bool(c.get("isthing", False)),
+                frequency=c.get("frequency"),
+            )
+            for c in data["classes"]
+        )
+        if [c.id for c in classes] != list(range(len(classes))):
+            raise DataError(f"{path}: class ids must be 0..K-1 in order")
+        return cls(data["name"], classes)
+
+
+@dataclass
+class SegmentInfo:
+    """One panoptic segment, as in COCO panoptic `segments_info` but with the contiguous class id."""
+
+    id: int  # segment id in `pan_seg` (R + 256*G + 256^2*B of the PNG)
+    category_id: int  # contiguous class id
+    iscrowd: bool = False
+    isthing: bool = False
+    area: int = 0
+
+
+@dataclass
+class Sample:
+    """One image with its ground truth. `sem_seg` holds class ids and IGNORE_LABEL."""
+
+    image_id: str
+    image: np.ndarray  # (H, W, 3) uint8 RGB
+    sem_seg: np.ndarray  # (H, W) int64 class ids, IGNORE_LABEL = not labelled
+    pan_seg: np.ndarray | None = None  # (H, W) int64 segment ids, 0 = VOID; panoptic datasets only
+    segments: list[SegmentInfo] = field(default_factory=list)
+
+    @property
+    def height(self) -> int:
+        return int(self.sem_seg.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.sem_seg.shape[1])
+
+
+class SegmentationDataset:
+    """One split of a dataset: indexable samples plus the per-image class lists that streams need.
+
+    Readers subclass this and implement `__len__`, `load(i)` and `classes_present(i)`; the latter should be
+    cheap (a stream reads it once per training image to build per-step image lists).
+    """
+
+    name: str = ""
+    split: str = ""
+    vocabulary: Vocabulary
+    panoptic: bool = False  # True when samples carry pan_seg / segments
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def image_id(self, index: int) -> str:
+        raise NotImplementedError
+
+    def load(self, index: int) -> Sample:
+        raise NotImplementedError
+
+    def classes_present(self, index: int) -> np.ndarray:
+        """Sorted class ids with at least one labelled pixel in image `index`."""
+        labels = self.load(index).sem_seg
+        present = np.unique(labels)
+        return present[present != IGNORE_LABEL]
+
+    def __getitem__(self, index: int) -> Sample:
+        return self.load(index)
