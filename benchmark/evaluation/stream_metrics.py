@@ -45,3 +45,26 @@ def stream_summary(R: np.ndarray, seen_scores: list[float]) -> dict[str, float]:
         "forgetting_first": forgetting_first(R),
         "bwt": backward_transfer(R),
     }
+
+
+def semantic_stream_results(confusions: list[np.ndarray], step_classes: list[list[int]]) -> dict:
+    """Matrix and summary of a semantic stream from its raw per-step confusion matrices.
+
+    `confusions[t]` is the (K, K) confusion matrix accumulated after learning step t; `step_classes[j]` is
+    C_j. R[t][j] averages IoU over the classes of C_j with ground-truth pixels at step t (NaN when none, e.g.
+    j > t under the seen-vocabulary validation policy, which ignores classes not yet seen).
+    """
+    from benchmark.evaluation.semantic import gt_present, per_class_iou
+
+    num_steps = len(step_classes)
+    R = np.full((len(confusions), num_steps), np.nan)
+    seen_scores = []
+    for t, confusion in enumerate(confusions):
+        iou, present = 100 * per_class_iou(confusion), gt_present(confusion)
+        for j, classes in enumerate(step_classes):
+            scored = [c for c in classes if present[c]]
+            if scored:
+                R[t, j] = float(np.mean(iou[scored]))
+        seen = [c for classes in step_classes[: t + 1] for c in classes if present[c]]
+        seen_scores.append(float(np.mean(iou[seen])) if seen else float("nan"))
+    return {"matrix": R, "seen": seen_scores, "summary": stream_summary(R, seen_scores)}
