@@ -13,12 +13,16 @@ from benchmark.errors import UserError
 T = TypeVar("T")
 
 
-def suggest(name: str, candidates: list[str] | tuple[str, ...], n: int = 3) -> str:
-    """' (did you mean: a, b?)' for the closest candidates, or '' when nothing is close."""
+def closest(name: str, candidates: list[str] | tuple[str, ...], n: int = 3) -> list[str]:
+    """The candidates closest to `name` (difflib ratio, then substring matches)."""
     close = difflib.get_close_matches(name, list(candidates), n=n, cutoff=0.5)
-    if not close:
-        close = [c for c in candidates if name and (name in c or c in name)][:n]
-    return f" (did you mean: {', '.join(close)}?)" if close else ""
+    return close or [c for c in candidates if name and (name in c or c in name)][:n]
+
+
+def suggest(name: str, candidates: list[str] | tuple[str, ...], prefix: str = "") -> str:
+    """' (did you mean: a, b?)' for the closest candidates, or '' when nothing is close."""
+    close = closest(name, candidates)
+    return f" (did you mean: {', '.join(prefix + c for c in close)}?)" if close else ""
 
 
 class Registry(Generic[T]):

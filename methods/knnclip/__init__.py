@@ -1,0 +1,1 @@
+"""kNN-CLIP: training-free continual segmentation by retrieval (Gui et al.)."""

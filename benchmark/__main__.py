@@ -1,0 +1,67 @@
+"""python -m benchmark SUBCOMMAND ...
+
+    run method=NAME stream=NAME [key=value ...]   run one method over one stream (configs/, Hydra overrides)
+    list [methods|streams|models]                 what is registered
+    streams show NAME                             a stream's steps, classes, image counts and hash
+    prepare DATASET --src RAW --dst ROOT          convert a raw dataset release to the layout the readers use
+    report RUN_DIR                                recompute a finished run's metrics and tables from raw stats
+    leaderboard [stream=NAME] [results_dir=PATH]  tables over every run under results/
+    miou / pq                                     the evaluator on folders of predictions (drop-in tools)
+    perf eval|data|retrieval                      throughput against references measured in the same run
+
+User errors print one line and exit with code 2 (add debug=true or --debug for the traceback).
+"""
+from __future__ import annotations
+
+import importlib
+import sys
+
+from benchmark.errors import UserError
+from benchmark.registry import suggest
+
+# subcommand -> "module:function" taking the remaining argv and returning an exit code
+SUBCOMMANDS = {
+    "run": "benchmark.cli:run_main",
+    "list": "benchmark.cli:list_main",
+    "streams": "benchmark.cli:streams_main",
+    "prepare": "benchmark.data.prepare:main",
+    "report": "benchmark.reporting.report:main",
+    "leaderboard": "benchmark.reporting.leaderboard:main",
+    "miou": "benchmark.evaluation.tools:miou_main",
+    "pq": "benchmark.evaluation.tools:pq_main",
+    "perf": "benchmark.perf:main",
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv or "debug=true" in argv
+    argv = [a for a in argv if a != "--debug"]
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(__doc__)
+        return 0
+    command, rest = argv[0], argv[1:]
+    try:
+        if command not in SUBCOMMANDS:
+            raise UserError(f"unknown subcommand '{command}'{suggest(command, list(SUBCOMMANDS))}; "
+                            f"available: {', '.join(SUBCOMMANDS)}")
+        module_name, function = SUBCOMMANDS[command].split(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            raise UserError(f"'{command}' is not available in this version yet") from None
+        return int(getattr(module, function)(rest) or 0)
+    except UserError as exc:
+        if debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

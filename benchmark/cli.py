@@ -1,0 +1,62 @@
+"""Entry points of the core subcommands: run, list, streams."""
+from __future__ import annotations
+
+import argparse
+import json
+
+from benchmark.config import GROUPS, data_root, group_options, load_config
+from benchmark.errors import UserError
+from benchmark.registry import suggest
+
+
+def run_main(argv: list[str]) -> int:
+    """`run key=value ...`: compose and validate the config, then run the stream."""
+    bad = [a for a in argv if "=" not in a]
+    if bad:
+        raise UserError(f"run takes key=value overrides, got '{bad[0]}' (e.g. run method=knnclip stream=demo_4steps)")
+    cfg = load_config(argv)
+    from benchmark.runner import run_stream
+
+    run_stream(cfg)
+    return 0
+
+
+def list_main(argv: list[str]) -> int:
+    """`list [methods|streams|models|...]`: registered methods and config options of each group."""
+    from benchmark.method import METHODS
+    import benchmark.plugins  # noqa: F401
+
+    what = argv[0] if argv else None
+    kinds = {"methods": METHODS.names(), "streams": group_options("stream"), "models": group_options("model"),
+             "data": group_options("data"), "loggers": group_options("logger")}
+    if what is not None and what not in kinds:
+        raise UserError(f"cannot list '{what}'{suggest(what, list(kinds))}; choose from: {', '.join(kinds)}")
+    for kind, names in kinds.items():
+        if what in (None, kind):
+            print(f"{kind}: {', '.join(names)}")
+    return 0
+
+
+def streams_main(argv: list[str]) -> int:
+    """`streams show NAME [data.root=...]`: steps, classes, image counts and hash of a stream."""
+    parser = argparse.ArgumentParser(prog="python -m benchmark streams")
+    parser.add_argument("action", choices=["show"])
+    parser.add_argument("name")
+    parser.add_argument("overrides", nargs="*", help="config overrides, e.g. stream.order_seed=1")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    cfg = load_config([f"stream={args.name}", *args.overrides])
+    from streams.builder import build_stream, cache_dir_for, open_dataset
+
+    root = data_root(cfg)
+    train = open_dataset(cfg.stream.dataset, "training", root, cfg.data.demo_seed)
+    description = build_stream(cfg.stream, train, cache_dir_for(root)).describe()
+    if args.json:
+        print(json.dumps(description, indent=1))
+        return 0
+    print(f"{description['name']} v{description['version']}  hash {description['hash']}  dataset {description['dataset']}  "
+          f"({description['num_steps']} steps{', panoptic' if description['panoptic'] else ''})")
+    for step in description["steps"]:
+        names = ", ".join(step["classes"][:8]) + (", ..." if step["num_classes"] > 8 else "")
+        print(f"  step {step['step']}: {step['num_classes']:4d} classes, {step['num_train_images']:6d} training images  [{names}]")
+    return 0

@@ -1,0 +1,222 @@
+"""Typed configuration: the schema behind the YAML files in configs/, and the loader behind the CLI.
+
+`configs/config.yaml` composes the groups method/, stream/, model/, data/, logger/ with Hydra; overrides are
+`group=option` and dotted `key=value` (`method.k=16`, `stream.order_seed=3`). The result is checked against
+the dataclasses below (unknown keys and wrong types are refused, with the closest key suggested); a method's
+own parameters are checked against its `Config` dataclass.
+"""
+from __future__ import annotations
+
+import keyword
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from benchmark.errors import UserError
+from benchmark.registry import suggest
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+GROUPS = ("method", "stream", "model", "data", "logger")
+
+
+@dataclass
+class StreamConfig:
+    name: str = "???"  # stream name (file name in configs/stream/)
+    dataset: str = "???"  # dataset the stream splits (demo, demo_panoptic, ade20k_847, ...)
+    num_steps: Optional[int] = None  # equal steps over the whole vocabulary, or ...
+    step_sizes: Optional[list[int]] = None  # ... explicit sizes (classic "100-10" splits: [100, 10, 10, 10, 10, 10])
+    order: str = "random"  # class order: random (seeded by order_seed) | frequency | natural
+    order_seed: int = 0  # seed of the random class order (draw other orders to average over)
+    mode: str = "overlap"  # overlap: every training image with a pixel of C_t; disjoint: and none of a future class
+    panoptic: bool = False  # evaluate PQ as well as mIoU
+    max_train_images_per_step: Optional[int] = None  # cap per step (first images in the frozen list)
+    version: int = 1  # bump when the definition changes; recorded in results so versions never mix
+
+
+@dataclass
+class ModelConfig:
+    name: str = "???"  # model config name (file name in configs/model/)
+    kind: str = "open_clip"  # open_clip: the frozen CLIP segmenter of benchmark.models
+    arch: str = "covseg-tiny-vit"  # open_clip architecture (the project's own configs included)
+    pretrained: Optional[str] = None  # open_clip pretrained tag (e.g. openai); None = random weights (seeded)
+    input_size: int = 224  # images are resized to input_size x input_size for the ViT
+    proposals: str = "superpixel"  # superpixel (SLIC) | oracle (ground-truth segments, analysis only)
+    superpixel_segments: int = 150  # SLIC n_segments
+    superpixel_compactness: float = 30.0  # SLIC compactness (higher: more regular superpixels)
+    templates: str = "single"  # prompt template set: single | ensemble
+    batch_size: int = 8  # images per forward pass
+
+
+@dataclass
+class DataConfig:
+    name: str = "default"
+    root: Optional[str] = None  # data root; None = $DETECTRON2_DATASETS or ./datasets
+    demo_seed: int = 0  # seed of the synthetic demo dataset
+    on_error: str = "raise"  # raise | skip: unreadable samples are counted and reported instead
+
+
+@dataclass
+class LoggerConfig:
+    name: str = "none"  # none | wandb
+    project: str = "covseg-bench"  # wandb project
+    entity: Optional[str] = None  # wandb entity
+    mode: Optional[str] = None  # wandb mode (online | offline); None = wandb's default / WANDB_MODE
+
+
+@dataclass
+class EvalConfig:
+    vocabulary: str = "seen"  # seen: segment with S_t, ignore unseen classes; all: every class (forward transfer)
+    miou_mode: str = "present"  # present (detectron2 >= 2022) | legacy (detectron2 v0.6)
+    batch_size: int = 8  # validation images per predict call
+    max_images: Optional[int] = None  # evaluate on the first N validation images only (quick looks)
+
+
+@dataclass
+class RunConfig:
+    method: Any = field(default_factory=dict)  # checked against the method's own Config dataclass
+    stream: StreamConfig = field(default_factory=StreamConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    seed: int = 0  # seeds python, numpy and torch; random-weight models are drawn from it
+    results_dir: str = "results"  # run folders go to results_dir/<stream>/<method>/<run-id>/
+    run_id: Optional[str] = None  # default: <UTC time>-s<seed>-<random suffix>
+    quiet: bool = False  # no progress bars (batch jobs)
+    debug: bool = False  # show tracebacks of user errors
+    device: str = "cpu"  # torch device
+
+
+def group_options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))
+
+
+def _check_group_choices(overrides: list[str]) -> None:
+    for item in overrides:
+        match = re.fullmatch(r"([a-z_]+)=(.*)", item)
+        if match and match.group(1) in GROUPS:
+            group, option = match.groups()
+            options = group_options(group)
+            if option not in options:
+                raise UserError(
+                    f"unknown {group} '{option}'{suggest(option, options)}; available: {', '.join(options)}"
+                )
+
+
+def _key_error(cfg: DictConfig, dotted: str) -> UserError:
+    """One line for an unknown key, with the closest existing keys at that level."""
+    parts = dotted.split(".")
+    node: Any = cfg
+    for depth, part in enumerate(parts):
+        if isinstance(node, DictConfig) and part in node:
+            node = node[part]
+            continue
+        prefix = "".join(p + "." for p in parts[:depth])
+        siblings = [str(k) for k in node.keys()] if isinstance(node, DictConfig) else []
+        return UserError(f"unknown config key '{dotted}'{suggest(part, siblings, prefix)}")
+    return UserError(f"invalid config key '{dotted}'")
+
+
+def load_config(overrides: list[str]) -> DictConfig:
+    """Compose configs/config.yaml with `overrides` and validate it; raises UserError with one line."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    _check_group_choices(overrides)
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
+        try:
+            cfg = compose(config_name="config", overrides=overrides)
+        except Exception as exc:  # hydra wraps override errors in several exception types
+            message = str(exc)
+            key = re.search(r"Could not override '([^']+)'", message) or re.search(r"Key '([^']+)' is not in struct", message)
+            if key:
+                base = compose(config_name="config", overrides=[o for o in overrides if not o.startswith(key.group(1) + "=")])
+                raise _key_error(base, key.group(1)) from None
+            raise UserError(f"invalid override: {message.splitlines()[0]}") from None
+    return validate(cfg)
+
+
+def validate(cfg: DictConfig) -> DictConfig:
+    """Merge into the typed schema (unknown keys, wrong types) and check the method's parameters."""
+    from benchmark.method import METHODS
+    import benchmark.plugins  # noqa: F401  (registers methods)
+
+    cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+    if "hydra" in cfg:
+        del cfg["hydra"]
+    method = cfg.pop("method", None) or {}
+    try:
+        typed = OmegaConf.merge(OmegaConf.structured(RunConfig), cfg)
+    except OmegaConfBaseException as exc:
+        raise _schema_error(exc, OmegaConf.structured(RunConfig)) from None
+    name = method.get("name")
+    if not name:
+        raise UserError("config has no method.name; choose one with method=NAME (see `python -m benchmark list methods`)")
+    method_cls = METHODS.get(name)
+    params = {_field_name(k): v for k, v in method.items() if k != "name"}
+    try:
+        checked = OmegaConf.merge(OmegaConf.structured(method_cls.Config), params)
+    except OmegaConfBaseException as exc:
+        schema = OmegaConf.create({_key_name(k): v for k, v in OmegaConf.structured(method_cls.Config).items()})
+        raise _schema_error(exc, schema, prefix="method.") from None
+    typed.method = OmegaConf.create({"name": name, **{_key_name(k): v for k, v in checked.items()}})
+    _check_choices(typed)
+    return typed
+
+
+def _field_name(key: str) -> str:
+    """Config keys that are Python keywords (`lambda`) live in dataclass fields with a trailing underscore."""
+    return key + "_" if keyword.iskeyword(key) else key
+
+
+def _key_name(field_name: str) -> str:
+    return field_name[:-1] if field_name.endswith("_") and keyword.iskeyword(field_name[:-1]) else field_name
+
+
+def method_config(cfg: DictConfig) -> Any:
+    """The method's typed Config instance from a validated run config."""
+    from benchmark.method import METHODS
+
+    method_cls = METHODS.get(cfg.method.name)
+    params = {_field_name(k): v for k, v in cfg.method.items() if k != "name"}
+    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(method_cls.Config), params))
+
+
+def _schema_error(exc: OmegaConfBaseException, schema: DictConfig, prefix: str = "") -> UserError:
+    key = getattr(exc, "full_key", None) or ""
+    message = str(exc).splitlines()[0]
+    if "not in struct" in message or "Missing key" in message or "Key '" in message:
+        return _key_error(OmegaConf.create({prefix.rstrip(".") or "_": schema}) if prefix else schema,
+                          (prefix + key) if prefix else key)
+    return UserError(f"invalid value for {prefix}{_key_name(str(key))}: {message}")
+
+
+def _check_choices(cfg: DictConfig) -> None:
+    choices = {
+        "stream.order": ("random", "frequency", "natural"),
+        "stream.mode": ("overlap", "disjoint"),
+        "model.proposals": ("superpixel", "oracle"),
+        "data.on_error": ("raise", "skip"),
+        "eval.vocabulary": ("seen", "all"),
+        "eval.miou_mode": ("present", "legacy"),
+        "logger.name": ("none", "wandb"),
+    }
+    for key, allowed in choices.items():
+        value = OmegaConf.select(cfg, key)
+        if value not in allowed:
+            raise UserError(f"{key}={value} is not one of: {', '.join(allowed)}")
+    positive = ("model.input_size", "model.batch_size", "eval.batch_size", "model.superpixel_segments")
+    for key in positive:
+        if OmegaConf.select(cfg, key) <= 0:
+            raise UserError(f"{key} must be positive, got {OmegaConf.select(cfg, key)}")
+
+
+def data_root(cfg: DictConfig) -> Path:
+    """data.root, else $DETECTRON2_DATASETS (detectron2's convention), else ./datasets."""
+    return Path(cfg.data.root or os.environ.get("DETECTRON2_DATASETS") or "datasets").expanduser()

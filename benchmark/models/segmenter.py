@@ -1,0 +1,213 @@
+"""The frozen open-vocabulary segmenter every method shares, built on open_clip.
+
+Pipeline for one image:
+1. dense CLIP features: the ViT runs on the resized image; in the last block only the value path is kept
+   (MaskCLIP, Zhou et al. 2022: v = W_v·LN(x), then the attention output projection, `ln_post` and `proj`;
+   no attention mixing, no MLP), giving one embedding per patch in the joint image-text space;
+2. class-agnostic mask proposals (`superpixel`: SLIC from scikit-image; `oracle`: the ground-truth segments,
+   for analysis only) as a partition of the image;
+3. mask pooling: area-weighted mean of the patch embeddings under each proposal, L2-normalised;
+4. text classifier: each class's prompt templates x synonyms encoded, averaged and normalised;
+   P_base = softmax(logit_scale · cos(mask embedding, class embedding)) over the asked vocabulary.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from benchmark.data.types import IGNORE_LABEL, Sample, Vocabulary
+from benchmark.errors import UserError
+
+OPEN_CLIP_CONFIG_DIR = Path(__file__).parent / "open_clip_configs"
+
+PROMPT_TEMPLATES = {
+    "single": ("a photo of a {}.",),
+    # a subset of CLIP's ImageNet prompt ensemble, as used by MaskCLIP / FC-CLIP style segmenters
+    "ensemble": (
+        "a photo of a {}.", "a photo of the {}.", "a bad photo of a {}.", "a photo of a small {}.",
+        "a photo of a large {}.", "a cropped photo of the {}.", "there is a {} in the scene.",
+        "a close-up photo of a {}.",
+    ),
+}
+
+
+@dataclass
+class ImageFeatures:
+    """What the frozen segmenter computes once per image (cacheable across steps)."""
+
+    proposals: np.ndarray  # (H, W) int32 proposal index per pixel, -1 = not covered
+    embeddings: torch.Tensor  # (M, D) L2-normalised mask-pooled CLIP embeddings of the proposals
+    instance_proposals: bool = False  # proposals are instances (oracle on panoptic data), not fragments
+
+
+def pool_regions(dense: torch.Tensor, regions: np.ndarray, num_regions: int) -> torch.Tensor:
+    """Area-weighted mean of dense features under each region, L2-normalised.
+
+    dense: (h, w, D) features on a grid covering the image; regions: (H, W) int region index, -1 = none.
+    Each pixel contributes to the feature cell it falls in, so pooling is exact for any H, W.
+    Returns (num_regions, D); a region without pixels gets a zero vector.
+    """
+    h, w, dim = dense.shape
+    height, width = regions.shape
+    cell_y = (np.arange(height) * h // height)[:, None]
+    cell_x = (np.arange(width) * w // width)[None, :]
+    cells = (cell_y * w + cell_x).ravel()
+    flat = regions.ravel().astype(np.int64)
+    keep = flat >= 0
+    counts = np.bincount(flat[keep] * (h * w) + cells[keep], minlength=num_regions * h * w)
+    weights = torch.from_numpy(counts.reshape(num_regions, h * w).astype(np.float32))
+    weights = weights / weights.sum(1, keepdim=True).clamp(min=1)
+    pooled = weights @ dense.reshape(h * w, dim).float()  # (M, D)
+    return F.normalize(pooled, dim=-1)
+
+
+def oracle_regions(sample: Sample, instances: bool) -> np.ndarray:
+    """Ground-truth segments as proposals: per class (semantic) or per instance (panoptic)."""
+    if instances and sample.pan_seg is not None:
+        ids = np.unique(sample.pan_seg)
+        ids = ids[ids != 0]
+        return np.where(sample.pan_seg > 0, np.searchsorted(ids, sample.pan_seg), -1).astype(np.int32)
+    classes = np.unique(sample.sem_seg)
+    classes = classes[classes != IGNORE_LABEL]
+    return np.where(sample.sem_seg != IGNORE_LABEL, np.searchsorted(classes, sample.sem_seg), -1).astype(np.int32)
+
+
+class OpenVocabSegmenter:
+    """Frozen open_clip model + proposals + text classifier. Built once per run and shared by all methods."""
+
+    def __init__(self, config, seed: int = 0, device: str = "cpu") -> None:
+        import open_clip
+
+        self.config = config
+        self.device = torch.device(device)
+        open_clip.add_model_config(OPEN_CLIP_CONFIG_DIR)
+        if config.arch not in open_clip.list_models():
+            raise UserError(f"model.arch='{config.arch}' is not an open_clip architecture (see open_clip.list_models())")
+        torch.manual_seed(seed)  # random-weight models are reproducible from the run seed
+        model, _, preprocess = open_clip.create_model_and_transforms(config.arch, pretrained=config.pretrained or None)
+        self.model = model.eval().to(self.device).requires_grad_(False)
+        self.tokenizer = open_clip.get_tokenizer(config.arch)
+        visual = self.model.visual
+        self.mean = torch.tensor(getattr(visual, "image_mean", None) or open_clip.OPENAI_DATASET_MEAN).view(1, 3, 1, 1)
+        self.std = torch.tensor(getattr(visual, "image_std", None) or open_clip.OPENAI_DATASET_STD).view(1, 3, 1, 1)
+        self.patch_size = visual.patch_size[0] if isinstance(visual.patch_size, tuple) else visual.patch_size
+        self.logit_scale = float(self.model.logit_scale.exp().clamp(max=100))
+        self._text_cache: dict[tuple[int, ...], torch.Tensor] = {}
+        # per-image results reused across steps (validation images are segmented after every step);
+        # bounded so that real datasets do not grow it without limit
+        self._feature_cache: dict[str, ImageFeatures] = {}
+        self._dense_cache: dict[str, torch.Tensor] = {}
+        self.cache_size = 4096
+        self._templates = PROMPT_TEMPLATES[config.templates]
+        self.embed_dim = int(self.model.text_projection.shape[1]) if self.model.text_projection is not None else None
+
+    # ---------------------------------------------------------------- dense features
+    def _positional_embedding(self, grid: int) -> torch.Tensor:
+        """Positional embedding resized (bicubic) when the input size differs from the pretrained one."""
+        pos = self.model.visual.positional_embedding  # (1 + g*g, width)
+        native = int(round((pos.shape[0] - 1) ** 0.5))
+        if native == grid:
+            return pos
+        patch = pos[1:].reshape(1, native, native, -1).permute(0, 3, 1, 2)
+        patch = F.interpolate(patch, size=(grid, grid), mode="bicubic", align_corners=False)
+        return torch.cat([pos[:1], patch.permute(0, 2, 3, 1).reshape(grid * grid, -1)])
+
+    @torch.no_grad()
+    def dense_features(self, images: list[np.ndarray]) -> torch.Tensor:
+        """(B, g, g, D) MaskCLIP dense embeddings for a batch of RGB uint8 images (resized to input_size)."""
+        size = self.config.input_size
+        batch = torch.stack([
+            F.interpolate(torch.from_numpy(img).permute(2, 0, 1)[None].float(), size=(size, size),
+                          mode="bilinear", align_corners=False)[0]
+            for img in images
+        ]) / 255.0
+        x = ((batch - self.mean) / self.std).to(self.device)
+        visual = self.model.visual
+        grid = size // self.patch_size
+        x = visual.conv1(x).flatten(2).transpose(1, 2)  # (B, g*g, width)
+        cls = visual.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1)
+        x = torch.cat([cls, x], dim=1) + self._positional_embedding(grid).to(x.dtype)
+        x = visual.ln_pre(x)
+        blocks = visual.transformer.resblocks
+        batch_first = getattr(visual.transformer, "batch_first", True)
+        if not batch_first:
+            x = x.transpose(0, 1)
+        for block in blocks[:-1]:
+            x = block(x)
+        if not batch_first:
+            x = x.transpose(0, 1)
+        last = blocks[-1]
+        y = last.ln_1(x)
+        dim = y.shape[-1]
+        v = F.linear(y, last.attn.in_proj_weight[2 * dim:], last.attn.in_proj_bias[2 * dim:])
+        v = last.attn.out_proj(v)  # value path only (MaskCLIP)
+        v = visual.ln_post(v[:, 1:])
+        if visual.proj is not None:
+            v = v @ visual.proj
+        return F.normalize(v, dim=-1).reshape(len(images), grid, grid, -1).cpu()
+
+    # ---------------------------------------------------------------- proposals
+    def propose(self, sample: Sample) -> np.ndarray:
+        """(H, W) int32 class-agnostic proposal index per pixel (-1 = not covered)."""
+        kind = self.config.proposals
+        if kind == "superpixel":
+            from skimage.segmentation import slic
+
+            return slic(sample.image, n_segments=self.config.superpixel_segments,
+                        compactness=self.config.superpixel_compactness, start_label=0,
+                        channel_axis=-1).astype(np.int32)
+        if kind == "oracle":
+            return oracle_regions(sample, instances=sample.pan_seg is not None)
+        raise UserError(f"model.proposals='{kind}' is not one of: superpixel, oracle")
+
+    def image_features(self, samples: list[Sample]) -> list[ImageFeatures]:
+        """Proposals and their pooled embeddings for a batch of images."""
+        dense = self.dense_features([s.image for s in samples])
+        out = []
+        for sample, feats in zip(samples, dense):
+            proposals = self.propose(sample)
+            num = int(proposals.max()) + 1 if proposals.size and proposals.max() >= 0 else 0
+            out.append(ImageFeatures(proposals, pool_regions(feats, proposals, num),
+                                     instance_proposals=self.config.proposals == "oracle" and sample.pan_seg is not None))
+        return out
+
+    def _cached(self, cache: dict, samples: list[Sample], compute) -> list:
+        keys = [f"{s.image_id}:{s.height}x{s.width}" for s in samples]
+        missing = [i for i, key in enumerate(keys) if key not in cache]
+        fresh = dict(zip(missing, compute([samples[i] for i in missing]))) if missing else {}
+        for i, value in fresh.items():
+            if len(cache) < self.cache_size:
+                cache[keys[i]] = value
+        return [fresh[i] if i in fresh else cache[key] for i, key in enumerate(keys)]
+
+    def cached_image_features(self, samples: list[Sample]) -> list[ImageFeatures]:
+        """`image_features` with a per-image cache (keyed by image id and size)."""
+        return self._cached(self._feature_cache, samples, self.image_features)
+
+    def cached_dense_features(self, samples: list[Sample]) -> list[torch.Tensor]:
+        """`dense_features` with a per-image cache: a training image shared by several steps runs once."""
+        return self._cached(self._dense_cache, samples, lambda batch: list(self.dense_features([s.image for s in batch])))
+
+    # ---------------------------------------------------------------- text classifier
+    @torch.no_grad()
+    def text_embeddings(self, vocab: Vocabulary) -> torch.Tensor:
+        """(C, D) one normalised embedding per class of `vocab`: mean over templates x synonyms."""
+        key = tuple(vocab.ids)
+        if key not in self._text_cache:
+            embeddings = []
+            for cls in vocab.classes:
+                prompts = [t.format(s) for s in cls.synonyms for t in self._templates]
+                tokens = self.tokenizer(prompts).to(self.device)
+                emb = F.normalize(self.model.encode_text(tokens).float(), dim=-1).mean(0)
+                embeddings.append(F.normalize(emb, dim=-1))
+            self._text_cache[key] = torch.stack(embeddings).cpu()
+        return self._text_cache[key]
+
+    def classify(self, embeddings: torch.Tensor, vocab: Vocabulary) -> torch.Tensor:
+        """(M, C) P_base over `vocab` for (M, D) mask embeddings."""
+        logits = self.logit_scale * embeddings @ self.text_embeddings(vocab).T
+        return logits.softmax(dim=-1)

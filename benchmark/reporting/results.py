@@ -1,0 +1,150 @@
+"""The run folder: results/<stream>/<method>/<run-id>/
+
+    config.yaml          resolved configuration
+    manifest.json        provenance: git commit, package versions, seed, stream hash, host, timings, status
+    stats/step_NNN.npz   raw statistics of step t (confusion matrix, ...): every metric is derived from these
+    stats/step_NNN.json  per-step costs: learn / eval seconds, memory bytes, trainable parameters
+    matrix_miou.csv      R[t][j]
+    summary.json         stream metrics (percent), matrices, memory, seconds
+
+Every file is written atomically; `manifest.json` says `"status": "complete"` only once everything is written.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import platform
+import secrets
+import socket
+import subprocess
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from omegaconf import DictConfig, OmegaConf
+
+from benchmark.errors import UserError
+from benchmark.evaluation.semantic import gt_present, per_class_iou
+from benchmark.evaluation.stream_metrics import semantic_stream_results
+from benchmark.io import atomic_save_npz, atomic_write_json, atomic_write_text
+
+PACKAGES = ("torch", "open_clip_torch", "faiss-cpu", "timm", "avalanche-lib", "numpy", "omegaconf", "hydra-core")
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def utc_now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def git_state() -> dict:
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
+
+    try:
+        return {"commit": git("rev-parse", "HEAD") or None, "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+
+
+def package_versions() -> dict:
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def finite(value):
+    """NaN -> None so summary.json is strict JSON."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, list):
+        return [finite(v) for v in value]
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    return value
+
+
+class RunWriter:
+    def __init__(self, run_dir: Path, cfg: DictConfig, stream) -> None:
+        self.run_dir = run_dir
+        self.cfg = cfg
+        self.stream = stream
+        self.manifest: dict = {}
+
+    @classmethod
+    def create(cls, cfg: DictConfig, stream) -> "RunWriter":
+        run_id = cfg.run_id or f"{dt.datetime.now(dt.timezone.utc):%Y%m%d-%H%M%S}-s{cfg.seed}-{secrets.token_hex(3)}"
+        run_dir = Path(cfg.results_dir) / stream.name / cfg.method.name / run_id
+        try:
+            run_dir.mkdir(parents=True, exist_ok=False)  # exclusive: two runs never share a folder
+        except FileExistsError:
+            raise UserError(f"run folder {run_dir} already exists; choose another run_id=") from None
+        except OSError as exc:
+            raise UserError(f"cannot create the run folder {run_dir} ({exc.strerror}); set results_dir= to a writable folder") from None
+        writer = cls(run_dir, cfg, stream)
+        atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg))
+        writer.manifest = {
+            "run_id": run_id, "status": "running", "stream": stream.name, "stream_version": stream.version,
+            "stream_hash": stream.hash, "step_image_hashes": stream.step_hashes(), "method": cfg.method.name,
+            "model": OmegaConf.to_container(cfg.model), "seed": cfg.seed, "git": git_state(),
+            "packages": package_versions(), "python": platform.python_version(), "host": socket.gethostname(),
+            "platform": platform.platform(), "started": utc_now(), "finished": None,
+        }
+        atomic_write_json(run_dir / "manifest.json", writer.manifest)
+        return writer
+
+    def write_step(self, step: int, confusion: np.ndarray, learn_seconds: float, eval_seconds: float,
+                   memory_bytes: int) -> dict:
+        atomic_save_npz(self.run_dir / "stats" / f"step_{step:03d}.npz", confusion=confusion)
+        iou, present = 100 * per_class_iou(confusion), gt_present(confusion)
+        seen = [c for c in self.stream.seen_classes(step) if present[c]]
+        record = {
+            "step": step, "learn_seconds": learn_seconds, "eval_seconds": eval_seconds,
+            "memory_bytes": int(memory_bytes), "miou_seen": float(np.mean(iou[seen])) if seen else float("nan"),
+        }
+        atomic_write_json(self.run_dir / "stats" / f"step_{step:03d}.json", finite(record))
+        return record
+
+    def finish(self) -> dict:
+        summary = build_summary(self.run_dir, self.stream.step_classes, self.stream.name, self.cfg.method.name)
+        atomic_write_json(self.run_dir / "summary.json", summary)
+        matrix = pd.DataFrame(summary["matrices"]["miou"], columns=[f"C{j}" for j in range(self.stream.num_steps)])
+        matrix.index.name = "after_step"
+        atomic_write_text(self.run_dir / "matrix_miou.csv", matrix.to_csv(float_format="%.4f"))
+        self.manifest.update(status="complete", finished=utc_now())
+        atomic_write_json(self.run_dir / "manifest.json", self.manifest)
+        return summary
+
+    def format_summary(self, summary: dict) -> str:
+        matrix = pd.DataFrame(summary["matrices"]["miou"], columns=[f"C{j}" for j in range(len(summary["matrices"]["miou"][0]))],
+                              index=[f"after step {t}" for t in range(len(summary["matrices"]["miou"]))], dtype=float)
+        metrics = pd.Series(summary["metrics"]["miou"], dtype=float)
+        return (f"\nmIoU matrix R[t][j] (rows: after step t; columns: classes of step j)\n"
+                f"{matrix.round(1).to_string(na_rep='-')}\n\n{summary['method']} on {summary['stream']}\n"
+                f"{metrics.round(2).to_string()}\n\nresults: {self.run_dir}")
+
+
+def load_confusions(run_dir: Path) -> list[np.ndarray]:
+    files = sorted((Path(run_dir) / "stats").glob("step_*.npz"))
+    return [np.load(f)["confusion"] for f in files]
+
+
+def build_summary(run_dir: Path, step_classes: list[list[int]], stream: str, method: str) -> dict:
+    """summary.json from the raw per-step statistics on disk (never from rounded numbers)."""
+    run_dir = Path(run_dir)
+    confusions = load_confusions(run_dir)
+    results = semantic_stream_results(confusions, step_classes)
+    steps = [json.loads(p.read_text()) for p in sorted((run_dir / "stats").glob("step_*.json"))]
+    return finite({
+        "stream": stream, "method": method, "run_id": run_dir.name, "num_steps": len(step_classes),
+        "metrics": {"miou": results["summary"]},
+        "matrices": {"miou": results["matrix"].tolist()},
+        "seen": {"miou": results["seen"]},
+        "memory_bytes": [s["memory_bytes"] for s in steps],
+        "seconds": {"learn": [s["learn_seconds"] for s in steps], "eval": [s["eval_seconds"] for s in steps]},
+    })

@@ -1,0 +1,166 @@
+"""Turn a declarative stream config (configs/stream/*.yaml) into a concrete, hashed stream.
+
+A stream fixes: the class order (seeded permutation, frequency order or the dataset's order), the classes of
+each step C_t, and the training images of each step (overlap: every image with a pixel of C_t; disjoint:
+additionally no pixel of a future class). Per-image class lists are read once per dataset split and cached
+next to the data; the stream's content hash (class order + per-step image lists) goes into every run's
+manifest, so results of different stream versions are never mixed.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from benchmark.data.types import SegmentationDataset, Vocabulary
+from benchmark.errors import UserError
+
+
+@dataclass
+class Stream:
+    name: str
+    version: int
+    dataset: str
+    vocabulary: Vocabulary
+    class_order: list[int]
+    step_classes: list[list[int]]  # C_0 .. C_T
+    train_indices: list[list[int]]  # training images of each step (indices into the training split)
+    train_image_ids: list[list[str]]
+    panoptic: bool
+
+    @property
+    def num_steps(self) -> int:
+        return len(self.step_classes)
+
+    def seen_classes(self, step: int) -> list[int]:
+        return sorted(c for classes in self.step_classes[: step + 1] for c in classes)
+
+    def step_hashes(self) -> list[str]:
+        return [_sha(json.dumps(ids)) for ids in self.train_image_ids]
+
+    @property
+    def hash(self) -> str:
+        """Content hash: vocabulary, class order, per-step classes and image lists."""
+        payload = {
+            "vocabulary": self.vocabulary.name, "classes": self.step_classes,
+            "images": self.step_hashes(), "version": self.version,
+        }
+        return _sha(json.dumps(payload, sort_keys=True))[:16]
+
+    def describe(self) -> dict:
+        return {
+            "name": self.name, "version": self.version, "hash": self.hash, "dataset": self.dataset,
+            "vocabulary": self.vocabulary.name, "num_steps": self.num_steps, "panoptic": self.panoptic,
+            "steps": [
+                {"step": t, "num_classes": len(c), "classes": [self.vocabulary.classes[i].name for i in c],
+                 "class_ids": c, "num_train_images": len(ids), "images_hash": h}
+                for t, (c, ids, h) in enumerate(zip(self.step_classes, self.train_image_ids, self.step_hashes()))
+            ],
+        }
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def step_sizes(cfg, num_classes: int) -> list[int]:
+    if cfg.step_sizes:
+        sizes = list(cfg.step_sizes)
+    elif cfg.num_steps:
+        base, extra = divmod(num_classes, cfg.num_steps)
+        sizes = [base + (1 if t < extra else 0) for t in range(cfg.num_steps)]
+    else:
+        raise UserError(f"stream '{cfg.name}' sets neither num_steps nor step_sizes")
+    if sum(sizes) != num_classes or min(sizes) <= 0:
+        raise UserError(f"stream '{cfg.name}': step sizes {sizes} must be positive and sum to {num_classes} classes")
+    return sizes
+
+
+def class_order(cfg, vocabulary: Vocabulary, frequency: list[float] | None = None) -> list[int]:
+    ids = vocabulary.ids
+    if cfg.order == "natural":
+        return ids
+    if cfg.order == "frequency":
+        if frequency is None:
+            raise UserError(f"stream '{cfg.name}': order=frequency needs per-class frequencies")
+        return [ids[i] for i in np.argsort(-np.asarray(frequency), kind="stable")]
+    return [int(i) for i in np.random.default_rng(cfg.order_seed).permutation(ids)]
+
+
+def classes_per_image(dataset: SegmentationDataset, cache_dir: Path | None, progress=None) -> list[list[int]]:
+    """Class ids present in each image of the split, cached as JSON (keyed by dataset, split and size)."""
+    cache = None
+    if cache_dir is not None:
+        cache = Path(cache_dir) / f"classes_{dataset.name}_{dataset.split}_{len(dataset)}.json"
+        if cache.is_file():
+            data = json.loads(cache.read_text())
+            if data["image_ids"] == [dataset.image_id(i) for i in range(len(dataset))]:
+                return data["classes"]
+    indices = range(len(dataset))
+    if progress is not None:
+        indices = progress(indices, desc=f"index {dataset.name}/{dataset.split}")
+    classes = [[int(c) for c in dataset.classes_present(i)] for i in indices]
+    if cache is not None:
+        from benchmark.io import atomic_write_text
+
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(cache, json.dumps({"image_ids": [dataset.image_id(i) for i in range(len(dataset))],
+                                             "classes": classes}))
+    return classes
+
+
+def build_stream(cfg, train: SegmentationDataset, cache_dir: Path | None = None, progress=None) -> Stream:
+    vocabulary = train.vocabulary
+    per_image = classes_per_image(train, cache_dir, progress)
+    frequency = None
+    if cfg.order == "frequency":
+        frequency = np.zeros(len(vocabulary))
+        for classes in per_image:
+            frequency[classes] += 1
+    order = class_order(cfg, vocabulary, frequency)
+    sizes = step_sizes(cfg, len(vocabulary))
+    bounds = np.cumsum([0] + sizes)
+    step_classes = [sorted(order[bounds[t]: bounds[t + 1]]) for t in range(len(sizes))]
+    step_of_class = np.empty(len(vocabulary), dtype=np.int64)
+    for t, classes in enumerate(step_classes):
+        step_of_class[classes] = t
+    train_indices: list[list[int]] = [[] for _ in sizes]
+    for index, classes in enumerate(per_image):
+        steps = step_of_class[classes] if classes else np.array([], dtype=np.int64)
+        for t in np.unique(steps):
+            if cfg.mode == "disjoint" and steps.max() > t:
+                continue  # holds a pixel of a future class
+            train_indices[int(t)].append(index)
+    if cfg.max_train_images_per_step:
+        train_indices = [ids[: cfg.max_train_images_per_step] for ids in train_indices]
+    for t, ids in enumerate(train_indices):
+        if not ids:
+            raise UserError(
+                f"stream '{cfg.name}': step {t} has no training image holding its classes "
+                f"({', '.join(vocabulary.classes[c].name for c in step_classes[t][:5])}...); "
+                "change stream.order_seed, stream.mode or the step sizes"
+            )
+    return Stream(
+        name=cfg.name, version=cfg.version, dataset=cfg.dataset, vocabulary=vocabulary, class_order=order,
+        step_classes=step_classes, train_indices=train_indices,
+        train_image_ids=[[train.image_id(i) for i in ids] for ids in train_indices], panoptic=cfg.panoptic,
+    )
+
+
+def open_dataset(name: str, split: str, root: Path, demo_seed: int = 0) -> SegmentationDataset:
+    """The demo dataset is generated on first use; real datasets are read from the data root."""
+    if name in ("demo", "demo_panoptic"):
+        from benchmark.data.demo import demo_dataset
+
+        return demo_dataset(root, split, panoptic=name == "demo_panoptic", seed=demo_seed)
+    from benchmark.data.datasets import build_dataset
+
+    return build_dataset(name, split, root)
+
+
+def cache_dir_for(root: Path) -> Path:
+    return Path(os.environ.get("COVSEG_CACHE", Path(root) / "covseg_cache"))
