@@ -1,5 +1,6 @@
 """`prepare` converters against the real ADE20K / COCO samples in ../shared/fixtures and a synthetic Pascal
 Context `.mat`; expectations are computed here from the raw files, not through the converter's helpers."""
+
 from __future__ import annotations
 
 import io
@@ -66,7 +67,9 @@ def test_prepare_ade20k_full_matches_raw_seg(shared_fixtures: Path, tmp_path: Pa
         image = np.asarray(Image.open(out / "images_detectron2" / "training" / raw_image.name))
         assert image.shape == (new_h, new_w, 3)
         original = torch.from_numpy(np.asarray(Image.open(raw_image).convert("RGB"))).permute(2, 0, 1)[None]
-        reference = torch.nn.functional.interpolate(original.float(), (new_h, new_w), mode="bilinear", align_corners=False)
+        reference = torch.nn.functional.interpolate(
+            original.float(), (new_h, new_w), mode="bilinear", align_corners=False
+        )
         reference = reference[0].permute(1, 2, 0).round().clamp(0, 255).numpy().astype(np.uint8)
         encoded = io.BytesIO()
         Image.fromarray(reference).save(encoded, format="JPEG", quality=75)  # PIL's default, as MaskFormer saves
@@ -75,7 +78,9 @@ def test_prepare_ade20k_full_matches_raw_seg(shared_fixtures: Path, tmp_path: Pa
 
 
 def test_prepare_ade20k_full_dataset_reads_back(shared_fixtures: Path, tmp_path: Path) -> None:
-    main(["ade20k_full", "--src", str(shared_fixtures / "ade20k_full_raw" / "ADE20K_2021_17_01"), "--dst", str(tmp_path)])
+    main(
+        ["ade20k_full", "--src", str(shared_fixtures / "ade20k_full_raw" / "ADE20K_2021_17_01"), "--dst", str(tmp_path)]
+    )
     dataset = build_dataset("ade20k_847", "train", tmp_path)
     assert len(dataset) == 3
     sample = dataset.load(0)
@@ -139,7 +144,9 @@ def test_resize_bilinear_matches_torch_half_pixel_bilinear() -> None:
 # ------------------------------------------------------------------------------------------- Pascal Context
 
 
-def write_voc2010(root: Path, label_maps: dict[str, np.ndarray], splits: dict[str, list[str]], image_sizes=None) -> Path:
+def write_voc2010(
+    root: Path, label_maps: dict[str, np.ndarray], splits: dict[str, list[str]], image_sizes=None
+) -> Path:
     from scipy.io import savemat
 
     voc = root / "VOCdevkit" / "VOC2010"
@@ -157,7 +164,11 @@ def write_voc2010(root: Path, label_maps: dict[str, np.ndarray], splits: dict[st
 
 def test_prepare_pascal_context_459_and_59(tmp_path: Path) -> None:
     label_map = np.array([[0, 1, 2, 459], [9, 9, 18, 5]])  # 2 aeroplane, 9 bag, 18 bed: PC-59 ids 0, 1, 2
-    write_voc2010(tmp_path / "src", {"2008_000001": label_map, "2008_000002": label_map[::-1]}, {"train": ["2008_000001"], "val": ["2008_000002"]})
+    write_voc2010(
+        tmp_path / "src",
+        {"2008_000001": label_map, "2008_000002": label_map[::-1]},
+        {"train": ["2008_000001"], "val": ["2008_000002"]},
+    )
     dst = tmp_path / "root"
     assert main(["pascal_context", "--src", str(tmp_path / "src"), "--dst", str(dst)]) == 0
 

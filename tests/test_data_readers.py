@@ -1,5 +1,6 @@
 """Readers and the dataset factory: the COCO panoptic reader against panopticapi's sample, bad files named in
 one-line DataErrors, `on_error=skip`, data-root precedence and the missing-data message."""
+
 from __future__ import annotations
 
 import json
@@ -60,7 +61,9 @@ def test_coco_panoptic_reader_reproduces_sample(shared_fixtures: Path) -> None:
             expected_semantic[segment_ids == seg["id"]] = contiguous[seg["category_id"]]
         np.testing.assert_array_equal(loaded.sem_seg, expected_semantic)
         assert (loaded.sem_seg[segment_ids == 0] == 65535).all() and (segment_ids == 0).any()
-        assert reader.classes_present(index).tolist() == sorted({contiguous[s["category_id"]] for s in ann["segments_info"]})
+        assert reader.classes_present(index).tolist() == sorted(
+            {contiguous[s["category_id"]] for s in ann["segments_info"]}
+        )
 
 
 # ------------------------------------------------------------------------------------------------ bad inputs
@@ -216,12 +219,24 @@ def test_ade20k_150_panoptic_layout(tmp_path: Path) -> None:
     pan[0, :, 0] = 7  # segment 7: wall (0, stuff)
     pan[1, :2, 1] = 1  # segment 256: person (12, thing)
     Image.fromarray(pan).save(ade / "ade20k_panoptic_val/ADE_val_00000001.png")
-    (ade / "ade20k_panoptic_val.json").write_text(json.dumps({
-        "images": [{"id": "ADE_val_00000001", "file_name": "ADE_val_00000001.jpg", "height": 2, "width": 3}],
-        "annotations": [{"image_id": "ADE_val_00000001", "file_name": "ADE_val_00000001.png", "segments_info": [
-            {"id": 7, "category_id": 0, "iscrowd": 0, "area": 3}, {"id": 256, "category_id": 12, "iscrowd": 0, "area": 2}]}],
-        "categories": [],
-    }))
+    (ade / "ade20k_panoptic_val.json").write_text(
+        json.dumps(
+            {
+                "images": [{"id": "ADE_val_00000001", "file_name": "ADE_val_00000001.jpg", "height": 2, "width": 3}],
+                "annotations": [
+                    {
+                        "image_id": "ADE_val_00000001",
+                        "file_name": "ADE_val_00000001.png",
+                        "segments_info": [
+                            {"id": 7, "category_id": 0, "iscrowd": 0, "area": 3},
+                            {"id": 256, "category_id": 12, "iscrowd": 0, "area": 2},
+                        ],
+                    }
+                ],
+                "categories": [],
+            }
+        )
+    )
     sample = build_dataset("ade20k_150_panoptic", "val", tmp_path).load(0)
     np.testing.assert_array_equal(sample.sem_seg, [[0, 0, 0], [12, 12, 65535]])
     assert [(s.id, s.category_id, s.isthing) for s in sample.segments] == [(7, 0, False), (256, 12, True)]

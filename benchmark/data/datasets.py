@@ -5,6 +5,7 @@ layouts of MaskFormer / FC-CLIP / SAN), so numbers are comparable with published
 else `default_data_root()`: env DETECTRON2_DATASETS, else `./datasets`). A missing folder raises a one-line
 DataError naming the expected path, the setting that moves it and the command that creates it.
 """
+
 from __future__ import annotations
 
 import json
@@ -67,7 +68,11 @@ def _semseg(image_dir: str, label_dir: str, label_ext: str, label_ignore: int = 
 
 
 def _panoptic(
-    image_dir: str, panoptic_json: str, panoptic_dir: str, semantic_dir: str | None, category_ids: Callable[[], list[int]]
+    image_dir: str,
+    panoptic_json: str,
+    panoptic_dir: str,
+    semantic_dir: str | None,
+    category_ids: Callable[[], list[int]],
 ) -> Callable:
     """A builder for a COCO-panoptic layout; `{split}` is train / val, `{folder}` training / validation."""
 
@@ -111,7 +116,9 @@ _register(
     DatasetSpec(
         "ade20k_847",
         "ade20k_847",
-        _semseg("ADE20K_2021_17_01/images_detectron2/{folder}", "ADE20K_2021_17_01/annotations_detectron2/{folder}", ".tif"),
+        _semseg(
+            "ADE20K_2021_17_01/images_detectron2/{folder}", "ADE20K_2021_17_01/annotations_detectron2/{folder}", ".tif"
+        ),
         "ADE20K_2021_17_01",
         ADE_FULL_PREPARE,
     ),
@@ -120,7 +127,9 @@ _register(
     DatasetSpec(
         "ade20k_150",
         "ade20k_150",
-        _semseg("ADEChallengeData2016/images/{folder}", "ADEChallengeData2016/annotations_detectron2/{folder}", ".png", 255),
+        _semseg(
+            "ADEChallengeData2016/images/{folder}", "ADEChallengeData2016/annotations_detectron2/{folder}", ".png", 255
+        ),
         "ADEChallengeData2016",
         "python -m benchmark prepare ade20k_150 --root {root} (after unpacking ADEChallengeData2016.zip there)",
     ),

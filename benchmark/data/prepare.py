@@ -10,6 +10,7 @@ so results stay comparable with published numbers.
 Every file is written to a temporary name in its final folder and renamed (a killed run never leaves a
 half-written file); existing outputs are kept unless `--overwrite`, so an interrupted run resumes.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,8 +28,8 @@ from PIL import Image
 from tqdm import tqdm
 
 from benchmark.data.datasets import SPLIT_FOLDERS, default_data_root, vocabulary_field
-from benchmark.data.readers import SegmentInfo, read_image, rgb_to_id, semantic_from_panoptic
-from benchmark.data.types import IGNORE_LABEL
+from benchmark.data.readers import read_image, rgb_to_id, semantic_from_panoptic
+from benchmark.data.types import IGNORE_LABEL, SegmentInfo
 from benchmark.errors import DataError, UserError
 
 ADE_SHORT_SIDE = 512  # MaskFormer's prepare_ade20k_full_sem_seg.py: short side above this is resized to it
@@ -236,7 +237,9 @@ def find_voc2010(src: Path) -> Path:
                     f"(the *.mat LabelMap files) into {base}"
                 )
             return base
-    raise DataError(f"--src {src}: no JPEGImages folder in it, in VOC2010/ or in VOCdevkit/VOC2010/; give the VOC2010 folder")
+    raise DataError(
+        f"--src {src}: no JPEGImages folder in it, in VOC2010/ or in VOCdevkit/VOC2010/; give the VOC2010 folder"
+    )
 
 
 def read_split_lists(voc: Path, splits_dir: Path | None) -> dict[str, list[str]]:
@@ -293,7 +296,9 @@ def convert_pascal_image(job: tuple[Path, Path, Path, Path, Path, bool]) -> bool
     except Exception as exc:
         raise DataError(f"cannot read image {image_path}: {exc}") from None
     if label_map.shape != (height, width):
-        raise DataError(f"{mat_path}: LabelMap is {label_map.shape[1]}x{label_map.shape[0]} but {image_path} is {width}x{height}")
+        raise DataError(
+            f"{mat_path}: LabelMap is {label_map.shape[1]}x{label_map.shape[0]} but {image_path} is {width}x{height}"
+        )
     labels_459, labels_59 = pascal_context_labels(label_map, mat_path)
     copy_file(image_path, out_image)
     save_tif16(out_459, labels_459)
@@ -354,7 +359,9 @@ def prepare_coco_panoptic(args: argparse.Namespace) -> int:
             segments = []
             for seg in ann["segments_info"]:
                 if seg["category_id"] not in contiguous:
-                    raise DataError(f"{annotation_file}: {ann['file_name']} has unknown category_id {seg['category_id']}")
+                    raise DataError(
+                        f"{annotation_file}: {ann['file_name']} has unknown category_id {seg['category_id']}"
+                    )
                 segments.append(SegmentInfo(id=int(seg["id"]), category_id=contiguous[seg["category_id"]]))
             jobs.append(
                 (
@@ -429,16 +436,27 @@ def build_parser() -> argparse.ArgumentParser:
 
     ade = add("ade20k_full", "ADE20K full release -> ADE20K_2021_17_01/{images,annotations}_detectron2 (A-847)")
     ade.add_argument("--src", type=Path, required=True, help="the ADE20K_2021_17_01 folder or its parent")
-    ade.add_argument("--dst", type=Path, default=None, help="data root to write into (default: $DETECTRON2_DATASETS or ./datasets)")
+    ade.add_argument(
+        "--dst", type=Path, default=None, help="data root to write into (default: $DETECTRON2_DATASETS or ./datasets)"
+    )
     pascal = add("pascal_context", "VOC2010 + Pascal Context .mat -> pascal_ctx_d2 (PC-459 .tif and PC-59 .png)")
     pascal.add_argument("--src", type=Path, required=True, help="the VOC2010 folder (JPEGImages/, trainval/*.mat)")
-    pascal.add_argument("--dst", type=Path, default=None, help="data root to write into (default: $DETECTRON2_DATASETS or ./datasets)")
-    pascal.add_argument("--splits", type=Path, default=None, help="folder with train.txt and val.txt (default: VOC2010/ImageSets/SegmentationContext)")
+    pascal.add_argument(
+        "--dst", type=Path, default=None, help="data root to write into (default: $DETECTRON2_DATASETS or ./datasets)"
+    )
+    pascal.add_argument(
+        "--splits",
+        type=Path,
+        default=None,
+        help="folder with train.txt and val.txt (default: VOC2010/ImageSets/SegmentationContext)",
+    )
     for name, help in (
         ("coco_panoptic", "coco/panoptic_{train,val}2017 -> coco/panoptic_semseg_{train,val}2017 (133 classes)"),
         ("ade20k_150", "ADEChallengeData2016/annotations -> annotations_detectron2 (A-150)"),
     ):
-        add(name, help).add_argument("--root", type=Path, default=None, help="data root (default: $DETECTRON2_DATASETS or ./datasets)")
+        add(name, help).add_argument(
+            "--root", type=Path, default=None, help="data root (default: $DETECTRON2_DATASETS or ./datasets)"
+        )
     return parser
 
 

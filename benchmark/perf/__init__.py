@@ -1,4 +1,5 @@
 """`python -m benchmark perf NAME ...`: micro-benchmarks; `perf NAME` runs `benchmark.perf.NAME:main(rest)`."""
+
 from __future__ import annotations
 
 import importlib

@@ -1,6 +1,7 @@
 """`python -m benchmark perf data`: images/s for reading and decoding ADE-like samples (512 px JPEG + 16-bit
 TIFF label map) through the project's reader (`SemSegFolder.load`: decode, int64 labels, value check, size
 check) against plain PIL reading of the same files in the same run, so the reader's overhead is visible."""
+
 from __future__ import annotations
 
 import argparse
