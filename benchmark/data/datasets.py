@@ -1,0 +1,248 @@
+"""The real datasets in the folder layouts the open-vocabulary segmentation community prepares (detectron2
+layouts of MaskFormer / FC-CLIP / SAN), so numbers are comparable with published ones.
+
+`build_dataset(name, split, root)` is the one entry point; `root` is the data root (config `data.root=`,
+else `default_data_root()`: env DETECTRON2_DATASETS, else `./datasets`). A missing folder raises a one-line
+DataError naming the expected path, the setting that moves it and the command that creates it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Literal
+
+import numpy as np
+
+from benchmark.data.readers import CocoPanopticFolder, SemSegFolder
+from benchmark.data.types import IGNORE_LABEL, VOCABULARY_DIR, Sample, SegmentationDataset, Vocabulary
+from benchmark.errors import DataError, UserError
+from benchmark.registry import Registry, suggest
+
+SPLITS = ("train", "val")
+SPLIT_FOLDERS = {"train": "training", "val": "validation"}  # ADE20K / pascal_ctx_d2 folder names
+OnError = Literal["raise", "skip"]
+
+
+def default_data_root() -> Path:
+    """The data root when the config sets none: env DETECTRON2_DATASETS (the convention detectron2 users
+    already have), else `./datasets`."""
+    return Path(os.environ.get("DETECTRON2_DATASETS") or "datasets")
+
+
+def vocabulary_field(vocabulary: str, field: str) -> list:
+    """Per-class values of a vocabulary-file field that `ClassInfo` does not carry (`ade_raw_id`,
+    `coco_id`), in class-id order."""
+    classes = json.loads((VOCABULARY_DIR / f"{vocabulary}.json").read_text())["classes"]
+    return [c[field] for c in classes]
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """How one dataset sits under the data root and how to create it when it is missing."""
+
+    name: str  # registry name, e.g. ade20k_847
+    vocabulary: str  # vocabulary file name under benchmark/data/vocabularies
+    build: Callable[["DatasetSpec", str, Path, Vocabulary], SegmentationDataset]
+    folder: str  # top folder under the data root (named in the missing-data message)
+    how_to_prepare: str  # command or step that creates the folder; `{root}` is filled in
+
+
+DATASETS: Registry[DatasetSpec] = Registry("dataset")
+
+
+def _semseg(image_dir: str, label_dir: str, label_ext: str, label_ignore: int = IGNORE_LABEL) -> Callable:
+    """A builder for a `SemSegFolder` layout; `{folder}` in the templates is training / validation."""
+
+    def build(spec: DatasetSpec, split: str, root: Path, vocabulary: Vocabulary) -> SegmentationDataset:
+        images = root / image_dir.format(folder=SPLIT_FOLDERS[split])
+        labels = root / label_dir.format(folder=SPLIT_FOLDERS[split])
+        _require(spec, split, root, images, labels)
+        return SemSegFolder(
+            spec.name, split, images, labels, vocabulary, label_ext=label_ext, label_ignore=label_ignore
+        )
+
+    return build
+
+
+def _panoptic(
+    image_dir: str,
+    panoptic_json: str,
+    panoptic_dir: str,
+    semantic_dir: str | None,
+    category_ids: Callable[[], list[int]],
+) -> Callable:
+    """A builder for a COCO-panoptic layout; `{split}` is train / val, `{folder}` training / validation."""
+
+    def build(spec: DatasetSpec, split: str, root: Path, vocabulary: Vocabulary) -> SegmentationDataset:
+        names = {"split": split, "folder": SPLIT_FOLDERS[split]}
+        images, pan_json, pan_dir = (root / t.format(**names) for t in (image_dir, panoptic_json, panoptic_dir))
+        _require(spec, split, root, images, pan_json, pan_dir)
+        semantic = root / semantic_dir.format(**names) if semantic_dir else None
+        return CocoPanopticFolder(
+            spec.name,
+            split,
+            images,
+            pan_json,
+            pan_dir,
+            vocabulary,
+            category_ids(),
+            semantic_dir=semantic if semantic is not None and semantic.is_dir() else None,
+        )
+
+    return build
+
+
+def _require(spec: DatasetSpec, split: str, root: Path, *paths: Path) -> None:
+    for path in paths:
+        if not path.exists():
+            raise DataError(
+                f"dataset {spec.name} ({split}) not found: expected {path}; set data.root= or "
+                f"DETECTRON2_DATASETS to the folder that holds {spec.folder}/, or create it with: "
+                + spec.how_to_prepare.format(root=root)
+            )
+
+
+def _register(spec: DatasetSpec) -> None:
+    DATASETS.register(spec.name, spec)
+
+
+ADE_FULL_PREPARE = "python -m benchmark prepare ade20k_full --src ADE20K_2021_17_01 --dst {root}"
+PASCAL_PREPARE = "python -m benchmark prepare pascal_context --src VOCdevkit/VOC2010 --dst {root}"
+
+_register(
+    DatasetSpec(
+        "ade20k_847",
+        "ade20k_847",
+        _semseg(
+            "ADE20K_2021_17_01/images_detectron2/{folder}", "ADE20K_2021_17_01/annotations_detectron2/{folder}", ".tif"
+        ),
+        "ADE20K_2021_17_01",
+        ADE_FULL_PREPARE,
+    ),
+)
+_register(
+    DatasetSpec(
+        "ade20k_150",
+        "ade20k_150",
+        _semseg(
+            "ADEChallengeData2016/images/{folder}", "ADEChallengeData2016/annotations_detectron2/{folder}", ".png", 255
+        ),
+        "ADEChallengeData2016",
+        "python -m benchmark prepare ade20k_150 --root {root} (after unpacking ADEChallengeData2016.zip there)",
+    ),
+)
+_register(
+    DatasetSpec(
+        "pascal_context_459",
+        "pascal_context_459",
+        _semseg("pascal_ctx_d2/images/{folder}", "pascal_ctx_d2/annotations_ctx459/{folder}", ".tif"),
+        "pascal_ctx_d2",
+        PASCAL_PREPARE,
+    ),
+)
+_register(
+    DatasetSpec(
+        "pascal_context_59",
+        "pascal_context_59",
+        _semseg("pascal_ctx_d2/images/{folder}", "pascal_ctx_d2/annotations_ctx59/{folder}", ".png", 255),
+        "pascal_ctx_d2",
+        PASCAL_PREPARE,
+    ),
+)
+_register(
+    DatasetSpec(
+        "coco_panoptic_133",
+        "coco_panoptic_133",
+        _panoptic(
+            "coco/{split}2017",
+            "coco/annotations/panoptic_{split}2017.json",
+            "coco/panoptic_{split}2017",
+            "coco/panoptic_semseg_{split}2017",
+            lambda: vocabulary_field("coco_panoptic_133", "coco_id"),
+        ),
+        "coco",
+        "unpack COCO 2017 images and panoptic annotations into {root}/coco, then (optional, caches the "
+        "semantic maps) python -m benchmark prepare coco_panoptic --root {root}",
+    ),
+)
+_register(
+    DatasetSpec(
+        "ade20k_150_panoptic",
+        "ade20k_150",
+        # Mask2Former's prepare_ade20k_pan_seg.py writes category ids 0..149 = the A-150 contiguous ids
+        _panoptic(
+            "ADEChallengeData2016/images/{folder}",
+            "ADEChallengeData2016/ade20k_panoptic_{split}.json",
+            "ADEChallengeData2016/ade20k_panoptic_{split}",
+            None,
+            lambda: list(range(150)),
+        ),
+        "ADEChallengeData2016",
+        "Mask2Former's datasets/prepare_ade20k_pan_seg.py with DETECTRON2_DATASETS={root}",
+    ),
+)
+
+
+def list_datasets(filter: str | None = None) -> list[str]:
+    return DATASETS.names(filter)
+
+
+def build_dataset(name: str, split: str, root: Path | str, on_error: OnError = "raise") -> SegmentationDataset:
+    """One split ("train" or "val") of a registered dataset under data root `root`. `on_error="skip"` wraps
+    it in a `SkippingDataset` that counts unreadable files instead of stopping the run."""
+    spec = DATASETS.get(name)
+    if split not in SPLITS:
+        raise UserError(f"unknown split '{split}' for dataset {name}{suggest(split, SPLITS)}; use one of {SPLITS}")
+    if on_error not in ("raise", "skip"):
+        raise UserError(f"data.on_error={on_error!r} is not one of 'raise', 'skip'")
+    dataset = spec.build(spec, split, Path(root), Vocabulary.load(spec.vocabulary))
+    return SkippingDataset(dataset) if on_error == "skip" else dataset
+
+
+class SkippingDataset(SegmentationDataset):
+    """`data.on_error=skip`: a DataError while reading image i is recorded in `skipped` (image id -> reason)
+    instead of raised; `load(i)` then returns None and `classes_present(i)` an empty array, so stream builders
+    leave the image out and loops do `if sample is None: continue`. Use `samples()` to iterate good ones."""
+
+    def __init__(self, dataset: SegmentationDataset) -> None:
+        self.dataset = dataset
+        self.name, self.split, self.vocabulary = dataset.name, dataset.split, dataset.vocabulary
+        self.panoptic = dataset.panoptic
+        self.skipped: dict[str, str] = {}
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def image_id(self, index: int) -> str:
+        return self.dataset.image_id(index)
+
+    def load(self, index: int) -> Sample | None:  # type: ignore[override]
+        try:
+            return self.dataset.load(index)
+        except DataError as exc:
+            self.skipped[self.image_id(index)] = str(exc)
+            return None
+
+    def classes_present(self, index: int) -> np.ndarray:
+        try:
+            return self.dataset.classes_present(index)
+        except DataError as exc:
+            self.skipped[self.image_id(index)] = str(exc)
+            return np.zeros(0, dtype=np.int64)
+
+    def samples(self, indices: list[int] | None = None):
+        """Readable samples of `indices` (all by default), in order; failures land in `skipped`."""
+        for index in range(len(self)) if indices is None else indices:
+            sample = self.load(index)
+            if sample is not None:
+                yield sample
+
+    def summary(self) -> str:
+        """One line for the run log: how many files were skipped and the first reason."""
+        if not self.skipped:
+            return f"{self.name} {self.split}: no unreadable files"
+        first = next(iter(self.skipped.values()))
+        return f"{self.name} {self.split}: skipped {len(self.skipped)} unreadable image(s) (first: {first})"
