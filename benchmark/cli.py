@@ -49,7 +49,7 @@ def streams_main(argv: list[str]) -> int:
     from streams.builder import build_stream, cache_dir_for, open_dataset
 
     root = data_root(cfg)
-    train = open_dataset(cfg.stream.dataset, "training", root, cfg.data.demo_seed)
+    train = open_dataset(cfg.stream.dataset, "train", root, cfg.data.demo_seed)
     description = build_stream(cfg.stream, train, cache_dir_for(root)).describe()
     if args.json:
         print(json.dumps(description, indent=1))

@@ -8,7 +8,6 @@ own parameters are checked against its `Config` dataclass.
 from __future__ import annotations
 
 import keyword
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,6 +91,14 @@ class RunConfig:
     device: str = "cpu"  # torch device
 
 
+def register_schema() -> None:
+    """Give Hydra the typed schema, so every key of the dataclasses can be overridden even when a group's
+    YAML leaves it at its default (configs/config.yaml lists `run_schema` first in its defaults)."""
+    from hydra.core.config_store import ConfigStore
+
+    ConfigStore.instance().store(name="run_schema", node=RunConfig)
+
+
 def group_options(group: str) -> list[str]:
     return sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))
 
@@ -128,6 +135,7 @@ def load_config(overrides: list[str]) -> DictConfig:
     from hydra.core.global_hydra import GlobalHydra
 
     _check_group_choices(overrides)
+    register_schema()
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
         try:
@@ -138,6 +146,10 @@ def load_config(overrides: list[str]) -> DictConfig:
             if key:
                 base = compose(config_name="config", overrides=[o for o in overrides if not o.startswith(key.group(1) + "=")])
                 raise _key_error(base, key.group(1)) from None
+            merging = re.search(r"Error merging override ([^=\s]+)=", message)
+            if merging:  # a value of the wrong type: hydra keeps omegaconf's reason in the cause
+                reason = str(exc.__cause__ or exc).splitlines()[0]
+                raise UserError(f"invalid value for {_key_name_dotted(merging.group(1))}: {reason}") from None
             raise UserError(f"invalid override: {message.splitlines()[0]}") from None
     return validate(cfg)
 
@@ -177,6 +189,10 @@ def _field_name(key: str) -> str:
 
 def _key_name(field_name: str) -> str:
     return field_name[:-1] if field_name.endswith("_") and keyword.iskeyword(field_name[:-1]) else field_name
+
+
+def _key_name_dotted(dotted: str) -> str:
+    return ".".join(_key_name(part) for part in dotted.split("."))
 
 
 def method_config(cfg: DictConfig) -> Any:
@@ -219,4 +235,6 @@ def _check_choices(cfg: DictConfig) -> None:
 
 def data_root(cfg: DictConfig) -> Path:
     """data.root, else $DETECTRON2_DATASETS (detectron2's convention), else ./datasets."""
-    return Path(cfg.data.root or os.environ.get("DETECTRON2_DATASETS") or "datasets").expanduser()
+    from benchmark.data.datasets import default_data_root
+
+    return Path(cfg.data.root).expanduser() if cfg.data.root else default_data_root()

@@ -36,7 +36,9 @@ class StepData:
         """Training samples of this step with the label policy applied."""
         iterator = self.indices if self.progress is None else self.progress(self.indices, desc=f"learn step {self.step}")
         for index in iterator:
-            yield filter_sample(self.dataset.load(index), self.new_classes)
+            sample = self.dataset.load(index)
+            if sample is not None:  # None: unreadable and skipped (data.on_error=skip)
+                yield filter_sample(sample, self.new_classes)
 
 
 def filter_sample(sample: Sample, keep_classes: list[int]) -> Sample:

@@ -43,8 +43,8 @@ def prepare_run(cfg: DictConfig) -> RunContext:
     seed_everything(cfg.seed)
     progress = Progress(quiet=cfg.quiet)
     root = data_root(cfg)
-    train = open_dataset(cfg.stream.dataset, "training", root, cfg.data.demo_seed)
-    val = open_dataset(cfg.stream.dataset, "validation", root, cfg.data.demo_seed)
+    train = open_dataset(cfg.stream.dataset, "train", root, cfg.data.demo_seed, cfg.data.on_error)
+    val = open_dataset(cfg.stream.dataset, "val", root, cfg.data.demo_seed, cfg.data.on_error)
     stream = build_stream(cfg.stream, train, cache_dir_for(root), progress.bar)
     segmenter = build_segmenter(cfg.model, seed=cfg.seed, device=cfg.device)
     method_cls = METHODS.get(cfg.method.name)
@@ -61,7 +61,7 @@ def evaluate_step(ctx: RunContext, vocab: Vocabulary, evaluator: SemanticEvaluat
     batch_size = cfg.eval.batch_size
     for start in ctx.progress.bar(range(0, count, batch_size), desc=f"eval step {step}",
                                   total=(count + batch_size - 1) // batch_size):
-        batch = [ctx.val.load(i) for i in range(start, min(start + batch_size, count))]
+        batch = [s for s in (ctx.val.load(i) for i in range(start, min(start + batch_size, count))) if s is not None]
         outputs = ctx.method.predict(batch, vocab)
         for sample, output in zip(batch, outputs):
             labels = sample.sem_seg
@@ -94,6 +94,9 @@ def run_stream(cfg: DictConfig) -> Path:
         record = writer.write_step(t, evaluator.confusion, learn_seconds, eval_seconds, method.memory_bytes())
         ctx.progress.log(f"step {t + 1}/{stream.num_steps}: mIoU(S_{t}) {record['miou_seen']:.1f}  "
                          f"learn {learn_seconds:.1f}s  eval {eval_seconds:.1f}s  memory {record['memory_bytes'] / 1e6:.2f} MB")
+    for dataset in (ctx.train, ctx.val):
+        if hasattr(dataset, "summary"):  # data.on_error=skip: say what was left out
+            ctx.progress.log(dataset.summary())
     summary = writer.finish()
     ctx.progress.log(writer.format_summary(summary))
     return writer.run_dir

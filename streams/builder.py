@@ -151,15 +151,18 @@ def build_stream(cfg, train: SegmentationDataset, cache_dir: Path | None = None,
     )
 
 
-def open_dataset(name: str, split: str, root: Path, demo_seed: int = 0) -> SegmentationDataset:
-    """The demo dataset is generated on first use; real datasets are read from the data root."""
+def open_dataset(name: str, split: str, root: Path, demo_seed: int = 0, on_error: str = "raise") -> SegmentationDataset:
+    """Split "train" or "val". The demo dataset is generated on first use; real datasets are read from the
+    data root (benchmark.data.datasets)."""
+    from benchmark.data.datasets import SkippingDataset, build_dataset
+
     if name in ("demo", "demo_panoptic"):
         from benchmark.data.demo import demo_dataset
 
-        return demo_dataset(root, split, panoptic=name == "demo_panoptic", seed=demo_seed)
-    from benchmark.data.datasets import build_dataset
-
-    return build_dataset(name, split, root)
+        dataset = demo_dataset(root, {"train": "training", "val": "validation"}[split], panoptic=name == "demo_panoptic",
+                               seed=demo_seed)
+        return SkippingDataset(dataset) if on_error == "skip" else dataset
+    return build_dataset(name, split, root, on_error=on_error)
 
 
 def cache_dir_for(root: Path) -> Path:

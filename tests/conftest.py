@@ -10,3 +10,29 @@ def shared_fixtures() -> Path:
     if not root.is_dir():
         pytest.skip(f"shared fixtures not found at {root} (set COVSEG_FIXTURES)")
     return root
+
+
+@pytest.fixture(scope="session")
+def demo_root(tmp_path_factory) -> Path:
+    """A data root holding the generated demo dataset (generated once per test session)."""
+    from benchmark.data.demo import ensure_demo_dataset
+
+    root = tmp_path_factory.mktemp("datasets")
+    ensure_demo_dataset(root, seed=0)
+    return root
+
+
+@pytest.fixture
+def run_demo(demo_root, tmp_path):
+    """run_demo(*overrides) -> (run_dir, summary dict): one in-process run on the demo data."""
+    import json
+
+    from benchmark.config import load_config
+    from benchmark.runner import run_stream
+
+    def run(*overrides: str):
+        cfg = load_config([f"data.root={demo_root}", f"results_dir={tmp_path / 'results'}", "quiet=true", *overrides])
+        run_dir = run_stream(cfg)
+        return run_dir, json.loads((run_dir / "summary.json").read_text())
+
+    return run

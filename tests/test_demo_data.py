@@ -1,0 +1,43 @@
+import json
+
+import numpy as np
+import tifffile
+
+from benchmark.data.demo import demo_dataset, demo_vocabulary, generate_image, _class_textures
+from benchmark.data.readers import CocoPanopticFolder, SemSegFolder
+from benchmark.data.types import IGNORE_LABEL
+
+
+def test_generation_is_deterministic_and_seeded():
+    recipes = _class_textures(0)
+    a, b = generate_image(3, 0, recipes), generate_image(3, 0, recipes)
+    assert all(np.array_equal(x, y) for x, y in zip(a[:3], b[:3])) and a[3] == b[3]
+    c = generate_image(3, 1, _class_textures(1))
+    assert a[0].shape != c[0].shape or not np.array_equal(a[0], c[0])
+
+
+def test_layout_and_formats_match_the_real_readers(demo_root):
+    vocab = demo_vocabulary()
+    assert len(vocab) == 40 and sum(c.isthing for c in vocab.classes) == 24
+    semantic = demo_dataset(demo_root, "training", panoptic=False)
+    panoptic = demo_dataset(demo_root, "training", panoptic=True)
+    assert isinstance(semantic, SemSegFolder) and isinstance(panoptic, CocoPanopticFolder)
+    assert len(semantic) == 300 and len(demo_dataset(demo_root, "validation", panoptic=False)) == 100
+    root = next(demo_root.glob("covseg_demo_*"))
+    label_file = next((root / "annotations" / "training").glob("*.tif"))
+    assert tifffile.imread(label_file).dtype == np.uint16
+    seen_ignore = False
+    for i in range(20):
+        s, p = semantic[i], panoptic[i]
+        assert s.image_id == p.image_id and s.image.dtype == np.uint8 and 128 <= min(s.image.shape[:2]) <= 256
+        # the semantic map derived from the COCO-panoptic PNG equals the 16-bit label map
+        assert np.array_equal(s.sem_seg, p.sem_seg)
+        seen_ignore |= bool((s.sem_seg == IGNORE_LABEL).any())
+        for seg in p.segments:  # areas in the JSON are those of the PNG
+            assert (p.pan_seg == seg.id).sum() == seg.area and seg.isthing == vocab.classes[seg.category_id].isthing
+        things = [seg for seg in p.segments if seg.isthing]
+        assert len({seg.id for seg in things}) == len(things)
+    assert seen_ignore
+    data = json.loads((root / "panoptic_training.json").read_text())
+    used = {seg["category_id"] for ann in data["annotations"] for seg in ann["segments_info"]}
+    assert used <= {c["id"] for c in data["categories"]}

@@ -1,0 +1,39 @@
+"""End-to-end runs on the demo stream: every registered method, and the headline comparison."""
+import json
+
+import numpy as np
+import pytest
+
+import benchmark.plugins  # noqa: F401
+from benchmark.method import METHODS
+
+
+@pytest.mark.parametrize("method", METHODS.names())
+def test_every_method_runs_two_steps(run_demo, method):
+    run_dir, summary = run_demo(f"method={method}", "stream.num_steps=2", "eval.max_images=8",
+                                "stream.max_train_images_per_step=12")
+    assert summary["method"] == method and summary["num_steps"] == 2
+    matrix = np.array(summary["matrices"]["miou"], dtype=float)
+    assert matrix.shape == (2, 2) and np.isnan(matrix[0, 1]) and not np.isnan(matrix[1]).any()
+    for name in ("config.yaml", "manifest.json", "matrix_miou.csv", "stats/step_000.npz", "stats/step_001.npz"):
+        assert (run_dir / name).is_file(), name
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["status"] == "complete" and manifest["stream_hash"] and manifest["packages"]["torch"]
+    assert set(summary["metrics"]["miou"]) >= {"final", "avg_incremental", "forgetting_max", "forgetting_first", "bwt"}
+    assert len(summary["memory_bytes"]) == 2 and len(summary["seconds"]["learn"]) == 2
+
+
+def test_knnclip_beats_zeroshot_by_15_points_on_demo(run_demo):
+    _, knn = run_demo("method=knnclip")
+    _, zero = run_demo("method=zeroshot")
+    print("final mIoU: knnclip", knn["metrics"]["miou"]["final"], "zeroshot", zero["metrics"]["miou"]["final"])
+    assert knn["metrics"]["miou"]["final"] >= zero["metrics"]["miou"]["final"] + 15
+    assert knn["memory_bytes"] == sorted(knn["memory_bytes"]) and knn["memory_bytes"][0] > 0  # the database grows
+
+
+def test_same_seed_same_summary(run_demo):
+    args = ("method=knnclip", "stream.num_steps=2", "eval.max_images=10", "stream.max_train_images_per_step=20")
+    _, first = run_demo(*args)
+    _, second = run_demo(*args)
+    strip = lambda s: {k: v for k, v in s.items() if k not in ("run_id", "seconds")}  # noqa: E731
+    assert strip(first) == strip(second)
