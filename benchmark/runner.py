@@ -91,7 +91,8 @@ def run_stream(cfg: DictConfig) -> Path:
         evaluate_step(ctx, vocab, evaluator, t)
         eval_seconds = time.perf_counter() - started
 
-        record = writer.write_step(t, evaluator.confusion, learn_seconds, eval_seconds, method.memory_bytes())
+        record = writer.write_step(t, evaluator.confusion, learn_seconds, eval_seconds, method.memory_bytes(),
+                                   method.trainable_parameters())
         ctx.progress.log(f"step {t + 1}/{stream.num_steps}: mIoU(S_{t}) {record['miou_seen']:.1f}  "
                          f"learn {learn_seconds:.1f}s  eval {eval_seconds:.1f}s  memory {record['memory_bytes'] / 1e6:.2f} MB")
     for dataset in (ctx.train, ctx.val):

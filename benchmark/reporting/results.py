@@ -99,13 +99,13 @@ class RunWriter:
         return writer
 
     def write_step(self, step: int, confusion: np.ndarray, learn_seconds: float, eval_seconds: float,
-                   memory_bytes: int) -> dict:
+                   memory_bytes: int, trainable_parameters: int = 0) -> dict:
         atomic_save_npz(self.run_dir / "stats" / f"step_{step:03d}.npz", confusion=confusion)
         iou, present = 100 * per_class_iou(confusion), gt_present(confusion)
         seen = [c for c in self.stream.seen_classes(step) if present[c]]
         record = {
             "step": step, "learn_seconds": learn_seconds, "eval_seconds": eval_seconds,
-            "memory_bytes": int(memory_bytes), "miou_seen": float(np.mean(iou[seen])) if seen else float("nan"),
+            "memory_bytes": int(memory_bytes), "trainable_parameters": int(trainable_parameters), "miou_seen": float(np.mean(iou[seen])) if seen else float("nan"),
         }
         atomic_write_json(self.run_dir / "stats" / f"step_{step:03d}.json", finite(record))
         return record
@@ -146,5 +146,6 @@ def build_summary(run_dir: Path, step_classes: list[list[int]], stream: str, met
         "matrices": {"miou": results["matrix"].tolist()},
         "seen": {"miou": results["seen"]},
         "memory_bytes": [s["memory_bytes"] for s in steps],
+        "trainable_parameters": [s.get("trainable_parameters", 0) for s in steps],
         "seconds": {"learn": [s["learn_seconds"] for s in steps], "eval": [s["eval_seconds"] for s in steps]},
     })
