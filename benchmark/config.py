@@ -89,6 +89,7 @@ class RunConfig:
     quiet: bool = False  # no progress bars (batch jobs)
     debug: bool = False  # show tracebacks of user errors
     device: str = "cpu"  # torch device
+    resume: Optional[str] = None  # RUN_DIR of an interrupted run, or auto: the latest unfinished run of this config
 
 
 def register_schema() -> None:

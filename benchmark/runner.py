@@ -17,7 +17,8 @@ from benchmark.evaluation.semantic import SemanticEvaluator
 from benchmark.method import METHODS, ContinualMethod, StepData
 from benchmark.models import build_segmenter
 from benchmark.reporting.progress import Progress
-from benchmark.reporting.results import RunWriter
+from benchmark.checkpoint import load_checkpoint, save_checkpoint, set_rng_states
+from benchmark.reporting.results import RunWriter, find_resumable
 from streams.builder import Stream, build_stream, cache_dir_for, open_dataset
 
 
@@ -69,16 +70,34 @@ def evaluate_step(ctx: RunContext, vocab: Vocabulary, evaluator: SemanticEvaluat
             evaluator.process(output.sem_seg, gt)
 
 
+def open_run(cfg: DictConfig, ctx: RunContext) -> tuple[RunWriter, int]:
+    """A new run folder, or (resume=RUN_DIR | auto) an interrupted one restored to its last completed step."""
+    run_dir = find_resumable(cfg, ctx.stream) if cfg.resume == "auto" else (Path(cfg.resume) if cfg.resume else None)
+    if run_dir is None:
+        writer = RunWriter.create(cfg, ctx.stream)
+        ctx.progress.log(f"run {writer.run_dir}  ({ctx.stream.name}: {ctx.stream.num_steps} steps, "
+                         f"{len(ctx.stream.vocabulary)} classes; method {cfg.method.name})")
+        return writer, 0
+    writer = RunWriter.reopen(run_dir, cfg, ctx.stream)
+    checkpoint = load_checkpoint(run_dir)
+    if checkpoint is None:
+        ctx.progress.log(f"resume {run_dir}: no step completed yet, starting at step 0")
+        return writer, 0
+    ctx.method.load_state_dict(checkpoint["method"])
+    set_rng_states(checkpoint["rng"])
+    first_step = checkpoint["completed_step"] + 1
+    ctx.progress.log(f"resume {run_dir}: steps 0..{first_step - 1} done, continuing at step {first_step}")
+    return writer, first_step
+
+
 def run_stream(cfg: DictConfig) -> Path:
     """Run one method over one stream; returns the run folder."""
     torch.set_num_threads(max(1, torch.get_num_threads()))
     ctx = prepare_run(cfg)
     stream, method = ctx.stream, ctx.method
-    writer = RunWriter.create(cfg, stream)
-    ctx.progress.log(f"run {writer.run_dir}  ({stream.name}: {stream.num_steps} steps, "
-                     f"{len(stream.vocabulary)} classes; method {cfg.method.name})")
+    writer, first_step = open_run(cfg, ctx)
     full_vocab = ctx.train.vocabulary
-    for t in range(stream.num_steps):
+    for t in range(first_step, stream.num_steps):
         step = StepData(t, stream.step_classes[t], stream.seen_classes(t), full_vocab, ctx.train,
                         stream.train_indices[t], progress=ctx.progress.bar)
         started = time.perf_counter()
@@ -93,6 +112,7 @@ def run_stream(cfg: DictConfig) -> Path:
 
         record = writer.write_step(t, evaluator.confusion, learn_seconds, eval_seconds, method.memory_bytes(),
                                    method.trainable_parameters())
+        save_checkpoint(writer.run_dir, t, method.state_dict())
         ctx.progress.log(f"step {t + 1}/{stream.num_steps}: mIoU(S_{t}) {record['miou_seen']:.1f}  "
                          f"learn {learn_seconds:.1f}s  eval {eval_seconds:.1f}s  memory {record['memory_bytes'] / 1e6:.2f} MB")
     for dataset in (ctx.train, ctx.val):

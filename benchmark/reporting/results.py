@@ -98,6 +98,28 @@ class RunWriter:
         atomic_write_json(run_dir / "manifest.json", writer.manifest)
         return writer
 
+    @classmethod
+    def reopen(cls, run_dir: Path, cfg: DictConfig, stream) -> "RunWriter":
+        """An interrupted run folder, checked to belong to the same configuration and stream version."""
+        run_dir = Path(run_dir)
+        manifest_path = run_dir / "manifest.json"
+        if not manifest_path.is_file():
+            raise UserError(f"resume={run_dir}: not a run folder (no manifest.json)")
+        manifest = json.loads(manifest_path.read_text())
+        if manifest.get("status") == "complete":
+            raise UserError(f"resume={run_dir}: this run is already complete (see its summary.json)")
+        differing = config_differences(OmegaConf.load(run_dir / "config.yaml"), cfg)
+        if differing:
+            raise UserError(f"resume={run_dir}: that run has another config ({', '.join(differing[:4])}); "
+                            "resume with the same overrides or start a new run")
+        if manifest.get("stream_hash") != stream.hash:
+            raise UserError(f"resume={run_dir}: the stream changed since that run (hash {manifest.get('stream_hash')} "
+                            f"vs {stream.hash}); start a new run")
+        writer = cls(run_dir, cfg, stream)
+        writer.manifest = {**manifest, "resumed": [*manifest.get("resumed", []), utc_now()]}
+        atomic_write_json(run_dir / "manifest.json", writer.manifest)
+        return writer
+
     def write_step(self, step: int, confusion: np.ndarray, learn_seconds: float, eval_seconds: float,
                    memory_bytes: int, trainable_parameters: int = 0) -> dict:
         atomic_save_npz(self.run_dir / "stats" / f"step_{step:03d}.npz", confusion=confusion)
@@ -127,6 +149,42 @@ class RunWriter:
         return (f"\nmIoU matrix R[t][j] (rows: after step t; columns: classes of step j)\n"
                 f"{matrix.round(1).to_string(na_rep='-')}\n\n{summary['method']} on {summary['stream']}\n"
                 f"{metrics.round(2).to_string()}\n\nresults: {self.run_dir}")
+
+
+# keys that may differ between an interrupted run and its resumption
+RESUME_FREE_KEYS = ("run_id", "resume", "quiet", "debug", "results_dir", "device")
+
+
+def config_differences(old: DictConfig, new: DictConfig) -> list[str]:
+    """Dotted keys whose values differ (ignoring RESUME_FREE_KEYS)."""
+    def flatten(node, prefix=""):
+        out = {}
+        for key, value in node.items():
+            if not prefix and key in RESUME_FREE_KEYS:
+                continue
+            if isinstance(value, dict):
+                out.update(flatten(value, f"{prefix}{key}."))
+            else:
+                out[f"{prefix}{key}"] = value
+        return out
+
+    a = flatten(OmegaConf.to_container(old, resolve=True))
+    b = flatten(OmegaConf.to_container(new, resolve=True))
+    return sorted(f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in set(a) | set(b) if a.get(k) != b.get(k))
+
+
+def find_resumable(cfg: DictConfig, stream) -> Path | None:
+    """resume=auto: the most recently started unfinished run of the same config and stream version."""
+    candidates = []
+    for manifest_path in (Path(cfg.results_dir) / stream.name / cfg.method.name).glob("*/manifest.json"):
+        try:
+            manifest = json.loads(manifest_path.read_text())
+            same = not config_differences(OmegaConf.load(manifest_path.parent / "config.yaml"), cfg)
+        except (OSError, ValueError):
+            continue
+        if manifest.get("status") != "complete" and manifest.get("stream_hash") == stream.hash and same:
+            candidates.append((manifest.get("started") or "", manifest_path.parent))
+    return max(candidates)[1] if candidates else None
 
 
 def load_confusions(run_dir: Path) -> list[np.ndarray]:
