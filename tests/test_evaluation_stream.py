@@ -1,0 +1,67 @@
+"""Stream metrics against hand-computed matrices (formulas in benchmark/evaluation/stream_metrics.py)."""
+import numpy as np
+import pytest
+
+from benchmark.evaluation.stream_metrics import (backward_transfer, forgetting_first, forgetting_max,
+                                                 forward_transfer, panoptic_stream_results, semantic_stream_results,
+                                                 stream_summary)
+
+nan = float("nan")
+# R[t][j], T = 2; the upper triangle exists only for an open-vocabulary run with the full vocabulary
+R_SEEN = np.array([[60.0, nan, nan], [62.0, 70.0, nan], [40.0, 65.0, 80.0]])
+R_OPEN = np.array([[60.0, 30.0, 10.0], [62.0, 70.0, 20.0], [40.0, 65.0, 80.0]])
+
+
+def test_forgetting_and_transfer_golden():
+    assert forgetting_max(R_SEEN) == pytest.approx(((62 - 40) + (70 - 65)) / 2)  # max over l in [j, T-1]
+    assert forgetting_first(R_SEEN) == pytest.approx(((60 - 40) + (70 - 65)) / 2)
+    assert backward_transfer(R_SEEN) == pytest.approx(((40 - 60) + (65 - 70)) / 2)
+    assert np.isnan(forward_transfer(R_SEEN))
+    assert forward_transfer(R_OPEN) == pytest.approx((30 + 20) / 2)  # R[j-1][j]
+    summary = stream_summary(R_OPEN, [60.0, 66.0, 61.0])
+    assert summary["final"] == 61.0 and summary["avg_incremental"] == pytest.approx(187 / 3)
+    assert summary["forgetting_max"] == pytest.approx(13.5)  # the upper triangle does not change forgetting
+    single = stream_summary(np.array([[55.0]]), [55.0])
+    assert np.isnan(single["forgetting_max"]) and np.isnan(single["bwt"]) and single["final"] == 55.0
+
+
+# final confusion over 4 classes (rows ground truth): IoU 1/2, 1, 0 (class 2 predicted, absent), 3/5
+CONFUSION = np.array([[1, 0, 0, 1], [0, 2, 0, 0], [0, 0, 0, 0], [0, 0, 1, 3]])
+STEPS = [[0, 1], [2], [3]]
+
+
+def test_semantic_stream_present_and_legacy_golden():
+    present = semantic_stream_results([CONFUSION] * 3, STEPS)
+    np.testing.assert_allclose(present["matrix"], [[75, nan, 60]] * 3)
+    assert present["seen"] == pytest.approx([75, 75, 70])
+    summary = present["summary"]
+    assert summary["final"] == pytest.approx(70) and summary["avg_incremental"] == pytest.approx(220 / 3)
+    assert [summary[k] for k in ("old", "new", "base", "novel")] == pytest.approx([75, 60, 75, 60])
+    assert summary["forward_transfer"] == pytest.approx(60)  # R[0][1] undefined, R[1][2] = 60
+
+    legacy = semantic_stream_results([CONFUSION] * 3, STEPS, miou_mode="legacy")
+    np.testing.assert_allclose(legacy["matrix"], [[75, 0, 60]] * 3)
+    assert legacy["seen"] == pytest.approx([75, 50, 52.5])
+    assert [legacy["summary"][k] for k in ("old", "new", "base", "novel")] == pytest.approx([50, 60, 75, 30])
+
+
+def test_semantic_stream_forgetting_from_confusions():
+    learned = np.diag([4, 4, 0, 0])  # after step 0: classes 0 and 1 perfect
+    later = np.array([[2, 2, 0, 0], [0, 4, 0, 0], [0, 0, 4, 0], [0, 0, 0, 0]])  # class 0 half lost, 1 hurt
+    result = semantic_stream_results([learned, later], [[0, 1], [2]])
+    # IoU after step 1: class 0 2/4, class 1 4/6, class 2 1
+    assert result["matrix"][1, 0] == pytest.approx(100 * (0.5 + 2 / 3) / 2)
+    assert result["summary"]["forgetting_first"] == pytest.approx(100 - 100 * (0.5 + 2 / 3) / 2)
+    assert result["summary"]["new"] == pytest.approx(100) and result["summary"]["base"] == result["matrix"][1, 0]
+
+
+def test_panoptic_stream_golden():
+    # per class: 0: one TP at IoU 0.8; 1: one TP at IoU 2/3; 2: one FP and one FN; 3: nothing
+    scale = 2.0**40
+    stats = {"tp": np.array([1, 1, 0, 0]), "fp": np.array([0, 0, 1, 0]), "fn": np.array([0, 0, 1, 0]),
+             "iou_sum": np.rint(np.array([0.8, 2 / 3, 0, 0]) * scale).astype(np.int64)}
+    result = panoptic_stream_results([stats, stats], [[0], [1, 2, 3]])
+    np.testing.assert_allclose(result["matrix"], [[80, 100 / 3]] * 2, atol=1e-9)  # class 3 is not counted
+    assert result["seen"] == pytest.approx([80, 100 * (0.8 + 2 / 3) / 3])
+    assert result["summary"]["novel"] == pytest.approx(100 / 3) and result["summary"]["bwt"] == 0.0
+    assert result["summary"]["forward_transfer"] == pytest.approx(100 / 3)
