@@ -12,9 +12,10 @@ import torch
 from omegaconf import DictConfig
 
 from benchmark.config import data_root, method_config
-from benchmark.data.types import IGNORE_LABEL, SegmentationDataset, Vocabulary
+from benchmark.data.types import SegmentationDataset, Vocabulary
+from benchmark.evaluation.panoptic import PanopticEvaluator
 from benchmark.evaluation.semantic import SemanticEvaluator
-from benchmark.method import METHODS, ContinualMethod, StepData
+from benchmark.method import METHODS, ContinualMethod, StepData, filter_sample
 from benchmark.models import build_segmenter
 from benchmark.reporting.progress import Progress
 from benchmark.checkpoint import load_checkpoint, save_checkpoint, set_rng_states
@@ -53,21 +54,30 @@ def prepare_run(cfg: DictConfig) -> RunContext:
     return RunContext(cfg, stream, train, val, method, progress)
 
 
-def evaluate_step(ctx: RunContext, vocab: Vocabulary, evaluator: SemanticEvaluator, step: int) -> None:
-    """Predict every validation image with `vocab`; ground truth outside `vocab` is ignored."""
+def evaluate_step(ctx: RunContext, vocab: Vocabulary, step: int) -> dict[str, np.ndarray]:
+    """Predict every validation image with `vocab` and return the raw statistics of the step: the confusion
+    matrix and, on panoptic streams, the per-class PQ sums. Ground truth outside `vocab` is ignored (VOID)."""
     cfg = ctx.cfg
+    full_vocab = ctx.train.vocabulary
+    semantic = SemanticEvaluator(len(full_vocab))
+    panoptic = PanopticEvaluator([c.isthing for c in full_vocab.classes]) if ctx.stream.panoptic else None
     count = len(ctx.val) if cfg.eval.max_images is None else min(cfg.eval.max_images, len(ctx.val))
-    in_vocab = np.zeros(len(ctx.train.vocabulary) + 1, dtype=bool)
-    in_vocab[vocab.ids] = True
     batch_size = cfg.eval.batch_size
     for start in ctx.progress.bar(range(0, count, batch_size), desc=f"eval step {step}",
                                   total=(count + batch_size - 1) // batch_size):
         batch = [s for s in (ctx.val.load(i) for i in range(start, min(start + batch_size, count))) if s is not None]
         outputs = ctx.method.predict(batch, vocab)
         for sample, output in zip(batch, outputs):
-            labels = sample.sem_seg
-            gt = np.where(in_vocab[np.minimum(labels, len(in_vocab) - 1)] & (labels != IGNORE_LABEL), labels, IGNORE_LABEL)
-            evaluator.process(output.sem_seg, gt)
+            gt = filter_sample(sample, vocab.ids)
+            semantic.process(output.sem_seg, gt.sem_seg)
+            if panoptic is not None:
+                if output.pan_seg is None:
+                    raise RuntimeError(f"method {cfg.method.name} returned no panoptic output on a panoptic stream")
+                panoptic.process(output.pan_seg, output.segments, gt.pan_seg, gt.segments)
+    stats = {"confusion": semantic.confusion}
+    if panoptic is not None:
+        stats.update({f"pq_{name}": values for name, values in panoptic.stats.items()})
+    return stats
 
 
 def open_run(cfg: DictConfig, ctx: RunContext) -> tuple[RunWriter, int]:
@@ -106,14 +116,14 @@ def run_stream(cfg: DictConfig) -> Path:
 
         started = time.perf_counter()
         vocab = full_vocab if cfg.eval.vocabulary == "all" else full_vocab.subset(stream.seen_classes(t))
-        evaluator = SemanticEvaluator(len(full_vocab))
-        evaluate_step(ctx, vocab, evaluator, t)
+        stats = evaluate_step(ctx, vocab, t)
         eval_seconds = time.perf_counter() - started
 
-        record = writer.write_step(t, evaluator.confusion, learn_seconds, eval_seconds, method.memory_bytes(),
+        record = writer.write_step(t, stats, learn_seconds, eval_seconds, method.memory_bytes(),
                                    method.trainable_parameters())
         save_checkpoint(writer.run_dir, t, method.state_dict())
-        ctx.progress.log(f"step {t + 1}/{stream.num_steps}: mIoU(S_{t}) {record['miou_seen']:.1f}  "
+        pq = f"  PQ(S_{t}) {record['pq_seen']:.1f}" if "pq_seen" in record else ""
+        ctx.progress.log(f"step {t + 1}/{stream.num_steps}: mIoU(S_{t}) {record['miou_seen']:.1f}{pq}  "
                          f"learn {learn_seconds:.1f}s  eval {eval_seconds:.1f}s  memory {record['memory_bytes'] / 1e6:.2f} MB")
     for dataset in (ctx.train, ctx.val):
         if hasattr(dataset, "summary"):  # data.on_error=skip: say what was left out

@@ -37,3 +37,18 @@ def test_same_seed_same_summary(run_demo):
     _, second = run_demo(*args)
     strip = lambda s: {k: v for k, v in s.items() if k not in ("run_id", "seconds")}  # noqa: E731
     assert strip(first) == strip(second)
+
+
+def test_panoptic_stream_reports_pq_and_report_recomputes_summary(run_demo, capsys):
+    from benchmark.__main__ import main
+
+    run_dir, summary = run_demo("stream=demo_panoptic_4steps", "stream.num_steps=2", "eval.max_images=12",
+                                "stream.max_train_images_per_step=20")
+    assert set(summary["metrics"]) == {"miou", "pq"}
+    pq = np.array(summary["matrices"]["pq"], dtype=float)
+    assert pq.shape == (2, 2) and np.all((pq[1] >= 0) & (pq[1] <= 100))
+    assert set(np.load(run_dir / "stats" / "step_001.npz").files) == {"confusion", "pq_tp", "pq_fp", "pq_fn", "pq_iou_sum"}
+    (run_dir / "summary.json").unlink()
+    assert main(["report", str(run_dir)]) == 0
+    assert json.loads((run_dir / "summary.json").read_text()) == summary
+    assert "PQ matrix" in capsys.readouterr().out

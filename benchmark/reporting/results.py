@@ -26,12 +26,36 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from benchmark.errors import UserError
-from benchmark.evaluation.semantic import gt_present, per_class_iou
-from benchmark.evaluation.stream_metrics import semantic_stream_results
+from benchmark.evaluation.panoptic import per_class_pq
+from benchmark.evaluation.semantic import mean_iou
+from benchmark.evaluation.stream_metrics import panoptic_stream_results, semantic_stream_results
 from benchmark.io import atomic_save_npz, atomic_write_json, atomic_write_text
 
 PACKAGES = ("torch", "open_clip_torch", "faiss-cpu", "timm", "avalanche-lib", "numpy", "omegaconf", "hydra-core")
 REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def write_summary(run_dir: Path, summary: dict) -> None:
+    """summary.json and one matrix_<metric>.csv per metric."""
+    atomic_write_json(Path(run_dir) / "summary.json", summary)
+    for name, rows in summary["matrices"].items():
+        matrix = pd.DataFrame(rows, columns=[f"C{j}" for j in range(len(rows[0]))], dtype=float)
+        matrix.index.name = "after_step"
+        atomic_write_text(Path(run_dir) / f"matrix_{name}.csv", matrix.to_csv(float_format="%.4f"))
+
+
+def format_summary(summary: dict, run_dir: Path) -> str:
+    """The matrices and stream metrics as readable tables."""
+    parts = []
+    for name, rows in summary["matrices"].items():
+        label = {"miou": "mIoU", "pq": "PQ"}.get(name, name)
+        matrix = pd.DataFrame(rows, columns=[f"C{j}" for j in range(len(rows[0]))],
+                              index=[f"after step {t}" for t in range(len(rows))], dtype=float)
+        parts.append(f"{label} matrix R[t][j] (rows: after step t; columns: classes of step j)\n"
+                     f"{matrix.round(1).to_string(na_rep='-')}")
+    metrics = pd.DataFrame(summary["metrics"], dtype=float).rename(columns={"miou": "mIoU", "pq": "PQ"})
+    parts.append(f"{summary['method']} on {summary['stream']}\n{metrics.round(2).to_string(na_rep='-')}")
+    return "\n" + "\n\n".join(parts) + f"\n\nresults: {run_dir}"
 
 
 def utc_now() -> str:
@@ -90,7 +114,8 @@ class RunWriter:
         atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg))
         writer.manifest = {
             "run_id": run_id, "status": "running", "stream": stream.name, "stream_version": stream.version,
-            "stream_hash": stream.hash, "step_image_hashes": stream.step_hashes(), "method": cfg.method.name,
+            "stream_hash": stream.hash, "step_image_hashes": stream.step_hashes(), "step_classes": stream.step_classes,
+            "method": cfg.method.name,
             "model": OmegaConf.to_container(cfg.model), "seed": cfg.seed, "git": git_state(),
             "packages": package_versions(), "python": platform.python_version(), "host": socket.gethostname(),
             "platform": platform.platform(), "started": utc_now(), "finished": None,
@@ -120,35 +145,33 @@ class RunWriter:
         atomic_write_json(run_dir / "manifest.json", writer.manifest)
         return writer
 
-    def write_step(self, step: int, confusion: np.ndarray, learn_seconds: float, eval_seconds: float,
+    def write_step(self, step: int, stats: dict[str, np.ndarray], learn_seconds: float, eval_seconds: float,
                    memory_bytes: int, trainable_parameters: int = 0) -> dict:
-        atomic_save_npz(self.run_dir / "stats" / f"step_{step:03d}.npz", confusion=confusion)
-        iou, present = 100 * per_class_iou(confusion), gt_present(confusion)
-        seen = [c for c in self.stream.seen_classes(step) if present[c]]
+        """Persist the raw statistics of step t (`confusion`, and `pq_tp/fp/fn/iou_sum` on panoptic streams)."""
+        atomic_save_npz(self.run_dir / "stats" / f"step_{step:03d}.npz", **stats)
+        seen = self.stream.seen_classes(step)
         record = {
             "step": step, "learn_seconds": learn_seconds, "eval_seconds": eval_seconds,
-            "memory_bytes": int(memory_bytes), "trainable_parameters": int(trainable_parameters), "miou_seen": float(np.mean(iou[seen])) if seen else float("nan"),
+            "memory_bytes": int(memory_bytes), "trainable_parameters": int(trainable_parameters),
+            "miou_seen": mean_iou(stats["confusion"], seen, self.cfg.eval.miou_mode),
         }
+        if "pq_tp" in stats:
+            pq, _, _, counted = per_class_pq(panoptic_stats(stats))
+            scored = [c for c in seen if counted[c]]
+            record["pq_seen"] = float(100 * pq[scored].mean()) if scored else float("nan")
         atomic_write_json(self.run_dir / "stats" / f"step_{step:03d}.json", finite(record))
         return record
 
     def finish(self) -> dict:
-        summary = build_summary(self.run_dir, self.stream.step_classes, self.stream.name, self.cfg.method.name)
-        atomic_write_json(self.run_dir / "summary.json", summary)
-        matrix = pd.DataFrame(summary["matrices"]["miou"], columns=[f"C{j}" for j in range(self.stream.num_steps)])
-        matrix.index.name = "after_step"
-        atomic_write_text(self.run_dir / "matrix_miou.csv", matrix.to_csv(float_format="%.4f"))
+        summary = build_summary(self.run_dir, self.stream.step_classes, self.stream.name, self.cfg.method.name,
+                                self.cfg.eval.miou_mode)
+        write_summary(self.run_dir, summary)
         self.manifest.update(status="complete", finished=utc_now())
         atomic_write_json(self.run_dir / "manifest.json", self.manifest)
         return summary
 
     def format_summary(self, summary: dict) -> str:
-        matrix = pd.DataFrame(summary["matrices"]["miou"], columns=[f"C{j}" for j in range(len(summary["matrices"]["miou"][0]))],
-                              index=[f"after step {t}" for t in range(len(summary["matrices"]["miou"]))], dtype=float)
-        metrics = pd.Series(summary["metrics"]["miou"], dtype=float)
-        return (f"\nmIoU matrix R[t][j] (rows: after step t; columns: classes of step j)\n"
-                f"{matrix.round(1).to_string(na_rep='-')}\n\n{summary['method']} on {summary['stream']}\n"
-                f"{metrics.round(2).to_string()}\n\nresults: {self.run_dir}")
+        return format_summary(summary, self.run_dir)
 
 
 # keys that may differ between an interrupted run and its resumption
@@ -187,22 +210,34 @@ def find_resumable(cfg: DictConfig, stream) -> Path | None:
     return max(candidates)[1] if candidates else None
 
 
-def load_confusions(run_dir: Path) -> list[np.ndarray]:
+def panoptic_stats(stats) -> dict[str, np.ndarray]:
+    """The PanopticEvaluator state stored as pq_* arrays in a step's npz."""
+    return {name: np.asarray(stats[f"pq_{name}"]) for name in ("tp", "fp", "fn", "iou_sum")}
+
+
+def load_step_stats(run_dir: Path) -> list[dict[str, np.ndarray]]:
     files = sorted((Path(run_dir) / "stats").glob("step_*.npz"))
-    return [np.load(f)["confusion"] for f in files]
+    return [dict(np.load(f)) for f in files]
 
 
-def build_summary(run_dir: Path, step_classes: list[list[int]], stream: str, method: str) -> dict:
+def load_confusions(run_dir: Path) -> list[np.ndarray]:
+    return [stats["confusion"] for stats in load_step_stats(run_dir)]
+
+
+def build_summary(run_dir: Path, step_classes: list[list[int]], stream: str, method: str,
+                  miou_mode: str = "present") -> dict:
     """summary.json from the raw per-step statistics on disk (never from rounded numbers)."""
     run_dir = Path(run_dir)
-    confusions = load_confusions(run_dir)
-    results = semantic_stream_results(confusions, step_classes)
+    step_stats = load_step_stats(run_dir)
+    results = {"miou": semantic_stream_results([s["confusion"] for s in step_stats], step_classes, miou_mode)}
+    if step_stats and "pq_tp" in step_stats[0]:
+        results["pq"] = panoptic_stream_results([panoptic_stats(s) for s in step_stats], step_classes)
     steps = [json.loads(p.read_text()) for p in sorted((run_dir / "stats").glob("step_*.json"))]
     return finite({
         "stream": stream, "method": method, "run_id": run_dir.name, "num_steps": len(step_classes),
-        "metrics": {"miou": results["summary"]},
-        "matrices": {"miou": results["matrix"].tolist()},
-        "seen": {"miou": results["seen"]},
+        "metrics": {name: r["summary"] for name, r in results.items()},
+        "matrices": {name: r["matrix"].tolist() for name, r in results.items()},
+        "seen": {name: r["seen"] for name, r in results.items()},
         "memory_bytes": [s["memory_bytes"] for s in steps],
         "trainable_parameters": [s.get("trainable_parameters", 0) for s in steps],
         "seconds": {"learn": [s["learn_seconds"] for s in steps], "eval": [s["eval_seconds"] for s in steps]},

@@ -1,0 +1,37 @@
+"""`python -m benchmark report RUN_DIR [--miou-mode present|legacy]`: recompute every metric and table of a
+finished (or interrupted) run from its raw per-step statistics, rewrite summary.json and the matrix CSVs,
+and print them. A new metric therefore never needs a rerun."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from benchmark.errors import UserError
+from benchmark.reporting.results import build_summary, format_summary, write_summary
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmark report", description=__doc__)
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--miou-mode", choices=["present", "legacy"], default=None,
+                        help="default: the run's eval.miou_mode")
+    args = parser.parse_args(argv)
+    run_dir = args.run_dir
+    manifest_path = run_dir / "manifest.json"
+    if not manifest_path.is_file() or not (run_dir / "stats").is_dir():
+        raise UserError(f"{run_dir} is not a run folder (expected manifest.json and stats/)")
+    manifest = json.loads(manifest_path.read_text())
+    if "step_classes" not in manifest:
+        raise UserError(f"{manifest_path} has no step_classes (written by an older version); rerun the stream")
+    run_mode = OmegaConf.load(run_dir / "config.yaml").eval.miou_mode
+    miou_mode = args.miou_mode or run_mode
+    summary = build_summary(run_dir, manifest["step_classes"], manifest["stream"], manifest["method"], miou_mode)
+    if summary["num_steps"] != len(summary["memory_bytes"]):
+        print(f"note: {run_dir} holds {len(summary['memory_bytes'])} of {summary['num_steps']} steps (unfinished run)")
+    if manifest.get("status") == "complete" and miou_mode == run_mode:  # another mode is only printed
+        write_summary(run_dir, summary)
+    print(format_summary(summary, run_dir))
+    return 0
