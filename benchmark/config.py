@@ -178,6 +178,7 @@ def validate(cfg: DictConfig) -> DictConfig:
     except OmegaConfBaseException as exc:
         schema = OmegaConf.create({_key_name(k): v for k, v in OmegaConf.structured(method_cls.Config).items()})
         raise _schema_error(exc, schema, prefix="method.") from None
+    OmegaConf.to_object(checked)  # runs the method Config's __post_init__ checks (ranges, choices)
     typed.method = OmegaConf.create({"name": name, **{_key_name(k): v for k, v in checked.items()}})
     _check_choices(typed)
     return typed

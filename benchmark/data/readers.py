@@ -25,7 +25,7 @@ def read_image(path: Path) -> np.ndarray:
     """(H, W, 3) uint8 RGB; a clear DataError naming the file when it is missing or corrupt."""
     try:
         with Image.open(path) as img:
-            return np.asarray(img.convert("RGB"))
+            return np.array(img.convert("RGB"))  # a writable copy (torch.from_numpy needs one)
     except FileNotFoundError:
         raise DataError(f"image file missing: {path}") from None
     except Exception as exc:  # PIL raises several types for truncated / corrupt files

@@ -12,6 +12,7 @@ Pipeline for one image:
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,7 +89,12 @@ class OpenVocabSegmenter:
         if config.arch not in open_clip.list_models():
             raise UserError(f"model.arch='{config.arch}' is not an open_clip architecture (see open_clip.list_models())")
         torch.manual_seed(seed)  # random-weight models are reproducible from the run seed
-        model, _, preprocess = open_clip.create_model_and_transforms(config.arch, pretrained=config.pretrained or None)
+        if not config.pretrained:  # random weights are intended here: silence open_clip's "no weights" warning
+            logging.disable(logging.WARNING)
+        try:
+            model = open_clip.create_model(config.arch, pretrained=config.pretrained or None)
+        finally:
+            logging.disable(logging.NOTSET)
         self.model = model.eval().to(self.device).requires_grad_(False)
         self.tokenizer = open_clip.get_tokenizer(config.arch)
         visual = self.model.visual

@@ -51,14 +51,21 @@ class KnnClip(ContinualMethod):
         index: str = "Flat"  # faiss index factory string
         embedder: str = "clip"  # clip: the segmenter's mask-pooled CLIP features
 
+        def __post_init__(self) -> None:  # runs when the config is validated, before any work starts
+            if self.embedder != "clip":
+                raise UserError(f"method.embedder={self.embedder} is not available; choose: clip")
+            if self.vote not in ("similarity", "uniform"):
+                raise UserError(f"method.vote={self.vote} is not one of: similarity, uniform")
+            if self.confidence not in ("max_prob", "mean_sim"):
+                raise UserError(f"method.confidence={self.confidence} is not one of: max_prob, mean_sim")
+            for key in ("k", "tau"):
+                if getattr(self, key) <= 0:
+                    raise UserError(f"method.{key} must be positive, got {getattr(self, key)}")
+            if not 0 <= self.lambda_ <= 1:
+                raise UserError(f"method.lambda must be within [0, 1], got {self.lambda_}")
+
     def __init__(self, config, segmenter, vocabulary, seed: int = 0) -> None:
         super().__init__(config, segmenter, vocabulary, seed)
-        if config.embedder != "clip":
-            raise UserError(f"method.embedder='{config.embedder}' is not available; choose: clip")
-        if config.vote not in ("similarity", "uniform") or config.confidence not in ("max_prob", "mean_sim"):
-            raise UserError("method.vote must be similarity|uniform and method.confidence max_prob|mean_sim")
-        if config.k <= 0 or config.tau <= 0 or not 0 <= config.lambda_ <= 1:
-            raise UserError("method.k and method.tau must be positive and method.lambda within [0, 1]")
         self.database: RetrievalDatabase | None = None
 
     def _database(self, dim: int) -> RetrievalDatabase:
