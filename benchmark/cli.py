@@ -38,17 +38,48 @@ def list_main(argv: list[str]) -> int:
 
 
 def streams_main(argv: list[str]) -> int:
-    """`streams show NAME [data.root=...]`: steps, classes, image counts and hash of a stream."""
-    parser = argparse.ArgumentParser(prog="python -m benchmark streams")
-    parser.add_argument("action", choices=["show"])
+    """`streams show|freeze|validate NAME [overrides]`.
+
+    show: steps, classes, training images per step and hashes (reads the training annotations once).
+    freeze: write the class split to streams/frozen/NAME.json (shipped streams stay identical across library
+    versions). validate: read every image and label of both splits and report unreadable or inconsistent files.
+    """
+    parser = argparse.ArgumentParser(prog="python -m benchmark streams", description=streams_main.__doc__)
+    parser.add_argument("action", choices=["show", "freeze", "validate"])
     parser.add_argument("name")
-    parser.add_argument("overrides", nargs="*", help="config overrides, e.g. stream.order_seed=1")
-    parser.add_argument("--json", action="store_true")
+    parser.add_argument("overrides", nargs="*", help="config overrides, e.g. stream.order_seed=1 data.root=/data")
+    parser.add_argument("--json", action="store_true", help="show: print the description as JSON")
     args = parser.parse_args(argv)
     cfg = load_config([f"stream={args.name}", *args.overrides])
-    from streams.builder import build_stream, cache_dir_for, open_dataset
+    from streams.builder import FROZEN_DIR, build_stream, cache_dir_for, freeze, open_dataset
 
     root = data_root(cfg)
+    if args.action == "freeze":
+        from benchmark.data.datasets import DATASETS
+        from benchmark.data.types import Vocabulary
+        from benchmark.io import atomic_write_json
+
+        if cfg.stream.order == "frequency":
+            raise UserError("streams freeze: frequency orders depend on the data; freeze random or natural orders")
+        name = cfg.stream.dataset
+        vocabulary = (open_dataset(name, "train", root, cfg.data.demo_seed).vocabulary if name.startswith("demo")
+                      else Vocabulary.load(DATASETS.get(name).vocabulary))
+        atomic_write_json(FROZEN_DIR / f"{cfg.stream.name}.json", freeze(cfg.stream, vocabulary))
+        print(f"wrote {FROZEN_DIR / (cfg.stream.name + '.json')}")
+        return 0
+    if args.action == "validate":
+        from benchmark.reporting.progress import Progress
+
+        bar = Progress(quiet=cfg.quiet).bar
+        problems = 0
+        for split in ("train", "val"):
+            dataset = open_dataset(cfg.stream.dataset, split, root, cfg.data.demo_seed, on_error="skip")
+            readable = sum(1 for _ in bar(dataset.samples(), desc=f"validate {split}", total=len(dataset)))
+            print(f"{split}: {readable}/{len(dataset)} images readable. {dataset.summary()}")
+            for image_id, reason in list(dataset.skipped.items())[:20]:
+                print(f"  {image_id}: {reason}")
+            problems += len(dataset.skipped)
+        return 1 if problems else 0
     train = open_dataset(cfg.stream.dataset, "train", root, cfg.data.demo_seed)
     description = build_stream(cfg.stream, train, cache_dir_for(root)).describe()
     if args.json:

@@ -113,9 +113,32 @@ def classes_per_image(dataset: SegmentationDataset, cache_dir: Path | None, prog
     return classes
 
 
-def build_stream(cfg, train: SegmentationDataset, cache_dir: Path | None = None, progress=None) -> Stream:
-    vocabulary = train.vocabulary
-    per_image = classes_per_image(train, cache_dir, progress)
+FROZEN_DIR = Path(__file__).parent / "frozen"
+
+
+def vocabulary_hash(vocabulary: Vocabulary) -> str:
+    return _sha(json.dumps([[c.id, c.name] for c in vocabulary.classes]))[:16]
+
+
+def frozen_definition(cfg, vocabulary: Vocabulary) -> dict | None:
+    """The committed class split of a shipped stream (streams/frozen/<name>.json), when it applies to this
+    config: same version, vocabulary, order and order seed. Freezing keeps published streams identical even
+    if a library changes how a seeded permutation is drawn."""
+    path = FROZEN_DIR / f"{cfg.name}.json"
+    if not path.is_file():
+        return None
+    frozen = json.loads(path.read_text())
+    key = (frozen["version"], frozen["vocabulary_hash"], frozen["order"], frozen["order_seed"], frozen["step_sizes"])
+    if key != (cfg.version, vocabulary_hash(vocabulary), cfg.order, cfg.order_seed, step_sizes(cfg, len(vocabulary))):
+        return None
+    return frozen
+
+
+def split_classes(cfg, vocabulary: Vocabulary, per_image: list[list[int]]) -> tuple[list[int], list[list[int]]]:
+    """Class order and the classes of each step (C_0 .. C_T)."""
+    frozen = frozen_definition(cfg, vocabulary)
+    if frozen is not None:
+        return frozen["class_order"], frozen["step_classes"]
     frequency = None
     if cfg.order == "frequency":
         frequency = np.zeros(len(vocabulary))
@@ -124,11 +147,25 @@ def build_stream(cfg, train: SegmentationDataset, cache_dir: Path | None = None,
     order = class_order(cfg, vocabulary, frequency)
     sizes = step_sizes(cfg, len(vocabulary))
     bounds = np.cumsum([0] + sizes)
-    step_classes = [sorted(order[bounds[t]: bounds[t + 1]]) for t in range(len(sizes))]
+    return order, [sorted(order[bounds[t]: bounds[t + 1]]) for t in range(len(sizes))]
+
+
+def freeze(cfg, vocabulary: Vocabulary, per_image: list[list[int]] | None = None) -> dict:
+    """The frozen definition of a stream config (written to streams/frozen/ by `streams freeze`)."""
+    order, step_classes = split_classes(cfg, vocabulary, per_image or [])
+    return {"name": cfg.name, "version": cfg.version, "vocabulary": vocabulary.name,
+            "vocabulary_hash": vocabulary_hash(vocabulary), "order": cfg.order, "order_seed": cfg.order_seed,
+            "step_sizes": step_sizes(cfg, len(vocabulary)), "class_order": order, "step_classes": step_classes}
+
+
+def build_stream(cfg, train: SegmentationDataset, cache_dir: Path | None = None, progress=None) -> Stream:
+    vocabulary = train.vocabulary
+    per_image = classes_per_image(train, cache_dir, progress)
+    order, step_classes = split_classes(cfg, vocabulary, per_image)
     step_of_class = np.empty(len(vocabulary), dtype=np.int64)
     for t, classes in enumerate(step_classes):
         step_of_class[classes] = t
-    train_indices: list[list[int]] = [[] for _ in sizes]
+    train_indices: list[list[int]] = [[] for _ in step_classes]
     for index, classes in enumerate(per_image):
         steps = step_of_class[classes] if classes else np.array([], dtype=np.int64)
         for t in np.unique(steps):
