@@ -65,6 +65,7 @@ class LoggerConfig:
     project: str = "covseg-bench"  # wandb project
     entity: Optional[str] = None  # wandb entity
     mode: Optional[str] = None  # wandb mode (online | offline); None = wandb's default / WANDB_MODE
+    init_timeout: float = 60.0  # seconds wandb may take to start before the run goes on without it
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """`python -m benchmark report RUN_DIR [--miou-mode present|legacy]`: recompute every metric and table of a
-finished (or interrupted) run from its raw per-step statistics, rewrite summary.json and the matrix CSVs,
-and print them. A new metric therefore never needs a rerun."""
+finished (or interrupted) run from its raw per-step statistics, rewrite summary.json, the matrix CSVs and
+the plots, and print them. A new metric therefore never needs a rerun."""
 from __future__ import annotations
 
 import argparse
@@ -10,7 +10,8 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from benchmark.errors import UserError
-from benchmark.reporting.results import build_summary, format_summary, write_summary
+from benchmark.reporting.plots import write_run_plots
+from benchmark.reporting.results import build_summary, format_summary, load_confusions, vocabulary_names, write_summary
 
 
 def main(argv: list[str]) -> int:
@@ -33,5 +34,8 @@ def main(argv: list[str]) -> int:
         print(f"note: {run_dir} holds {len(summary['memory_bytes'])} of {summary['num_steps']} steps (unfinished run)")
     if manifest.get("status") == "complete" and miou_mode == run_mode:  # another mode is only printed
         write_summary(run_dir, summary)
+        confusions = load_confusions(run_dir)
+        names = vocabulary_names(manifest.get("vocabulary"), len(confusions[0]) if confusions else 0)
+        write_run_plots(run_dir, summary, manifest["step_classes"], names, confusions)
     print(format_summary(summary, run_dir))
     return 0

@@ -1,23 +1,27 @@
-"""The run folder: results/<stream>/<method>/<run-id>/
+"""The run folder: results/<stream>/<method>/<run-id>/ (results/README.md describes every file)
 
     config.yaml          resolved configuration
-    manifest.json        provenance: git commit, package versions, seed, stream hash, host, timings, status
+    manifest.json        provenance: git commit, package versions, seeds, stream hash, hardware, timings, status
     stats/step_NNN.npz   raw statistics of step t (confusion matrix, ...): every metric is derived from these
     stats/step_NNN.json  per-step costs: learn / eval seconds, memory bytes, trainable parameters
-    matrix_miou.csv      R[t][j]
+    matrix_<metric>.csv  R[t][j]
     summary.json         stream metrics (percent), matrices, memory, seconds
+    plots/*.png          R heatmaps and the most forgotten classes (benchmark.reporting.plots)
 
 Every file is written atomically; `manifest.json` says `"status": "complete"` only once everything is written.
+The configured tracker (`logger=`) receives the same numbers as they are written.
 """
 from __future__ import annotations
 
 import datetime as dt
 import json
 import math
+import os
 import platform
 import secrets
 import socket
 import subprocess
+import warnings
 from importlib import metadata
 from pathlib import Path
 
@@ -30,8 +34,11 @@ from benchmark.evaluation.panoptic import per_class_pq
 from benchmark.evaluation.semantic import mean_iou
 from benchmark.evaluation.stream_metrics import panoptic_stream_results, semantic_stream_results
 from benchmark.io import atomic_save_npz, atomic_write_json, atomic_write_text
+from benchmark.reporting.loggers import RunLogger, build_logger
+from benchmark.reporting.plots import write_run_plots
 
-PACKAGES = ("torch", "open_clip_torch", "faiss-cpu", "timm", "avalanche-lib", "numpy", "omegaconf", "hydra-core")
+PACKAGES = ("torch", "open_clip_torch", "faiss-cpu", "timm", "avalanche-lib", "numpy", "scipy", "scikit-image",
+            "Pillow", "omegaconf", "hydra-core", "pandas", "matplotlib", "wandb")
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -82,6 +89,30 @@ def package_versions() -> dict:
     return versions
 
 
+def hardware() -> dict:
+    """CPU model, cores, RAM and GPUs of this machine (what timings and memory figures depend on)."""
+    cpu = platform.processor() or None
+    try:
+        with open("/proc/cpuinfo") as handle:
+            cpu = next((line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    try:
+        ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        ram = None
+    gpus = []
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    except Exception:  # noqa: BLE001  (a broken CUDA setup must not stop a CPU run)
+        pass
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {"cpu": cpu, "cpu_cores": os.cpu_count(), "cpu_cores_usable": usable, "ram_bytes": ram, "gpus": gpus}
+
+
 def finite(value):
     """NaN -> None so summary.json is strict JSON."""
     if isinstance(value, float) and math.isnan(value):
@@ -99,6 +130,7 @@ class RunWriter:
         self.cfg = cfg
         self.stream = stream
         self.manifest: dict = {}
+        self.logger: RunLogger = build_logger(cfg.logger)
 
     @classmethod
     def create(cls, cfg: DictConfig, stream) -> "RunWriter":
@@ -115,12 +147,16 @@ class RunWriter:
         writer.manifest = {
             "run_id": run_id, "status": "running", "stream": stream.name, "stream_version": stream.version,
             "stream_hash": stream.hash, "step_image_hashes": stream.step_hashes(), "step_classes": stream.step_classes,
-            "method": cfg.method.name,
-            "model": OmegaConf.to_container(cfg.model), "seed": cfg.seed, "git": git_state(),
-            "packages": package_versions(), "python": platform.python_version(), "host": socket.gethostname(),
-            "platform": platform.platform(), "started": utc_now(), "finished": None,
+            "vocabulary": stream.vocabulary.name, "method": cfg.method.name,
+            "model": OmegaConf.to_container(cfg.model), "seed": cfg.seed,
+            "seeds": {"seed": cfg.seed, "stream.order_seed": cfg.stream.order_seed,
+                      "data.demo_seed": cfg.data.demo_seed},
+            "git": git_state(), "packages": package_versions(), "python": platform.python_version(),
+            "host": socket.gethostname(), "platform": platform.platform(), "hardware": hardware(),
+            "device": cfg.device, "started": utc_now(), "finished": None,
         }
         atomic_write_json(run_dir / "manifest.json", writer.manifest)
+        writer.logger.start(run_dir, cfg, writer.manifest)
         return writer
 
     @classmethod
@@ -141,8 +177,10 @@ class RunWriter:
             raise UserError(f"resume={run_dir}: the stream changed since that run (hash {manifest.get('stream_hash')} "
                             f"vs {stream.hash}); start a new run")
         writer = cls(run_dir, cfg, stream)
-        writer.manifest = {**manifest, "resumed": [*manifest.get("resumed", []), utc_now()]}
+        resumption = {"at": utc_now(), "host": socket.gethostname(), "hardware": hardware()}
+        writer.manifest = {**manifest, "resumed": [*manifest.get("resumed", []), resumption]}
         atomic_write_json(run_dir / "manifest.json", writer.manifest)
+        writer.logger.start(run_dir, cfg, writer.manifest)
         return writer
 
     def write_step(self, step: int, stats: dict[str, np.ndarray], learn_seconds: float, eval_seconds: float,
@@ -160,15 +198,28 @@ class RunWriter:
             scored = [c for c in seen if counted[c]]
             record["pq_seen"] = float(100 * pq[scored].mean()) if scored else float("nan")
         atomic_write_json(self.run_dir / "stats" / f"step_{step:03d}.json", finite(record))
+        self.logger.log_step(finite(record))
         return record
 
     def finish(self) -> dict:
         summary = build_summary(self.run_dir, self.stream.step_classes, self.stream.name, self.cfg.method.name,
                                 self.cfg.eval.miou_mode)
         write_summary(self.run_dir, summary)
+        plots = self.write_plots(summary)
         self.manifest.update(status="complete", finished=utc_now())
         atomic_write_json(self.run_dir / "manifest.json", self.manifest)
+        self.logger.finish(summary, plots)
         return summary
+
+    def write_plots(self, summary: dict) -> list[Path]:
+        """The run's figures; a plotting error is reported and leaves the (complete) numbers alone."""
+        try:
+            return write_run_plots(self.run_dir, summary, self.stream.step_classes, self.stream.vocabulary.names,
+                                   load_confusions(self.run_dir))
+        except Exception as exc:  # noqa: BLE001  (figures are derived; the run's record is already on disk)
+            warnings.warn(f"could not draw the plots of {self.run_dir} ({type(exc).__name__}: {exc}); "
+                          f"redraw them with `python -m benchmark report {self.run_dir}`", RuntimeWarning, stacklevel=2)
+            return []
 
     def format_summary(self, summary: dict) -> str:
         return format_summary(summary, self.run_dir)
@@ -213,6 +264,21 @@ def find_resumable(cfg: DictConfig, stream) -> Path | None:
 def panoptic_stats(stats) -> dict[str, np.ndarray]:
     """The PanopticEvaluator state stored as pq_* arrays in a step's npz."""
     return {name: np.asarray(stats[f"pq_{name}"]) for name in ("tp", "fp", "fn", "iou_sum")}
+
+
+def vocabulary_names(name: str | None, num_classes: int) -> list[str]:
+    """Class names of a run's vocabulary (manifest "vocabulary"); "class <id>" when it cannot be loaded."""
+    from benchmark.data.types import Vocabulary
+    from benchmark.errors import DataError
+
+    try:
+        if name == "demo_40":
+            from benchmark.data.demo import demo_vocabulary
+
+            return demo_vocabulary().names
+        return Vocabulary.load(name).names if name else []
+    except DataError:
+        return [f"class {c}" for c in range(num_classes)]
 
 
 def load_step_stats(run_dir: Path) -> list[dict[str, np.ndarray]]:

@@ -1,0 +1,395 @@
+"""`python -m benchmark leaderboard [stream=NAME] [results_dir=PATH]`: tables over every finished run.
+
+Reads every run folder `<results_dir>/<stream>/<method>/<run-id>/` (summary.json, manifest.json,
+config.yaml), ignores runs whose manifest is not `"status": "complete"` (and says how many), and writes
+`<results_dir>/LEADERBOARD.md`, `<results_dir>/leaderboard.csv` and per stream a figure of the score on S_t
+after each step (`<results_dir>/plots/`).
+
+Grouping, so that a number only ever averages comparable runs:
+- stream: name, version and *definition* (a hash of the stream config without `order_seed`, plus the demo
+  data seed). Class orders (order_seed) of one definition are aggregated; their stream hashes are listed.
+  Should one class order show two different stream hashes (the data changed under the same definition),
+  that definition is split by stream hash instead, so different data is never mixed.
+- row: method, method configuration (a short hash of the resolved `method` config, labelled with the keys
+  that differ from configs/method/<name>.yaml, e.g. `knnclip (k=32)`), model config and evaluation settings.
+Each cell is the mean ± sample standard deviation over the row's runs (seeds × class orders), n = runs;
+rows are sorted by final mIoU.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import math
+import warnings
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from omegaconf import OmegaConf
+
+from benchmark.config import CONFIG_DIR, EvalConfig, ModelConfig
+from benchmark.errors import UserError
+from benchmark.io import atomic_write_text
+from benchmark.registry import suggest
+from benchmark.reporting.plots import save_figure, seen_curves_figure
+
+OPTIONS = {"stream": None, "results_dir": "results"}
+# (summary metric, key, column title); a column is shown when some row of the table has a value
+METRIC_COLUMNS = [
+    ("miou", "final", "final mIoU"), ("pq", "final", "final PQ"), ("miou", "avg_incremental", "avg inc. mIoU"),
+    ("miou", "forgetting_max", "forgetting"), ("miou", "bwt", "BWT"), ("miou", "old", "old"), ("miou", "new", "new"),
+]
+EVAL_KEYS = ("vocabulary", "miou_mode", "max_images")  # evaluation settings that change the numbers
+
+
+def short_hash(value) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:8]
+
+
+def non_default(values: dict, defaults: dict) -> list[str]:
+    """`key=value` for every key whose value differs from `defaults` (or is not in it), in key order."""
+    missing = object()
+    return [f"{key}={values[key]}" for key in sorted(values)
+            if key != "name" and defaults.get(key, missing) != values[key]]
+
+
+def _yaml_defaults(group: str, name: str) -> dict:
+    path = CONFIG_DIR / group / f"{name}.yaml"
+    return OmegaConf.to_container(OmegaConf.load(path), resolve=True) if path.is_file() else {}
+
+
+@dataclass
+class Run:
+    """One complete run folder."""
+
+    path: Path
+    manifest: dict
+    config: dict  # resolved config.yaml
+    summary: dict
+
+    @property
+    def stream_definition(self) -> str:
+        stream = {k: v for k, v in self.config["stream"].items() if k != "order_seed"}
+        return short_hash({"stream": stream, "demo_seed": self.config.get("data", {}).get("demo_seed")})
+
+    @property
+    def order_seed(self):
+        return self.config["stream"].get("order_seed")
+
+    @property
+    def method_config(self) -> dict:
+        return self.config["method"]
+
+    def method_label(self) -> str:
+        method = self.method_config
+        changed = non_default(method, _yaml_defaults("method", method["name"]))
+        return method["name"] + (f" ({', '.join(changed)})" if changed else "")
+
+    def model_label(self) -> str:
+        model = self.config["model"]
+        defaults = {**OmegaConf.to_container(OmegaConf.structured(ModelConfig)),
+                    **_yaml_defaults("model", model["name"])}
+        changed = non_default(model, defaults)
+        return model["name"] + (f" ({', '.join(changed)})" if changed else "")
+
+    def eval_setting(self) -> dict:
+        return {key: self.config.get("eval", {}).get(key) for key in EVAL_KEYS}
+
+    def row_key(self) -> tuple:
+        return (self.method_config["name"], short_hash(self.method_config), short_hash(self.config["model"]),
+                short_hash(self.eval_setting()))
+
+
+def read_runs(results_dir: Path, stream: str | None = None) -> tuple[list[Run], list[tuple[Path, str]]]:
+    """Complete runs under `results_dir` (optionally of one stream) and (folder, reason) for every skipped one."""
+    runs, skipped = [], []
+    for manifest_path in sorted(Path(results_dir).glob("*/*/*/manifest.json")):
+        run_dir = manifest_path.parent
+        if stream is not None and run_dir.parent.parent.name != stream:
+            continue
+        try:
+            manifest = json.loads(manifest_path.read_text())
+        except (OSError, ValueError) as exc:
+            skipped.append((run_dir, f"unreadable manifest.json ({exc})"))
+            continue
+        if manifest.get("status") != "complete":
+            skipped.append((run_dir, f"status {manifest.get('status')!r}"))
+            continue
+        try:
+            summary = json.loads((run_dir / "summary.json").read_text())
+            config = OmegaConf.to_container(OmegaConf.load(run_dir / "config.yaml"), resolve=True)
+        except (OSError, ValueError) as exc:
+            skipped.append((run_dir, f"unreadable summary.json or config.yaml ({exc})"))
+            continue
+        runs.append(Run(run_dir, manifest, config, summary))
+    return runs, skipped
+
+
+@dataclass
+class StreamTable:
+    """The runs of one stream definition (and, only if the data changed under it, one stream hash)."""
+
+    name: str
+    version: int
+    definition: str
+    runs: list[Run]
+    split_hash: str | None = None  # set when this table holds only the runs of this stream hash
+    rows: list[dict] = field(default_factory=list)
+
+    @property
+    def slug(self) -> str:
+        return f"{self.name}-v{self.version}-{self.definition}" + (f"-{self.split_hash[:8]}" if self.split_hash else "")
+
+    def hashes_by_order(self) -> dict:
+        hashes = defaultdict(set)
+        for run in self.runs:
+            hashes[run.order_seed].add(run.manifest.get("stream_hash"))
+        return dict(sorted(hashes.items(), key=lambda item: _order(item[0])))
+
+
+def stream_tables(runs: list[Run]) -> list[StreamTable]:
+    by_definition = defaultdict(list)
+    for run in runs:
+        by_definition[(run.manifest["stream"], run.manifest.get("stream_version"), run.stream_definition)].append(run)
+    tables = []
+    for (name, version, definition), members in sorted(by_definition.items(), key=lambda item: str(item[0])):
+        table = StreamTable(name, version, definition, members)
+        if all(len(hashes) == 1 for hashes in table.hashes_by_order().values()):
+            tables.append(table)
+            continue
+        by_hash = defaultdict(list)
+        for run in members:
+            by_hash[run.manifest.get("stream_hash")].append(run)
+        tables += [StreamTable(name, version, definition, group, split_hash=str(stream_hash))
+                   for stream_hash, group in sorted(by_hash.items(), key=lambda item: str(item[0]))]
+    for table in tables:
+        table.rows = aggregate_rows(table.runs)
+    return tables
+
+
+def _metric(run: Run, metric: str, key: str) -> float:
+    value = run.summary.get("metrics", {}).get(metric, {}).get(key)
+    return float("nan") if value is None else float(value)
+
+
+def mean_std(values: list[float]) -> tuple[float, float, int]:
+    """Mean and sample standard deviation (ddof=1; NaN for a single value) over the finite values."""
+    finite = np.array([v for v in values if not math.isnan(v)], dtype=float)
+    if finite.size == 0:
+        return float("nan"), float("nan"), 0
+    return float(finite.mean()), float(finite.std(ddof=1)) if finite.size > 1 else float("nan"), int(finite.size)
+
+
+def _seconds_per_step(run: Run) -> float:
+    seconds = run.summary.get("seconds", {})
+    learn, evaluate = seconds.get("learn") or [], seconds.get("eval") or []
+    return (sum(learn) + sum(evaluate)) / len(learn) if learn else float("nan")
+
+
+def _curve(runs: list[Run], metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and std over runs of the score on S_t per step t (NaN where no run has a value)."""
+    curves = [[float("nan") if v is None else v for v in run.summary.get("seen", {}).get(metric) or []] for run in runs]
+    length = max((len(c) for c in curves), default=0)
+    padded = np.full((len(curves), length), np.nan)  # (runs, steps)
+    for i, curve in enumerate(curves):
+        padded[i, : len(curve)] = curve
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns (and single values for std) stay NaN
+        mean = np.nanmean(padded, axis=0) if length else np.zeros(0)
+        std = np.nanstd(padded, axis=0, ddof=1) if len(curves) > 1 else np.full(length, np.nan)
+    return mean, std
+
+
+def _order(value) -> tuple:
+    """Sort key for seeds: numbers by value, anything else (None) after them."""
+    return (0, value, "") if isinstance(value, (int, float)) else (1, 0, str(value))
+
+
+def aggregate_rows(runs: list[Run]) -> list[dict]:
+    """One row per method configuration (+ model + evaluation settings), best final mIoU first."""
+    groups = defaultdict(list)
+    for run in runs:
+        groups[run.row_key()].append(run)
+    rows = []
+    for (method, config_hash, _, _), members in groups.items():
+        members.sort(key=lambda r: (_order(r.config.get("seed")), _order(r.order_seed), r.path.name))
+        first = members[0]
+        eval_changed = non_default(first.eval_setting(), {k: getattr(EvalConfig(), k) for k in EVAL_KEYS})
+        row = {
+            "method": method, "config_hash": config_hash,
+            "label": first.method_label() + (f" [eval {', '.join(eval_changed)}]" if eval_changed else ""),
+            "model": first.model_label(), "n_runs": len(members),
+            "seeds": sorted({r.config.get("seed") for r in members}, key=_order),
+            "order_seeds": sorted({r.order_seed for r in members}, key=_order),
+            "runs": members,
+        }
+        for metric, key, _ in METRIC_COLUMNS:
+            row[f"{metric}_{key}"] = mean_std([_metric(r, metric, key) for r in members])
+        row["memory_bytes"] = mean_std([float((r.summary.get("memory_bytes") or [float("nan")])[-1]) for r in members])
+        row["seconds_per_step"] = mean_std([_seconds_per_step(r) for r in members])
+        row["curves"] = {metric: _curve(members, metric) for metric in ("miou", "pq")
+                         if any(r.summary.get("seen", {}).get(metric) for r in members)}
+        row["git"] = sorted({(r.manifest.get("git") or {}).get("commit") or "unknown" for r in members})
+        rows.append(row)
+    rows.sort(key=lambda row: (math.isnan(row["miou_final"][0]), -np.nan_to_num(row["miou_final"][0]), row["label"]))
+    return rows
+
+
+def human_bytes(value: float) -> str:
+    if math.isnan(value):
+        return "–"
+    for unit in ("B", "kB", "MB", "GB"):
+        if abs(value) < 1000 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.2f} {unit}"
+        value /= 1000
+    raise AssertionError("unreachable")
+
+
+def human_seconds(value: float) -> str:
+    if math.isnan(value):
+        return "–"
+    if value < 120:
+        return f"{value:.1f} s"
+    return f"{value / 60:.1f} min" if value < 7200 else f"{value / 3600:.1f} h"
+
+
+def format_score(stat: tuple[float, float, int]) -> str:
+    mean, std, _ = stat
+    if math.isnan(mean):
+        return "–"
+    return f"{mean:.1f}" if math.isnan(std) else f"{mean:.1f} ± {std:.1f}"
+
+
+def _link(target: Path, base: Path) -> str:
+    return target.resolve().relative_to(base.resolve()).as_posix()
+
+
+def render_markdown(tables: list[StreamTable], results_dir: Path, curve_files: dict[str, dict[str, Path]],
+                    skipped: int, stream_filter: str | None) -> str:
+    now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    total = sum(len(t.runs) for t in tables)
+    lines = [
+        "# Leaderboard", "",
+        f"Built {now} by `python -m benchmark leaderboard` from {total} complete run(s)"
+        + (f" of stream `{stream_filter}`" if stream_filter else "")
+        + f" ({skipped} incomplete run(s) ignored). Scores in percent: mean ± sample std over the runs of a row "
+        "(seeds × class orders), n = runs. forgetting = forgetting_max (Chaudhry), BWT = backward transfer, "
+        "old / new = mIoU on S_{T-1} / C_T after the last step. memory = method state after the last step; "
+        "time/step = learn + evaluation. Plots: the first run of the row.", "",
+    ]
+    for table in tables:
+        lines += [f"## {table.name} (version {table.version})", ""]
+        orders = "; ".join(f"order_seed {order}: `{', '.join(sorted(map(str, hashes)))}`"
+                           for order, hashes in table.hashes_by_order().items())
+        lines += [f"Stream definition `{table.definition}`"
+                  + (f", only stream hash `{table.split_hash}` (the data differs between runs of this definition)"
+                     if table.split_hash else "") + f"; stream hash per class order: {orders}.", ""]
+        for metric, path in curve_files.get(table.slug, {}).items():
+            label = {"miou": "mIoU", "pq": "PQ"}[metric]
+            lines += [f"![{label} on S_t after each step]({_link(path, results_dir)})", ""]
+        shown = [(m, k, title) for m, k, title in METRIC_COLUMNS
+                 if any(row[f"{m}_{k}"][2] for row in table.rows)]
+        header = ["#", "method", "model", *[title for _, _, title in shown], "memory", "time/step", "n", "config",
+                  "runs", "plots"]
+        numeric = {"#", "memory", "time/step", "n", *[title for _, _, title in shown]}
+        alignment = ["---:" if title in numeric else "---" for title in header]
+        lines += ["| " + " | ".join(header) + " |", "|" + "|".join(alignment) + "|"]
+        for rank, row in enumerate(table.rows, 1):
+            runs = " ".join(f"[s{r.config.get('seed')}/o{r.order_seed}]({_link(r.path, results_dir)}/)"
+                            for r in row["runs"])
+            plots_dir = row["runs"][0].path / "plots"
+            plots = " ".join(f"[{name}]({_link(plots_dir / file, results_dir)})"
+                             for name, file in (("R", "matrix_miou.png"), ("R PQ", "matrix_pq.png"),
+                                                ("forgotten", "forgetting_classes.png"))
+                             if (plots_dir / file).is_file())
+            cells = [str(rank), row["label"].replace("|", "\\|"), row["model"].replace("|", "\\|"),
+                     *[format_score(row[f"{m}_{k}"]) for m, k, _ in shown],
+                     human_bytes(row["memory_bytes"][0]), human_seconds(row["seconds_per_step"][0]),
+                     str(row["n_runs"]), f"`{row['config_hash']}`", runs, plots or "–"]
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def leaderboard_frame(tables: list[StreamTable], results_dir: Path) -> pd.DataFrame:
+    """The CSV: one line per row of every table, means and stds in separate columns, full provenance."""
+    records = []
+    for table in tables:
+        hashes = sorted({str(h) for hs in table.hashes_by_order().values() for h in hs})
+        for rank, row in enumerate(table.rows, 1):
+            record = {
+                "stream": table.name, "stream_version": table.version, "stream_definition": table.definition,
+                "stream_hashes": ";".join(hashes), "rank": rank, "method": row["method"], "label": row["label"],
+                "config_hash": row["config_hash"], "model": row["model"], "n_runs": row["n_runs"],
+                "seeds": ";".join(map(str, row["seeds"])), "order_seeds": ";".join(map(str, row["order_seeds"])),
+            }
+            for metric, key, _ in METRIC_COLUMNS:
+                mean, std, _ = row[f"{metric}_{key}"]
+                record[f"{metric}_{key}_mean"], record[f"{metric}_{key}_std"] = mean, std
+            record["memory_bytes_mean"] = row["memory_bytes"][0]
+            record["seconds_per_step_mean"] = row["seconds_per_step"][0]
+            record["git_commits"] = ";".join(row["git"])
+            record["runs"] = ";".join(_link(r.path, results_dir) for r in row["runs"])
+            records.append(record)
+    return pd.DataFrame.from_records(records)
+
+
+def write_curves(tables: list[StreamTable], results_dir: Path) -> dict[str, dict[str, Path]]:
+    """Per stream table and metric, one figure of the score on S_t after each step, all rows together."""
+    files: dict[str, dict[str, Path]] = {}
+    for table in tables:
+        models = {row["model"] for row in table.rows}
+        for metric in ("miou", "pq"):
+            curves = {(row["label"] + (f" · {row['model']}" if len(models) > 1 else "") + f" (n={row['n_runs']})"):
+                      row["curves"][metric] for row in table.rows if metric in row["curves"]}
+            if not curves:
+                continue
+            label = {"miou": "mIoU", "pq": "PQ"}[metric]
+            title = (f"{table.name} v{table.version} ({table.definition}): {label} on all classes seen so far, "
+                     "mean ± std over runs")
+            path = results_dir / "plots" / f"{table.slug}-{metric}_seen.png"
+            files.setdefault(table.slug, {})[metric] = save_figure(seen_curves_figure(curves, title, metric), path)
+    return files
+
+
+def parse_options(argv: list[str]) -> dict:
+    options = dict(OPTIONS)
+    for item in argv:
+        key, sep, value = item.partition("=")
+        if not sep or key not in OPTIONS:
+            what = f"unknown option '{key}'{suggest(key, list(OPTIONS))}" if sep else f"'{item}' is not key=value"
+            raise UserError(f"leaderboard: {what}; it takes stream=NAME results_dir=PATH")
+        options[key] = value
+    return options
+
+
+def main(argv: list[str]) -> int:
+    if any(a in ("-h", "--help") for a in argv):
+        print(__doc__)
+        return 0
+    options = parse_options(argv)
+    results_dir = Path(options["results_dir"])
+    if not results_dir.is_dir():
+        raise UserError(f"results_dir={results_dir} is not a folder; pass results_dir= where the runs were written")
+    stream = options["stream"]
+    runs, skipped = read_runs(results_dir, stream)
+    if not runs:
+        streams = sorted({p.parent.parent.parent.name for p in results_dir.glob("*/*/*/manifest.json")})
+        where = f" of stream '{stream}'{suggest(stream, streams)}" if stream else ""
+        raise UserError(f"no complete run{where} under {results_dir} ({len(skipped)} incomplete); "
+                        "run one with `python -m benchmark run method=NAME stream=NAME`")
+    tables = stream_tables(runs)
+    curve_files = write_curves(tables, results_dir)
+    markdown = render_markdown(tables, results_dir, curve_files, len(skipped), stream)
+    atomic_write_text(results_dir / "LEADERBOARD.md", markdown)
+    atomic_write_text(results_dir / "leaderboard.csv", leaderboard_frame(tables, results_dir).to_csv(index=False))
+    print(f"leaderboard of {len(runs)} complete run(s) in {len(tables)} stream table(s): "
+          f"{results_dir / 'LEADERBOARD.md'}, {results_dir / 'leaderboard.csv'}")
+    if skipped:
+        print(f"skipped {len(skipped)} incomplete run(s):")
+        for path, reason in skipped:
+            print(f"  {path}: {reason}")
+    return 0

@@ -1,0 +1,140 @@
+"""Leaderboard aggregation on hand-made run folders: means, sample std, counts, grouping by method
+configuration, stream version separation, incomplete runs ignored, relative links."""
+import csv
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from benchmark.__main__ import main as benchmark_main
+from benchmark.config import CONFIG_DIR
+from benchmark.errors import UserError
+from benchmark.reporting.leaderboard import human_bytes, main
+
+KNN_DEFAULTS = yaml.safe_load((CONFIG_DIR / "method" / "knnclip.yaml").read_text())
+
+
+def make_run(results: Path, run_id: str, method: dict, final: float, *, seed: int = 0, order_seed: int = 0,
+             stream_hash: str = "hash-o0", version: int = 1, status: str = "complete", stream: str = "toy",
+             max_images: int | None = None, memory: tuple = (1000, 3000), learn: tuple = (1.0, 2.0),
+             evaluation: tuple = (3.0, 4.0), seen: tuple | None = None, pq_final: float | None = None) -> Path:
+    """A run folder as RunWriter leaves it (only the files the leaderboard reads)."""
+    run_dir = results / stream / method["name"] / run_id
+    run_dir.mkdir(parents=True)
+    config = {
+        "method": method, "seed": seed,
+        "stream": {"name": stream, "dataset": "demo", "num_steps": 2, "order": "random", "order_seed": order_seed,
+                   "mode": "overlap", "panoptic": pq_final is not None, "version": version},
+        "model": {"name": "tiny_random", "kind": "open_clip", "arch": "covseg-tiny-vit", "pretrained": None,
+                  "input_size": 224, "proposals": "superpixel", "superpixel_segments": 150,
+                  "superpixel_compactness": 30.0, "templates": "single", "batch_size": 8},
+        "data": {"demo_seed": 0}, "eval": {"vocabulary": "seen", "miou_mode": "present", "batch_size": 8,
+                                          "max_images": max_images},
+    }
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
+    manifest = {"run_id": run_id, "status": status, "stream": stream, "stream_version": version,
+                "stream_hash": stream_hash, "method": method["name"], "git": {"commit": "abc", "dirty": False}}
+    (run_dir / "manifest.json").write_text(json.dumps(manifest))
+    metrics = {"miou": {"final": final, "avg_incremental": final + 5, "forgetting_max": 2.0, "bwt": -2.0,
+                        "old": final - 1, "new": final + 1}}
+    if pq_final is not None:
+        metrics["pq"] = {"final": pq_final}
+    summary = {"stream": stream, "method": method["name"], "run_id": run_id, "num_steps": 2, "metrics": metrics,
+               "seen": {"miou": list(seen or (final + 10, final))}, "memory_bytes": list(memory),
+               "seconds": {"learn": list(learn), "eval": list(evaluation)}}
+    (run_dir / "summary.json").write_text(json.dumps(summary))
+    return run_dir
+
+
+def read_csv(results: Path) -> list[dict]:
+    with open(results / "leaderboard.csv") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.fixture
+def results(tmp_path) -> Path:
+    """knnclip defaults x3 (seeds 0, 1 and a second class order), knnclip k=32 x1, zeroshot x1, one unfinished."""
+    root = tmp_path / "results"
+    make_run(root, "a", KNN_DEFAULTS, 30.0, seed=0, memory=(1000, 3000))
+    make_run(root, "b", KNN_DEFAULTS, 33.0, seed=1, memory=(1000, 6000), learn=(3.0, 3.0), evaluation=(3.0, 3.0))
+    make_run(root, "c", KNN_DEFAULTS, 36.0, seed=0, order_seed=1, stream_hash="hash-o1", memory=(1000, 9000))
+    make_run(root, "d", {**KNN_DEFAULTS, "k": 32}, 40.0)
+    make_run(root, "e", {"name": "zeroshot"}, 1.0, memory=(0, 0))
+    make_run(root, "f", KNN_DEFAULTS, 99.0, status="running")
+    return root
+
+
+def test_aggregates_mean_std_counts_and_groups_by_method_config(results, capsys):
+    assert main([f"results_dir={results}"]) == 0
+    out = capsys.readouterr().out
+    assert "skipped 1 incomplete" in out and "toy/knnclip/f" in out
+    rows = read_csv(results)
+    assert [r["label"] for r in rows] == ["knnclip (k=32)", "knnclip", "zeroshot"]  # sorted by final mIoU
+    knn = rows[1]
+    assert int(knn["n_runs"]) == 3 and knn["seeds"] == "0;1" and knn["order_seeds"] == "0;1"
+    assert float(knn["miou_final_mean"]) == pytest.approx(33.0)
+    assert float(knn["miou_final_std"]) == pytest.approx(3.0)  # sample std of 30, 33, 36
+    assert float(knn["miou_avg_incremental_mean"]) == pytest.approx(38.0)
+    assert float(knn["memory_bytes_mean"]) == pytest.approx(6000.0)  # last step: 3000, 6000, 9000
+    # time per step: (1 + 2 + 3 + 4) / 2 = 5, (3 + 3 + 3 + 3) / 2 = 6, 5 -> mean 16 / 3
+    assert float(knn["seconds_per_step_mean"]) == pytest.approx(16 / 3)
+    assert knn["stream_hashes"] == "hash-o0;hash-o1"
+    assert knn["runs"] == "toy/knnclip/a;toy/knnclip/c;toy/knnclip/b"  # by seed, then order
+    assert knn["config_hash"] != rows[0]["config_hash"]
+    single = rows[0]
+    assert int(single["n_runs"]) == 1 and single["miou_final_std"] == ""  # no std from one run
+    assert all(float(r["miou_final_mean"]) != 99.0 for r in rows)  # the unfinished run is ignored
+
+
+def test_markdown_rows_links_and_version_note(results):
+    main([f"results_dir={results}"])
+    markdown = (results / "LEADERBOARD.md").read_text()
+    assert "## toy (version 1)" in markdown and "`hash-o0`" in markdown and "`hash-o1`" in markdown
+    assert "1 incomplete run(s) ignored" in markdown
+    knn_row = next(line for line in markdown.splitlines() if line.startswith("| 2 |"))
+    assert "| knnclip |" in knn_row and "33.0 ± 3.0" in knn_row and "6.00 kB" in knn_row and "| 3 |" in knn_row
+    links = re.findall(r"\]\(([^)]+)\)", markdown)
+    run_links = [link for link in links if link.startswith("toy/")]
+    assert len(run_links) == 5 and all((results / link).is_dir() for link in run_links)
+    assert any(link.startswith("plots/") and (results / link).is_file() for link in links)  # the curves figure
+
+
+def test_stream_versions_and_changed_data_are_never_mixed(tmp_path):
+    root = tmp_path / "results"
+    make_run(root, "v1", KNN_DEFAULTS, 10.0, version=1)
+    make_run(root, "v2", KNN_DEFAULTS, 20.0, version=2, stream_hash="hash-v2")
+    make_run(root, "x", KNN_DEFAULTS, 30.0, stream_hash="hash-other-data")  # same definition and order, other data
+    make_run(root, "m", KNN_DEFAULTS, 40.0, max_images=5)  # another evaluation setting: its own row
+    main([f"results_dir={root}"])
+    rows = read_csv(root)
+    by_version = {(r["stream_version"], r["stream_hashes"], r["label"]): r for r in rows}
+    assert len(rows) == 4 and all(r["n_runs"] == "1" for r in rows)
+    assert ("2", "hash-v2", "knnclip") in by_version
+    assert {k[1] for k in by_version if k[0] == "1"} == {"hash-o0", "hash-other-data"}
+    assert ("1", "hash-o0", "knnclip [eval max_images=5]") in by_version
+    markdown = (root / "LEADERBOARD.md").read_text()
+    assert "## toy (version 1)" in markdown and "## toy (version 2)" in markdown
+    assert "the data differs between runs of this definition" in markdown
+
+
+def test_stream_filter_pq_column_and_user_errors(tmp_path, capsys):
+    root = tmp_path / "results"
+    make_run(root, "p", KNN_DEFAULTS, 20.0, stream="pano", pq_final=12.5)
+    make_run(root, "t", KNN_DEFAULTS, 30.0)
+    assert benchmark_main(["leaderboard", f"results_dir={root}", "stream=pano"]) == 0
+    markdown = (root / "LEADERBOARD.md").read_text()
+    assert "final PQ" in markdown and "| 12.5 |" in markdown and "## toy" not in markdown
+    with pytest.raises(UserError, match="unknown option 'strem'.*did you mean: stream"):
+        main([f"results_dir={root}", "strem=toy"])
+    with pytest.raises(UserError, match="did you mean: pano"):
+        main([f"results_dir={root}", "stream=panoo"])
+    with pytest.raises(UserError, match="not a folder"):
+        main([f"results_dir={tmp_path / 'missing'}"])
+    assert benchmark_main(["leaderboard", f"results_dir={root}", "bogus"]) == 2
+    assert "'bogus' is not key=value" in capsys.readouterr().err
+
+
+def test_human_units():
+    assert [human_bytes(v) for v in (512, 6000, 2.5e6, 3.2e9)] == ["512 B", "6.00 kB", "2.50 MB", "3.20 GB"]
