@@ -3,21 +3,60 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
-from benchmark.config import GROUPS, data_root, group_options, load_config
+from benchmark.config import CONFIG_DIR, GROUPS, data_root, group_options, load_config, register_schema, validate
 from benchmark.errors import UserError
 from benchmark.registry import suggest
 
 
 def run_main(argv: list[str]) -> int:
-    """`run key=value ...`: compose and validate the config, then run the stream."""
-    bad = [a for a in argv if "=" not in a]
+    """`run key=value ...`: compose and validate the config, then run the stream.
+    `run -m key=a,b ...` (or --multirun): a Hydra sweep, see `multirun`."""
+    sweep = [a for a in argv if a not in ("-m", "--multirun")]
+    bad = [a for a in sweep if "=" not in a]
     if bad:
         raise UserError(f"run takes key=value overrides, got '{bad[0]}' (e.g. run method=knnclip stream=demo_4steps)")
+    if len(sweep) < len(argv):
+        return multirun(sweep)
     cfg = load_config(argv)
     from benchmark.runner import run_stream
 
     run_stream(cfg)
+    return 0
+
+
+def multirun(overrides: list[str]) -> int:
+    """A Hydra multirun: one job per combination of the comma-separated values (`method=knnclip,zeroshot
+    seed=0,1` -> 4 jobs), each a full run with its own run folder. Jobs run one after the other (basic
+    launcher), or through `hydra/launcher=joblib` (local processes) or a submitit launcher (SLURM). Every
+    combination is validated before the first job starts, so a typo fails in one line, not after hours."""
+    import hydra
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    config_overrides = [o for o in overrides if not o.lstrip("+~").startswith("hydra")]
+    try:
+        parsed = OverridesParser.create().parse_overrides(config_overrides)
+    except Exception as exc:  # hydra's OverrideParseException
+        raise UserError(f"invalid sweep override: {str(exc).splitlines()[0]}") from None
+    for batch in BasicSweeper.split_arguments(parsed, None):
+        for job_overrides in batch:
+            load_config(job_overrides)
+    register_schema()
+
+    @hydra.main(config_path=str(CONFIG_DIR), config_name="config", version_base=None)
+    def run_job(cfg) -> None:
+        from benchmark.runner import run_stream
+
+        run_stream(validate(cfg))
+
+    saved_argv = sys.argv
+    sys.argv = [saved_argv[0], "--multirun", *overrides]  # hydra.main reads its overrides from sys.argv
+    try:
+        run_job()
+    finally:
+        sys.argv = saved_argv
     return 0
 
 

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
+from benchmark import distributed
 from benchmark.config import data_root, method_config
 from benchmark.data.types import SegmentationDataset, Vocabulary
 from benchmark.evaluation.panoptic import PanopticEvaluator
@@ -43,12 +44,14 @@ class RunContext:
 
 def prepare_run(cfg: DictConfig) -> RunContext:
     seed_everything(cfg.seed)
-    progress = Progress(quiet=cfg.quiet)
+    device = distributed.init_from_env(cfg.device)  # torchrun: join the process group, one device per rank
+    progress = Progress(quiet=cfg.quiet or not distributed.is_main())
     root = data_root(cfg)
-    train = open_dataset(cfg.stream.dataset, "train", root, cfg.data.demo_seed, cfg.data.on_error)
-    val = open_dataset(cfg.stream.dataset, "val", root, cfg.data.demo_seed, cfg.data.on_error)
-    stream = build_stream(cfg.stream, train, cache_dir_for(root), progress.bar)
-    segmenter = build_segmenter(cfg.model, seed=cfg.seed, device=cfg.device)
+    with distributed.main_first():  # rank 0 fills the on-disk caches (demo data, stream files) first
+        train = open_dataset(cfg.stream.dataset, "train", root, cfg.data.demo_seed, cfg.data.on_error)
+        val = open_dataset(cfg.stream.dataset, "val", root, cfg.data.demo_seed, cfg.data.on_error)
+        stream = build_stream(cfg.stream, train, cache_dir_for(root), progress.bar)
+    segmenter = build_segmenter(cfg.model, seed=cfg.seed, device=device)
     method_cls = METHODS.get(cfg.method.name)
     method = method_cls(method_config(cfg), segmenter, train.vocabulary, seed=cfg.seed)
     return RunContext(cfg, stream, train, val, method, progress)
@@ -56,16 +59,18 @@ def prepare_run(cfg: DictConfig) -> RunContext:
 
 def evaluate_step(ctx: RunContext, vocab: Vocabulary, step: int) -> dict[str, np.ndarray]:
     """Predict every validation image with `vocab` and return the raw statistics of the step: the confusion
-    matrix and, on panoptic streams, the per-class PQ sums. Ground truth outside `vocab` is ignored (VOID)."""
+    matrix and, on panoptic streams, the per-class PQ sums. Ground truth outside `vocab` is ignored (VOID).
+    Under torchrun each rank predicts its shard of the images and the statistics are summed."""
     cfg = ctx.cfg
     full_vocab = ctx.train.vocabulary
     semantic = SemanticEvaluator(len(full_vocab))
     panoptic = PanopticEvaluator([c.isthing for c in full_vocab.classes]) if ctx.stream.panoptic else None
     count = len(ctx.val) if cfg.eval.max_images is None else min(cfg.eval.max_images, len(ctx.val))
+    indices = distributed.shard(range(count))
     batch_size = cfg.eval.batch_size
-    for start in ctx.progress.bar(range(0, count, batch_size), desc=f"eval step {step}",
-                                  total=(count + batch_size - 1) // batch_size):
-        batch = [s for s in (ctx.val.load(i) for i in range(start, min(start + batch_size, count))) if s is not None]
+    for start in ctx.progress.bar(range(0, len(indices), batch_size), desc=f"eval step {step}",
+                                  total=(len(indices) + batch_size - 1) // batch_size):
+        batch = [s for s in (ctx.val.load(i) for i in indices[start:start + batch_size]) if s is not None]
         outputs = ctx.method.predict(batch, vocab)
         for sample, output in zip(batch, outputs):
             gt = filter_sample(sample, vocab.ids)
@@ -77,11 +82,25 @@ def evaluate_step(ctx: RunContext, vocab: Vocabulary, step: int) -> dict[str, np
     stats = {"confusion": semantic.confusion}
     if panoptic is not None:
         stats.update({f"pq_{name}": values for name, values in panoptic.stats.items()})
-    return stats
+    return {name: distributed.all_reduce_sum(values) for name, values in stats.items()}
 
 
-def open_run(cfg: DictConfig, ctx: RunContext) -> tuple[RunWriter, int]:
-    """A new run folder, or (resume=RUN_DIR | auto) an interrupted one restored to its last completed step."""
+def open_run(cfg: DictConfig, ctx: RunContext) -> tuple[RunWriter | None, Path, int]:
+    """A new run folder, or (resume=RUN_DIR | auto) an interrupted one restored to its last completed step.
+    Under torchrun only rank 0 gets a writer (None elsewhere); every rank restores the method state."""
+    if not distributed.is_main():
+        run_dir, first_step = distributed.broadcast_object(None)
+        if first_step > 0:
+            checkpoint = load_checkpoint(run_dir)
+            ctx.method.load_state_dict(checkpoint["method"])
+            set_rng_states(checkpoint["rng"])
+        return None, run_dir, first_step
+    writer, first_step = _open_run_main(cfg, ctx)
+    distributed.broadcast_object((writer.run_dir, first_step))
+    return writer, writer.run_dir, first_step
+
+
+def _open_run_main(cfg: DictConfig, ctx: RunContext) -> tuple[RunWriter, int]:
     run_dir = find_resumable(cfg, ctx.stream) if cfg.resume == "auto" else (Path(cfg.resume) if cfg.resume else None)
     if run_dir is None:
         writer = RunWriter.create(cfg, ctx.stream)
@@ -101,11 +120,11 @@ def open_run(cfg: DictConfig, ctx: RunContext) -> tuple[RunWriter, int]:
 
 
 def run_stream(cfg: DictConfig) -> Path:
-    """Run one method over one stream; returns the run folder."""
+    """Run one method over one stream; returns the run folder. Under torchrun only rank 0 writes it."""
     torch.set_num_threads(max(1, torch.get_num_threads()))
     ctx = prepare_run(cfg)
     stream, method = ctx.stream, ctx.method
-    writer, first_step = open_run(cfg, ctx)
+    writer, run_dir, first_step = open_run(cfg, ctx)
     full_vocab = ctx.train.vocabulary
     for t in range(first_step, stream.num_steps):
         step = StepData(t, stream.step_classes[t], stream.seen_classes(t), full_vocab, ctx.train,
@@ -119,15 +138,19 @@ def run_stream(cfg: DictConfig) -> Path:
         stats = evaluate_step(ctx, vocab, t)
         eval_seconds = time.perf_counter() - started
 
+        if writer is None:  # torchrun: only rank 0 writes
+            continue
         record = writer.write_step(t, stats, learn_seconds, eval_seconds, method.memory_bytes(),
                                    method.trainable_parameters())
         save_checkpoint(writer.run_dir, t, method.state_dict())
         pq = f"  PQ(S_{t}) {record['pq_seen']:.1f}" if "pq_seen" in record else ""
         ctx.progress.log(f"step {t + 1}/{stream.num_steps}: mIoU(S_{t}) {record['miou_seen']:.1f}{pq}  "
                          f"learn {learn_seconds:.1f}s  eval {eval_seconds:.1f}s  memory {record['memory_bytes'] / 1e6:.2f} MB")
+    if writer is None:
+        return run_dir
     for dataset in (ctx.train, ctx.val):
-        if hasattr(dataset, "summary"):  # data.on_error=skip: say what was left out
+        if hasattr(dataset, "summary"):  # data.on_error=skip: say what was left out (rank 0's shard under torchrun)
             ctx.progress.log(dataset.summary())
     summary = writer.finish()
     ctx.progress.log(writer.format_summary(summary))
-    return writer.run_dir
+    return run_dir

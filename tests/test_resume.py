@@ -13,18 +13,23 @@ from benchmark.runner import run_stream
 
 
 def _run_and_die_in_step(overrides, kill_step):
-    """Child process: run, and SIGKILL ourselves in the middle of learning step `kill_step`."""
-    from benchmark.method import StepData
+    """Child process: run, and SIGKILL ourselves in the middle of learning step `kill_step` (on the 4th training
+    sample of that step: every method reads its training samples through `filter_sample`)."""
+    import benchmark.method
+    from streams.builder import FROZEN_DIR
 
-    original = StepData.samples
+    step_classes = json.loads((FROZEN_DIR / "demo_4steps.json").read_text())["step_classes"][kill_step]
+    original = benchmark.method.filter_sample
+    calls = []
 
-    def samples(self):
-        for i, sample in enumerate(original(self)):
-            if self.step == kill_step and i == 3:
+    def filter_sample(sample, keep_classes):
+        if list(keep_classes) == step_classes:
+            calls.append(sample.image_id)
+            if len(calls) == 4:
                 os.kill(os.getpid(), signal.SIGKILL)
-            yield sample
+        return original(sample, keep_classes)
 
-    StepData.samples = samples
+    benchmark.method.filter_sample = filter_sample
     run_stream(load_config(overrides))
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from benchmark import distributed
 from benchmark.data.types import IGNORE_LABEL, Sample, Vocabulary
 from benchmark.errors import UserError
 from benchmark.method import ContinualMethod, SegmentationOutput, StepData, register_method
@@ -75,26 +76,35 @@ class KnnClip(ContinualMethod):
 
     @torch.no_grad()
     def learn(self, step: StepData) -> None:
+        # torchrun: each rank embeds its shard of the step's images; every rank then adds all images' segments
+        # in step order and in the single-process batches, so each holds the single-process database bit for bit
         batch_size = self.segmenter.config.batch_size
-        pending: list[Sample] = []
-        for sample in step.samples():
-            pending.append(sample)
+        per_image: list[tuple[int, tuple[torch.Tensor, np.ndarray]]] = []  # (position in step, segments)
+        pending: list[tuple[int, Sample]] = []
+        for position, sample in distributed.sharded_samples(step):
+            pending.append((position, sample))
             if len(pending) == batch_size:
-                self._ingest(pending)
+                per_image += self._embed(pending)
                 pending = []
         if pending:
-            self._ingest(pending)
+            per_image += self._embed(pending)
+        ordered = distributed.gather_sorted(per_image)
+        for start in range(0, len(ordered), batch_size):
+            self._ingest(ordered[start:start + batch_size])
 
-    def _ingest(self, samples: list[Sample]) -> None:
-        embeddings, labels = [], []
-        for sample, dense in zip(samples, self.segmenter.cached_dense_features(samples)):
+    def _embed(self, samples: list[tuple[int, Sample]]) -> list[tuple[int, tuple[torch.Tensor, np.ndarray]]]:
+        """(position, ((n, D) embeddings, (n,) class ids)) of each image's ground-truth segments."""
+        out = []
+        for (position, sample), dense in zip(samples, self.segmenter.cached_dense_features([s for _, s in samples])):
             regions, classes = segment_regions(sample)
-            if len(classes):
-                embeddings.append(pool_regions(dense, regions, len(classes)))
-                labels.append(classes)
+            out.append((position, (pool_regions(dense, regions, len(classes)), classes)))
+        return out
+
+    def _ingest(self, segments: list[tuple[torch.Tensor, np.ndarray]]) -> None:
+        embeddings = [e for e, classes in segments if len(classes)]
         if embeddings:
             stacked = torch.cat(embeddings)
-            self._database(stacked.shape[1]).add(stacked, np.concatenate(labels))
+            self._database(stacked.shape[1]).add(stacked, np.concatenate([c for _, c in segments if len(c)]))
 
     @torch.no_grad()
     def predict(self, batch: list[Sample], vocab: Vocabulary) -> list[SegmentationOutput]:

@@ -1,0 +1,135 @@
+"""torchrun data parallelism: sharding without padding, exact all-reduce and ordered gather, and two gloo
+processes on the demo stream reproducing the single-process run bit for bit."""
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from benchmark import distributed
+from benchmark.config import load_config
+from benchmark.runner import run_stream
+
+QUICK = ("stream.num_steps=2", "eval.max_images=16", "stream.max_train_images_per_step=20", "quiet=true")
+METHODS = ("knnclip", "zeroshot")
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_shard_matches_detectron2_inference_sampler_split():
+    # InferenceSampler: 10 images on 3 ranks -> sizes 4, 3, 3, contiguous
+    assert [distributed.shard(range(10), place=(r, 3)) for r in range(3)] == [[0, 1, 2, 3], [4, 5, 6], [7, 8, 9]]
+    for total in range(0, 13):
+        for world in range(1, 6):
+            parts = [distributed.shard(range(total), place=(r, world)) for r in range(world)]
+            assert sum(parts, []) == list(range(total))  # every image exactly once, no padding
+            assert max(map(len, parts)) - min(map(len, parts)) <= 1
+
+
+def test_padded_shard_matches_torch_distributed_sampler():
+    from torch.utils.data import DistributedSampler
+
+    for total, world in ((5, 2), (7, 3), (8, 4), (1, 3)):
+        for r in range(world):
+            reference = list(DistributedSampler(range(total), num_replicas=world, rank=r, shuffle=False))
+            assert distributed.shard(range(total), pad=True, place=(r, world)) == reference
+
+
+def test_single_process_helpers_are_identities():
+    assert not distributed.is_distributed() and distributed.is_main() and distributed.world_size() == 1
+    assert distributed.shard([3, 1, 2]) == [3, 1, 2]
+    confusion = np.arange(6, dtype=np.int64).reshape(2, 3)
+    assert distributed.all_reduce_sum(confusion) is confusion
+    assert distributed.gather_sorted([(2, "b"), (0, "a")]) == ["a", "b"]
+    with pytest.raises(RuntimeError, match="overlap"):
+        distributed.gather_sorted([(1, "a"), (1, "b")])
+    module = torch.nn.Linear(2, 2)
+    assert distributed.wrap_ddp(module) is module
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _worker(rank: int, world: int, port: int, demo_root: str, results: str, out: str) -> None:
+    """One torchrun-like process: the environment torchrun would set, then the runs of every method."""
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port))
+    torch.set_num_threads(1)  # torchrun's default per process; the reference runs with the same
+    report = {}
+    for method in METHODS:
+        cfg = load_config([f"method={method}", f"data.root={demo_root}", f"results_dir={results}", *QUICK])
+        report[method] = str(run_stream(cfg))
+    # the helpers across the two ranks: exact int64 sum, ordered gather of strided keys
+    big = np.full(3, 2**40 + rank, dtype=np.int64)
+    report["sum"] = distributed.all_reduce_sum(big).tolist()
+    report["gathered"] = distributed.gather_sorted([(k, f"r{rank}k{k}") for k in range(rank, 5, world)])
+    report["broadcast"] = distributed.broadcast_object(f"from {rank}")
+    Path(out, f"rank{rank}.json").write_text(json.dumps(report))
+
+
+def _stats(run_dir: Path) -> list[np.ndarray]:
+    return [np.load(p)["confusion"] for p in sorted((run_dir / "stats").glob("step_*.npz"))]
+
+
+def _strip(summary: dict) -> dict:
+    return {k: v for k, v in summary.items() if k not in ("run_id", "seconds")}
+
+
+def test_two_gloo_processes_equal_single_process_bitwise(demo_root, tmp_path):
+    out = tmp_path / "reports"
+    out.mkdir()
+    context = mp.spawn(_worker, args=(2, _free_port(), str(demo_root), str(tmp_path / "two"), str(out)), nprocs=2,
+                       join=False)
+    deadline = time.monotonic() + 240  # a hang in a collective fails the test instead of blocking the suite
+    while not context.join(timeout=max(0.0, deadline - time.monotonic())):
+        if time.monotonic() >= deadline:
+            for process in context.processes:
+                process.kill()
+            pytest.fail("the two gloo processes did not finish within 240 s")
+    reports = [json.loads((out / f"rank{r}.json").read_text()) for r in range(2)]
+    assert reports[0]["sum"] == reports[1]["sum"] == [2 * 2**40 + 1] * 3
+    assert reports[0]["gathered"] == reports[1]["gathered"] == ["r0k0", "r1k1", "r0k2", "r1k3", "r0k4"]
+    assert reports[0]["broadcast"] == reports[1]["broadcast"] == "from 0"
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for method in METHODS:
+            two = Path(reports[0][method])
+            assert reports[1][method] == str(two)  # every rank knows the run folder; rank 0 wrote it
+            single = run_stream(load_config([f"method={method}", f"data.root={demo_root}",
+                                             f"results_dir={tmp_path / 'one'}", *QUICK]))
+            confusions_single, confusions_two = _stats(single), _stats(two)
+            assert len(confusions_single) == 2 and confusions_single[0].sum() > 0
+            for a, b in zip(confusions_single, confusions_two, strict=True):
+                assert a.dtype == b.dtype == np.int64 and np.array_equal(a, b)
+            summaries = [json.loads((d / "summary.json").read_text()) for d in (single, two)]
+            assert _strip(summaries[0]) == _strip(summaries[1])
+            assert json.loads((two / "manifest.json").read_text())["status"] == "complete"
+    finally:
+        torch.set_num_threads(threads)
+    assert len(list((tmp_path / "two").glob("*/*/*"))) == len(METHODS)  # one folder per run, none per rank
+
+
+@pytest.mark.slow
+def test_torchrun_cli_two_processes(demo_root, tmp_path):
+    """The user's command: `torchrun --nproc_per_node 2 -m benchmark run ...` (slow: starts three interpreters)."""
+    torchrun = Path(sys.executable).with_name("torchrun")
+    args = ["-m", "benchmark", "run", "method=knnclip", f"data.root={demo_root}", *QUICK, "run_id=r"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO_ROOT)}
+    subprocess.run([str(torchrun), "--nproc_per_node", "2", *args, f"results_dir={tmp_path / 'two'}"],
+                   cwd=REPO_ROOT, env=env, check=True, capture_output=True)
+    subprocess.run([sys.executable, *args, f"results_dir={tmp_path / 'one'}"], cwd=REPO_ROOT, env=env, check=True,
+                   capture_output=True)
+    for a, b in zip(_stats(tmp_path / "one/demo_4steps/knnclip/r"), _stats(tmp_path / "two/demo_4steps/knnclip/r"),
+                    strict=True):
+        assert np.array_equal(a, b)
