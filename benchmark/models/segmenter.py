@@ -66,6 +66,20 @@ def pool_regions(dense: torch.Tensor, regions: np.ndarray, num_regions: int) -> 
     return F.normalize(pooled, dim=-1)
 
 
+def maskclip_value_path(tokens: torch.Tensor, last_block, ln_post, proj) -> torch.Tensor:
+    """(B, g, g, D) normalised dense embeddings from the (B, 1 + g*g, width) tokens entering the last block:
+    only its value path is kept (MaskCLIP: v = W_v·LN(x), attention output projection, `ln_post`, `proj`)."""
+    y = last_block.ln_1(tokens)
+    dim = y.shape[-1]
+    v = F.linear(y, last_block.attn.in_proj_weight[2 * dim:], last_block.attn.in_proj_bias[2 * dim:])
+    v = last_block.attn.out_proj(v)  # value path only, no attention mixing, no MLP
+    v = ln_post(v[:, 1:])
+    if proj is not None:
+        v = v @ proj
+    grid = int(round(v.shape[1] ** 0.5))
+    return F.normalize(v, dim=-1).reshape(v.shape[0], grid, grid, -1)
+
+
 def oracle_regions(sample: Sample, instances: bool) -> np.ndarray:
     """Ground-truth segments as proposals: per class (semantic) or per instance (panoptic)."""
     if instances and sample.pan_seg is not None:
@@ -125,6 +139,14 @@ class OpenVocabSegmenter:
     @torch.no_grad()
     def dense_features(self, images: list[np.ndarray]) -> torch.Tensor:
         """(B, g, g, D) MaskCLIP dense embeddings for a batch of RGB uint8 images (resized to input_size)."""
+        visual = self.model.visual
+        tokens = self.tokens_before_last_block(images)
+        return maskclip_value_path(tokens, visual.transformer.resblocks[-1], visual.ln_post, visual.proj).cpu()
+
+    @torch.no_grad()
+    def tokens_before_last_block(self, images: list[np.ndarray]) -> torch.Tensor:
+        """(B, 1 + g*g, width) ViT tokens (batch first) entering the last block: the frozen part below a
+        trainable last block (baselines with trainable=last_block cache these)."""
         size = self.config.input_size
         batch = torch.stack([
             F.interpolate(torch.from_numpy(img).permute(2, 0, 1)[None].float(), size=(size, size),
@@ -138,23 +160,14 @@ class OpenVocabSegmenter:
         cls = visual.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1)
         x = torch.cat([cls, x], dim=1) + self._positional_embedding(grid).to(x.dtype)
         x = visual.ln_pre(x)
-        blocks = visual.transformer.resblocks
         batch_first = getattr(visual.transformer, "batch_first", True)
         if not batch_first:
             x = x.transpose(0, 1)
-        for block in blocks[:-1]:
+        for block in visual.transformer.resblocks[:-1]:
             x = block(x)
         if not batch_first:
             x = x.transpose(0, 1)
-        last = blocks[-1]
-        y = last.ln_1(x)
-        dim = y.shape[-1]
-        v = F.linear(y, last.attn.in_proj_weight[2 * dim:], last.attn.in_proj_bias[2 * dim:])
-        v = last.attn.out_proj(v)  # value path only (MaskCLIP)
-        v = visual.ln_post(v[:, 1:])
-        if visual.proj is not None:
-            v = v @ visual.proj
-        return F.normalize(v, dim=-1).reshape(len(images), grid, grid, -1).cpu()
+        return x
 
     # ---------------------------------------------------------------- proposals
     def propose(self, sample: Sample) -> np.ndarray:

@@ -1,0 +1,135 @@
+"""`method=avalanche method.strategy=NAME`: an avalanche-lib training strategy (Naive, Replay, EWC, LwF, ...)
+drives the training loop of the shared trainable head (baselines/trainable.py); prediction and evaluation stay
+the harness's own.
+
+How our dense task meets avalanche's classification-shaped API:
+- an experience per step: an AvalancheDataset of (frozen inputs, label grid of full-vocabulary positions,
+  task label 0); its `targets` attribute (what class-aware parts of avalanche read: LwF's distilled units,
+  ClassBalancedBuffer) is each image's most frequent labelled class;
+- the model outputs (B, C, g, g) logits over the whole vocabulary, classes not yet seen masked to a large
+  negative logit (so training sees S_t, as in our own baselines); the criterion is the same pixel-wise
+  cross-entropy (`pixel_cross_entropy`);
+- evaluator: an empty `EvaluationPlugin()`: avalanche's accuracy metrics never run on dense targets;
+- shuffling and avalanche's random choices draw from torch's global generator, forked and seeded per step.
+`method.strategy_args` passes further constructor arguments (`+method.strategy_args.mem_size=40` for Replay,
+`+method.strategy_args.ewc_lambda=100` for EWC). Avalanche is imported when the method is built (it is slow).
+The strategy's own state (replay buffers, importances, teachers) lives in avalanche objects; `state_dict`
+holds the head's weights only.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict
+
+import numpy as np
+import torch
+from torch import nn
+
+from baselines.trainable import (IGNORE_INDEX, AdaptedFeatures, TrainConfig, TrainedHeadMethod, TrainingDiverged,
+                                 class_index_targets, pixel_cross_entropy)
+from benchmark.errors import UserError
+from benchmark.method import StepData, register_method
+from benchmark.registry import suggest
+
+INACTIVE_LOGIT = -1e4  # logit of classes not seen yet (finite: distillation losses stay finite)
+
+
+def available_strategies() -> dict[str, type]:
+    """Avalanche's supervised strategies by class name."""
+    import avalanche.training.supervised as supervised
+    from avalanche.training.templates import SupervisedTemplate
+
+    return {name: obj for name, obj in vars(supervised).items()
+            if isinstance(obj, type) and issubclass(obj, SupervisedTemplate) and obj is not SupervisedTemplate}
+
+
+class DenseTextClassifier(nn.Module):
+    """Adapted dense features against the text embeddings of the whole vocabulary: (B, C, g, g) logits."""
+
+    def __init__(self, head: AdaptedFeatures, text: torch.Tensor, logit_scale: float) -> None:
+        super().__init__()
+        self.head = head
+        self.register_buffer("text", text)  # (C, D) frozen classifier
+        self.register_buffer("active", torch.zeros(len(text), dtype=torch.bool))  # classes of S_t
+        self.logit_scale = logit_scale
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        logits = (self.logit_scale * self.head(inputs) @ self.text.T).permute(0, 3, 1, 2)  # (B, C, g, g)
+        return logits.masked_fill(~self.active[None, :, None, None], INACTIVE_LOGIT)
+
+
+class PixelCrossEntropy(nn.Module):
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return pixel_cross_entropy(logits, targets)
+
+
+@register_method("avalanche")
+class AvalancheStrategy(TrainedHeadMethod):
+    method_name = "avalanche"
+
+    @dataclass
+    class Config(TrainConfig):
+        strategy: str = "Naive"  # avalanche strategy class: Naive, Replay, EWC, LwF, ... (avalanche.training)
+        strategy_args: Dict[str, Any] = field(default_factory=dict)  # further constructor arguments, e.g. {mem_size: 40}
+
+    def __init__(self, config, segmenter, vocabulary, seed: int = 0) -> None:
+        super().__init__(config, segmenter, vocabulary, seed)
+        strategies = available_strategies()
+        if config.strategy not in strategies:
+            raise UserError(f"method.strategy='{config.strategy}' is not an avalanche strategy"
+                            f"{suggest(config.strategy, sorted(strategies))}; available: {', '.join(sorted(strategies))}")
+        self.strategy_cls = strategies[config.strategy]
+        text = segmenter.text_embeddings(vocabulary).to(segmenter.device)
+        self.model = DenseTextClassifier(self.head, text, segmenter.logit_scale).to(segmenter.device)
+        self.vocab_ids = vocabulary.ids
+        self.strategy = None  # built at the first step, kept across steps (its plugins hold the CL state)
+
+    def _build_strategy(self):
+        from avalanche.training.plugins import EvaluationPlugin, SupervisedPlugin
+
+        method = self
+
+        class StopOnNonFiniteLoss(SupervisedPlugin):
+            def before_backward(self, strategy, **kwargs) -> None:
+                if not torch.isfinite(strategy.loss):
+                    raise TrainingDiverged(
+                        f"method avalanche ({method.config.strategy}): training loss is {strategy.loss.item()} at step "
+                        f"{strategy.clock.train_exp_counter}; the run stops here, earlier steps are saved. "
+                        f"Lower method.lr (now {method.config.lr})")
+
+        try:
+            return self.strategy_cls(
+                model=self.model, optimizer=self.make_optimizer(), criterion=PixelCrossEntropy(),
+                train_mb_size=self.config.batch_size, train_epochs=self.config.epochs, device=self.segmenter.device,
+                plugins=[StopOnNonFiniteLoss()], evaluator=EvaluationPlugin(loggers=[]), eval_every=-1,
+                **self.config.strategy_args)
+        except TypeError as exc:
+            raise UserError(f"avalanche strategy {self.config.strategy} refused its arguments ({exc}); "
+                            f"set them with +method.strategy_args.NAME=VALUE") from None
+
+    def learn(self, step: StepData) -> None:
+        from avalanche.benchmarks.scenarios import DatasetExperience
+        from avalanche.benchmarks.scenarios.generic_scenario import EagerCLStream
+        from avalanche.benchmarks.utils import DataAttribute
+        from avalanche.benchmarks.utils.classification_dataset import TaskAwareClassificationDataset
+
+        data = self.training_set(self.training_samples(step))
+        if len(data) == 0:
+            return
+        if self.strategy is None:
+            self.strategy = self._build_strategy()
+        targets = class_index_targets(data.targets, self.vocab_ids)  # (N, g·s, g·s) full-vocabulary positions
+        majority = [int(np.bincount(t[t != IGNORE_INDEX].numpy()).argmax()) for t in targets]
+        dataset = TaskAwareClassificationDataset(  # task-aware: LwF reads its task_set
+            [torch.utils.data.TensorDataset(data.inputs, targets)],
+            data_attributes=[DataAttribute(majority, "targets"),
+                             DataAttribute([0] * len(data), "targets_task_labels", use_in_getitem=True)])
+        self.model.active.zero_()
+        self.model.active[torch.as_tensor([self.vocab_ids.index(c) for c in step.seen_classes])] = True
+        experience = DatasetExperience(dataset=dataset)
+        EagerCLStream("train", [experience])  # avalanche wants each experience to belong to a stream
+        experience.current_experience = step.step
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed * 1_000_003 + step.step)
+            self.strategy.train(experience)
+        self.head.eval()
