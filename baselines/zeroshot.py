@@ -20,7 +20,7 @@ class ZeroShot(ContinualMethod):
 
     def predict(self, batch: list[Sample], vocab: Vocabulary) -> list[SegmentationOutput]:
         return [
-            outputs_from_probs(feats, self.segmenter.classify(feats.embeddings, vocab), vocab,
+            outputs_from_probs(feats, self.segmenter.base_probs(feats, vocab), vocab,
                                panoptic=sample.pan_seg is not None)
             for sample, feats in zip(batch, self.segmenter.cached_image_features(batch))
         ]

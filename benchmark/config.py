@@ -40,7 +40,7 @@ class StreamConfig:
 @dataclass
 class ModelConfig:
     name: str = "???"  # model config name (file name in configs/model/)
-    kind: str = "open_clip"  # open_clip: the frozen CLIP segmenter of benchmark.models
+    kind: str = "open_clip"  # open_clip: the frozen CLIP segmenter of benchmark.models | cached: exported predictions
     arch: str = "covseg-tiny-vit"  # open_clip architecture (the project's own configs included)
     pretrained: Optional[str] = None  # open_clip pretrained tag (e.g. openai); None = random weights (seeded)
     input_size: int = 224  # images are resized to input_size x input_size for the ViT
@@ -49,6 +49,8 @@ class ModelConfig:
     superpixel_compactness: float = 30.0  # SLIC compactness (higher: more regular superpixels)
     templates: str = "single"  # prompt template set: single | ensemble
     batch_size: int = 8  # images per forward pass
+    cache_dir: Optional[str] = None  # disk cache of per-image features; None = <data root>/covseg_cache/features, off = none
+    predictions_dir: Optional[str] = None  # kind=cached: folder of exported predictions (benchmark/models/cached.py)
 
 
 @dataclass
@@ -220,6 +222,7 @@ def _check_choices(cfg: DictConfig) -> None:
     choices = {
         "stream.order": ("random", "frequency", "natural"),
         "stream.mode": ("overlap", "disjoint"),
+        "model.kind": ("open_clip", "cached"),
         "model.proposals": ("superpixel", "oracle"),
         "data.on_error": ("raise", "skip"),
         "eval.vocabulary": ("seen", "all"),

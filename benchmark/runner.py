@@ -51,7 +51,7 @@ def prepare_run(cfg: DictConfig) -> RunContext:
         train = open_dataset(cfg.stream.dataset, "train", root, cfg.data.demo_seed, cfg.data.on_error)
         val = open_dataset(cfg.stream.dataset, "val", root, cfg.data.demo_seed, cfg.data.on_error)
         stream = build_stream(cfg.stream, train, cache_dir_for(root), progress.bar)
-    segmenter = build_segmenter(cfg.model, seed=cfg.seed, device=device)
+    segmenter = build_segmenter(cfg.model, seed=cfg.seed, device=device, cache_root=cache_dir_for(root))
     method_cls = METHODS.get(cfg.method.name)
     method = method_cls(method_config(cfg), segmenter, train.vocabulary, seed=cfg.seed)
     return RunContext(cfg, stream, train, val, method, progress)

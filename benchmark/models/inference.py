@@ -16,9 +16,15 @@ from benchmark.method import SegmentationOutput
 from benchmark.models.segmenter import ImageFeatures
 
 
-def outputs_from_probs(features: ImageFeatures, probs: torch.Tensor, vocab: Vocabulary,
-                       panoptic: bool) -> SegmentationOutput:
-    """probs: (M, C) class probabilities over `vocab` for the M proposals of `features`."""
+def outputs_from_probs(features: ImageFeatures, probs: torch.Tensor, vocab: Vocabulary, panoptic: bool,
+                       object_threshold: float = 0.8, overlap_threshold: float = 0.8) -> SegmentationOutput:
+    """probs: (M, C) class probabilities over `vocab` for the M proposals of `features`. Overlapping mask
+    proposals (features.masks, from cached external models) go through MaskFormer-style inference
+    (benchmark.models.mask_inference, with its two thresholds)."""
+    if features.masks is not None:
+        from benchmark.models.mask_inference import outputs_from_masks
+
+        return outputs_from_masks(features.masks, probs, vocab, panoptic, object_threshold, overlap_threshold)
     ids = np.asarray(vocab.ids, dtype=np.int64)
     proposals = features.proposals
     if probs.shape[0] == 0:

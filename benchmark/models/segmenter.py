@@ -9,6 +9,10 @@ Pipeline for one image:
 3. mask pooling: area-weighted mean of the patch embeddings under each proposal, L2-normalised;
 4. text classifier: each class's prompt templates x synonyms encoded, averaged and normalised;
    P_base = softmax(logit_scale · cos(mask embedding, class embedding)) over the asked vocabulary.
+
+Per-image results are cached in memory and, through `cached_image_features`, on disk (feature_cache.py:
+keyed by a digest of the model config and seed and of the image), so training-free methods evaluate steps
+1..T, and later runs, without a backbone pass.
 """
 from __future__ import annotations
 
@@ -41,8 +45,32 @@ class ImageFeatures:
     """What the frozen segmenter computes once per image (cacheable across steps)."""
 
     proposals: np.ndarray  # (H, W) int32 proposal index per pixel, -1 = not covered
-    embeddings: torch.Tensor  # (M, D) L2-normalised mask-pooled CLIP embeddings of the proposals
+    embeddings: torch.Tensor  # (M, D) L2-normalised mask embeddings of the proposals ((M, 0) if none exported)
     instance_proposals: bool = False  # proposals are instances (oracle on panoptic data), not fragments
+    masks: np.ndarray | None = None  # (M, H, W) bool overlapping mask proposals (cached external models);
+    # None = `proposals` is the partition itself. With masks, `proposals` shows each pixel's best-scoring mask.
+    logits: torch.Tensor | None = None  # (M, K) class logits of an external model over its class list
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """Plain arrays for the disk cache (see `from_arrays`)."""
+        arrays = {"proposals": self.proposals, "embeddings": self.embeddings.numpy(),
+                  "instance_proposals": np.array(self.instance_proposals)}
+        if self.masks is not None:
+            arrays["masks"] = self.masks
+        if self.logits is not None:
+            arrays["logits"] = self.logits.numpy()
+        return arrays
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> "ImageFeatures":
+        return cls(arrays["proposals"], torch.from_numpy(arrays["embeddings"]), bool(arrays["instance_proposals"]),
+                   arrays.get("masks"), torch.from_numpy(arrays["logits"]) if "logits" in arrays else None)
+
+    def mask_stack(self) -> np.ndarray:
+        """(M, H, W) bool masks of the proposals, overlapping or not."""
+        if self.masks is not None:
+            return self.masks
+        return self.proposals[None] == np.arange(len(self.embeddings), dtype=np.int32)[:, None, None]
 
 
 def pool_regions(dense: torch.Tensor, regions: np.ndarray, num_regions: int) -> torch.Tensor:
@@ -80,6 +108,16 @@ def maskclip_value_path(tokens: torch.Tensor, last_block, ln_post, proj) -> torc
     return F.normalize(v, dim=-1).reshape(v.shape[0], grid, grid, -1)
 
 
+def pool_masks(dense: torch.Tensor, masks: np.ndarray) -> torch.Tensor:
+    """`pool_regions` for possibly overlapping masks: (h, w, D) features, (M, H, W) bool masks -> (M, D)."""
+    h, w, dim = dense.shape
+    num, height, width = masks.shape
+    cells = torch.from_numpy(((np.arange(height) * h // height)[:, None] * w + (np.arange(width) * w // width)[None, :]).ravel())
+    weights = torch.zeros(num, h * w).index_add_(1, cells, torch.from_numpy(masks.reshape(num, -1)).float())
+    weights = weights / weights.sum(1, keepdim=True).clamp(min=1)  # (M, h*w)
+    return F.normalize(weights @ dense.reshape(h * w, dim).float(), dim=-1)
+
+
 def oracle_regions(sample: Sample, instances: bool) -> np.ndarray:
     """Ground-truth segments as proposals: per class (semantic) or per instance (panoptic)."""
     if instances and sample.pan_seg is not None:
@@ -94,10 +132,13 @@ def oracle_regions(sample: Sample, instances: bool) -> np.ndarray:
 class OpenVocabSegmenter:
     """Frozen open_clip model + proposals + text classifier. Built once per run and shared by all methods."""
 
-    def __init__(self, config, seed: int = 0, device: str = "cpu") -> None:
+    def __init__(self, config, seed: int = 0, device: str = "cpu", cache_dir: Path | str | None = None) -> None:
         import open_clip
 
+        from benchmark.models.feature_cache import FeatureCache, config_digest
+
         self.config = config
+        self.seed = seed
         self.device = torch.device(device)
         open_clip.add_model_config(OPEN_CLIP_CONFIG_DIR)
         if config.arch not in open_clip.list_models():
@@ -122,6 +163,12 @@ class OpenVocabSegmenter:
         self._feature_cache: dict[str, ImageFeatures] = {}
         self._dense_cache: dict[str, torch.Tensor] = {}
         self.cache_size = 4096
+        # ... and on disk across runs: keyed by everything that changes the features (not the batch size)
+        described = {k: v for k, v in _config_items(config) if k not in ("name", "batch_size", "cache_dir")}
+        self.digest = config_digest({"segmenter": "open_clip", **described,
+                                     "seed": seed if config.pretrained is None else None})
+        self.cache_dir = cache_dir
+        self.disk_cache = FeatureCache(cache_dir, f"segmenter-{self.digest}")
         self._templates = PROMPT_TEMPLATES[config.templates]
         self.embed_dim = int(self.model.text_projection.shape[1]) if self.model.text_projection is not None else None
 
@@ -204,8 +251,8 @@ class OpenVocabSegmenter:
         return [fresh[i] if i in fresh else cache[key] for i, key in enumerate(keys)]
 
     def cached_image_features(self, samples: list[Sample]) -> list[ImageFeatures]:
-        """`image_features` with a per-image cache (keyed by image id and size)."""
-        return self._cached(self._feature_cache, samples, self.image_features)
+        """`image_features` with a per-image cache in memory (keyed by image id and size) and on disk."""
+        return self._cached(self._feature_cache, samples, lambda batch: disk_cached(self.disk_cache, batch, self.image_features))
 
     def cached_dense_features(self, samples: list[Sample]) -> list[torch.Tensor]:
         """`dense_features` with a per-image cache: a training image shared by several steps runs once."""
@@ -230,3 +277,35 @@ class OpenVocabSegmenter:
         """(M, C) P_base over `vocab` for (M, D) mask embeddings."""
         logits = self.logit_scale * embeddings @ self.text_embeddings(vocab).T
         return logits.softmax(dim=-1)
+
+    def base_probs(self, features: ImageFeatures, vocab: Vocabulary) -> torch.Tensor:
+        """(M, C) P_base over `vocab` for the proposals of one image (the same for every segmenter kind)."""
+        return self.classify(features.embeddings, vocab)
+
+    def region_embeddings(self, samples: list[Sample], regions: list[np.ndarray], counts: list[int]) -> list[torch.Tensor]:
+        """Mask-pooled dense CLIP embeddings of given regions ((H, W) index maps, -1 = none), (R, D) each."""
+        return [pool_regions(dense, region, count)
+                for dense, region, count in zip(self.cached_dense_features(samples), regions, counts)]
+
+
+def _config_items(config) -> list[tuple[str, object]]:
+    from omegaconf import OmegaConf
+
+    if OmegaConf.is_config(config):
+        return list(OmegaConf.to_container(config, resolve=True).items())
+    return list(vars(config).items())
+
+
+def disk_cached(cache, samples: list[Sample], compute) -> list[ImageFeatures]:
+    """ImageFeatures from the disk cache where present; the rest computed in one batch and written."""
+    from benchmark.models.feature_cache import image_key
+
+    if not cache.enabled:
+        return compute(samples)
+    keys = [image_key(s) for s in samples]
+    found = [cache.get(key) for key in keys]
+    missing = [i for i, arrays in enumerate(found) if arrays is None]
+    fresh = dict(zip(missing, compute([samples[i] for i in missing]))) if missing else {}
+    for i, feats in fresh.items():
+        cache.put(keys[i], **feats.to_arrays())
+    return [fresh[i] if i in fresh else ImageFeatures.from_arrays(found[i]) for i in range(len(samples))]

@@ -2,14 +2,17 @@
 Vocabularies"), our reading of it; see fusion.py for the rules and configs/method/knnclip.yaml for the keys.
 
 learn(step t): for every ground-truth segment of the step's training images (one per class on semantic
-streams, one per instance on panoptic streams), the mask-pooled embedding of the frozen segmenter's dense
-features is added to the database with its class id. One pass, no gradient: nothing is ever overwritten, so
-nothing is forgotten.
-predict: each mask proposal retrieves k neighbours; their votes give P_ret, fused with P_base.
+streams, one per instance on panoptic streams), the configured embedder's embedding (mask-pooled CLIP dense
+features by default, DINOv2, or the segmenter's own mask embeddings; benchmark/models/embedders.py) is added
+to the database with its class id. One pass, no gradient: nothing is ever overwritten, so nothing is forgotten.
+predict: the mask proposals of a whole batch of images are embedded and searched at once (k neighbours
+each); their votes give P_ret, fused with P_base; the fused probabilities go through the segmenter's usual
+inference (MaskFormer-style for overlapping masks of model=cached).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 import torch
@@ -19,7 +22,7 @@ from benchmark.data.types import IGNORE_LABEL, Sample, Vocabulary
 from benchmark.errors import UserError
 from benchmark.method import ContinualMethod, SegmentationOutput, StepData, register_method
 from benchmark.models.inference import outputs_from_probs
-from benchmark.models.segmenter import pool_regions
+from benchmark.models.embedders import EMBEDDERS, build_embedder
 from methods.knnclip.database import RetrievalDatabase
 from methods.knnclip.fusion import fuse, retrieval_confidence, retrieval_probs
 
@@ -50,29 +53,29 @@ class KnnClip(ContinualMethod):
         vote: str = "similarity"  # similarity | uniform
         confidence: str = "max_prob"  # max_prob | mean_sim
         index: str = "Flat"  # faiss index factory string
-        embedder: str = "clip"  # clip: the segmenter's mask-pooled CLIP features
+        embedder: str = "clip"  # clip | segmenter | dinov2_vits14 | dinov2_vitb14 | dinov2_vitl14 | dinov2_vitg14
+        embedder_input_size: int = 224  # dinov2_*: images resized to this square size (a multiple of 14)
+        embedder_pretrained: bool = True  # dinov2_*: timm's pretrained weights; false = random (seeded)
+        embedder_depth: Optional[int] = None  # dinov2_*: keep the first N blocks only (cheap tests); None = all
+        match_fraction: float = 0.5  # embedder=segmenter: a proposal labels the segment holding this share of it
+        train_size: int = 0  # vectors buffered (searched exactly) before training the index; 0 = what it needs
+        nprobe: int = 16  # IVF indexes: inverted lists visited per query
+        ef_search: int = 64  # HNSW indexes: candidate list size per query
+        object_threshold: float = 0.8  # overlapping masks (model=cached), panoptic: keep masks with best prob > this
+        overlap_threshold: float = 0.8  # ... whose visible share of their area is at least this
 
         def __post_init__(self) -> None:  # runs when the config is validated, before any work starts
-            if self.embedder != "clip":
-                raise UserError(f"method.embedder={self.embedder} is not available; choose: clip")
-            if self.vote not in ("similarity", "uniform"):
-                raise UserError(f"method.vote={self.vote} is not one of: similarity, uniform")
-            if self.confidence not in ("max_prob", "mean_sim"):
-                raise UserError(f"method.confidence={self.confidence} is not one of: max_prob, mean_sim")
-            for key in ("k", "tau"):
-                if getattr(self, key) <= 0:
-                    raise UserError(f"method.{key} must be positive, got {getattr(self, key)}")
-            if not 0 <= self.lambda_ <= 1:
-                raise UserError(f"method.lambda must be within [0, 1], got {self.lambda_}")
+            check_config(self)
 
     def __init__(self, config, segmenter, vocabulary, seed: int = 0) -> None:
         super().__init__(config, segmenter, vocabulary, seed)
-        self.database: RetrievalDatabase | None = None
-
-    def _database(self, dim: int) -> RetrievalDatabase:
-        if self.database is None:
-            self.database = RetrievalDatabase(dim, self.config.index)
-        return self.database
+        self.embedder = build_embedder(config.embedder, segmenter, input_size=config.embedder_input_size,
+                                       pretrained=config.embedder_pretrained, depth=config.embedder_depth,
+                                       match_fraction=config.match_fraction, seed=seed,
+                                       device=str(getattr(segmenter, "device", "cpu")))
+        # built now, so that a bad index string fails before any work
+        self.database = RetrievalDatabase(self.embedder.dim, config.index, config.train_size, config.nprobe,
+                                          config.ef_search)
 
     @torch.no_grad()
     def learn(self, step: StepData) -> None:
@@ -93,40 +96,64 @@ class KnnClip(ContinualMethod):
             self._ingest(ordered[start:start + batch_size])
 
     def _embed(self, samples: list[tuple[int, Sample]]) -> list[tuple[int, tuple[torch.Tensor, np.ndarray]]]:
-        """(position, ((n, D) embeddings, (n,) class ids)) of each image's ground-truth segments."""
+        """(position, ((n, D) embeddings, (n,) class ids)) of each image's usable ground-truth segments."""
+        regions, classes = zip(*(segment_regions(s) for _, s in samples))
+        embeddings = self.embedder.region_embeddings([s for _, s in samples], list(regions), [len(c) for c in classes])
         out = []
-        for (position, sample), dense in zip(samples, self.segmenter.cached_dense_features([s for _, s in samples])):
-            regions, classes = segment_regions(sample)
-            out.append((position, (pool_regions(dense, regions, len(classes)), classes)))
+        for (position, _), embedding, labels in zip(samples, embeddings, classes):
+            usable = embedding.norm(dim=1) > 0  # empty segments (and unmatched ones) have no embedding
+            out.append((position, (embedding[usable], labels[usable.numpy()])))
         return out
 
     def _ingest(self, segments: list[tuple[torch.Tensor, np.ndarray]]) -> None:
-        embeddings = [e for e, classes in segments if len(classes)]
-        if embeddings:
-            stacked = torch.cat(embeddings)
-            self._database(stacked.shape[1]).add(stacked, np.concatenate([c for _, c in segments if len(c)]))
+        if segments:
+            self.database.add(torch.cat([e for e, _ in segments]), np.concatenate([c for _, c in segments]))
 
     @torch.no_grad()
     def predict(self, batch: list[Sample], vocab: Vocabulary) -> list[SegmentationOutput]:
-        outputs = []
-        for sample, feats in zip(batch, self.segmenter.cached_image_features(batch)):
-            p_base = self.segmenter.classify(feats.embeddings, vocab)
-            probs = p_base
-            if self.database is not None and len(self.database):
-                similarities, labels = self.database.search(feats.embeddings, self.config.k)
-                p_ret = retrieval_probs(similarities, labels, vocab.ids, self.config.tau, self.config.vote)
-                confidence = retrieval_confidence(p_ret, similarities, labels, self.config.confidence)
-                probs = fuse(p_base, p_ret, confidence, self.config.T, self.config.lambda_)
-            outputs.append(outputs_from_probs(feats, probs, vocab, panoptic=sample.pan_seg is not None))
-        return outputs
+        features = self.segmenter.cached_image_features(batch)
+        p_base = torch.cat([self.segmenter.base_probs(f, vocab) for f in features])  # (M, C) over the batch
+        probs = p_base
+        if len(self.database):
+            queries = torch.cat(self.embedder.proposal_embeddings(batch, features))  # (M, D)
+            similarities, labels = self.database.search(queries, self.config.k)  # (M, k) each, one search
+            p_ret = retrieval_probs(similarities, labels, vocab.ids, self.config.tau, self.config.vote)
+            confidence = retrieval_confidence(p_ret, similarities, labels, self.config.confidence)
+            probs = fuse(p_base, p_ret, confidence, self.config.T, self.config.lambda_)
+        per_image = torch.split(probs, [len(f.embeddings) for f in features])
+        return [outputs_from_probs(f, p, vocab, panoptic=s.pan_seg is not None,
+                                   object_threshold=self.config.object_threshold,
+                                   overlap_threshold=self.config.overlap_threshold)
+                for s, f, p in zip(batch, features, per_image)]
 
     def state_dict(self) -> dict:
-        return {"database": self.database.state_dict() if self.database is not None else None}
+        return {"database": self.database.state_dict(), "embedder": self.config.embedder}
 
     def load_state_dict(self, state: dict) -> None:
-        if state.get("database") is not None:
-            self.database = RetrievalDatabase(int(state["database"]["dim"]), state["database"]["index_spec"])
-            self.database.load_state_dict(state["database"])
+        if state.get("embedder", self.config.embedder) != self.config.embedder:
+            raise UserError(f"the persisted database was built with method.embedder={state['embedder']}, this run "
+                            f"uses {self.config.embedder}; use the same embedder to resume")
+        self.database.load_state_dict(state["database"])
 
     def memory_bytes(self) -> int:
-        return self.database.memory_bytes() if self.database is not None else 0
+        return self.database.memory_bytes()
+
+
+def check_config(config) -> None:
+    """One clear error for a bad parameter, before any work."""
+    if config.embedder not in EMBEDDERS:
+        raise UserError(f"method.embedder='{config.embedder}' is not one of: {', '.join(EMBEDDERS)}")
+    if config.vote not in ("similarity", "uniform"):
+        raise UserError(f"method.vote={config.vote} is not one of: similarity, uniform")
+    if config.confidence not in ("max_prob", "mean_sim"):
+        raise UserError(f"method.confidence={config.confidence} is not one of: max_prob, mean_sim")
+    for key, value in (("k", config.k), ("tau", config.tau), ("nprobe", config.nprobe),
+                       ("ef_search", config.ef_search), ("embedder_input_size", config.embedder_input_size)):
+        if value <= 0:
+            raise UserError(f"method.{key}={value} must be positive")
+    for key, value in (("lambda", config.lambda_), ("match_fraction", config.match_fraction),
+                       ("object_threshold", config.object_threshold), ("overlap_threshold", config.overlap_threshold)):
+        if not 0 <= value <= 1:
+            raise UserError(f"method.{key}={value} must lie within [0, 1]")
+    if config.train_size < 0 or (config.embedder_depth is not None and config.embedder_depth <= 0):
+        raise UserError("method.train_size must be >= 0 and method.embedder_depth positive (or null)")

@@ -1,0 +1,187 @@
+"""Embedders for kNN-CLIP's database entries (ground-truth segments of training images) and its queries (the
+base segmenter's mask proposals on validation images). Every embedding is L2-normalised; a zero row means
+"no embedding for this segment" and is skipped by the database.
+
+- `clip`: the segmenter's MaskCLIP dense features, mask-pooled (default; needs model.kind=open_clip);
+- `dinov2_vits14|vitb14|vitl14|vitg14`: DINOv2 through timm (as in the paper), last-layer patch tokens
+  mask-pooled; random weights (seeded) when not pretrained, a depth override for cheap tests;
+- `segmenter`: the base segmenter's own mask embeddings (e.g. FC-CLIP's, exported with model=cached). A
+  database entry is the area-weighted mean of the proposals lying inside a ground-truth segment (a proposal
+  belongs to the segment holding at least `match_fraction` of its pixels).
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from benchmark.data.types import Sample
+from benchmark.errors import UserError
+from benchmark.models.feature_cache import FeatureCache, config_digest, image_key
+from benchmark.models.segmenter import ImageFeatures, pool_masks, pool_regions
+
+DINOV2_MODELS = {
+    "dinov2_vits14": "vit_small_patch14_dinov2.lvd142m",
+    "dinov2_vitb14": "vit_base_patch14_dinov2.lvd142m",
+    "dinov2_vitl14": "vit_large_patch14_dinov2.lvd142m",
+    "dinov2_vitg14": "vit_giant_patch14_dinov2.lvd142m",
+}
+EMBEDDERS = ("clip", "segmenter", *DINOV2_MODELS)
+
+
+class Embedder(ABC):
+    """Embeds ground-truth regions (database) and mask proposals (queries) in one space of width `dim`."""
+
+    name: str
+    dim: int
+
+    @abstractmethod
+    def region_embeddings(self, samples: list[Sample], regions: list[np.ndarray], counts: list[int]) -> list[torch.Tensor]:
+        """(R_i, D) per image for (H, W) region index maps (-1 = none) with R_i regions."""
+
+    @abstractmethod
+    def proposal_embeddings(self, samples: list[Sample], features: list[ImageFeatures]) -> list[torch.Tensor]:
+        """(M_i, D) per image for the segmenter's proposals in `features`."""
+
+
+class ClipEmbedder(Embedder):
+    name = "clip"
+
+    def __init__(self, segmenter) -> None:
+        if getattr(segmenter.config, "kind", "open_clip") != "open_clip":
+            raise UserError("method.embedder=clip pools the segmenter's dense CLIP features, which "
+                            f"model.kind={segmenter.config.kind} lacks; use method.embedder=segmenter or dinov2_*")
+        self.segmenter = segmenter
+        self.dim = int(segmenter.embed_dim)
+
+    def region_embeddings(self, samples, regions, counts):
+        return self.segmenter.region_embeddings(samples, regions, counts)
+
+    def proposal_embeddings(self, samples, features):
+        return [f.embeddings for f in features]
+
+
+class SegmenterEmbedder(Embedder):
+    name = "segmenter"
+
+    def __init__(self, segmenter, match_fraction: float) -> None:
+        if not segmenter.embed_dim:
+            raise UserError("method.embedder=segmenter needs mask embeddings, but the segmenter's predictions have "
+                            "none (meta.json embedding_dim is null); export them or use method.embedder=dinov2_*")
+        self.segmenter = segmenter
+        self.dim = int(segmenter.embed_dim)
+        self.match_fraction = match_fraction
+
+    def region_embeddings(self, samples, regions, counts):
+        out = []
+        for feats, region, count in zip(self.segmenter.cached_image_features(samples), regions, counts):
+            masks = feats.mask_stack()  # (M, H, W)
+            labelled = region >= 0
+            overlap = np.stack([np.bincount(region[mask & labelled], minlength=count) for mask in masks]) \
+                if len(masks) else np.zeros((0, count), dtype=np.int64)  # (M, R) pixels of proposal m in region r
+            area = masks.reshape(len(masks), -1).sum(1)  # (M,)
+            best = overlap.argmax(1) if count else np.zeros(len(masks), dtype=np.int64)
+            inside = overlap[np.arange(len(masks)), best] if count else np.zeros(len(masks))
+            keep = (area > 0) & (inside >= self.match_fraction * np.maximum(area, 1))
+            weights = torch.zeros(count, len(masks))  # (R, M)
+            weights[torch.from_numpy(best[keep]), torch.from_numpy(np.flatnonzero(keep))] = \
+                torch.from_numpy(inside[keep].astype(np.float32))
+            out.append(F.normalize(weights @ feats.embeddings.float(), dim=-1))
+        return out
+
+    def proposal_embeddings(self, samples, features):
+        return [f.embeddings for f in features]
+
+
+class DinoV2Embedder(Embedder):
+    """DINOv2 ViT from timm: images resized to `input_size` (a multiple of 14), final-norm patch tokens."""
+
+    def __init__(self, name: str, segmenter, input_size: int, pretrained: bool, depth: int | None,
+                 seed: int = 0, cache_dir: Path | str | None = None, device: str = "cpu") -> None:
+        import timm
+
+        if input_size % 14:
+            raise UserError(f"method.embedder_input_size={input_size} must be a multiple of 14 (DINOv2 patch size)")
+        self.name = name
+        self.segmenter = segmenter
+        self.input_size = input_size
+        self.device = torch.device(device)
+        extra = {"depth": depth} if depth else {}
+        with torch.random.fork_rng():  # random weights are drawn from the seed without disturbing the run's RNG
+            torch.manual_seed(seed)
+            try:
+                model = timm.create_model(DINOV2_MODELS[name], pretrained=pretrained, img_size=input_size,
+                                          num_classes=0, **extra)
+            except Exception as exc:  # timm raises several types when weights cannot be fetched
+                raise UserError(f"method.embedder={name}: timm could not create {DINOV2_MODELS[name]} "
+                                f"(pretrained={pretrained}): {str(exc).splitlines()[0]}; set "
+                                f"method.embedder_pretrained=false for random weights") from None
+        self.model = model.eval().to(self.device).requires_grad_(False)
+        self.dim = int(model.embed_dim)
+        config = model.pretrained_cfg
+        self.mean = torch.tensor(config.get("mean", (0.485, 0.456, 0.406))).view(1, 3, 1, 1)
+        self.std = torch.tensor(config.get("std", (0.229, 0.224, 0.225))).view(1, 3, 1, 1)
+        self.calls = 0  # backbone forward passes (tests check the caches)
+        self.digest = config_digest({"embedder": name, "input_size": input_size, "pretrained": pretrained,
+                                     "depth": depth, "seed": None if pretrained else seed,
+                                     "segmenter": getattr(segmenter, "digest", "")})
+        self.disk_cache = FeatureCache(cache_dir, f"embedder-{self.digest}")
+        self._proposal_cache: dict[str, torch.Tensor] = {}
+        self.cache_size = 4096
+
+    @torch.no_grad()
+    def dense_features(self, images: list[np.ndarray]) -> torch.Tensor:
+        """(B, g, g, D) patch tokens of the last block (after the final norm) for RGB uint8 images."""
+        size = self.input_size
+        batch = torch.stack([
+            F.interpolate(torch.from_numpy(img).permute(2, 0, 1)[None].float(), size=(size, size),
+                          mode="bilinear", align_corners=False)[0]
+            for img in images
+        ]) / 255.0
+        tokens = self.model.forward_features(((batch - self.mean) / self.std).to(self.device))  # (B, P + g*g, D)
+        self.calls += 1
+        grid = size // 14
+        return tokens[:, self.model.num_prefix_tokens:].reshape(len(images), grid, grid, -1).float().cpu()
+
+    def region_embeddings(self, samples, regions, counts):
+        dense = self.dense_features([s.image for s in samples])
+        return [pool_regions(d, region, count) for d, region, count in zip(dense, regions, counts)]
+
+    def proposal_embeddings(self, samples, features):
+        """Pooled over each proposal; cached in memory and on disk per (embedder, segmenter, image)."""
+        keys = [image_key(s) for s in samples]
+        found: dict[int, torch.Tensor] = {}
+        for i, key in enumerate(keys):
+            if key in self._proposal_cache:
+                found[i] = self._proposal_cache[key]
+            elif (arrays := self.disk_cache.get(key)) is not None:
+                found[i] = torch.from_numpy(arrays["embeddings"])
+        missing = [i for i in range(len(samples)) if i not in found]
+        if missing:
+            dense = self.dense_features([samples[i].image for i in missing])
+            for i, d in zip(missing, dense):
+                feats = features[i]
+                found[i] = pool_masks(d, feats.masks) if feats.masks is not None else \
+                    pool_regions(d, feats.proposals, len(feats.embeddings))
+                self.disk_cache.put(keys[i], embeddings=found[i].numpy())
+        for i, key in enumerate(keys):
+            if key not in self._proposal_cache and len(self._proposal_cache) < self.cache_size:
+                self._proposal_cache[key] = found[i]
+        return [found[i] for i in range(len(samples))]
+
+
+def build_embedder(name: str, segmenter, *, input_size: int = 224, pretrained: bool = True,
+                   depth: int | None = None, match_fraction: float = 0.5, seed: int = 0,
+                   device: str = "cpu") -> Embedder:
+    """The embedder `name` (one of EMBEDDERS) over `segmenter`'s proposals."""
+    if name == "clip":
+        return ClipEmbedder(segmenter)
+    if name == "segmenter":
+        return SegmenterEmbedder(segmenter, match_fraction)
+    if name in DINOV2_MODELS:
+        return DinoV2Embedder(name, segmenter, input_size, pretrained, depth, seed,
+                              getattr(segmenter, "cache_dir", None), device)
+    raise UserError(f"method.embedder='{name}' is not one of: {', '.join(EMBEDDERS)}")
