@@ -23,7 +23,7 @@ def cli(*args: str):
 def test_method_parameter_out_of_range_one_line(demo_root, tmp_path):
     result = cli("run", "method=knnclip", "method.k=0", f"data.root={demo_root}", f"results_dir={tmp_path}")
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert result.stderr.strip().splitlines()[-1] == "error: method.k must be positive, got 0"
+    assert result.stderr.strip().splitlines()[-1] == "error: method.k=0 must be positive"
     assert not any(tmp_path.iterdir())  # nothing written: the method is built before the run folder
 
 
