@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from benchmark import distributed
 from benchmark.data.types import IGNORE_LABEL, Sample, Vocabulary
 from benchmark.errors import UserError
 from benchmark.method import ContinualMethod, SegmentationOutput, StepData
@@ -231,12 +232,16 @@ class TrainedHeadMethod(ContinualMethod):
         epochs = range(self.config.epochs)
         if step.progress is not None:
             epochs = step.progress(epochs, desc=f"train step {step.step}", total=self.config.epochs)
+        model = distributed.wrap_ddp(self.head)  # torchrun: DistributedDataParallel, gradients averaged over ranks
         self.head.train()
         for epoch in epochs:
             for batch in torch.randperm(len(data), generator=order).split(self.config.batch_size):
+                # torchrun: every rank draws the same order and trains on its share of each batch (padded, so
+                # all ranks take the same number of optimiser steps); one process: the whole batch
+                batch = torch.as_tensor(distributed.shard(batch.tolist(), pad=True))
                 inputs = data.inputs[batch].to(device)
                 targets = class_index_targets(data.targets[batch], seen_ids).to(device)
-                adapted = self.head(inputs)
+                adapted = model(inputs)
                 loss = pixel_cross_entropy(self.logits(adapted, text), targets) + self.extra_loss(inputs, adapted, step)
                 if not torch.isfinite(loss):
                     raise TrainingDiverged(

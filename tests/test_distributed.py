@@ -133,3 +133,26 @@ def test_torchrun_cli_two_processes(demo_root, tmp_path):
     for a, b in zip(_stats(tmp_path / "one/demo_4steps/knnclip/r"), _stats(tmp_path / "two/demo_4steps/knnclip/r"),
                     strict=True):
         assert np.array_equal(a, b)
+
+
+def _finetune_worker(rank: int, world: int, port: int, demo_root: str, results: str) -> None:
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    run_stream(load_config(["method=finetune", "method.epochs=2", f"data.root={demo_root}", f"results_dir={results}",
+                            "run_id=ddp", *QUICK]))
+
+
+def test_finetune_completes_with_ddp_on_two_gloo_processes(demo_root, tmp_path):
+    context = mp.spawn(_finetune_worker, args=(2, _free_port(), str(demo_root), str(tmp_path)), nprocs=2, join=False)
+    deadline = time.monotonic() + 240
+    while not context.join(timeout=max(0.0, deadline - time.monotonic())):
+        if time.monotonic() >= deadline:
+            for process in context.processes:
+                process.kill()
+            pytest.fail("the two gloo processes did not finish within 240 s")
+    run_dir = tmp_path / "demo_4steps" / "finetune" / "ddp"
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert json.loads((run_dir / "manifest.json").read_text())["status"] == "complete"
+    assert summary["num_steps"] == 2 and all(v is not None for v in summary["matrices"]["miou"][1])
+    assert summary["trainable_parameters"][-1] > 0
