@@ -83,6 +83,8 @@ def run_stream(cfg: DictConfig) -> Path:
     writer = RunWriter.create(cfg, stream) if distributed.is_main() else None
     run_dir = distributed.broadcast_object(writer.run_dir if writer is not None else None)
     if writer is not None:
+        writer.manifest["world_size"] = distributed.world_size()  # processes that shared the work (timings)
+    if writer is not None:
         ctx.progress.log(f"run {writer.run_dir}  ({stream.name}: {stream.num_steps} steps, "
                          f"{len(stream.vocabulary)} classes; method {cfg.method.name})")
     full_vocab = ctx.train.vocabulary
