@@ -37,6 +37,7 @@ import torch.distributed as dist
 
 T = TypeVar("T")
 
+
 def is_distributed() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
@@ -47,10 +48,6 @@ def rank() -> int:
 
 def world_size() -> int:
     return dist.get_world_size() if is_distributed() else 1
-
-
-def local_rank() -> int:
-    return int(os.environ.get("LOCAL_RANK", 0)) if is_distributed() else 0
 
 
 def is_main() -> bool:
@@ -123,7 +120,8 @@ def shard(items: Sequence[T], pad: bool = False, seed: int | None = None,
 
 def sharded_samples(step: Any, pad: bool = False, seed: int | None = None) -> Iterator[tuple[int, Any]]:
     """(position in the step, sample with the label policy applied) for this rank's shard of a StepData's
-    images; unreadable images (data.on_error=skip) are left out, as in `StepData.samples`."""
+    images; unreadable images (data.on_error=skip) are left out, as in `StepData.samples` (so with pad=True the
+    ranks' counts can then differ: DDP training needs readable data or `DistributedDataParallel.join`)."""
     from benchmark.method import filter_sample
 
     positions = shard(range(len(step.indices)), pad=pad, seed=seed)

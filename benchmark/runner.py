@@ -96,6 +96,7 @@ def open_run(cfg: DictConfig, ctx: RunContext) -> tuple[RunWriter | None, Path, 
             set_rng_states(checkpoint["rng"])
         return None, run_dir, first_step
     writer, first_step = _open_run_main(cfg, ctx)
+    writer.manifest["world_size"] = distributed.world_size()  # processes that shared the work (timings)
     distributed.broadcast_object((writer.run_dir, first_step))
     return writer, writer.run_dir, first_step
 

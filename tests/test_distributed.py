@@ -73,6 +73,10 @@ def _worker(rank: int, world: int, port: int, demo_root: str, results: str, out:
     report["sum"] = distributed.all_reduce_sum(big).tolist()
     report["gathered"] = distributed.gather_sorted([(k, f"r{rank}k{k}") for k in range(rank, 5, world)])
     report["broadcast"] = distributed.broadcast_object(f"from {rank}")
+    # DDP: each rank's gradient of (w . x_rank) is x_rank; after backward every rank holds their mean
+    model = distributed.wrap_ddp(torch.nn.Linear(2, 1, bias=False))
+    model(torch.tensor([[1.0, 2.0]]) * (rank + 1)).sum().backward()
+    report["grad"] = next(model.parameters()).grad.tolist()
     Path(out, f"rank{rank}.json").write_text(json.dumps(report))
 
 
@@ -99,6 +103,7 @@ def test_two_gloo_processes_equal_single_process_bitwise(demo_root, tmp_path):
     assert reports[0]["sum"] == reports[1]["sum"] == [2 * 2**40 + 1] * 3
     assert reports[0]["gathered"] == reports[1]["gathered"] == ["r0k0", "r1k1", "r0k2", "r1k3", "r0k4"]
     assert reports[0]["broadcast"] == reports[1]["broadcast"] == "from 0"
+    assert reports[0]["grad"] == reports[1]["grad"] == [[1.5, 3.0]]
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -114,7 +119,8 @@ def test_two_gloo_processes_equal_single_process_bitwise(demo_root, tmp_path):
                 assert a.dtype == b.dtype == np.int64 and np.array_equal(a, b)
             summaries = [json.loads((d / "summary.json").read_text()) for d in (single, two)]
             assert _strip(summaries[0]) == _strip(summaries[1])
-            assert json.loads((two / "manifest.json").read_text())["status"] == "complete"
+            manifest = json.loads((two / "manifest.json").read_text())
+            assert manifest["status"] == "complete" and manifest["world_size"] == 2
     finally:
         torch.set_num_threads(threads)
     assert len(list((tmp_path / "two").glob("*/*/*"))) == len(METHODS)  # one folder per run, none per rank
