@@ -175,7 +175,7 @@ class TrainedHeadMethod(ContinualMethod):
         if self.head.last_block is None:
             return torch.stack(self.segmenter.cached_dense_features(samples))
         compute = lambda batch: list(self.segmenter.tokens_before_last_block([s.image for s in batch]).cpu())  # noqa: E731
-        return torch.stack(self.segmenter._cached(self._token_cache, samples, compute))
+        return torch.stack(self.segmenter.cached_per_image(self._token_cache, samples, compute))
 
     def training_set(self, samples: Iterable[Sample]) -> TrainingSet:
         """Frozen inputs + label grids; images whose label grid has no labelled sample are left out."""

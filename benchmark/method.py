@@ -43,16 +43,11 @@ class StepData:
 
 def filter_sample(sample: Sample, keep_classes: list[int]) -> Sample:
     """Labels outside `keep_classes` become IGNORE_LABEL; panoptic segments of other classes become VOID."""
-    keep = np.zeros(max(int(sample.sem_seg.max(initial=0)), max(keep_classes, default=0)) + 2, dtype=bool)
-    keep[np.asarray(keep_classes, dtype=np.int64)] = True
-    labels = sample.sem_seg
-    in_range = labels < keep.size
-    kept = np.zeros_like(labels, dtype=bool)
-    kept[in_range] = keep[labels[in_range]]
-    sem_seg = np.where(kept, labels, IGNORE_LABEL)
+    sem_seg = np.where(np.isin(sample.sem_seg, keep_classes), sample.sem_seg, IGNORE_LABEL)
     pan_seg, segments = sample.pan_seg, sample.segments
     if pan_seg is not None:
-        segments = [s for s in sample.segments if keep[s.category_id]]
+        keep = set(keep_classes)
+        segments = [s for s in sample.segments if s.category_id in keep]
         pan_seg = np.where(np.isin(pan_seg, [s.id for s in segments]), pan_seg, 0)
     return Sample(sample.image_id, sample.image, sem_seg, pan_seg, segments)
 

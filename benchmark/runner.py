@@ -122,7 +122,6 @@ def _open_run_main(cfg: DictConfig, ctx: RunContext) -> tuple[RunWriter, int]:
 
 def run_stream(cfg: DictConfig) -> Path:
     """Run one method over one stream; returns the run folder. Under torchrun only rank 0 writes it."""
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     ctx = prepare_run(cfg)
     stream, method = ctx.stream, ctx.method
     writer, run_dir, first_step = open_run(cfg, ctx)

@@ -241,7 +241,9 @@ class OpenVocabSegmenter:
                                      instance_proposals=self.config.proposals == "oracle" and sample.pan_seg is not None))
         return out
 
-    def _cached(self, cache: dict, samples: list[Sample], compute) -> list:
+    def cached_per_image(self, cache: dict, samples: list[Sample], compute) -> list:
+        """`compute(samples)` for the samples missing from `cache` (keyed by image id and size), bounded by
+        `cache_size`; shared by the feature, dense-feature and (baselines') token caches."""
         keys = [f"{s.image_id}:{s.height}x{s.width}" for s in samples]
         missing = [i for i, key in enumerate(keys) if key not in cache]
         fresh = dict(zip(missing, compute([samples[i] for i in missing]))) if missing else {}
@@ -252,11 +254,11 @@ class OpenVocabSegmenter:
 
     def cached_image_features(self, samples: list[Sample]) -> list[ImageFeatures]:
         """`image_features` with a per-image cache in memory (keyed by image id and size) and on disk."""
-        return self._cached(self._feature_cache, samples, lambda batch: disk_cached(self.disk_cache, batch, self.image_features))
+        return self.cached_per_image(self._feature_cache, samples, lambda batch: disk_cached(self.disk_cache, batch, self.image_features))
 
     def cached_dense_features(self, samples: list[Sample]) -> list[torch.Tensor]:
         """`dense_features` with a per-image cache: a training image shared by several steps runs once."""
-        return self._cached(self._dense_cache, samples, lambda batch: list(self.dense_features([s.image for s in batch])))
+        return self.cached_per_image(self._dense_cache, samples, lambda batch: list(self.dense_features([s.image for s in batch])))
 
     # ---------------------------------------------------------------- text classifier
     @torch.no_grad()
