@@ -1,16 +1,27 @@
 """Semantic evaluator against hand-computed numbers, a naive per-class reference, detectron2's two mIoU
-formulas (ported in benchmark.perf.eval) and torchmetrics."""
+formulas (ported in benchmark.perf.eval) and torchmetrics; every test runs on both accumulation paths (the
+compiled kernel and the numpy fallback)."""
 import numpy as np
 import pytest
 import torch
 
 from benchmark.data.types import IGNORE_LABEL
-from benchmark.evaluation.semantic import SemanticEvaluator, confusion_matrix, mean_iou
+from benchmark.evaluation import semantic
+from benchmark.evaluation.semantic import SemanticEvaluator, add_confusion, confusion_matrix, mean_iou
 from benchmark.perf.eval import detectron2_confusion, detectron2_semseg_metrics, synthetic_semantic
 
 K = 4
 GT = np.array([[0, 0, 1, 1], [2, IGNORE_LABEL, IGNORE_LABEL, 1]])
 PRED = np.array([[0, 3, 1, 1], [1, 3, 3, 1]])
+
+
+@pytest.fixture(autouse=True, params=["kernel", "numpy"])
+def accumulation_path(request, monkeypatch):
+    if request.param == "kernel" and not semantic.kernel_available():
+        pytest.skip("the C kernel is not built (pip install -e . compiles it; a compiler is needed)")
+    if request.param == "numpy":
+        monkeypatch.setattr(semantic, "_kernel", None)
+    return request.param
 
 
 def test_golden_tiny_map():
@@ -110,5 +121,40 @@ def test_bad_labels_are_named(pred_value, gt_value, message):
 def test_shape_mismatch_and_bad_mode():
     with pytest.raises(ValueError, match="shape"):
         confusion_matrix(np.zeros((2, 3), dtype=int), np.zeros((3, 2), dtype=int), K)
+    with pytest.raises(ValueError, match="integer class ids, got dtype float32"):
+        confusion_matrix(np.zeros((2, 3), dtype=np.float32), np.zeros((2, 3), dtype=int), K)
     with pytest.raises(ValueError, match="miou_mode"):
         SemanticEvaluator(K, miou_mode="mean")
+
+
+LABEL_DTYPES = [np.uint8, np.uint16, np.int32, np.int64, np.int16, np.uint32]
+
+
+@pytest.mark.parametrize("gt_dtype", LABEL_DTYPES)
+@pytest.mark.parametrize("pred_dtype", [np.int64, np.int32, np.uint8, np.int16])
+def test_every_dtype_matches_naive(pred_dtype, gt_dtype):
+    rng = np.random.default_rng(3)
+    num_classes = 11
+    pred, gt = synthetic_semantic(rng, 19, 23, num_classes)
+    if np.iinfo(gt_dtype).max < IGNORE_LABEL:  # 8-bit ground truth (PNG): 255 is the ignore value
+        gt[gt == IGNORE_LABEL] = 255
+        ignore = 255
+    else:
+        ignore = IGNORE_LABEL
+    pred, gt = pred.astype(pred_dtype), gt.astype(gt_dtype)
+    expected = naive_confusion(pred, gt, num_classes, ignore)
+    assert (confusion_matrix(pred, gt, num_classes, ignore) == expected).all()
+    strided = confusion_matrix(np.asfortranarray(pred)[:, ::2], np.asfortranarray(gt)[:, ::2], num_classes, ignore)
+    assert (strided == naive_confusion(pred[:, ::2], gt[:, ::2], num_classes, ignore)).all()
+
+
+@pytest.mark.parametrize("pred_value, gt_value", [(11, 0), (-1, 0), (0, 12), (0, -3), (0, 70000)])
+def test_a_failed_update_leaves_the_matrix_unchanged(pred_value, gt_value):
+    rng = np.random.default_rng(4)
+    pred, gt = synthetic_semantic(rng, 16, 16, 11)
+    confusion = confusion_matrix(pred, gt, 11)
+    before = confusion.copy()
+    pred[9, 9], gt[9, 9] = pred_value, gt_value  # after many good pixels
+    with pytest.raises(ValueError, match=str(pred_value if pred_value != 0 else gt_value)):
+        add_confusion(confusion, pred, gt)
+    assert (confusion == before).all()

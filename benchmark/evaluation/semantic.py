@@ -28,6 +28,17 @@ MiouMode = Literal["present", "legacy"]
 MIOU_MODES = ("present", "legacy")
 
 
+try:  # the one-pass C kernel (setup.py builds it); without it the numpy path below gives the same matrix
+    from benchmark.evaluation import _confusion as _kernel
+except ImportError:  # pragma: no cover - depends on the install
+    _kernel = None
+
+
+def kernel_available() -> bool:
+    """Whether the compiled accumulation kernel is in use (else the numpy bincount path)."""
+    return _kernel is not None
+
+
 @lru_cache(maxsize=8)
 def _row_offsets(num_classes: int, ignore_index: int) -> np.ndarray:
     """Lookup table over 16-bit labels: label -> offset of its row in the padded flat (K + 1, K) matrix.
@@ -58,16 +69,48 @@ def _unsigned_max(values: np.ndarray) -> int:
     return int(values.max())
 
 
-def confusion_matrix(pred: np.ndarray | torch.Tensor, gt: np.ndarray | torch.Tensor, num_classes: int,
-                     ignore_index: int = IGNORE_LABEL) -> np.ndarray:
-    """(K, K) int64 confusion matrix of one prediction (or a batch of any shape); rows are ground truth.
+def add_confusion(confusion: np.ndarray, pred: np.ndarray | torch.Tensor, gt: np.ndarray | torch.Tensor,
+                  ignore_index: int = IGNORE_LABEL) -> None:
+    """Add one prediction (or a batch of any shape) to the (K, K) int64 `confusion` in place; rows are ground
+    truth, pixels whose ground truth is `ignore_index` are skipped.
 
-    One pass builds flat indices into a (K + 1, K) matrix whose extra first row takes the ignored pixels, one
-    bincount counts them (the detectron2 recipe, with the ignore row in front so bad labels are detectable).
+    Raises ValueError naming the first bad value (prediction outside 0..K-1 anywhere, ground truth neither a
+    class id nor the ignore value); `confusion` is then left unchanged.
     """
     pred, gt = _as_numpy(pred), _as_numpy(gt)
     if pred.shape != gt.shape:
         raise ValueError(f"prediction has shape {pred.shape} but ground truth has shape {gt.shape}")
+    for name, labels in (("prediction", pred), ("ground truth", gt)):
+        if labels.dtype.kind not in "iub":
+            raise ValueError(f"{name} must hold integer class ids, got dtype {labels.dtype}")
+    num_classes = confusion.shape[0]
+    if _kernel is not None and confusion.dtype == np.int64 and confusion.flags.c_contiguous:
+        if pred.dtype not in (np.int32, np.int64):
+            pred = pred.astype(np.int64)
+        if gt.dtype not in (np.uint8, np.uint16, np.int32, np.int64):
+            gt = gt.astype(np.int64)
+        pred, gt = np.ascontiguousarray(pred).reshape(-1), np.ascontiguousarray(gt).reshape(-1)
+        bad = _kernel.accumulate(pred, gt, confusion, ignore_index)
+        if bad >= 0:  # pixels before `bad` were added: take them back, then let the numpy path name the value
+            confusion -= _confusion_numpy(pred[:bad], gt[:bad], num_classes, ignore_index)
+            _confusion_numpy(pred, gt, num_classes, ignore_index)
+            raise AssertionError("the C kernel and the numpy path disagree on which labels are valid")
+        return
+    confusion += _confusion_numpy(pred, gt, num_classes, ignore_index)
+
+
+def confusion_matrix(pred: np.ndarray | torch.Tensor, gt: np.ndarray | torch.Tensor, num_classes: int,
+                     ignore_index: int = IGNORE_LABEL) -> np.ndarray:
+    """(K, K) int64 confusion matrix of one prediction (or a batch of any shape); rows are ground truth."""
+    confusion = np.zeros((num_classes, num_classes), dtype=np.int64)
+    add_confusion(confusion, pred, gt, ignore_index)
+    return confusion
+
+
+def _confusion_numpy(pred: np.ndarray, gt: np.ndarray, num_classes: int, ignore_index: int) -> np.ndarray:
+    """The numpy path: one pass builds flat indices into a (K + 1, K) matrix whose extra first row takes the
+    ignored pixels, one bincount counts them (the detectron2 recipe, with the ignore row in front so bad
+    labels are detectable)."""
     pred, gt = pred.reshape(-1), gt.reshape(-1)  # (N,), (N,)
     if pred.size and _unsigned_max(pred) >= num_classes:
         bad = pred[(pred < 0) | (pred >= num_classes)]
@@ -166,7 +209,7 @@ class SemanticEvaluator:
 
     def process(self, pred: np.ndarray | torch.Tensor, gt: np.ndarray | torch.Tensor) -> None:
         """Add one prediction (or a batch of any shape) against its ground truth of the same shape."""
-        self.confusion += confusion_matrix(pred, gt, self.num_classes, self.ignore_index)
+        add_confusion(self.confusion, pred, gt, self.ignore_index)
 
     def evaluate(self) -> dict:
         return semantic_metrics(self.confusion, self.miou_mode)

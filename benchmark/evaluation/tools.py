@@ -19,7 +19,7 @@ from benchmark.data.readers import read_image, read_label_map, rgb_to_id
 from benchmark.data.types import IGNORE_LABEL, SegmentInfo
 from benchmark.errors import DataError, UserError
 from benchmark.evaluation.panoptic import PanopticEvaluator
-from benchmark.evaluation.semantic import MIOU_MODES, SemanticEvaluator, confusion_matrix
+from benchmark.evaluation.semantic import MIOU_MODES, SemanticEvaluator
 
 LABEL_EXTENSIONS = (".png", ".tif", ".tiff")
 
@@ -147,7 +147,7 @@ def miou_compute(gt_dir: Path, pred_dir: Path, num_classes: int, ignore_index: i
         if bad.size:
             raise DataError(f"{pred_path} holds class id {int(bad[0])}, outside 0..{num_classes - 1}")
         try:
-            evaluator.confusion += confusion_matrix(pred, gt, num_classes, ignore_index)
+            evaluator.process(pred, gt)
         except ValueError as exc:
             raise DataError(f"{gt_path}: {exc}") from None
     return evaluator.evaluate()
