@@ -26,7 +26,26 @@ def test_offline_run_writes_wandb_files(run_demo):
     assert list(media.glob("table/matrix_miou_*.table.json")) and list(media.glob("images/plots/matrix_miou_*.png"))
     table = json.loads(next(media.glob("table/matrix_miou_*.table.json")).read_text())
     assert table["columns"] == ["after_step", "C0", "C1"] and len(table["data"]) == 2
-    assert json.loads((run_dir / "manifest.json").read_text())["status"] == "complete"
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["status"] == "complete" and offline[0].name.endswith(manifest["tracker_id"])
+
+
+def test_a_resumed_run_continues_the_same_wandb_run(tmp_path):
+    from omegaconf import OmegaConf
+
+    from benchmark.reporting.loggers import WandbLogger
+
+    settings = OmegaConf.create({"project": "covseg", "entity": None, "mode": "offline", "init_timeout": 30})
+    manifest = {"run_id": "r1", "stream": "demo_4steps", "method": "knnclip", "stream_hash": "h",
+                "stream_version": 1, "git": {}, "tracker_id": "abc123def4567890"}
+    for attempt in range(2):  # the first start, then the start after resume=RUN_DIR
+        logger = WandbLogger(settings)
+        logger.start(tmp_path, OmegaConf.create({"seed": attempt}), manifest)
+        logger.log_step({"step": attempt, "miou": 1.0})
+        logger.finish({"metrics": {}, "matrices": {}}, [])
+        assert not logger.failed
+    runs = sorted((tmp_path / "wandb").glob("offline-run-*"))
+    assert len(runs) == 2 and all("-abc123def4567890" in run.name for run in runs)  # "-1" added within a second
 
 
 def test_unreachable_wandb_warns_once_and_the_run_completes(run_demo, monkeypatch):

@@ -64,6 +64,7 @@ class WandbLogger(RunLogger):
             self.run = wandb.init(
                 project=self.settings.project, entity=self.settings.entity, mode=self.settings.mode,
                 dir=str(run_dir), name=manifest["run_id"], group=manifest["stream"], job_type=manifest["method"],
+                id=manifest.get("tracker_id"), resume="allow",  # resume=RUN_DIR continues the same wandb run
                 config=OmegaConf.to_container(cfg, resolve=True),
                 settings=wandb.Settings(init_timeout=self.settings.init_timeout, silent=True,
                                         reinit="finish_previous"),

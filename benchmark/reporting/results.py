@@ -154,6 +154,7 @@ class RunWriter:
             "git": git_state(), "packages": package_versions(), "python": platform.python_version(),
             "host": socket.gethostname(), "platform": platform.platform(), "hardware": hardware(),
             "device": cfg.device, "started": utc_now(), "finished": None,
+            "tracker_id": secrets.token_hex(8),  # the experiment tracker's run id, so a resumed run continues it
         }
         atomic_write_json(run_dir / "manifest.json", writer.manifest)
         writer.logger.start(run_dir, cfg, writer.manifest)
