@@ -21,12 +21,27 @@
 #include <stdint.h>
 #include <string.h>
 
+/* Scattered errors send increments all over the K*K matrix (5.7 MB for 847 classes, beyond L2): prefetching
+ * the cell of the pixel PREFETCH_AHEAD positions ahead hides that latency (measured here: 2.1x faster with
+ * 10% scattered errors, 0.8x on error-free maps; 128 was the best of 8..512). */
+#define PREFETCH_AHEAD 128
+#if defined(__GNUC__) || defined(__clang__)
+#define PREFETCH_WRITE(address) __builtin_prefetch((address), 1, 3)
+#else
+#define PREFETCH_WRITE(address) ((void)0)
+#endif
+
 #define KERNEL(NAME, PRED_T, GT_T)                                                                      \
     static Py_ssize_t NAME(const void *pred_, const void *gt_, Py_ssize_t n, int64_t k, int64_t ignore,   \
                            int64_t *confusion) {                                                          \
         const PRED_T *pred = (const PRED_T *)pred_;                                                      \
         const GT_T *gt = (const GT_T *)gt_;                                                              \
         for (Py_ssize_t i = 0; i < n; i++) {                                                             \
+            if (i + PREFETCH_AHEAD < n) {                                                                \
+                uint64_t pa = (uint64_t)(int64_t)pred[i + PREFETCH_AHEAD];                               \
+                uint64_t ga = (uint64_t)(int64_t)gt[i + PREFETCH_AHEAD];                                 \
+                if (pa < (uint64_t)k && ga < (uint64_t)k) PREFETCH_WRITE(&confusion[ga * k + pa]);       \
+            }                                                                                            \
             uint64_t p = (uint64_t)(int64_t)pred[i]; /* negative ids become huge: one comparison */      \
             int64_t g = (int64_t)gt[i];                                                                  \
             if (p >= (uint64_t)k) return i;                                                              \
