@@ -13,11 +13,15 @@ How our dense task meets avalanche's classification-shaped API:
 - shuffling and avalanche's random choices draw from torch's global generator, forked and seeded per step.
 `method.strategy_args` passes further constructor arguments (`+method.strategy_args.mem_size=40` for Replay,
 `+method.strategy_args.ewc_lambda=100` for EWC). Avalanche is imported when the method is built (it is slow).
-The strategy's own state (replay buffers, importances, teachers) lives in avalanche objects; `state_dict`
-holds the head's weights only.
+The strategy's own state (replay buffers, importances, teachers, its clock) lives in avalanche objects:
+`state_dict` holds the whole strategy pickled (as avalanche's own `save_checkpoint` does, but with the
+standard pickler: dill 0.4 cannot pickle torch's optimizer classes), so a resumed run continues exactly where
+it stopped.
 """
 from __future__ import annotations
 
+import copy
+import io
 from dataclasses import dataclass, field
 from typing import Any, Dict
 
@@ -58,6 +62,36 @@ class DenseTextClassifier(nn.Module):
         return logits.masked_fill(~self.active[None, :, None, None], INACTIVE_LOGIT)
 
 
+def _stop_on_non_finite_loss_class() -> type:
+    """An avalanche plugin that ends the run with a clear message when the loss becomes NaN or infinite. Built
+    on first use (avalanche is slow to import) and reachable as this module's `StopOnNonFiniteLoss`, so a
+    pickled strategy finds it again."""
+    from avalanche.training.plugins import SupervisedPlugin
+
+    class StopOnNonFiniteLoss(SupervisedPlugin):
+        def __init__(self, strategy_name: str, lr: float) -> None:
+            super().__init__()
+            self.strategy_name, self.lr = strategy_name, lr
+
+        def before_backward(self, strategy, **kwargs) -> None:
+            if not torch.isfinite(strategy.loss):
+                raise TrainingDiverged(
+                    f"method avalanche ({self.strategy_name}): training loss is {strategy.loss.item()} at step "
+                    f"{strategy.clock.train_exp_counter}; the run stops here, earlier steps are saved. "
+                    f"Lower method.lr (now {self.lr})")
+
+    StopOnNonFiniteLoss.__module__, StopOnNonFiniteLoss.__qualname__ = __name__, "StopOnNonFiniteLoss"
+    return StopOnNonFiniteLoss
+
+
+def __getattr__(name: str):  # PEP 562: the plugin class appears on first access
+    if name == "StopOnNonFiniteLoss":
+        cls = _stop_on_non_finite_loss_class()
+        globals()[name] = cls
+        return cls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 class PixelCrossEntropy(nn.Module):
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return pixel_cross_entropy(logits, targets)
@@ -85,23 +119,14 @@ class AvalancheStrategy(TrainedHeadMethod):
         self.strategy = None  # built at the first step, kept across steps (its plugins hold the CL state)
 
     def _build_strategy(self):
-        from avalanche.training.plugins import EvaluationPlugin, SupervisedPlugin
+        from avalanche.training.plugins import EvaluationPlugin
 
-        method = self
-
-        class StopOnNonFiniteLoss(SupervisedPlugin):
-            def before_backward(self, strategy, **kwargs) -> None:
-                if not torch.isfinite(strategy.loss):
-                    raise TrainingDiverged(
-                        f"method avalanche ({method.config.strategy}): training loss is {strategy.loss.item()} at step "
-                        f"{strategy.clock.train_exp_counter}; the run stops here, earlier steps are saved. "
-                        f"Lower method.lr (now {method.config.lr})")
-
+        stop_on_nan = __getattr__("StopOnNonFiniteLoss")(self.config.strategy, self.config.lr)  # module attribute
         try:
             return self.strategy_cls(
                 model=self.model, optimizer=self.make_optimizer(), criterion=PixelCrossEntropy(),
                 train_mb_size=self.config.batch_size, train_epochs=self.config.epochs, device=self.segmenter.device,
-                plugins=[StopOnNonFiniteLoss()], evaluator=EvaluationPlugin(loggers=[]), eval_every=-1,
+                plugins=[stop_on_nan], evaluator=EvaluationPlugin(loggers=[]), eval_every=-1,
                 **self.config.strategy_args)
         except TypeError as exc:
             raise UserError(f"avalanche strategy {self.config.strategy} refused its arguments ({exc}); "
@@ -133,3 +158,27 @@ class AvalancheStrategy(TrainedHeadMethod):
             torch.manual_seed(self.seed * 1_000_003 + step.step)
             self.strategy.train(experience)
         self.head.eval()
+
+    # attributes that only hold the last step's data while training; cleared before pickling
+    TRANSIENT = ("experience", "adapted_dataset", "dataloader", "mbatch", "mb_output", "loss", "_eval_streams")
+
+    def state_dict(self) -> dict:
+        state = super().state_dict()
+        if self.strategy is not None:
+            strategy = copy.copy(self.strategy)
+            for name in self.TRANSIENT:
+                if hasattr(strategy, name):
+                    setattr(strategy, name, None)
+            buffer = io.BytesIO()
+            torch.save(strategy, buffer)
+            state["strategy"] = buffer.getvalue()
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        if state.get("strategy") is None:
+            super().load_state_dict(state)
+            return
+        self.strategy = torch.load(io.BytesIO(state["strategy"]), map_location=self.segmenter.device,
+                                   weights_only=False)  # our own checkpoint file
+        self.model = self.strategy.model  # the strategy's optimizer and plugins refer to these very modules
+        self.head = self.model.head

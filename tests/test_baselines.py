@@ -1,4 +1,6 @@
 """The learning baselines' building blocks: loss, label sampling, zero-shot start, state round trip, errors."""
+import io
+
 import numpy as np
 import pytest
 import torch
@@ -6,6 +8,7 @@ import torch.nn.functional as F
 
 import benchmark.plugins  # noqa: F401
 from baselines.trainable import IGNORE_INDEX, class_index_targets, label_grid, pixel_cross_entropy
+from benchmark.checkpoint import load_checkpoint
 from benchmark.data.types import IGNORE_LABEL
 from benchmark.errors import UserError
 
@@ -144,9 +147,13 @@ def test_unknown_avalanche_strategy_lists_the_available_ones(run_demo):
                                             ("EWC", ["+method.strategy_args.ewc_lambda=10.0"]),
                                             ("LwF", ["+method.strategy_args.alpha=1.0", "+method.strategy_args.temperature=2.0"])])
 def test_avalanche_strategies_run_on_dense_targets(run_demo, strategy, args):
-    _, summary = run_demo("method=avalanche", f"method.strategy={strategy}", *args, "method.epochs=1",
-                          "stream.num_steps=2", "eval.max_images=4", "stream.max_train_images_per_step=8")
+    run_dir, summary = run_demo("method=avalanche", f"method.strategy={strategy}", *args, "method.epochs=1",
+                                "stream.num_steps=2", "eval.max_images=4", "stream.max_train_images_per_step=8")
     assert summary["num_steps"] == 2 and summary["trainable_parameters"][0] > 0
+    # the checkpoint holds the strategy itself (its buffers, importances or teacher), not only the head
+    restored = torch.load(io.BytesIO(load_checkpoint(run_dir)["method"]["strategy"]), weights_only=False)
+    assert type(restored).__name__ == strategy and restored.clock.train_exp_counter == 2
+    assert restored.optimizer.param_groups[0]["params"][0] is next(restored.model.parameters())
 
 
 def test_nan_loss_stops_the_run_naming_method_and_step_and_keeps_earlier_steps(run_demo, monkeypatch, tmp_path):

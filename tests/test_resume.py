@@ -36,14 +36,18 @@ def _run_and_die_in_step(overrides, kill_step):
 METRIC_KEYS = ("metrics", "matrices", "seen", "memory_bytes", "trainable_parameters")
 
 
-@pytest.mark.parametrize("method", ["knnclip", "finetune"])
-def test_sigkill_during_step_3_then_resume_gives_same_summary(demo_root, tmp_path, method):
+@pytest.mark.parametrize("method, extra", [
+    ("knnclip", []), ("finetune", []),
+    # an avalanche strategy whose state (the replay buffer) lives in avalanche objects
+    ("avalanche", ["method.strategy=Replay", "+method.strategy_args.mem_size=12", "method.epochs=2"]),
+], ids=["knnclip", "finetune", "avalanche-replay"])
+def test_sigkill_during_step_3_then_resume_gives_same_summary(demo_root, tmp_path, method, extra):
     import benchmark.plugins  # noqa: F401
     from benchmark.method import METHODS
 
     if method not in METHODS:
         pytest.skip(f"method {method} is not registered in this checkout")
-    base = [f"method={method}", f"data.root={demo_root}", "quiet=true", "eval.max_images=24",
+    base = [f"method={method}", *extra, f"data.root={demo_root}", "quiet=true", "eval.max_images=24",
             "stream.max_train_images_per_step=30"]
     uninterrupted = run_stream(load_config([*base, f"results_dir={tmp_path / 'a'}"]))
     expected = json.loads((uninterrupted / "summary.json").read_text())
