@@ -262,3 +262,59 @@ def test_prepare_ade20k_150_shifts_labels(tmp_path: Path) -> None:
     main(["ade20k_150", "--root", str(tmp_path)])
     sample = build_dataset("ade20k_150", "val", tmp_path).load(0)
     np.testing.assert_array_equal(sample.sem_seg, [[65535, 0], [149, 6]])
+
+
+def _ade150_instance_tree(root: Path, semantic: np.ndarray, instance: np.ndarray) -> None:
+    ade = root / "ADEChallengeData2016"
+    for folder, array in (("images", np.zeros((*semantic.shape, 3), dtype=np.uint8)), ("annotations", semantic),
+                          ("annotations_instance", instance)):
+        (ade / folder / "validation").mkdir(parents=True, exist_ok=True)
+        name = "ADE_val_00000001." + ("jpg" if folder == "images" else "png")
+        Image.fromarray(array).save(ade / folder / "validation" / name)
+
+
+def test_prepare_ade20k_150_panoptic_by_hand(tmp_path: Path) -> None:
+    # semantic (1-based A-150): wall=1 (stuff), sky=3 (stuff), bed=8 (thing: comes from the instance map), 0=VOID
+    semantic = np.array([[1, 1, 1, 3, 3, 3],
+                         [1, 1, 1, 3, 3, 0],
+                         [1, 1, 8, 8, 8, 8],
+                         [1, 1, 8, 8, 8, 8]], dtype=np.uint8)
+    instance = np.zeros((4, 6, 3), dtype=np.uint8)
+    instance[2:, 1:, :2] = (1, 7)  # instance category 1 (bed, A-150 id 7), instance 7; also covers two wall pixels
+    instance[0, 0, :2] = (4, 9)  # instance category 4 = person (A-150 id 12) on a wall pixel
+    _ade150_instance_tree(tmp_path, semantic, instance)
+    main(["ade20k_150_panoptic", "--root", str(tmp_path)])
+
+    data = json.loads((tmp_path / "ADEChallengeData2016" / "ade20k_panoptic_val.json").read_text())
+    assert data["images"] == [{"id": "ADE_val_00000001", "file_name": "ADE_val_00000001.jpg", "width": 6, "height": 4}]
+    assert [c["id"] for c in data["categories"]] == list(range(150)) and sum(c["isthing"] for c in data["categories"]) == 100
+    segments = data["annotations"][0]["segments_info"]
+    # stuff first (areas measured before the things are pasted, as Mask2Former's script), then things by instance id
+    assert [(s["id"], s["category_id"], s["area"], s["bbox"]) for s in segments] == [
+        (1, 0, 10, [0, 0, 3, 4]), (2, 2, 5, [3, 0, 3, 2]), (3, 7, 10, [1, 2, 5, 2]), (4, 12, 1, [0, 0, 1, 1])]
+    sample = build_dataset("ade20k_150_panoptic", "val", tmp_path).load(0)
+    np.testing.assert_array_equal(sample.pan_seg, [[4, 1, 1, 2, 2, 2],
+                                                   [1, 1, 1, 2, 2, 0],
+                                                   [1, 3, 3, 3, 3, 3],
+                                                   [1, 3, 3, 3, 3, 3]])
+    np.testing.assert_array_equal(sample.sem_seg, [[12, 0, 0, 2, 2, 2],
+                                                   [0, 0, 0, 2, 2, 65535],
+                                                   [0, 7, 7, 7, 7, 7],
+                                                   [0, 7, 7, 7, 7, 7]])
+    assert [(s.id, s.category_id, s.isthing) for s in sample.segments] == [
+        (1, 0, False), (2, 2, False), (3, 7, True), (4, 12, True)]
+
+
+def test_prepare_ade20k_150_panoptic_bad_inputs(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="no images under"):
+        main(["ade20k_150_panoptic", "--root", str(tmp_path)])
+    semantic = np.ones((2, 2), dtype=np.uint8)
+    instance = np.zeros((2, 2, 3), dtype=np.uint8)
+    instance[0, 0, 1] = 5  # an instance without an instance category
+    _ade150_instance_tree(tmp_path, semantic, instance)
+    with pytest.raises(DataError, match=r"ADE_val_00000001.png: instance 5 has instance category \[0\]"):
+        main(["ade20k_150_panoptic", "--root", str(tmp_path)])
+    (tmp_path / "ADEChallengeData2016" / "annotations_instance" / "validation" / "ADE_val_00000001.png").unlink()
+    with pytest.raises(DataError, match="has no annotation .*annotations_instance"):
+        main(["ade20k_150_panoptic", "--root", str(tmp_path)])
+    assert not (tmp_path / "ADEChallengeData2016" / "ade20k_panoptic_val.json").exists()

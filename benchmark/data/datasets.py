@@ -181,7 +181,8 @@ _register(
             lambda: list(range(150)),
         ),
         "ADEChallengeData2016",
-        "Mask2Former's datasets/prepare_ade20k_pan_seg.py with DETECTRON2_DATASETS={root}",
+        "unpack ADEChallengeData2016.zip and its instance annotations (annotations_instance/) into {root}, then "
+        "python -m benchmark prepare ade20k_150_panoptic --root {root}",
     ),
 )
 
