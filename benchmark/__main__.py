@@ -4,6 +4,7 @@
     list [methods|streams|models]                 what is registered
     streams show NAME                             a stream's steps, classes, image counts and hash
     prepare DATASET --src RAW --dst ROOT          convert a raw dataset release to the layout the readers use
+    export-predictions --out DIR [key=value ...]  the base model's outputs on a stream's images, for model=cached
     report RUN_DIR                                recompute a finished run's metrics and tables from raw stats
     leaderboard [stream=NAME] [results_dir=PATH]  tables over every run under results/
     miou / pq                                     the evaluator on folders of predictions (drop-in tools)
@@ -14,6 +15,7 @@ User errors print one line and exit with code 2 (add debug=true or --debug for t
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 from benchmark.errors import UserError
@@ -25,6 +27,7 @@ SUBCOMMANDS = {
     "list": "benchmark.cli:list_main",
     "streams": "benchmark.cli:streams_main",
     "prepare": "benchmark.data.prepare:main",
+    "export-predictions": "benchmark.cli:export_main",
     "report": "benchmark.reporting.report:main",
     "leaderboard": "benchmark.reporting.leaderboard:main",
     "miou": "benchmark.evaluation.tools:miou_main",
@@ -37,11 +40,11 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv or "debug=true" in argv
     argv = [a for a in argv if a != "--debug"]
-    if not argv or argv[0] in ("-h", "--help", "help"):
-        print(__doc__)
-        return 0
-    command, rest = argv[0], argv[1:]
     try:
+        if not argv or argv[0] in ("-h", "--help", "help"):
+            print(__doc__)
+            return 0
+        command, rest = argv[0], argv[1:]
         if command not in SUBCOMMANDS:
             raise UserError(f"unknown subcommand '{command}'{suggest(command, list(SUBCOMMANDS))}; "
                             f"available: {', '.join(SUBCOMMANDS)}")
@@ -61,6 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into a reader that stopped early (`| head`): not an error
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115  (the interpreter flushes stdout at exit)
+        return 0
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from benchmark.config import CONFIG_DIR, GROUPS, data_root, group_options, load_config, register_schema, validate
 from benchmark.errors import UserError
@@ -129,4 +130,45 @@ def streams_main(argv: list[str]) -> int:
     for step in description["steps"]:
         names = ", ".join(step["classes"][:8]) + (", ..." if step["num_classes"] > 8 else "")
         print(f"  step {step['step']}: {step['num_classes']:4d} classes, {step['num_train_images']:6d} training images  [{names}]")
+    return 0
+
+
+def export_main(argv: list[str]) -> int:
+    """`export-predictions --out DIR key=value ...`: the configured base segmenter's predictions (mask proposals,
+    class logits, mask embeddings) for every training and validation image the configured stream uses, in the
+    format of benchmark/models/cached.py; later runs read them with `model=cached model.predictions_dir=DIR`
+    instead of running the backbone. Resumable: files already in DIR are kept."""
+    parser = argparse.ArgumentParser(prog="python -m benchmark export-predictions",
+                                     description="Export the base segmenter's predictions for model=cached.")
+    parser.add_argument("--out", required=True, help="folder to write (created; resumable)")
+    parser.add_argument("overrides", nargs="*", help="config overrides, as for run (model=..., stream=...)")
+    args = parser.parse_args(argv)
+    bad = [a for a in args.overrides if "=" not in a]
+    if bad:
+        raise UserError(f"export-predictions takes --out DIR and key=value overrides, got '{bad[0]}'")
+    cfg = load_config(args.overrides)
+    if cfg.model.kind == "cached":
+        raise UserError("model=cached reads exported predictions; export from a model that computes them "
+                        "(e.g. model=vit_b16_openai)")
+    from benchmark.models import build_segmenter
+    from benchmark.models.cached import export_predictions
+    from benchmark.reporting.progress import Progress
+    from streams.builder import build_stream, cache_dir_for, open_dataset
+
+    progress = Progress(quiet=cfg.quiet)
+    root = data_root(cfg)
+    train = open_dataset(cfg.stream.dataset, "train", root, cfg.data.demo_seed, cfg.data.on_error)
+    val = open_dataset(cfg.stream.dataset, "val", root, cfg.data.demo_seed, cfg.data.on_error)
+    stream = build_stream(cfg.stream, train, cache_dir_for(root), progress.bar)
+    segmenter = build_segmenter(cfg.model, seed=cfg.seed, device=cfg.device, cache_root=cache_dir_for(root))
+    train_images = sorted({index for step in stream.train_indices for index in step})
+    val_count = len(val) if cfg.eval.max_images is None else min(cfg.eval.max_images, len(val))
+    m = cfg.model
+    producer = (f"covseg-bench model={m.name} arch={m.arch} pretrained={m.pretrained} proposals={m.proposals} "
+                f"input_size={m.input_size} templates={m.templates} seed={cfg.seed} digest={segmenter.digest}")
+    out = Path(args.out).expanduser()
+    written, kept = export_predictions(segmenter, [(train, train_images), (val, range(val_count))], out,
+                                       train.vocabulary, producer=producer, progress=progress.bar)
+    print(f"wrote {written} image(s), kept {kept} already exported, under {out}; use them with: "
+          f"python -m benchmark run model=cached model.predictions_dir={out} stream={cfg.stream.name} ...")
     return 0

@@ -5,8 +5,8 @@ import torch
 
 from benchmark.data.types import ClassInfo, Vocabulary
 from benchmark.errors import UserError
-from benchmark.models.cached import (CachedSegmenter, export_predictions, read_image_predictions,
-                                     write_image_predictions, write_meta)
+from benchmark.__main__ import main
+from benchmark.models.cached import CachedSegmenter, read_image_predictions, write_image_predictions, write_meta
 from benchmark.models.feature_cache import FeatureCache
 from benchmark.models.mask_inference import outputs_from_masks
 
@@ -86,34 +86,29 @@ RUN_ARGS = ("stream.num_steps=2", "eval.max_images=16", "stream.max_train_images
 @pytest.fixture(scope="module")
 def exported(demo_root, tmp_path_factory):
     """tiny_random's predictions, in the cached format, on the demo images that RUN_ARGS runs touch."""
-    from benchmark.config import load_config
-    from benchmark.data.demo import demo_vocabulary
-    from benchmark.models import build_segmenter
-    from streams.builder import build_stream, open_dataset
-
-    cfg = load_config([f"data.root={demo_root}", "model.cache_dir=off", *RUN_ARGS])
-    segmenter = build_segmenter(cfg.model, seed=0)
-    train, val = (open_dataset("demo", split, demo_root) for split in ("train", "val"))
-    stream = build_stream(cfg.stream, train)
-    used_train = sorted({i for step in stream.train_indices for i in step})
     folder = tmp_path_factory.mktemp("predictions")
-    count = export_predictions(segmenter, [_Subset(train, used_train), _Subset(val, range(16))], folder,
-                               demo_vocabulary(), producer="tiny_random")
-    assert count == len(used_train) + 16
+    assert main(["export-predictions", "--out", str(folder), f"data.root={demo_root}", "model.cache_dir=off",
+                 "quiet=true", *RUN_ARGS]) == 0
     return folder
 
 
-class _Subset:
-    """Some images of a dataset (exporting every demo image would slow the suite)."""
+def test_export_predictions_covers_the_stream_and_resumes(demo_root, exported, capsys):
+    from benchmark.config import load_config
+    from streams.builder import build_stream, open_dataset
 
-    def __init__(self, dataset, indices):
-        self.dataset, self.indices = dataset, list(indices)
-
-    def __len__(self):
-        return len(self.indices)
-
-    def load(self, i):
-        return self.dataset.load(self.indices[i])
+    cfg = load_config([f"data.root={demo_root}", *RUN_ARGS])
+    train = open_dataset("demo", "train", demo_root)
+    used = sorted({train.image_id(i) for step in build_stream(cfg.stream, train).train_indices for i in step})
+    val = open_dataset("demo", "val", demo_root)
+    expected = {f"{image_id}.npz" for image_id in used + [val.image_id(i) for i in range(16)]}
+    assert {p.name for p in exported.glob("*.npz")} == expected
+    args = ["export-predictions", "--out", str(exported), f"data.root={demo_root}", "model.cache_dir=off", "quiet=true"]
+    assert main([*args, *RUN_ARGS]) == 0  # again: everything is kept
+    assert f"wrote 0 image(s), kept {len(expected)} already exported" in capsys.readouterr().out
+    assert main([*args, *RUN_ARGS, "seed=1"]) == 2  # another model (seeded random weights) is not mixed in
+    assert "holds predictions of producer" in capsys.readouterr().err
+    assert main(["export-predictions", "--out", str(exported), "model=cached"]) == 2
+    assert "model=cached reads exported predictions" in capsys.readouterr().err
 
 
 def test_cached_segmenter_reproduces_its_source(run_demo, exported):

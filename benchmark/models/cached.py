@@ -20,14 +20,16 @@ File format (version 1), one folder per model and dataset, covering the training
 
 P_base over an asked vocabulary = softmax of the logits of its classes (and the no-object column), with the
 no-object probability then dropped, as MaskFormer does. `write_meta` / `write_image_predictions` write the
-format; `export_predictions` writes it from any segmenter of this project (a reference and the tests'
-round trip). An exporter for FC-CLIP keeps per query: `mask_pred.sigmoid() > 0.5`, `mask_cls` (with its
+format; `export_predictions` (`python -m benchmark export-predictions`) writes it from any segmenter of this
+project, so a stream's base-model outputs are computed once (say on a GPU machine) and every later run reads
+them. An exporter for FC-CLIP keeps per query: `mask_pred.sigmoid() > 0.5`, `mask_cls` (with its
 no-object column) and the pooled CLIP embedding.
 """
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -82,24 +84,46 @@ def read_image_predictions(directory: Path | str, image_id: str) -> dict[str, np
 
 
 @torch.no_grad()
-def export_predictions(segmenter, datasets: list[SegmentationDataset], directory: Path | str,
-                       vocabulary: Vocabulary, producer: str = "") -> int:
+def export_predictions(segmenter, images: list[tuple[SegmentationDataset, Sequence[int]]], directory: Path | str,
+                       vocabulary: Vocabulary, producer: str = "", progress=None) -> tuple[int, int]:
     """Write the predictions of a project segmenter (its proposals as masks, logit_scale · cosine logits over
-    `vocabulary`, its mask embeddings) for every image of `datasets`; returns the number of images."""
+    `vocabulary`, its mask embeddings) for the given (dataset, indices) images; returns (written, kept).
+
+    Resumable: an image whose file exists is kept, provided meta.json there describes the same producer and
+    vocabulary (anything else is refused rather than mixed). `progress(iterable, desc=, total=)` wraps the loop.
+    """
+    directory = Path(directory)
     text = segmenter.text_embeddings(vocabulary)  # (K, D)
+    meta_path = directory / "meta.json"
+    if meta_path.is_file():
+        meta = json.loads(meta_path.read_text())
+        theirs, ours = (meta.get("producer"), meta.get("vocabulary")), (producer, vocabulary.name)
+        if theirs != ours:
+            raise UserError(f"{directory} holds predictions of producer {theirs[0]!r} over {theirs[1]}, not "
+                            f"{ours[0]!r} over {ours[1]}; choose another folder")
     write_meta(directory, vocabulary.name, vocabulary.ids, no_object=False, embedding_dim=int(text.shape[1]),
                logit_scale=segmenter.logit_scale, producer=producer, text_embeddings=text.numpy())
-    count = 0
-    for dataset in datasets:
-        for start in range(0, len(dataset), segmenter.config.batch_size):
-            batch = [s for s in (dataset.load(i) for i in range(start, min(start + segmenter.config.batch_size, len(dataset))))
-                     if s is not None]
-            for sample, feats in zip(batch, segmenter.image_features(batch)):
-                logits = segmenter.logit_scale * feats.embeddings @ text.T  # (M, K)
-                write_image_predictions(directory, sample.image_id, feats.mask_stack(), logits.numpy(),
-                                        feats.embeddings.numpy())
-                count += 1
-    return count
+    todo = [(dataset, index) for dataset, indices in images for index in indices]
+    batches = [todo[start:start + segmenter.config.batch_size]
+               for start in range(0, len(todo), segmenter.config.batch_size)]
+    if progress is not None:
+        batches = progress(batches, desc="export predictions", total=len(batches))
+    written = kept = 0
+    for batch in batches:
+        samples = []
+        for dataset, index in batch:
+            if prediction_file(directory, dataset.image_id(index)).is_file():
+                kept += 1
+            elif (sample := dataset.load(index)) is not None:  # None: unreadable, skipped (data.on_error=skip)
+                samples.append(sample)
+        if not samples:
+            continue
+        for sample, feats in zip(samples, segmenter.image_features(samples)):
+            logits = segmenter.logit_scale * feats.embeddings @ text.T  # (M, K)
+            write_image_predictions(directory, sample.image_id, feats.mask_stack(), logits.numpy(),
+                                    feats.embeddings.numpy())
+            written += 1
+    return written, kept
 
 
 def _resize_masks(masks: np.ndarray, height: int, width: int) -> np.ndarray:
