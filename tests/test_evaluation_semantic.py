@@ -127,11 +127,11 @@ def test_shape_mismatch_and_bad_mode():
         SemanticEvaluator(K, miou_mode="mean")
 
 
-LABEL_DTYPES = [np.uint8, np.uint16, np.int32, np.int64, np.int16, np.uint32]
+LABEL_DTYPES = [np.uint8, np.uint16, np.int32, np.int64, np.int16, np.uint32, ">u2", ">i8"]
 
 
 @pytest.mark.parametrize("gt_dtype", LABEL_DTYPES)
-@pytest.mark.parametrize("pred_dtype", [np.int64, np.int32, np.uint8, np.int16])
+@pytest.mark.parametrize("pred_dtype", [np.int64, np.int32, np.uint8, np.int16, ">i8"])
 def test_every_dtype_matches_naive(pred_dtype, gt_dtype):
     rng = np.random.default_rng(3)
     num_classes = 11
@@ -158,3 +158,20 @@ def test_a_failed_update_leaves_the_matrix_unchanged(pred_value, gt_value):
     with pytest.raises(ValueError, match=str(pred_value if pred_value != 0 else gt_value)):
         add_confusion(confusion, pred, gt)
     assert (confusion == before).all()
+
+
+def test_kernel_refuses_what_it_cannot_read(accumulation_path):
+    if accumulation_path != "kernel":
+        pytest.skip("the C kernel's own argument checks")
+    from benchmark.evaluation import _confusion
+
+    confusion = np.zeros((3, 3), dtype=np.int64)
+    good = np.zeros(4, dtype=np.int64)
+    for pred, gt, conf in ((good.astype(">i8"), good, confusion), (good.astype(np.float64), good, confusion),
+                           (good, good.astype(np.float32), confusion), (good, good, np.zeros((3, 3), np.int32)),
+                           (good, good, np.zeros((2, 3), np.int64))):
+        with pytest.raises(TypeError):
+            _confusion.accumulate(pred, gt, conf, IGNORE_LABEL)
+    with pytest.raises(ValueError, match="differ in length"):
+        _confusion.accumulate(good, good[:3], confusion, IGNORE_LABEL)
+    assert _confusion.accumulate(good, good, confusion, IGNORE_LABEL) == -1 and confusion[0, 0] == 4

@@ -66,6 +66,12 @@ typedef Py_ssize_t (*kernel_fn)(const void *, const void *, Py_ssize_t, int64_t,
 /* 'i' signed / 'u' unsigned integer from a struct-module format string ("<q", "l", "H", ...); 0 otherwise. */
 static char int_kind(const char *format) {
     if (format == NULL) return 'u'; /* PyBUF_FORMAT not honoured: plain bytes */
+    const uint16_t one = 1;
+    int little_endian = *(const unsigned char *)&one == 1;
+    if (format[0] == '<' || format[0] == '>' || format[0] == '!') {
+        int big_endian = format[0] != '<';
+        if (big_endian == little_endian) return 0; /* foreign byte order: the caller converts */
+    }
     char c = format[strlen(format) - 1];
     if (c == 'b' || c == 'h' || c == 'i' || c == 'l' || c == 'q' || c == 'n') return 'i';
     if (c == 'B' || c == 'H' || c == 'I' || c == 'L' || c == 'Q' || c == 'N') return 'u';
