@@ -12,7 +12,7 @@ import tifffile
 from PIL import Image
 
 from benchmark.data.datasets import SkippingDataset, build_dataset, default_data_root, vocabulary_field
-from benchmark.data.readers import CocoPanopticFolder, SemSegFolder
+from benchmark.data.readers import CocoPanopticFolder, SemSegFolder, read_image, read_panoptic_ids, rgb_to_id
 from benchmark.data.types import VOCABULARY_DIR, Vocabulary
 from benchmark.errors import DataError, UserError
 
@@ -240,3 +240,20 @@ def test_ade20k_150_panoptic_layout(tmp_path: Path) -> None:
     sample = build_dataset("ade20k_150_panoptic", "val", tmp_path).load(0)
     np.testing.assert_array_equal(sample.sem_seg, [[0, 0, 0], [12, 12, 65535]])
     assert [(s.id, s.category_id, s.isthing) for s in sample.segments] == [(7, 0, False), (256, 12, True)]
+
+
+def test_read_panoptic_ids_equals_the_rgb_formula(shared_fixtures: Path, tmp_path: Path) -> None:
+    pngs = sorted((shared_fixtures / "coco_panoptic_sample" / "panoptic_examples").glob("*.png"))
+    assert pngs
+    rng = np.random.default_rng(0)
+    for mode, channels in (("RGB", 3), ("RGBA", 4), ("L", 1)):  # 8-bit grayscale reads as R = G = B
+        pixels = rng.integers(0, 256, (5, 7, channels), dtype=np.uint8)
+        path = tmp_path / f"{mode}.png"
+        Image.fromarray(pixels[..., 0] if channels == 1 else pixels, mode).save(path)
+        pngs.append(path)
+    for path in pngs:
+        ids = read_panoptic_ids(path)
+        assert ids.dtype == np.int64
+        np.testing.assert_array_equal(ids, rgb_to_id(read_image(path)))
+    with pytest.raises(DataError, match="image file missing"):
+        read_panoptic_ids(tmp_path / "absent.png")

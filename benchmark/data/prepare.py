@@ -30,7 +30,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from benchmark.data.datasets import SPLIT_FOLDERS, default_data_root, vocabulary_field
-from benchmark.data.readers import id_to_rgb, read_image, rgb_to_id, semantic_from_panoptic
+from benchmark.data.readers import id_to_rgb, read_image, read_panoptic_ids, semantic_from_panoptic
 from benchmark.data.types import IGNORE_LABEL, SegmentInfo
 from benchmark.errors import DataError, UserError
 
@@ -338,7 +338,7 @@ def convert_coco_panoptic(job: tuple[Path, list[SegmentInfo], Path, bool]) -> bo
     panoptic_path, segments, out_path, overwrite = job
     if not overwrite and out_path.is_file():
         return False
-    semantic = semantic_from_panoptic(rgb_to_id(read_image(panoptic_path)), segments)
+    semantic = semantic_from_panoptic(read_panoptic_ids(panoptic_path), segments)
     semantic[semantic == IGNORE_LABEL] = 255
     save_png8(out_path, semantic)
     return True

@@ -86,6 +86,19 @@ def rgb_to_id(rgb: np.ndarray) -> np.ndarray:
     return rgb[..., 0] + 256 * rgb[..., 1] + 256 * 256 * rgb[..., 2]
 
 
+def read_panoptic_ids(path: Path) -> np.ndarray:
+    """(H, W) int64 segment ids of a COCO panoptic PNG, as `rgb_to_id(read_image(path))` but in about half
+    the time: PIL expands the pixels to RGBA in C and each 4-byte pixel reads as one little-endian uint32."""
+    try:
+        with Image.open(path) as img:
+            rgba = np.asarray(img.convert("RGBA"))  # (H, W, 4) uint8, C-contiguous
+    except FileNotFoundError:
+        raise DataError(f"image file missing: {path}") from None
+    except Exception as exc:  # PIL raises several types for truncated / corrupt files
+        raise DataError(f"cannot read image {path}: {exc}") from None
+    return (rgba.view("<u4")[..., 0] & 0xFFFFFF).astype(np.int64)
+
+
 def id_to_rgb(ids: np.ndarray) -> np.ndarray:
     ids = ids.astype(np.int64)
     return np.stack([ids % 256, ids // 256 % 256, ids // 65536 % 256], axis=-1).astype(np.uint8)
@@ -216,8 +229,7 @@ class CocoPanopticFolder(SegmentationDataset):
 
     def load_panoptic(self, index: int) -> tuple[np.ndarray, list[SegmentInfo]]:
         path = self.panoptic_dir / self._annotations[index]["file_name"]
-        rgb = read_image(path)
-        return rgb_to_id(rgb), self.segments(index)
+        return read_panoptic_ids(path), self.segments(index)
 
     def load(self, index: int) -> Sample:
         image = read_image(self.image_dir / self._image_files[index])

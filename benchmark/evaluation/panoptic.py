@@ -37,7 +37,7 @@ def pair_areas(gt_pan: np.ndarray, pred_pan: np.ndarray) -> tuple[np.ndarray, np
     Panoptic maps are piecewise constant, so the joint ids are run-length encoded first (one comparison pass)
     and only the runs are sorted; a map of pure noise degrades to sorting every pixel, as panopticapi does.
     """
-    gt, pred = gt_pan.reshape(-1).astype(np.int64), pred_pan.reshape(-1).astype(np.int64)  # (N,), (N,)
+    gt, pred = gt_pan.reshape(-1).astype(np.int64, copy=False), pred_pan.reshape(-1).astype(np.int64, copy=False)
     if gt.size == 0:
         empty = np.zeros(0, dtype=np.int64)
         return empty, empty, empty

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmark.data.readers import read_image, read_label_map, rgb_to_id
+from benchmark.data.readers import read_label_map, read_panoptic_ids
 from benchmark.data.types import IGNORE_LABEL, SegmentInfo
 from benchmark.errors import DataError, UserError
 from benchmark.evaluation.panoptic import PanopticEvaluator
@@ -78,7 +78,7 @@ def pq_compute(gt_json_file: Path, pred_json_file: Path, gt_folder: Path, pred_f
             raise DataError(f"{pred_json_file} has no prediction for image_id {gt_ann['image_id']} "
                             f"({gt_ann['file_name']})")
         gt_png, pred_png = gt_folder / gt_ann["file_name"], pred_folder / pred_ann["file_name"]
-        gt_pan, pred_pan = rgb_to_id(read_image(gt_png)), rgb_to_id(read_image(pred_png))
+        gt_pan, pred_pan = read_panoptic_ids(gt_png), read_panoptic_ids(pred_png)
         if gt_pan.shape != pred_pan.shape:
             raise DataError(f"{pred_png} is {pred_pan.shape[1]}x{pred_pan.shape[0]} but {gt_png} is "
                             f"{gt_pan.shape[1]}x{gt_pan.shape[0]}")
