@@ -12,7 +12,8 @@ import tifffile
 from PIL import Image
 
 from benchmark.data.datasets import SkippingDataset, build_dataset, default_data_root, vocabulary_field
-from benchmark.data.readers import CocoPanopticFolder, SemSegFolder, read_image, read_panoptic_ids, rgb_to_id
+from benchmark.data.readers import (CocoPanopticFolder, SemSegFolder, check_labels, read_image, read_panoptic_ids,
+                                    rgb_to_id)
 from benchmark.data.types import VOCABULARY_DIR, Vocabulary
 from benchmark.errors import DataError, UserError
 
@@ -257,3 +258,14 @@ def test_read_panoptic_ids_equals_the_rgb_formula(shared_fixtures: Path, tmp_pat
         np.testing.assert_array_equal(ids, rgb_to_id(read_image(path)))
     with pytest.raises(DataError, match="image file missing"):
         read_panoptic_ids(tmp_path / "absent.png")
+
+
+@pytest.mark.parametrize("dtype, ignore", [(np.uint16, 65535), (np.uint8, 255), (np.int32, 65535), (np.uint16, 500)])
+def test_check_labels_boundaries(dtype, ignore) -> None:
+    num_classes = 150
+    valid = np.array([0, num_classes - 1, ignore], dtype=dtype)
+    check_labels(valid, num_classes, Path("ok.png"), ignore_value=ignore)
+    for bad in (num_classes, ignore - 1, 200):
+        labels = np.append(valid, dtype(bad))
+        with pytest.raises(DataError, match=f"holds value {bad},"):
+            check_labels(labels, num_classes, Path("bad.png"), ignore_value=ignore)
