@@ -150,6 +150,9 @@ def export_main(argv: list[str]) -> int:
     if cfg.model.kind == "cached":
         raise UserError("model=cached reads exported predictions; export from a model that computes them "
                         "(e.g. model=vit_b16_openai)")
+    out = Path(args.out).expanduser()
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file, not a folder")
     from benchmark.models import build_segmenter
     from benchmark.models.cached import export_predictions
     from benchmark.reporting.progress import Progress
@@ -166,9 +169,11 @@ def export_main(argv: list[str]) -> int:
     m = cfg.model
     producer = (f"covseg-bench model={m.name} arch={m.arch} pretrained={m.pretrained} proposals={m.proposals} "
                 f"input_size={m.input_size} templates={m.templates} seed={cfg.seed} digest={segmenter.digest}")
-    out = Path(args.out).expanduser()
-    written, kept = export_predictions(segmenter, [(train, train_images), (val, range(val_count))], out,
-                                       train.vocabulary, producer=producer, progress=progress.bar)
+    try:
+        written, kept = export_predictions(segmenter, [(train, train_images), (val, range(val_count))], out,
+                                           train.vocabulary, producer=producer, progress=progress.bar)
+    except OSError as exc:
+        raise UserError(f"cannot write predictions under --out {out} ({exc.strerror or exc})") from None
     print(f"wrote {written} image(s), kept {kept} already exported, under {out}; use them with: "
           f"python -m benchmark run model=cached model.predictions_dir={out} stream={cfg.stream.name} ...")
     return 0

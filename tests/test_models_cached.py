@@ -109,6 +109,8 @@ def test_export_predictions_covers_the_stream_and_resumes(demo_root, exported, c
     assert "holds predictions of producer" in capsys.readouterr().err
     assert main(["export-predictions", "--out", str(exported), "model=cached"]) == 2
     assert "model=cached reads exported predictions" in capsys.readouterr().err
+    assert main(["export-predictions", "--out", str(exported / "meta.json")]) == 2
+    assert "is a file, not a folder" in capsys.readouterr().err
 
 
 def test_cached_segmenter_reproduces_its_source(run_demo, exported):

@@ -93,6 +93,7 @@ def export_predictions(segmenter, images: list[tuple[SegmentationDataset, Sequen
     vocabulary (anything else is refused rather than mixed). `progress(iterable, desc=, total=)` wraps the loop.
     """
     directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
     text = segmenter.text_embeddings(vocabulary)  # (K, D)
     meta_path = directory / "meta.json"
     if meta_path.is_file():
