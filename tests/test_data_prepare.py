@@ -16,7 +16,7 @@ from PIL import Image
 
 from benchmark.data.datasets import build_dataset
 from benchmark.data.prepare import PC59_LABELMAP_VALUES, main, output_path, resize_bilinear
-from benchmark.data.readers import read_label_map
+from benchmark.data.readers import read_raw_label_map
 from benchmark.data.types import VOCABULARY_DIR
 from benchmark.errors import DataError
 
@@ -106,7 +106,7 @@ def test_prepare_ade20k_full_val_split_small_image_and_resume(tmp_path: Path, ca
     write_ade_release(tmp_path / "raw", "ADE_val_00000001", raw_class)
     dst = tmp_path / "root"
     main(["ade20k_full", "--src", str(tmp_path / "raw" / "ADE20K_2021_17_01"), "--dst", str(dst)])
-    labels = read_label_map(dst / "ADE20K_2021_17_01/annotations_detectron2/validation/ADE_val_00000001.tif")
+    labels = read_raw_label_map(dst / "ADE20K_2021_17_01/annotations_detectron2/validation/ADE_val_00000001.tif")
     assert labels.shape == (30, 40)  # short side <= 512: not resized
     assert (labels[:, :10] == 0).all() and (labels[:, 10:20] == 846).all()
     assert (labels[:, 20:] == 65535).all()  # unmapped index and unlabelled 0

@@ -68,7 +68,7 @@ def test_miou_tool_errors(label_folders, tmp_path):
     args = ["--gt-dir", str(gt_dir), "--pred-dir", str(pred_dir), "--num-classes", "6"]
     with pytest.raises(UserError, match="folder missing: .*nowhere"):
         miou_main(["--gt-dir", str(tmp_path / "nowhere"), "--pred-dir", str(pred_dir), "--num-classes", "6"])
-    with pytest.raises(UserError, match=r"pred/img0.png holds class id 4, outside 0..3"):
+    with pytest.raises(UserError, match=r"pred/img0.png: prediction holds class id 4 outside 0..3"):
         miou_main(args[:-1] + ["4"])
     save_label_map(pred_dir / "img1.tif", np.zeros((5, 5)))
     with pytest.raises(UserError, match=r"pred/img1.tif is 5x5 but .*gt/img1.tif is 16x12"):

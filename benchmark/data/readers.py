@@ -33,12 +33,7 @@ def read_image(path: Path) -> np.ndarray:
         raise DataError(f"cannot read image {path}: {exc}") from None
 
 
-def read_label_map(path: Path) -> np.ndarray:
-    """(H, W) int64 from a 16-bit `.tif` or a `.png` label map."""
-    return _read_raw_label_map(path).astype(np.int64)
-
-
-def _read_raw_label_map(path: Path) -> np.ndarray:
+def read_raw_label_map(path: Path) -> np.ndarray:
     """(H, W) label map in the file's own integer dtype (uint8 / uint16)."""
     try:
         if path.suffix.lower() in (".tif", ".tiff"):
@@ -78,7 +73,7 @@ def check_labels(labels: np.ndarray, num_classes: int, path: Path, ignore_value:
 def read_checked_labels(path: Path, num_classes: int, label_ignore: int = IGNORE_LABEL) -> np.ndarray:
     """(H, W) int64 class ids with IGNORE_LABEL; `label_ignore` is the file's own ignore value (255 in 8-bit
     maps). Checked in the file's dtype before widening (4x less memory traffic than on int64)."""
-    raw = _read_raw_label_map(path)
+    raw = read_raw_label_map(path)
     check_labels(raw, num_classes, path, ignore_value=label_ignore)
     labels = raw.astype(np.int64)
     if label_ignore != IGNORE_LABEL:

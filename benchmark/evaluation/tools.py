@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmark.data.readers import read_label_map, read_panoptic_ids
+from benchmark.data.readers import read_panoptic_ids, read_raw_label_map
 from benchmark.data.types import IGNORE_LABEL, SegmentInfo
 from benchmark.errors import DataError, UserError
 from benchmark.evaluation.panoptic import PanopticEvaluator
@@ -139,17 +139,14 @@ def miou_compute(gt_dir: Path, pred_dir: Path, num_classes: int, ignore_index: i
     evaluator = SemanticEvaluator(num_classes, ignore_index, miou_mode)  # type: ignore[arg-type]
     for stem, gt_path in gt_files.items():
         pred_path = pred_files[stem]
-        gt, pred = read_label_map(gt_path), read_label_map(pred_path)
+        gt, pred = read_raw_label_map(gt_path), read_raw_label_map(pred_path)  # file dtypes: the evaluator widens
         if gt.shape != pred.shape:
             raise DataError(f"{pred_path} is {pred.shape[1]}x{pred.shape[0]} but {gt_path} is "
                             f"{gt.shape[1]}x{gt.shape[0]}")
-        bad = pred[(pred < 0) | (pred >= num_classes)]
-        if bad.size:
-            raise DataError(f"{pred_path} holds class id {int(bad[0])}, outside 0..{num_classes - 1}")
         try:
-            evaluator.process(pred, gt)
+            evaluator.process(pred, gt)  # checks both maps; the message says which one is wrong
         except ValueError as exc:
-            raise DataError(f"{gt_path}: {exc}") from None
+            raise DataError(f"{pred_path if str(exc).startswith('prediction') else gt_path}: {exc}") from None
     return evaluator.evaluate()
 
 
