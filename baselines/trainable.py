@@ -178,26 +178,37 @@ class TrainedHeadMethod(ContinualMethod):
         return torch.stack(self.segmenter.cached_per_image(self._token_cache, samples, compute))
 
     def training_set(self, samples: Iterable[Sample]) -> TrainingSet:
-        """Frozen inputs + label grids; images whose label grid has no labelled sample are left out."""
-        inputs, targets, pending = [], [], []
+        """Frozen inputs + label grids; images whose label grid has no labelled sample are left out.
+
+        torchrun: every rank reads every sample (label grids are cheap) but runs the frozen model only on the
+        images it owns (`distributed.owner`); the inputs are then gathered in single-process order, so every
+        rank holds the training set a single process builds.
+        """
+        owned: list[tuple[int, torch.Tensor]] = []  # (position in the training set, frozen input)
+        targets: list[np.ndarray] = []
+        pending: list[tuple[int, Sample]] = []
         batch_size = self.segmenter.config.batch_size
+        me = distributed.rank()
 
         def flush() -> None:
             if pending:
-                inputs.append(self.frozen_inputs(pending))
+                inputs = self.frozen_inputs([sample for _, sample in pending])
+                owned.extend(zip((position for position, _ in pending), inputs.unbind(0)))
                 pending.clear()
 
         for sample in samples:
             labels = label_grid(sample.sem_seg, self.grid, self.config.label_samples_per_cell)
             if np.any(labels != IGNORE_LABEL):
-                pending.append(sample)
+                if distributed.owner(sample.image_id) == me:
+                    pending.append((len(targets), sample))
                 targets.append(labels)
             if len(pending) == batch_size:
                 flush()
         flush()
+        inputs = distributed.gather_sorted(owned)
         if not targets:
             return TrainingSet(torch.zeros(0), torch.zeros(0, dtype=torch.int64))
-        return TrainingSet(torch.cat(inputs), torch.from_numpy(np.stack(targets).astype(np.int64)))
+        return TrainingSet(torch.stack(inputs), torch.from_numpy(np.stack(targets).astype(np.int64)))
 
     def training_samples(self, step: StepData) -> Iterable[Sample]:
         """What step t trains on; fine-tuning: the step's own data, labelled with C_t."""

@@ -10,6 +10,9 @@ How the harness shards (results equal the single-process run bit for bit, at equ
   as detectron2's InferenceSampler); the int64 confusion matrix is summed with `all_reduce_sum` (exact);
 - training-free learning (kNN-CLIP): each rank embeds `sharded_samples(step)`; `gather_sorted` hands every rank
   all (position, item) pairs in step order, so every rank builds the database a single process would build;
+- learning baselines' frozen inputs: each rank runs the frozen model on the training images it `owns` (a
+  stable hash of the image id, so an image keeps its rank, and its per-image cache entry, across steps);
+  `gather_sorted` assembles the step's training set in single-process order on every rank;
 - only rank 0 writes results (`is_main`).
 
 A learning method (fine-tuning, replay, joint) uses DistributedDataParallel:
@@ -29,6 +32,7 @@ import atexit
 import contextlib
 import os
 import random
+import zlib
 from typing import Any, Iterator, Sequence, TypeVar
 
 import numpy as np
@@ -131,6 +135,11 @@ def sharded_samples(step: Any, pad: bool = False, seed: int | None = None) -> It
         sample = step.dataset.load(step.indices[position])
         if sample is not None:
             yield position, filter_sample(sample, step.new_classes)
+
+
+def owner(key: str) -> int:
+    """The rank responsible for `key` (an image id): a stable hash, the same in every process and run."""
+    return zlib.crc32(key.encode()) % world_size()
 
 
 def all_gather_object(obj: T) -> list[T]:

@@ -162,3 +162,54 @@ def test_finetune_completes_with_ddp_on_two_gloo_processes(demo_root, tmp_path):
     assert json.loads((run_dir / "manifest.json").read_text())["status"] == "complete"
     assert summary["num_steps"] == 2 and all(v is not None for v in summary["matrices"]["miou"][1])
     assert summary["trainable_parameters"][-1] > 0
+
+
+def _training_set_worker(rank: int, world: int, port: int, demo_root: str, out: str) -> None:
+    """A rank builds fine-tuning's training set of 12 demo images; it saves the result and how many images its
+    frozen model ran on."""
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    distributed.init_from_env("cpu")
+    inputs, targets, computed = _fine_tuning_training_set(demo_root)
+    torch.save({"inputs": inputs, "targets": targets, "computed": computed}, Path(out, f"rank{rank}.pt"))
+
+
+def _fine_tuning_training_set(demo_root: str) -> tuple[torch.Tensor, torch.Tensor, int]:
+    import benchmark.plugins  # noqa: F401
+    from benchmark.config import method_config
+    from benchmark.method import METHODS
+    from benchmark.models import build_segmenter
+    from streams.builder import open_dataset
+
+    cfg = load_config(["method=finetune", f"data.root={demo_root}", "model.cache_dir=off"])
+    segmenter = build_segmenter(cfg.model, seed=0)
+    computed = []
+    dense_features = segmenter.dense_features
+    segmenter.dense_features = lambda images: computed.extend(images) or dense_features(images)
+    train = open_dataset("demo", "train", Path(demo_root))
+    method = METHODS.get("finetune")(method_config(cfg), segmenter, train.vocabulary, seed=0)
+    data = method.training_set([train.load(i) for i in range(12)])
+    return data.inputs, data.targets, len(computed)
+
+
+def test_learning_baselines_split_their_frozen_features_over_ranks(demo_root, tmp_path):
+    context = mp.spawn(_training_set_worker, args=(2, _free_port(), str(demo_root), str(tmp_path)), nprocs=2,
+                       join=False)
+    deadline = time.monotonic() + 180
+    while not context.join(timeout=max(0.0, deadline - time.monotonic())):
+        if time.monotonic() >= deadline:
+            for process in context.processes:
+                process.kill()
+            pytest.fail("the two gloo processes did not finish within 180 s")
+    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        inputs, targets, computed = _fine_tuning_training_set(str(demo_root))
+    finally:
+        torch.set_num_threads(threads)
+    assert computed == len(inputs) == 12 and sum(r["computed"] for r in ranks) == 12
+    assert all(0 < r["computed"] < 12 for r in ranks)  # each rank ran the backbone on its share only
+    for r in ranks:  # ... and holds the whole training set, in single-process order, bit for bit
+        assert torch.equal(r["inputs"], inputs) and torch.equal(r["targets"], targets)
