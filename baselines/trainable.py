@@ -193,7 +193,8 @@ class TrainedHeadMethod(ContinualMethod):
         def flush() -> None:
             if pending:
                 inputs = self.frozen_inputs([sample for _, sample in pending])
-                owned.extend(zip((position for position, _ in pending), inputs.unbind(0)))
+                # clone: a view would carry (and pickle, when gathered) the storage of the whole batch
+                owned.extend((position, tensor.clone()) for (position, _), tensor in zip(pending, inputs.unbind(0)))
                 pending.clear()
 
         for sample in samples:
