@@ -41,6 +41,7 @@ from benchmark.models.inference import outputs_from_probs
 from benchmark.models.segmenter import OpenVocabSegmenter, maskclip_value_path, pool_regions
 
 IGNORE_INDEX = -100  # target index of ignored label samples in the loss
+GATHER_CHUNK = 256  # torchrun: frozen inputs of this many training images per gather
 
 
 class TrainingDiverged(UserError):
@@ -206,7 +207,9 @@ class TrainedHeadMethod(ContinualMethod):
             if len(pending) == batch_size:
                 flush()
         flush()
-        inputs = distributed.gather_sorted(owned)
+        inputs: list[torch.Tensor] = []
+        for start in range(0, len(targets), GATHER_CHUNK):  # bounded messages (nccl stages them on the GPU)
+            inputs += distributed.gather_sorted([(p, t) for p, t in owned if start <= p < start + GATHER_CHUNK])
         if not targets:
             return TrainingSet(torch.zeros(0), torch.zeros(0, dtype=torch.int64))
         return TrainingSet(torch.stack(inputs), torch.from_numpy(np.stack(targets).astype(np.int64)))

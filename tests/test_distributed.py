@@ -171,6 +171,9 @@ def _training_set_worker(rank: int, world: int, port: int, demo_root: str, out: 
                       MASTER_PORT=str(port))
     torch.set_num_threads(1)
     distributed.init_from_env("cpu")
+    import baselines.trainable
+
+    baselines.trainable.GATHER_CHUNK = 5  # several gathers for 12 images
     inputs, targets, computed = _fine_tuning_training_set(demo_root)
     torch.save({"inputs": inputs, "targets": targets, "computed": computed}, Path(out, f"rank{rank}.pt"))
 
