@@ -52,3 +52,11 @@ def test_readme_run_command_is_a_valid_configuration(command):
     assert all("=" in a for a in overrides), command
     for job in combinations(overrides) if sweep else [overrides]:
         load_config(job)
+
+
+def test_readme_names_only_existing_subcommands():
+    from benchmark.__main__ import SUBCOMMANDS
+
+    named = set(re.findall(r"-m benchmark ([a-z][a-z-]*)", README.read_text()))
+    assert {"run", "export-predictions", "prepare", "perf", "miou", "pq"} <= named
+    assert named <= set(SUBCOMMANDS), sorted(named - set(SUBCOMMANDS))
