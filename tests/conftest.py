@@ -2,6 +2,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 
 @pytest.fixture(scope="session")
@@ -36,3 +37,13 @@ def run_demo(demo_root, tmp_path):
         return run_dir, json.loads((run_dir / "summary.json").read_text())
 
     return run
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread for the test's duration: as torchrun gives each process (the references of the
+    distributed tests), and it keeps a busy 2-core machine from oversubscribing OpenMP."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -59,11 +59,28 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _worker(rank: int, world: int, port: int, demo_root: str, results: str, out: str) -> None:
-    """One torchrun-like process: the environment torchrun would set, then the runs of every method."""
+def _as_torchrun_rank(rank: int, world: int, port: int) -> None:
+    """The environment torchrun would set for this process, and its one thread per process."""
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1",
                       MASTER_PORT=str(port))
-    torch.set_num_threads(1)  # torchrun's default per process; the reference runs with the same
+    torch.set_num_threads(1)  # torchrun's default per process; the references run with the same
+
+
+def _run_two_processes(worker, *args, timeout: float = 240) -> None:
+    """`worker(rank, 2, port, *args)` in two processes; a hang in a collective fails the test instead of
+    blocking the suite."""
+    context = mp.spawn(worker, args=(2, _free_port(), *args), nprocs=2, join=False)
+    deadline = time.monotonic() + timeout
+    while not context.join(timeout=max(0.0, deadline - time.monotonic())):
+        if time.monotonic() >= deadline:
+            for process in context.processes:
+                process.kill()
+            pytest.fail(f"the two gloo processes did not finish within {timeout:.0f} s")
+
+
+def _worker(rank: int, world: int, port: int, demo_root: str, results: str, out: str) -> None:
+    """One torchrun-like process: the environment torchrun would set, then the runs of every method."""
+    _as_torchrun_rank(rank, world, port)
     report = {}
     for method in METHODS:
         cfg = load_config([f"method={method}", f"data.root={demo_root}", f"results_dir={results}", *QUICK])
@@ -88,41 +105,29 @@ def _strip(summary: dict) -> dict:
     return {k: v for k, v in summary.items() if k not in ("run_id", "seconds")}
 
 
-def test_two_gloo_processes_equal_single_process_bitwise(demo_root, tmp_path):
+def test_two_gloo_processes_equal_single_process_bitwise(demo_root, tmp_path, one_thread):
     out = tmp_path / "reports"
     out.mkdir()
-    context = mp.spawn(_worker, args=(2, _free_port(), str(demo_root), str(tmp_path / "two"), str(out)), nprocs=2,
-                       join=False)
-    deadline = time.monotonic() + 240  # a hang in a collective fails the test instead of blocking the suite
-    while not context.join(timeout=max(0.0, deadline - time.monotonic())):
-        if time.monotonic() >= deadline:
-            for process in context.processes:
-                process.kill()
-            pytest.fail("the two gloo processes did not finish within 240 s")
+    _run_two_processes(_worker, str(demo_root), str(tmp_path / "two"), str(out))
     reports = [json.loads((out / f"rank{r}.json").read_text()) for r in range(2)]
     assert reports[0]["sum"] == reports[1]["sum"] == [2 * 2**40 + 1] * 3
     assert reports[0]["gathered"] == reports[1]["gathered"] == ["r0k0", "r1k1", "r0k2", "r1k3", "r0k4"]
     assert reports[0]["broadcast"] == reports[1]["broadcast"] == "from 0"
     assert reports[0]["grad"] == reports[1]["grad"] == [[1.5, 3.0]]
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        for method in METHODS:
-            two = Path(reports[0][method])
-            assert reports[1][method] == str(two)  # every rank knows the run folder; rank 0 wrote it
-            single = run_stream(load_config([f"method={method}", f"data.root={demo_root}",
-                                             f"results_dir={tmp_path / 'one'}", *QUICK]))
-            confusions_single, confusions_two = _stats(single), _stats(two)
-            assert len(confusions_single) == 2 and confusions_single[0].sum() > 0
-            for a, b in zip(confusions_single, confusions_two, strict=True):
-                assert a.dtype == b.dtype == np.int64 and np.array_equal(a, b)
-            summaries = [json.loads((d / "summary.json").read_text()) for d in (single, two)]
-            assert _strip(summaries[0]) == _strip(summaries[1])
-            manifest = json.loads((two / "manifest.json").read_text())
-            assert manifest["status"] == "complete" and manifest["world_size"] == 2
-    finally:
-        torch.set_num_threads(threads)
+    for method in METHODS:
+        two = Path(reports[0][method])
+        assert reports[1][method] == str(two)  # every rank knows the run folder; rank 0 wrote it
+        single = run_stream(load_config([f"method={method}", f"data.root={demo_root}",
+                                         f"results_dir={tmp_path / 'one'}", *QUICK]))
+        confusions_single, confusions_two = _stats(single), _stats(two)
+        assert len(confusions_single) == 2 and confusions_single[0].sum() > 0
+        for a, b in zip(confusions_single, confusions_two, strict=True):
+            assert a.dtype == b.dtype == np.int64 and np.array_equal(a, b)
+        summaries = [json.loads((d / "summary.json").read_text()) for d in (single, two)]
+        assert _strip(summaries[0]) == _strip(summaries[1])
+        manifest = json.loads((two / "manifest.json").read_text())
+        assert manifest["status"] == "complete" and manifest["world_size"] == 2
     assert len(list((tmp_path / "two").glob("*/*/*"))) == len(METHODS)  # one folder per run, none per rank
 
 
@@ -142,21 +147,13 @@ def test_torchrun_cli_two_processes(demo_root, tmp_path):
 
 
 def _finetune_worker(rank: int, world: int, port: int, demo_root: str, results: str) -> None:
-    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1",
-                      MASTER_PORT=str(port))
-    torch.set_num_threads(1)
+    _as_torchrun_rank(rank, world, port)
     run_stream(load_config(["method=finetune", "method.epochs=2", f"data.root={demo_root}", f"results_dir={results}",
                             "run_id=ddp", *QUICK]))
 
 
 def test_finetune_completes_with_ddp_on_two_gloo_processes(demo_root, tmp_path):
-    context = mp.spawn(_finetune_worker, args=(2, _free_port(), str(demo_root), str(tmp_path)), nprocs=2, join=False)
-    deadline = time.monotonic() + 240
-    while not context.join(timeout=max(0.0, deadline - time.monotonic())):
-        if time.monotonic() >= deadline:
-            for process in context.processes:
-                process.kill()
-            pytest.fail("the two gloo processes did not finish within 240 s")
+    _run_two_processes(_finetune_worker, str(demo_root), str(tmp_path))
     run_dir = tmp_path / "demo_4steps" / "finetune" / "ddp"
     summary = json.loads((run_dir / "summary.json").read_text())
     assert json.loads((run_dir / "manifest.json").read_text())["status"] == "complete"
@@ -167,9 +164,7 @@ def test_finetune_completes_with_ddp_on_two_gloo_processes(demo_root, tmp_path):
 def _training_set_worker(rank: int, world: int, port: int, demo_root: str, out: str) -> None:
     """A rank builds fine-tuning's training set of 12 demo images; it saves the result and how many images its
     frozen model ran on."""
-    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1",
-                      MASTER_PORT=str(port))
-    torch.set_num_threads(1)
+    _as_torchrun_rank(rank, world, port)
     distributed.init_from_env("cpu")
     import baselines.trainable
 
@@ -196,22 +191,10 @@ def _fine_tuning_training_set(demo_root: str) -> tuple[torch.Tensor, torch.Tenso
     return data.inputs, data.targets, len(computed)
 
 
-def test_learning_baselines_split_their_frozen_features_over_ranks(demo_root, tmp_path):
-    context = mp.spawn(_training_set_worker, args=(2, _free_port(), str(demo_root), str(tmp_path)), nprocs=2,
-                       join=False)
-    deadline = time.monotonic() + 180
-    while not context.join(timeout=max(0.0, deadline - time.monotonic())):
-        if time.monotonic() >= deadline:
-            for process in context.processes:
-                process.kill()
-            pytest.fail("the two gloo processes did not finish within 180 s")
+def test_learning_baselines_split_their_frozen_features_over_ranks(demo_root, tmp_path, one_thread):
+    _run_two_processes(_training_set_worker, str(demo_root), str(tmp_path), timeout=180)
     ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        inputs, targets, computed = _fine_tuning_training_set(str(demo_root))
-    finally:
-        torch.set_num_threads(threads)
+    inputs, targets, computed = _fine_tuning_training_set(str(demo_root))
     assert computed == len(inputs) == 12 and sum(r["computed"] for r in ranks) == 12
     assert all(0 < r["computed"] < 12 for r in ranks)  # each rank ran the backbone on its share only
     for r in ranks:  # ... and holds the whole training set, in single-process order, bit for bit

@@ -3,22 +3,11 @@ refuses a bad combination before the first job starts."""
 import json
 
 import pytest
-import torch
 
 from benchmark.cli import run_main
 from benchmark.errors import UserError
 
 QUICK = ("stream.num_steps=2", "eval.max_images=16", "stream.max_train_images_per_step=20", "quiet=true")
-
-
-@pytest.fixture
-def one_thread():
-    """Jobs of the basic launcher run in this process: one thread keeps a busy 2-core machine from
-    oversubscribing OpenMP (several times slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_multirun_two_methods_two_seeds_gives_four_run_folders(demo_root, tmp_path, monkeypatch, one_thread):
