@@ -23,6 +23,7 @@ from __future__ import annotations
 import copy
 import io
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Dict
 
 import numpy as np
@@ -62,6 +63,7 @@ class DenseTextClassifier(nn.Module):
         return logits.masked_fill(~self.active[None, :, None, None], INACTIVE_LOGIT)
 
 
+@lru_cache(maxsize=1)
 def _stop_on_non_finite_loss_class() -> type:
     """An avalanche plugin that ends the run with a clear message when the loss becomes NaN or infinite. Built
     on first use (avalanche is slow to import) and reachable as this module's `StopOnNonFiniteLoss`, so a
@@ -84,11 +86,9 @@ def _stop_on_non_finite_loss_class() -> type:
     return StopOnNonFiniteLoss
 
 
-def __getattr__(name: str):  # PEP 562: the plugin class appears on first access
+def __getattr__(name: str):  # PEP 562: the plugin class appears on first access (unpickling included)
     if name == "StopOnNonFiniteLoss":
-        cls = _stop_on_non_finite_loss_class()
-        globals()[name] = cls
-        return cls
+        return _stop_on_non_finite_loss_class()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -121,7 +121,7 @@ class AvalancheStrategy(TrainedHeadMethod):
     def _build_strategy(self):
         from avalanche.training.plugins import EvaluationPlugin
 
-        stop_on_nan = __getattr__("StopOnNonFiniteLoss")(self.config.strategy, self.config.lr)  # module attribute
+        stop_on_nan = _stop_on_non_finite_loss_class()(self.config.strategy, self.config.lr)
         try:
             return self.strategy_cls(
                 model=self.model, optimizer=self.make_optimizer(), criterion=PixelCrossEntropy(),

@@ -25,6 +25,7 @@ outputs by `outputs_from_probs` (so panoptic streams work too).
 from __future__ import annotations
 
 import copy
+from bisect import bisect_left
 from dataclasses import dataclass
 from typing import ClassVar, Iterable
 
@@ -208,8 +209,10 @@ class TrainedHeadMethod(ContinualMethod):
                 flush()
         flush()
         inputs: list[torch.Tensor] = []
+        positions = [position for position, _ in owned]  # increasing
         for start in range(0, len(targets), GATHER_CHUNK):  # bounded messages (nccl stages them on the GPU)
-            inputs += distributed.gather_sorted([(p, t) for p, t in owned if start <= p < start + GATHER_CHUNK])
+            chunk = owned[bisect_left(positions, start):bisect_left(positions, start + GATHER_CHUNK)]
+            inputs += distributed.gather_sorted(chunk)
         if not targets:
             return TrainingSet(torch.zeros(0), torch.zeros(0, dtype=torch.int64))
         return TrainingSet(torch.stack(inputs), torch.from_numpy(np.stack(targets).astype(np.int64)))

@@ -156,16 +156,15 @@ def export_main(argv: list[str]) -> int:
     from benchmark.models import build_segmenter
     from benchmark.models.cached import export_predictions
     from benchmark.reporting.progress import Progress
-    from streams.builder import build_stream, cache_dir_for, open_dataset
+    from benchmark.runner import open_stream_data, validation_count
+    from streams.builder import cache_dir_for
 
     progress = Progress(quiet=cfg.quiet)
-    root = data_root(cfg)
-    train = open_dataset(cfg.stream.dataset, "train", root, cfg.data.demo_seed, cfg.data.on_error)
-    val = open_dataset(cfg.stream.dataset, "val", root, cfg.data.demo_seed, cfg.data.on_error)
-    stream = build_stream(cfg.stream, train, cache_dir_for(root), progress.bar)
-    segmenter = build_segmenter(cfg.model, seed=cfg.seed, device=cfg.device, cache_root=cache_dir_for(root))
+    train, val, stream = open_stream_data(cfg, progress)
+    cache_root = cache_dir_for(data_root(cfg))
+    segmenter = build_segmenter(cfg.model, seed=cfg.seed, device=cfg.device, cache_root=cache_root)
     train_images = sorted({index for step in stream.train_indices for index in step})
-    val_count = len(val) if cfg.eval.max_images is None else min(cfg.eval.max_images, len(val))
+    val_count = validation_count(cfg, val)
     m = cfg.model
     producer = (f"covseg-bench model={m.name} arch={m.arch} pretrained={m.pretrained} proposals={m.proposals} "
                 f"input_size={m.input_size} templates={m.templates} seed={cfg.seed} digest={segmenter.digest}")

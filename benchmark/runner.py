@@ -42,16 +42,27 @@ class RunContext:
     progress: Progress
 
 
-def prepare_run(cfg: DictConfig) -> RunContext:
-    seed_everything(cfg.seed)
-    device = distributed.init_from_env(cfg.device)  # torchrun: join the process group, one device per rank
-    progress = Progress(quiet=cfg.quiet or not distributed.is_main())
+def open_stream_data(cfg: DictConfig, progress: Progress) -> tuple[SegmentationDataset, SegmentationDataset, Stream]:
+    """The configured stream's training and validation splits and the stream drawn over them."""
     root = data_root(cfg)
     with distributed.main_first():  # rank 0 fills the on-disk caches (demo data, stream files) first
         train = open_dataset(cfg.stream.dataset, "train", root, cfg.data.demo_seed, cfg.data.on_error)
         val = open_dataset(cfg.stream.dataset, "val", root, cfg.data.demo_seed, cfg.data.on_error)
         stream = build_stream(cfg.stream, train, cache_dir_for(root), progress.bar)
-    segmenter = build_segmenter(cfg.model, seed=cfg.seed, device=device, cache_root=cache_dir_for(root))
+    return train, val, stream
+
+
+def validation_count(cfg: DictConfig, val: SegmentationDataset) -> int:
+    """How many validation images every step evaluates (the first ones; `eval.max_images` caps them)."""
+    return len(val) if cfg.eval.max_images is None else min(cfg.eval.max_images, len(val))
+
+
+def prepare_run(cfg: DictConfig) -> RunContext:
+    seed_everything(cfg.seed)
+    device = distributed.init_from_env(cfg.device)  # torchrun: join the process group, one device per rank
+    progress = Progress(quiet=cfg.quiet or not distributed.is_main())
+    train, val, stream = open_stream_data(cfg, progress)
+    segmenter = build_segmenter(cfg.model, seed=cfg.seed, device=device, cache_root=cache_dir_for(data_root(cfg)))
     method_cls = METHODS.get(cfg.method.name)
     method = method_cls(method_config(cfg), segmenter, train.vocabulary, seed=cfg.seed)
     return RunContext(cfg, stream, train, val, method, progress)
@@ -65,8 +76,7 @@ def evaluate_step(ctx: RunContext, vocab: Vocabulary, step: int) -> dict[str, np
     full_vocab = ctx.train.vocabulary
     semantic = SemanticEvaluator(len(full_vocab))
     panoptic = PanopticEvaluator([c.isthing for c in full_vocab.classes]) if ctx.stream.panoptic else None
-    count = len(ctx.val) if cfg.eval.max_images is None else min(cfg.eval.max_images, len(ctx.val))
-    indices = distributed.shard(range(count))
+    indices = distributed.shard(range(validation_count(cfg, ctx.val)))
     batch_size = cfg.eval.batch_size
     for start in ctx.progress.bar(range(0, len(indices), batch_size), desc=f"eval step {step}",
                                   total=(len(indices) + batch_size - 1) // batch_size):

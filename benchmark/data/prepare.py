@@ -488,7 +488,8 @@ def convert_ade150_panoptic(job: tuple[Path, Path, Path, Path, bool]) -> tuple[b
             raise DataError(f"cannot read annotation {path}: {exc}") from None
     semantic, instance = maps
     if semantic.dtype != np.uint8 or instance.dtype != np.uint8:
-        raise DataError(f"{semantic_path} / {instance_path}: expected 8-bit PNGs, got {semantic.dtype} / {instance.dtype}")
+        raise DataError(f"{semantic_path} / {instance_path}: expected 8-bit PNGs, got {semantic.dtype} / "
+                        f"{instance.dtype}")
     pan, segments = ade150_panoptic_segments(semantic, instance, instance_path)
     written = overwrite or not dst.is_file()
     if written:
@@ -567,8 +568,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name, help in (
         ("coco_panoptic", "coco/panoptic_{train,val}2017 -> coco/panoptic_semseg_{train,val}2017 (133 classes)"),
         ("ade20k_150", "ADEChallengeData2016/annotations -> annotations_detectron2 (A-150)"),
-        ("ade20k_150_panoptic", "ADEChallengeData2016 annotations + annotations_instance -> ade20k_panoptic_{train,val} "
-                                "(A-150 panoptic, COCO format)"),
+        ("ade20k_150_panoptic", "ADEChallengeData2016 annotations + annotations_instance -> "
+                                "ade20k_panoptic_{train,val} (A-150 panoptic, COCO format)"),
     ):
         add(name, help).add_argument(
             "--root", type=Path, default=None, help="data root (default: $DETECTRON2_DATASETS or ./datasets)"

@@ -21,16 +21,21 @@ from benchmark.errors import DataError
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 
 
-def read_image(path: Path) -> np.ndarray:
-    """(H, W, 3) uint8 RGB; a clear DataError naming the file when it is missing or corrupt."""
+def _read_pixels(path: Path, mode: str) -> np.ndarray:
+    """A writable (H, W, C) uint8 copy of the image in PIL `mode`; a clear DataError naming the file when it
+    is missing or corrupt."""
     try:
         with Image.open(path) as img:
-            # a writable copy (torch.from_numpy needs one); convert() only when needed, it copies too
-            return np.array(img if img.mode == "RGB" else img.convert("RGB"))
+            return np.array(img if img.mode == mode else img.convert(mode))  # convert() copies: only when needed
     except FileNotFoundError:
         raise DataError(f"image file missing: {path}") from None
     except Exception as exc:  # PIL raises several types for truncated / corrupt files
         raise DataError(f"cannot read image {path}: {exc}") from None
+
+
+def read_image(path: Path) -> np.ndarray:
+    """(H, W, 3) uint8 RGB (writable: torch.from_numpy needs that)."""
+    return _read_pixels(path, "RGB")
 
 
 def read_raw_label_map(path: Path) -> np.ndarray:
@@ -90,13 +95,7 @@ def rgb_to_id(rgb: np.ndarray) -> np.ndarray:
 def read_panoptic_ids(path: Path) -> np.ndarray:
     """(H, W) int64 segment ids of a COCO panoptic PNG, as `rgb_to_id(read_image(path))` but in about half
     the time: PIL expands the pixels to RGBA in C and each 4-byte pixel reads as one little-endian uint32."""
-    try:
-        with Image.open(path) as img:
-            rgba = np.asarray(img.convert("RGBA"))  # (H, W, 4) uint8, C-contiguous
-    except FileNotFoundError:
-        raise DataError(f"image file missing: {path}") from None
-    except Exception as exc:  # PIL raises several types for truncated / corrupt files
-        raise DataError(f"cannot read image {path}: {exc}") from None
+    rgba = _read_pixels(path, "RGBA")  # (H, W, 4) uint8, C-contiguous
     return (rgba.view("<u4")[..., 0] & 0xFFFFFF).astype(np.int64)
 
 

@@ -22,8 +22,8 @@
 #include <string.h>
 
 /* Scattered errors send increments all over the K*K matrix (5.7 MB for 847 classes, beyond L2): prefetching
- * the cell of the pixel PREFETCH_AHEAD positions ahead hides that latency (measured on a 2-core EPYC VM: 2.1x faster with
- * 10% scattered errors, 0.8x on error-free maps; 128 was the best of 8..512). */
+ * the cell of the pixel PREFETCH_AHEAD positions ahead hides that latency (measured on a 2-core EPYC VM:
+ * 2.1x faster with 10% scattered errors, 0.8x on error-free maps; 128 was the best of 8..512). */
 #define PREFETCH_AHEAD 128
 #if defined(__GNUC__) || defined(__clang__)
 #define PREFETCH_WRITE(address) __builtin_prefetch((address), 1, 3)

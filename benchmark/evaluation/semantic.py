@@ -28,6 +28,14 @@ MiouMode = Literal["present", "legacy"]
 MIOU_MODES = ("present", "legacy")
 
 
+class LabelError(ValueError):
+    """A label map holds a value the evaluator cannot count; `in_prediction` says which map."""
+
+    def __init__(self, message: str, in_prediction: bool) -> None:
+        super().__init__(message)
+        self.in_prediction = in_prediction
+
+
 try:  # the one-pass C kernel (setup.py builds it); without it the numpy path below gives the same matrix
     from benchmark.evaluation import _confusion as _kernel
 except ImportError:  # pragma: no cover - depends on the install
@@ -74,15 +82,15 @@ def add_confusion(confusion: np.ndarray, pred: np.ndarray | torch.Tensor, gt: np
     """Add one prediction (or a batch of any shape) to the (K, K) int64 `confusion` in place; rows are ground
     truth, pixels whose ground truth is `ignore_index` are skipped.
 
-    Raises ValueError naming the first bad value (prediction outside 0..K-1 anywhere, ground truth neither a
-    class id nor the ignore value); `confusion` is then left unchanged.
+    Raises LabelError (a ValueError) naming the first bad value (prediction outside 0..K-1 anywhere, ground
+    truth neither a class id nor the ignore value); `confusion` is then left unchanged.
     """
     pred, gt = _as_numpy(pred), _as_numpy(gt)
     if pred.shape != gt.shape:
         raise ValueError(f"prediction has shape {pred.shape} but ground truth has shape {gt.shape}")
     for name, labels in (("prediction", pred), ("ground truth", gt)):
         if labels.dtype.kind not in "iub":
-            raise ValueError(f"{name} must hold integer class ids, got dtype {labels.dtype}")
+            raise LabelError(f"{name} must hold integer class ids, got dtype {labels.dtype}", name == "prediction")
     num_classes = confusion.shape[0]
     if _kernel is not None and confusion.dtype == np.int64 and confusion.flags.c_contiguous:
         if pred.dtype not in (np.int32, np.int64):
@@ -114,7 +122,7 @@ def _confusion_numpy(pred: np.ndarray, gt: np.ndarray, num_classes: int, ignore_
     pred, gt = pred.reshape(-1), gt.reshape(-1)  # (N,), (N,)
     if pred.size and _unsigned_max(pred) >= num_classes:
         bad = pred[(pred < 0) | (pred >= num_classes)]
-        raise ValueError(f"prediction holds class id {int(bad[0])} outside 0..{num_classes - 1}")
+        raise LabelError(f"prediction holds class id {int(bad[0])} outside 0..{num_classes - 1}", True)
     offsets = _row_offsets(num_classes, ignore_index)  # (65536,)
     if gt.dtype in (np.uint8, np.uint16) or (gt.dtype.kind in "iu" and gt.size and _unsigned_max(gt) < offsets.size):
         index = np.take(offsets, gt)  # (N,) intp, bad labels already pointing past the end
@@ -133,9 +141,9 @@ def _confusion_numpy(pred: np.ndarray, gt: np.ndarray, num_classes: int, ignore_
 
 def _check_gt(bad_labels: np.ndarray, num_classes: int, ignore_index: int) -> None:
     if bad_labels.size:
-        raise ValueError(
+        raise LabelError(
             f"ground truth holds label {int(bad_labels.flat[0])}, neither a class id (0..{num_classes - 1}) nor "
-            f"the ignore value {ignore_index}"
+            f"the ignore value {ignore_index}", in_prediction=False,
         )
 
 

@@ -19,7 +19,7 @@ from benchmark.data.readers import read_panoptic_ids, read_raw_label_map
 from benchmark.data.types import IGNORE_LABEL, SegmentInfo
 from benchmark.errors import DataError, UserError
 from benchmark.evaluation.panoptic import PanopticEvaluator
-from benchmark.evaluation.semantic import MIOU_MODES, SemanticEvaluator
+from benchmark.evaluation.semantic import MIOU_MODES, LabelError, SemanticEvaluator
 
 LABEL_EXTENSIONS = (".png", ".tif", ".tiff")
 
@@ -145,8 +145,8 @@ def miou_compute(gt_dir: Path, pred_dir: Path, num_classes: int, ignore_index: i
                             f"{gt.shape[1]}x{gt.shape[0]}")
         try:
             evaluator.process(pred, gt)  # checks both maps; the message says which one is wrong
-        except ValueError as exc:
-            raise DataError(f"{pred_path if str(exc).startswith('prediction') else gt_path}: {exc}") from None
+        except LabelError as exc:
+            raise DataError(f"{pred_path if exc.in_prediction else gt_path}: {exc}") from None
     return evaluator.evaluate()
 
 

@@ -364,11 +364,12 @@ def bench_semantic(args: argparse.Namespace) -> list[tuple]:
             metric.update(p, g)
 
     kernel = semantic._kernel
-    try:  # the numpy fallback first, so the matrix checked below is the kernel's (when there is one)
-        semantic._kernel = None
-        t_numpy = _best_seconds(run_ours, args.repeats)
-    finally:
-        semantic._kernel = kernel
+    if kernel is not None:  # the numpy fallback too, first, so the matrix checked below is the kernel's
+        try:
+            semantic._kernel = None
+            t_numpy = _best_seconds(run_ours, args.repeats)
+        finally:
+            semantic._kernel = kernel
     t_ours, t_d2 = _best_seconds(run_ours, args.repeats), _best_seconds(run_d2, args.repeats)
     t_tm = _best_seconds(run_tm, max(1, args.repeats // 2))
     d2_metrics = detectron2_semseg_metrics(d2_state["conf"], "v0.6")
