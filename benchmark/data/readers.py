@@ -59,11 +59,6 @@ def read_raw_label_map(path: Path) -> np.ndarray:
 
 def check_labels(labels: np.ndarray, num_classes: int, path: Path, ignore_value: int = IGNORE_LABEL) -> None:
     """DataError naming `path` when a value is neither a class id nor `ignore_value`."""
-    if labels.dtype.kind == "u" and ignore_value == np.iinfo(labels.dtype).max and num_classes < ignore_value:
-        # the usual case (65535 / 255 ignore): +1 wraps the ignore value to 0 and moves class ids to 1..K, so
-        # one add and one max check everything (a third of the time of the masks below)
-        if labels.size == 0 or int((labels + labels.dtype.type(1)).max()) <= num_classes:
-            return
     bad = (labels >= num_classes) & (labels != ignore_value)
     if labels.dtype.kind == "i":
         bad |= labels < 0
@@ -93,8 +88,9 @@ def rgb_to_id(rgb: np.ndarray) -> np.ndarray:
 
 
 def read_panoptic_ids(path: Path) -> np.ndarray:
-    """(H, W) int64 segment ids of a COCO panoptic PNG, as `rgb_to_id(read_image(path))` but in about half
-    the time: PIL expands the pixels to RGBA in C and each 4-byte pixel reads as one little-endian uint32."""
+    """(H, W) int64 segment ids of a COCO panoptic PNG, as `rgb_to_id(read_image(path))` but faster (480x640:
+    4.4 against 5.1 ms, 2.4 of them PNG decoding): PIL expands the pixels to RGBA in C and each 4-byte pixel
+    reads as one little-endian uint32."""
     rgba = _read_pixels(path, "RGBA")  # (H, W, 4) uint8, C-contiguous
     return (rgba.view("<u4")[..., 0] & 0xFFFFFF).astype(np.int64)
 
