@@ -19,8 +19,10 @@ KNN_DEFAULTS = yaml.safe_load((CONFIG_DIR / "method" / "knnclip.yaml").read_text
 def make_run(results: Path, run_id: str, method: dict, final: float, *, seed: int = 0, order_seed: int = 0,
              stream_hash: str = "hash-o0", version: int = 1, status: str = "complete", stream: str = "toy",
              max_images: int | None = None, memory: tuple = (1000, 3000), learn: tuple = (1.0, 2.0),
-             evaluation: tuple = (3.0, 4.0), seen: tuple | None = None, pq_final: float | None = None) -> Path:
-    """A run folder as RunWriter leaves it (only the files the leaderboard reads)."""
+             evaluation: tuple = (3.0, 4.0), seen: tuple | None = None, pq_final: float | None = None,
+             manifest_extra: dict | None = None) -> Path:
+    """A run folder as RunWriter leaves it (only the files the leaderboard reads); `manifest_extra` adds or
+    replaces manifest keys (method_source, protocol, git)."""
     run_dir = results / stream / method["name"] / run_id
     run_dir.mkdir(parents=True)
     config = {
@@ -35,7 +37,8 @@ def make_run(results: Path, run_id: str, method: dict, final: float, *, seed: in
     }
     (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
     manifest = {"run_id": run_id, "status": status, "stream": stream, "stream_version": version,
-                "stream_hash": stream_hash, "method": method["name"], "git": {"commit": "abc", "dirty": False}}
+                "stream_hash": stream_hash, "method": method["name"], "git": {"commit": "abc", "dirty": False},
+                **(manifest_extra or {})}
     (run_dir / "manifest.json").write_text(json.dumps(manifest))
     metrics = {"miou": {"final": final, "avg_incremental": final + 5, "forgetting_max": 2.0, "bwt": -2.0,
                         "old": final - 1, "new": final + 1}}

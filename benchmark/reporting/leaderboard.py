@@ -1,4 +1,4 @@
-"""`python -m benchmark leaderboard [stream=NAME] [results_dir=PATH]`: tables over every finished run.
+"""`python -m benchmark leaderboard [stream=NAME] [results_dir=PATH] [--strict]`: tables over every finished run.
 
 Reads every run folder `<results_dir>/<stream>/<method>/<run-id>/` (summary.json, manifest.json,
 config.yaml), ignores runs whose manifest is not `"status": "complete"` (and says how many), and writes
@@ -14,6 +14,17 @@ Grouping, so that a number only ever averages comparable runs:
   that differ from configs/method/<name>.yaml, e.g. `knnclip (k=32)`), model config and evaluation settings.
 Each cell is the mean ± sample standard deviation over the row's runs (seeds × class orders), n = runs;
 rows are sorted by final mIoU.
+
+Protocol: runs whose manifest says `protocol.ground_truth_access` (e.g. "oracle_proposals": ground truth used
+on purpose, for analysis) are never ranked; they get their own tables, "Analysis runs (ground truth used on
+purpose)", after the ranking. A manifest without `protocol` counts as the sealed protocol.
+
+Provenance: the `provenance` column marks each row whose runs cannot be traced to committed code:
+  † dirty tree                  the git working tree had changes (or the method's files were untracked) at the run
+  ‡ source changed since run    the method's source files (manifest `method_source.files`) differ on disk now
+  § unregistered source         the method's module lies outside this repository's methods/ and baselines/
+  ? no provenance               the manifest predates `method_source` (or has no git state)
+`--strict` leaves every marked run out (and says how many, and why).
 """
 from __future__ import annotations
 
@@ -35,8 +46,19 @@ from benchmark.errors import UserError
 from benchmark.io import atomic_write_text
 from benchmark.registry import suggest
 from benchmark.reporting.plots import save_figure, seen_curves_figure
+from benchmark.reporting.results import REPO_ROOT, file_sha256, source_digest
 
 OPTIONS = {"stream": None, "results_dir": "results"}
+FLAGS = ("--strict",)
+# provenance problems of a run, their footnote marks and explanations (in this order in every cell)
+PROVENANCE_MARKS = {
+    "dirty tree": ("†", "the git working tree had uncommitted or untracked changes when the run started or resumed"),
+    "source changed since run": ("‡", "the method's source files differ now from their digest in the manifest"),
+    "source changed during run": ("‡", "the run was resumed with other method source files than it started with"),
+    "unregistered source": ("§", "the method's module is not in this repository's methods/ or baselines/"),
+    "no provenance": ("?", "the manifest records no method source digest or no git state (an older run)"),
+}
+ANALYSIS_TITLE = "Analysis runs (ground truth used on purpose)"
 # (summary metric, key, column title); a column is shown when some row of the table has a value
 METRIC_COLUMNS = [
     ("miou", "final", "final mIoU"), ("pq", "final", "final PQ"), ("miou", "avg_incremental", "avg inc. mIoU"),
@@ -98,9 +120,53 @@ class Run:
     def eval_setting(self) -> dict:
         return {key: self.config.get("eval", {}).get(key) for key in EVAL_KEYS}
 
+    @property
+    def ground_truth_access(self) -> str | None:
+        """The manifest's `protocol.ground_truth_access` (None: the sealed protocol, also for older manifests)."""
+        return (self.manifest.get("protocol") or {}).get("ground_truth_access")
+
     def row_key(self) -> tuple:
         return (self.method_config["name"], short_hash(self.method_config), short_hash(self.config["model"]),
-                short_hash(self.eval_setting()))
+                short_hash(self.eval_setting()), self.ground_truth_access)
+
+    def provenance(self, digests: dict | None = None) -> list[str]:
+        """The provenance problems of this run (keys of PROVENANCE_MARKS; [] for a clean run). `digests` caches
+        the current sha256 of source files across runs."""
+        return provenance_issues(self.manifest, digests)
+
+
+def _current_sha(key: str, digests: dict) -> str | None:
+    if key not in digests:
+        path = Path(key) if key.startswith("/") else REPO_ROOT / key
+        try:
+            digests[key] = file_sha256(path)
+        except OSError:
+            digests[key] = None
+    return digests[key]
+
+
+def provenance_issues(manifest: dict, digests: dict | None = None) -> list[str]:
+    """What keeps a run from being traced to committed, registered code; see PROVENANCE_MARKS."""
+    digests = {} if digests is None else digests
+    source = manifest.get("method_source")
+    git = manifest.get("git") or {}
+    resumed = [r for r in manifest.get("resumed", []) if isinstance(r, dict)]
+    issues = []
+    if (git.get("dirty") or any((r.get("git") or {}).get("dirty") for r in resumed)
+            or (source or {}).get("untracked")):
+        issues.append("dirty tree")
+    if source:
+        files = source.get("files") or {}
+        now = {key: _current_sha(key, digests) for key in files}
+        if not files or None in now.values() or source_digest(now) != source.get("digest"):
+            issues.append("source changed since run")
+        if any((r.get("method_source") or {}).get("digest") not in (None, source.get("digest")) for r in resumed):
+            issues.append("source changed during run")
+        if not source.get("registered"):
+            issues.append("unregistered source")
+    if not source or git.get("dirty") is None:
+        issues.append("no provenance")
+    return issues
 
 
 def read_runs(results_dir: Path, stream: str | None = None) -> tuple[list[Run], list[tuple[Path, str]]]:
@@ -138,10 +204,12 @@ class StreamTable:
     runs: list[Run]
     split_hash: str | None = None  # set when this table holds only the runs of this stream hash
     rows: list[dict] = field(default_factory=list)
+    analysis: bool = False  # runs that used ground truth on purpose: shown apart, never ranked
 
     @property
     def slug(self) -> str:
-        return f"{self.name}-v{self.version}-{self.definition}" + (f"-{self.split_hash[:8]}" if self.split_hash else "")
+        return (("analysis-" if self.analysis else "") + f"{self.name}-v{self.version}-{self.definition}"
+                + (f"-{self.split_hash[:8]}" if self.split_hash else ""))
 
     def hashes_by_order(self) -> dict:
         hashes = defaultdict(set)
@@ -150,23 +218,24 @@ class StreamTable:
         return dict(sorted(hashes.items(), key=lambda item: _order(item[0])))
 
 
-def stream_tables(runs: list[Run]) -> list[StreamTable]:
+def stream_tables(runs: list[Run], analysis: bool = False, digests: dict | None = None) -> list[StreamTable]:
+    """The tables of `runs`; `analysis`: they used ground truth on purpose (unranked tables)."""
     by_definition = defaultdict(list)
     for run in runs:
         by_definition[(run.manifest["stream"], run.manifest.get("stream_version"), run.stream_definition)].append(run)
     tables = []
     for (name, version, definition), members in sorted(by_definition.items(), key=lambda item: str(item[0])):
-        table = StreamTable(name, version, definition, members)
+        table = StreamTable(name, version, definition, members, analysis=analysis)
         if all(len(hashes) == 1 for hashes in table.hashes_by_order().values()):
             tables.append(table)
             continue
         by_hash = defaultdict(list)
         for run in members:
             by_hash[run.manifest.get("stream_hash")].append(run)
-        tables += [StreamTable(name, version, definition, group, split_hash=str(stream_hash))
+        tables += [StreamTable(name, version, definition, group, split_hash=str(stream_hash), analysis=analysis)
                    for stream_hash, group in sorted(by_hash.items(), key=lambda item: str(item[0]))]
     for table in tables:
-        table.rows = aggregate_rows(table.runs)
+        table.rows = aggregate_rows(table.runs, digests)
     return tables
 
 
@@ -208,19 +277,23 @@ def _order(value) -> tuple:
     return (0, value, "") if isinstance(value, (int, float)) else (1, 0, str(value))
 
 
-def aggregate_rows(runs: list[Run]) -> list[dict]:
-    """One row per method configuration (+ model + evaluation settings), best final mIoU first."""
+def aggregate_rows(runs: list[Run], digests: dict | None = None) -> list[dict]:
+    """One row per method configuration (+ model + evaluation settings + ground truth access), best final mIoU
+    first."""
+    digests = {} if digests is None else digests
     groups = defaultdict(list)
     for run in runs:
         groups[run.row_key()].append(run)
     rows = []
-    for (method, config_hash, _, _), members in groups.items():
+    for (method, config_hash, _, _, access), members in groups.items():
         members.sort(key=lambda r: (_order(r.config.get("seed")), _order(r.order_seed), r.path.name))
         first = members[0]
         eval_changed = non_default(first.eval_setting(), {k: getattr(EvalConfig(), k) for k in EVAL_KEYS})
         row = {
             "method": method, "config_hash": config_hash,
-            "label": first.method_label() + (f" [eval {', '.join(eval_changed)}]" if eval_changed else ""),
+            "label": first.method_label() + (f" [eval {', '.join(eval_changed)}]" if eval_changed else "")
+            + (f" [ground truth: {access}]" if access else ""),
+            "ground_truth_access": access,
             "model": first.model_label(), "n_runs": len(members),
             "seeds": sorted({r.config.get("seed") for r in members}, key=_order),
             "order_seeds": sorted({r.order_seed for r in members}, key=_order),
@@ -233,6 +306,9 @@ def aggregate_rows(runs: list[Run]) -> list[dict]:
         row["curves"] = {metric: _curve(members, metric) for metric in ("miou", "pq")
                          if any(r.summary.get("seen", {}).get(metric) for r in members)}
         row["git"] = sorted({(r.manifest.get("git") or {}).get("commit") or "unknown" for r in members})
+        row["run_provenance"] = [r.provenance(digests) for r in members]
+        row["provenance"] = {issue: sum(issue in issues for issues in row["run_provenance"])
+                             for issue in PROVENANCE_MARKS if any(issue in i for i in row["run_provenance"])}
         rows.append(row)
     rows.sort(key=lambda row: (math.isnan(row["miou_final"][0]), -np.nan_to_num(row["miou_final"][0]), row["label"]))
     return rows
@@ -267,50 +343,89 @@ def _link(target: Path, base: Path) -> str:
     return target.resolve().relative_to(base.resolve()).as_posix()
 
 
+def provenance_cell(row: dict) -> str:
+    """`ok`, or each problem with its mark and how many of the row's runs have it (e.g. `‡ source changed since
+    run (1/3)`)."""
+    if not row["provenance"]:
+        return "ok"
+    n = row["n_runs"]
+    return "; ".join(f"{PROVENANCE_MARKS[issue][0]} {issue}" + (f" ({count}/{n})" if n > 1 else "")
+                     for issue, count in row["provenance"].items())
+
+
+def _marks(issues: list[str]) -> str:
+    return "".join(dict.fromkeys(PROVENANCE_MARKS[issue][0] for issue in issues))
+
+
+def _table_lines(table: StreamTable, results_dir: Path, curve_files: dict[str, dict[str, Path]]) -> list[str]:
+    lines = [f"### {table.name} (version {table.version})" if table.analysis
+             else f"## {table.name} (version {table.version})", ""]
+    orders = "; ".join(f"order_seed {order}: `{', '.join(sorted(map(str, hashes)))}`"
+                       for order, hashes in table.hashes_by_order().items())
+    lines += [f"Stream definition `{table.definition}`"
+              + (f", only stream hash `{table.split_hash}` (the data differs between runs of this definition)"
+                 if table.split_hash else "") + f"; stream hash per class order: {orders}.", ""]
+    for metric, path in curve_files.get(table.slug, {}).items():
+        label = {"miou": "mIoU", "pq": "PQ"}[metric]
+        lines += [f"![{label} on S_t after each step]({_link(path, results_dir)})", ""]
+    shown = [(m, k, title) for m, k, title in METRIC_COLUMNS
+             if any(row[f"{m}_{k}"][2] for row in table.rows)]
+    header = ["#", "method", "model", *[title for _, _, title in shown], "memory", "time/step", "n", "config",
+              "provenance", "runs", "plots"]
+    numeric = {"#", "memory", "time/step", "n", *[title for _, _, title in shown]}
+    alignment = ["---:" if title in numeric else "---" for title in header]
+    lines += ["| " + " | ".join(header) + " |", "|" + "|".join(alignment) + "|"]
+    for rank, row in enumerate(table.rows, 1):
+        runs = " ".join(f"[s{r.config.get('seed')}/o{r.order_seed}]({_link(r.path, results_dir)}/)" + _marks(issues)
+                        for r, issues in zip(row["runs"], row["run_provenance"]))
+        plots_dir = row["runs"][0].path / "plots"
+        plots = " ".join(f"[{name}]({_link(plots_dir / file, results_dir)})"
+                         for name, file in (("R", "matrix_miou.png"), ("R PQ", "matrix_pq.png"),
+                                            ("forgotten", "forgetting_classes.png"))
+                         if (plots_dir / file).is_file())
+        cells = ["–" if table.analysis else str(rank), row["label"].replace("|", "\\|"),
+                 row["model"].replace("|", "\\|"), *[format_score(row[f"{m}_{k}"]) for m, k, _ in shown],
+                 human_bytes(row["memory_bytes"][0]), human_seconds(row["seconds_per_step"][0]),
+                 str(row["n_runs"]), f"`{row['config_hash']}`", provenance_cell(row), runs, plots or "–"]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    return lines
+
+
 def render_markdown(tables: list[StreamTable], results_dir: Path, curve_files: dict[str, dict[str, Path]],
-                    skipped: int, stream_filter: str | None) -> str:
+                    skipped: int, stream_filter: str | None, strict_excluded: int | None = None) -> str:
+    """`strict_excluded`: None without --strict, else how many complete runs --strict left out."""
     now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     total = sum(len(t.runs) for t in tables)
     lines = [
         "# Leaderboard", "",
-        f"Built {now} by `python -m benchmark leaderboard` from {total} complete run(s)"
+        f"Built {now} by `python -m benchmark leaderboard{' --strict' if strict_excluded is not None else ''}` "
+        f"from {total} complete run(s)"
         + (f" of stream `{stream_filter}`" if stream_filter else "")
-        + f" ({skipped} incomplete run(s) ignored). Scores in percent: mean ± sample std over the runs of a row "
+        + f" ({skipped} incomplete run(s) ignored"
+        + (f"; {strict_excluded} run(s) without clean provenance left out by --strict" if strict_excluded is not None
+           else "")
+        + "). Scores in percent: mean ± sample std over the runs of a row "
         "(seeds × class orders), n = runs. forgetting = forgetting_max (Chaudhry), BWT = backward transfer, "
         "old / new = mIoU on S_{T-1} / C_T after the last step. memory = method state after the last step; "
-        "time/step = learn + evaluation. Plots: the first run of the row.", "",
+        "time/step = learn + evaluation. Plots: the first run of the row. provenance: `ok` when every run of the "
+        "row ran committed, registered, unchanged method code; marks are explained below the tables.", "",
     ]
-    for table in tables:
-        lines += [f"## {table.name} (version {table.version})", ""]
-        orders = "; ".join(f"order_seed {order}: `{', '.join(sorted(map(str, hashes)))}`"
-                           for order, hashes in table.hashes_by_order().items())
-        lines += [f"Stream definition `{table.definition}`"
-                  + (f", only stream hash `{table.split_hash}` (the data differs between runs of this definition)"
-                     if table.split_hash else "") + f"; stream hash per class order: {orders}.", ""]
-        for metric, path in curve_files.get(table.slug, {}).items():
-            label = {"miou": "mIoU", "pq": "PQ"}[metric]
-            lines += [f"![{label} on S_t after each step]({_link(path, results_dir)})", ""]
-        shown = [(m, k, title) for m, k, title in METRIC_COLUMNS
-                 if any(row[f"{m}_{k}"][2] for row in table.rows)]
-        header = ["#", "method", "model", *[title for _, _, title in shown], "memory", "time/step", "n", "config",
-                  "runs", "plots"]
-        numeric = {"#", "memory", "time/step", "n", *[title for _, _, title in shown]}
-        alignment = ["---:" if title in numeric else "---" for title in header]
-        lines += ["| " + " | ".join(header) + " |", "|" + "|".join(alignment) + "|"]
-        for rank, row in enumerate(table.rows, 1):
-            runs = " ".join(f"[s{r.config.get('seed')}/o{r.order_seed}]({_link(r.path, results_dir)}/)"
-                            for r in row["runs"])
-            plots_dir = row["runs"][0].path / "plots"
-            plots = " ".join(f"[{name}]({_link(plots_dir / file, results_dir)})"
-                             for name, file in (("R", "matrix_miou.png"), ("R PQ", "matrix_pq.png"),
-                                                ("forgotten", "forgetting_classes.png"))
-                             if (plots_dir / file).is_file())
-            cells = [str(rank), row["label"].replace("|", "\\|"), row["model"].replace("|", "\\|"),
-                     *[format_score(row[f"{m}_{k}"]) for m, k, _ in shown],
-                     human_bytes(row["memory_bytes"][0]), human_seconds(row["seconds_per_step"][0]),
-                     str(row["n_runs"]), f"`{row['config_hash']}`", runs, plots or "–"]
-            lines.append("| " + " | ".join(cells) + " |")
-        lines.append("")
+    ranked = [t for t in tables if not t.analysis]
+    analysis = [t for t in tables if t.analysis]
+    for table in ranked:
+        lines += _table_lines(table, results_dir, curve_files)
+    if analysis:
+        lines += [f"## {ANALYSIS_TITLE}", "",
+                  "These runs gave the method ground truth on purpose (manifest `protocol.ground_truth_access`), "
+                  "for analysis; they are not ranked and not comparable with the tables above.", ""]
+        for table in analysis:
+            lines += _table_lines(table, results_dir, curve_files)
+    used = {issue for t in tables for row in t.rows for issue in row["provenance"]}
+    if used:
+        lines += ["Provenance marks:", ""]
+        lines += [f"- {mark} {issue}: {why}" for issue, (mark, why) in PROVENANCE_MARKS.items() if issue in used]
+        lines += ["", "`python -m benchmark leaderboard --strict` leaves marked runs out.", ""]
     return "\n".join(lines)
 
 
@@ -322,7 +437,8 @@ def leaderboard_frame(tables: list[StreamTable], results_dir: Path) -> pd.DataFr
         for rank, row in enumerate(table.rows, 1):
             record = {
                 "stream": table.name, "stream_version": table.version, "stream_definition": table.definition,
-                "stream_hashes": ";".join(hashes), "rank": rank, "method": row["method"], "label": row["label"],
+                "stream_hashes": ";".join(hashes), "section": "analysis" if table.analysis else "ranking",
+                "rank": "" if table.analysis else rank, "method": row["method"], "label": row["label"],
                 "config_hash": row["config_hash"], "model": row["model"], "n_runs": row["n_runs"],
                 "seeds": ";".join(map(str, row["seeds"])), "order_seeds": ";".join(map(str, row["order_seeds"])),
             }
@@ -333,6 +449,8 @@ def leaderboard_frame(tables: list[StreamTable], results_dir: Path) -> pd.DataFr
             record["seconds_per_step_mean"] = row["seconds_per_step"][0]
             record["git_commits"] = ";".join(row["git"])
             record["runs"] = ";".join(_link(r.path, results_dir) for r in row["runs"])
+            record["ground_truth_access"] = row["ground_truth_access"]
+            record["provenance"] = ";".join(f"{issue}={count}" for issue, count in row["provenance"].items())
             records.append(record)
     return pd.DataFrame.from_records(records)
 
@@ -356,12 +474,19 @@ def write_curves(tables: list[StreamTable], results_dir: Path) -> dict[str, dict
 
 
 def parse_options(argv: list[str]) -> dict:
-    options = dict(OPTIONS)
+    """key=value options (OPTIONS) and the flag --strict (options["strict"])."""
+    options = {**OPTIONS, "strict": False}
     for item in argv:
+        if item.startswith("-"):
+            if item not in FLAGS:
+                raise UserError(f"leaderboard: unknown flag '{item}'{suggest(item, list(FLAGS))}; "
+                                "it takes stream=NAME results_dir=PATH --strict")
+            options[item.lstrip("-")] = True
+            continue
         key, sep, value = item.partition("=")
         if not sep or key not in OPTIONS:
             what = f"unknown option '{key}'{suggest(key, list(OPTIONS))}" if sep else f"'{item}' is not key=value"
-            raise UserError(f"leaderboard: {what}; it takes stream=NAME results_dir=PATH")
+            raise UserError(f"leaderboard: {what}; it takes stream=NAME results_dir=PATH --strict")
         options[key] = value
     return options
 
@@ -381,13 +506,36 @@ def main(argv: list[str]) -> int:
         where = f" of stream '{stream}'{suggest(stream, streams)}" if stream else ""
         raise UserError(f"no complete run{where} under {results_dir} ({len(skipped)} incomplete); "
                         "run one with `python -m benchmark run method=NAME stream=NAME`")
-    tables = stream_tables(runs)
+    digests: dict = {}  # current sha256 of method source files, shared by all runs
+    left_out = [(run, run.provenance(digests)) for run in runs] if options["strict"] else []
+    left_out = [(run, issues) for run, issues in left_out if issues]
+    if left_out:
+        excluded = {id(run) for run, _ in left_out}
+        runs = [run for run in runs if id(run) not in excluded]
+        if not runs:
+            raise UserError(f"leaderboard --strict: all {len(left_out)} complete run(s) under {results_dir} lack "
+                            f"clean provenance ({', '.join(sorted({i for _, issues in left_out for i in issues}))}); "
+                            "rerun them from a clean, committed tree or leave out --strict")
+    tables = (stream_tables([r for r in runs if r.ground_truth_access is None], digests=digests)
+              + stream_tables([r for r in runs if r.ground_truth_access is not None], analysis=True, digests=digests))
     curve_files = write_curves(tables, results_dir)
-    markdown = render_markdown(tables, results_dir, curve_files, len(skipped), stream)
+    markdown = render_markdown(tables, results_dir, curve_files, len(skipped), stream,
+                               len(left_out) if options["strict"] else None)
     atomic_write_text(results_dir / "LEADERBOARD.md", markdown)
     atomic_write_text(results_dir / "leaderboard.csv", leaderboard_frame(tables, results_dir).to_csv(index=False))
     print(f"leaderboard of {len(runs)} complete run(s) in {len(tables)} stream table(s): "
           f"{results_dir / 'LEADERBOARD.md'}, {results_dir / 'leaderboard.csv'}")
+    analysis = sum(len(t.runs) for t in tables if t.analysis)
+    if analysis:
+        print(f"{analysis} analysis run(s) that used ground truth on purpose are listed apart, not ranked")
+    marked = sum(1 for t in tables for row in t.rows for issues in row["run_provenance"] if issues)
+    if marked:
+        print(f"{marked} run(s) marked for provenance (dirty tree, changed or unregistered source, or none "
+              "recorded); --strict leaves them out")
+    if options["strict"]:
+        print(f"--strict: left out {len(left_out)} run(s) without clean provenance" + (":" if left_out else ""))
+        for run, issues in left_out:
+            print(f"  {run.path}: {', '.join(issues)}")
     if skipped:
         print(f"skipped {len(skipped)} incomplete run(s):")
         for path, reason in skipped:

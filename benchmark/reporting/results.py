@@ -1,7 +1,8 @@
 """The run folder: results/<stream>/<method>/<run-id>/ (results/README.md describes every file)
 
     config.yaml          resolved configuration
-    manifest.json        provenance: git commit, package versions, seeds, stream hash, hardware, timings, status
+    manifest.json        provenance: git commit and dirty flag, method source digest, package versions, seeds,
+                         stream hash, hardware, timings, status, protocol (ground truth access)
     stats/step_NNN.npz   raw statistics of step t (confusion matrix, ...): every metric is derived from these
     stats/step_NNN.json  per-step costs: learn / eval seconds, memory bytes, trainable parameters
     matrix_<metric>.csv  R[t][j]
@@ -14,6 +15,8 @@ The configured tracker (`logger=`) receives the same numbers as they are written
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import inspect
 import json
 import math
 import os
@@ -69,14 +72,120 @@ def utc_now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def git_state() -> dict:
-    def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
+def _git(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
 
+
+def git_state() -> dict:
+    """HEAD and whether the working tree differs from it: `dirty` is True when `git status --porcelain` lists
+    anything (modified, staged or untracked files; ignored ones such as results/ do not count), None when this
+    is not a git checkout. `changes` names up to 50 of the listed paths."""
     try:
-        return {"commit": git("rev-parse", "HEAD") or None, "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+        head = _git("rev-parse", "HEAD")
+        status = _git("status", "--porcelain")
     except (OSError, subprocess.SubprocessError):
-        return {"commit": None, "dirty": None}
+        return {"commit": None, "dirty": None, "changes": []}
+    if head.returncode or status.returncode:
+        return {"commit": None, "dirty": None, "changes": []}
+    changes = [line[3:] for line in status.stdout.splitlines() if line.strip()]
+    return {"commit": head.stdout.strip() or None, "dirty": bool(changes), "changes": changes[:50]}
+
+
+PLUGIN_ROOTS = ("methods", "baselines")  # folders whose modules are registered method sources
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _source_key(path: Path) -> str:
+    """A source file's name in the manifest: relative to the repository when inside it, else absolute."""
+    path = path.resolve()
+    try:
+        return path.relative_to(REPO_ROOT).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
+def _in_repo(path: Path) -> bool:
+    """Inside this repository and not in an installed environment (.venv/, site-packages)."""
+    try:
+        parts = path.resolve().relative_to(REPO_ROOT).parts
+    except ValueError:
+        return False
+    return not any(part.startswith(".") or part in ("site-packages", "dist-packages") for part in parts[:-1])
+
+
+def method_source_files(method_cls: type) -> list[Path]:
+    """The source files a method's behaviour comes from: the module defining the class (with, when that module
+    lies in a package under methods/ or baselines/, e.g. methods/knnclip/, every .py file of that package),
+    and the module of every class in its MRO that lives in this repository (baselines/trainable.py,
+    benchmark/method.py, ...)."""
+    files: list[Path] = []
+    for position, klass in enumerate(method_cls.__mro__):
+        try:
+            source = inspect.getsourcefile(klass)
+        except TypeError:  # builtins (object)
+            source = None
+        if source is None:
+            continue
+        path = Path(source).resolve()
+        if position > 0 and not _in_repo(path):
+            continue
+        files.append(path)
+        if position == 0 and _in_repo(path):
+            parts = path.relative_to(REPO_ROOT).parts
+            if len(parts) > 2 and parts[0] in PLUGIN_ROOTS:  # methods/<package>/...: the whole package
+                files += sorted((REPO_ROOT / parts[0] / parts[1]).rglob("*.py"))
+    unique = {_source_key(f): f for f in files if f.is_file()}
+    return [unique[key] for key in sorted(unique)]
+
+
+def source_digest(files: dict[str, str]) -> str:
+    """One sha256 over the {file: sha256} of a method's sources (file names included)."""
+    return hashlib.sha256("".join(f"{name}\0{files[name]}\n" for name in sorted(files)).encode()).hexdigest()
+
+
+def method_source(name: str) -> dict:
+    """Provenance of a method's code: `digest` (source_digest over `files`), `files` {path: sha256} (paths
+    relative to the repository), `registered` (the defining module lies in this repository's methods/ or
+    baselines/), `module` and `untracked` (recorded files git does not track; [] outside a checkout)."""
+    from benchmark.method import METHODS
+
+    if name not in METHODS:
+        import benchmark.plugins  # noqa: F401  (registers every method of methods/ and baselines/)
+    method_cls = METHODS.get(name)
+    paths = method_source_files(method_cls)
+    files = {_source_key(path): file_sha256(path) for path in paths}
+    defining = Path(inspect.getsourcefile(method_cls) or "").resolve()
+    registered = _in_repo(defining) and defining.relative_to(REPO_ROOT).parts[0] in PLUGIN_ROOTS
+    untracked: list[str] = []
+    in_repo = [key for key in files if not key.startswith("/")]
+    try:
+        if in_repo and _git("rev-parse", "--is-inside-work-tree").returncode == 0:
+            tracked = set(_git("ls-files", "--", *in_repo).stdout.splitlines())
+            untracked = [key for key in in_repo if key not in tracked]
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return {"digest": source_digest(files), "files": files, "registered": bool(registered),
+            "module": method_cls.__module__, "class": method_cls.__qualname__, "untracked": untracked}
+
+
+def current_source_state(recorded: dict) -> tuple[str | None, list[str]]:
+    """The digest of a manifest's recorded method files as they are on disk now (None when one is missing)
+    and the names of the files that differ from the record (missing ones included)."""
+    files = recorded.get("files") or {}
+    now, changed = {}, []
+    for key, sha in files.items():
+        path = Path(key) if key.startswith("/") else REPO_ROOT / key
+        try:
+            now[key] = file_sha256(path)
+        except OSError:
+            changed.append(key)
+            continue
+        if now[key] != sha:
+            changed.append(key)
+    return (source_digest(now) if len(now) == len(files) else None), sorted(changed)
 
 
 def package_versions() -> dict:
@@ -151,7 +260,7 @@ class RunWriter:
             "model": OmegaConf.to_container(cfg.model), "seed": cfg.seed,
             "seeds": {"seed": cfg.seed, "stream.order_seed": cfg.stream.order_seed,
                       "data.demo_seed": cfg.data.demo_seed},
-            "git": git_state(), "packages": package_versions(), "python": platform.python_version(),
+            "git": git_state(), "method_source": method_source(cfg.method.name), "packages": package_versions(), "python": platform.python_version(),
             "host": socket.gethostname(), "platform": platform.platform(), "hardware": hardware(),
             "device": cfg.device, "started": utc_now(), "finished": None,
             "tracker_id": secrets.token_hex(8),  # the experiment tracker's run id, so a resumed run continues it
@@ -178,7 +287,8 @@ class RunWriter:
             raise UserError(f"resume={run_dir}: the stream changed since that run (hash {manifest.get('stream_hash')} "
                             f"vs {stream.hash}); start a new run")
         writer = cls(run_dir, cfg, stream)
-        resumption = {"at": utc_now(), "host": socket.gethostname(), "hardware": hardware()}
+        resumption = {"at": utc_now(), "host": socket.gethostname(), "hardware": hardware(), "git": git_state(),
+                      "method_source": method_source(cfg.method.name)}
         writer.manifest = {**manifest, "resumed": [*manifest.get("resumed", []), resumption]}
         atomic_write_json(run_dir / "manifest.json", writer.manifest)
         writer.logger.start(run_dir, cfg, writer.manifest)
