@@ -6,8 +6,9 @@ How our dense task meets avalanche's classification-shaped API:
 - an experience per step: an AvalancheDataset of (frozen inputs, label grid of full-vocabulary positions,
   task label 0); its `targets` attribute (what class-aware parts of avalanche read: LwF's distilled units,
   ClassBalancedBuffer) is each image's most frequent labelled class;
-- the model outputs (B, C, g, g) logits over the whole vocabulary, classes not yet seen masked to a large
-  negative logit (so training sees S_t, as in our own baselines); the criterion is the same pixel-wise
+- the model outputs (B, C, g, g) logits over the dataset's class-id space, classes not yet seen masked to a
+  large negative logit (so training sees S_t, as in our own baselines); the text embedding of a class is
+  filled in when the stream reveals it (a method never learns future class names); the criterion is the same pixel-wise
   cross-entropy (`pixel_cross_entropy`);
 - evaluator: an empty `EvaluationPlugin()`: avalanche's accuracy metrics never run on dense targets;
 - shuffling and avalanche's random choices draw from torch's global generator, forked and seeded per step.
@@ -49,7 +50,8 @@ def available_strategies() -> dict[str, type]:
 
 
 class DenseTextClassifier(nn.Module):
-    """Adapted dense features against the text embeddings of the whole vocabulary: (B, C, g, g) logits."""
+    """Adapted dense features against the text embeddings of the classes revealed so far: (B, C, g, g) logits
+    over the whole class-id space (rows of classes not yet revealed are zero, and masked)."""
 
     def __init__(self, head: AdaptedFeatures, text: torch.Tensor, logit_scale: float) -> None:
         super().__init__()
@@ -106,16 +108,16 @@ class AvalancheStrategy(TrainedHeadMethod):
         strategy: str = "Naive"  # avalanche strategy class: Naive, Replay, EWC, LwF, ... (avalanche.training)
         strategy_args: Dict[str, Any] = field(default_factory=dict)  # further constructor arguments, e.g. {mem_size: 40}
 
-    def __init__(self, config, segmenter, vocabulary, seed: int = 0) -> None:
-        super().__init__(config, segmenter, vocabulary, seed)
+    def __init__(self, config, segmenter, num_classes: int, seed: int = 0) -> None:
+        super().__init__(config, segmenter, num_classes, seed)
         strategies = available_strategies()
         if config.strategy not in strategies:
             raise UserError(f"method.strategy='{config.strategy}' is not an avalanche strategy"
                             f"{suggest(config.strategy, sorted(strategies))}; available: {', '.join(sorted(strategies))}")
         self.strategy_cls = strategies[config.strategy]
-        text = segmenter.text_embeddings(vocabulary).to(segmenter.device)
+        text = torch.zeros(num_classes, segmenter.embed_dim)  # (C, D): filled as classes are revealed
         self.model = DenseTextClassifier(self.head, text, segmenter.logit_scale).to(segmenter.device)
-        self.vocab_ids = vocabulary.ids
+        self.vocab_ids = list(range(num_classes))
         self.strategy = None  # built at the first step, kept across steps (its plugins hold the CL state)
 
     def _build_strategy(self):
@@ -149,8 +151,10 @@ class AvalancheStrategy(TrainedHeadMethod):
             [torch.utils.data.TensorDataset(data.inputs, targets)],
             data_attributes=[DataAttribute(majority, "targets"),
                              DataAttribute([0] * len(data), "targets_task_labels", use_in_getitem=True)])
+        seen = torch.as_tensor([self.vocab_ids.index(c) for c in step.vocabulary.ids])
+        self.model.text[seen] = self.segmenter.text_embeddings(step.vocabulary).to(self.model.text.device)
         self.model.active.zero_()
-        self.model.active[torch.as_tensor([self.vocab_ids.index(c) for c in step.seen_classes])] = True
+        self.model.active[seen] = True
         experience = DatasetExperience(dataset=dataset)
         EagerCLStream("train", [experience])  # avalanche wants each experience to belong to a stream
         experience.current_experience = step.step

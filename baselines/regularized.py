@@ -30,8 +30,8 @@ class EWC(TrainedHeadMethod):
         lambda_: float = 1000.0  # penalty weight (config key `lambda`): lambda/2 · Σ F·(θ − θ*)²
         decay: float = 1.0  # online EWC: F <- decay·F + F_t (1: sum over steps)
 
-    def __init__(self, config, segmenter, vocabulary, seed: int = 0) -> None:
-        super().__init__(config, segmenter, vocabulary, seed)
+    def __init__(self, config, segmenter, num_classes: int, seed: int = 0) -> None:
+        super().__init__(config, segmenter, num_classes, seed)
         if config.lambda_ < 0 or not 0 <= config.decay <= 1:
             raise UserError(f"method.lambda must be >= 0 and method.decay within [0, 1] (got {config.lambda_}, {config.decay})")
         self.fisher: dict[str, torch.Tensor] = {}
@@ -86,8 +86,8 @@ class LwF(TrainedHeadMethod):
         alpha: float = 1.0  # weight of the distillation loss
         temperature: float = 2.0  # softmax temperature of the distillation
 
-    def __init__(self, config, segmenter, vocabulary, seed: int = 0) -> None:
-        super().__init__(config, segmenter, vocabulary, seed)
+    def __init__(self, config, segmenter, num_classes: int, seed: int = 0) -> None:
+        super().__init__(config, segmenter, num_classes, seed)
         if config.alpha < 0 or config.temperature <= 0:
             raise UserError(f"method.alpha must be >= 0 and method.temperature positive (got {config.alpha}, {config.temperature})")
         self.teacher = None  # the adapted-feature model after the previous step

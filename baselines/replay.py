@@ -4,8 +4,8 @@ from step j is replayed with the labels of C_j only, as it was seen then).
 The memory holds `mem_size` images chosen by avalanche's storage policies: `experience_balanced`
 (ExperienceBalancedBuffer: the memory split equally over the steps so far, reservoir sampling inside each
 step) or `reservoir` (ReservoirSamplingBuffer over the whole stream). They run on an AvalancheDataset of
-records (dataset index, step, height, width): the images stay on disk and are reloaded when replayed, while
-`memory_bytes` reports what a buffer of raw images and label maps holds (H·W·3 uint8 + H·W uint16 each).
+records (key, step, height, width); the method keeps its own copy of each kept image and label map (the
+protocol gives it no way back to the dataset), and `memory_bytes` counts them (H·W·3 uint8 + H·W uint16 each).
 Avalanche draws the reservoir keys from torch's global generator; we fork it and seed it from the run seed
 and the step, so the memory does not depend on anything else that consumed random numbers.
 """
@@ -15,14 +15,15 @@ from dataclasses import dataclass
 from itertools import chain
 from typing import Iterator
 
+import numpy as np
 import torch
 
 from baselines.trainable import TrainConfig, TrainedHeadMethod, TrainingSet
 from benchmark.data.types import Sample
 from benchmark.errors import UserError
-from benchmark.method import StepData, filter_sample, register_method
+from benchmark.method import StepData, register_method
 
-Record = tuple[int, int, int, int]  # (dataset index, step whose labels apply, height, width)
+Record = tuple[int, int, int, int]  # (key in the kept samples, step whose labels apply, height, width)
 STORAGES = ("experience_balanced", "reservoir")
 
 
@@ -60,9 +61,6 @@ class ReplayMemory:
     def records(self) -> list[Record]:
         return [tuple(int(v) for v in group.buffer[i]) for group in self._groups() for i in range(len(group.buffer))]
 
-    def nbytes(self) -> int:
-        return sum(height * width * (3 + 2) for _, _, height, width in self.records())
-
     def state_dict(self) -> dict:
         """Each reservoir group's records and sampling keys (what the policy needs to go on)."""
         return {"groups": [{"records": [tuple(int(v) for v in g.buffer[i]) for i in range(len(g.buffer))],
@@ -95,46 +93,48 @@ class Replay(TrainedHeadMethod):
         mem_size: int = 40  # images kept in the replay memory
         storage: str = "experience_balanced"  # experience_balanced | reservoir (avalanche storage policies)
 
-    def __init__(self, config, segmenter, vocabulary, seed: int = 0) -> None:
-        super().__init__(config, segmenter, vocabulary, seed)
+    def __init__(self, config, segmenter, num_classes: int, seed: int = 0) -> None:
+        super().__init__(config, segmenter, num_classes, seed)
         if config.storage not in STORAGES:
             raise UserError(f"method.storage='{config.storage}' is not one of: {', '.join(STORAGES)}")
         if config.mem_size <= 0:
             raise UserError(f"method.mem_size must be positive, got {config.mem_size}")
         self.memory = ReplayMemory(config.mem_size, config.storage, seed)
-        self.step_classes: dict[int, list[int]] = {}  # C_j of every learned step (labels of replayed images)
+        self.kept: dict[int, Sample] = {}  # key -> image with its step's labels, for the records in memory
         self._step_records: list[Record] = []
+        self._step_kept: dict[int, Sample] = {}  # the current step's samples, until the memory has chosen
 
     def _step_samples(self, step: StepData) -> Iterator[Sample]:
-        """The step's samples (labels of C_t), noting each image's record for the memory."""
-        self._step_records = []
-        indices = step.indices if step.progress is None else step.progress(step.indices, desc=f"learn step {step.step}")
-        for index in indices:
-            sample = step.dataset.load(index)
-            if sample is not None:
-                self._step_records.append((index, step.step, sample.height, sample.width))
-                yield filter_sample(sample, step.new_classes)
+        """The step's samples (labels of C_t), noting each image's record and sample for the memory."""
+        self._step_records, self._step_kept = [], {}
+        key = max(self.kept, default=-1) + 1
+        for sample in step.samples():
+            self._step_records.append((key, step.step, sample.height, sample.width))
+            self._step_kept[key] = Sample(sample.image_id, sample.image, sample.sem_seg.astype(np.uint16))  # fits
+            key += 1
+            yield sample
 
-    def _memory_samples(self, step: StepData) -> Iterator[Sample]:
-        for index, learned_at, _, _ in self.memory.records():
-            sample = step.dataset.load(index)
-            if sample is not None:
-                yield filter_sample(sample, self.step_classes[learned_at])
+    def _memory_samples(self) -> Iterator[Sample]:
+        return (self.kept[key] for key, _, _, _ in self.memory.records())
 
     def training_samples(self, step: StepData) -> Iterator[Sample]:
-        self.step_classes[step.step] = list(step.new_classes)
-        return chain(self._step_samples(step), self._memory_samples(step))
+        return chain(self._step_samples(step), self._memory_samples())
 
     def after_step(self, step: StepData, data: TrainingSet) -> None:
         self.memory.add(step.step, self._step_records)
+        offered = {**self.kept, **self._step_kept}
+        self.kept = {key: offered[key] for key, _, _, _ in self.memory.records()}  # drop what the memory evicted
+        self._step_kept = {}
 
     def state_dict(self) -> dict:
-        return {**super().state_dict(), "memory": self.memory.state_dict(), "step_classes": dict(self.step_classes)}
+        kept = {key: (s.image_id, s.image, s.sem_seg) for key, s in self.kept.items()}
+        return {**super().state_dict(), "memory": self.memory.state_dict(), "kept": kept}
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
         self.memory.load_state_dict(state["memory"])
-        self.step_classes = {int(k): list(v) for k, v in state["step_classes"].items()}
+        self.kept = {int(key): Sample(image_id, image, sem_seg)
+                     for key, (image_id, image, sem_seg) in state["kept"].items()}
 
     def memory_bytes(self) -> int:
-        return super().memory_bytes() + self.memory.nbytes()
+        return super().memory_bytes() + sum(s.image.nbytes + s.sem_seg.nbytes for s in self.kept.values())

@@ -35,11 +35,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from benchmark import distributed
-from benchmark.data.types import IGNORE_LABEL, Sample, Vocabulary
+from benchmark.data.types import IGNORE_LABEL, ImageInput, Sample, Vocabulary
 from benchmark.errors import UserError
 from benchmark.method import ContinualMethod, SegmentationOutput, StepData
 from benchmark.models.inference import outputs_from_probs
-from benchmark.models.segmenter import OpenVocabSegmenter, maskclip_value_path, pool_regions
+from benchmark.models.segmenter import Image, OpenVocabSegmenter, maskclip_value_path, pool_regions
 
 IGNORE_INDEX = -100  # target index of ignored label samples in the loss
 GATHER_CHUNK = 256  # torchrun: frozen inputs of this many training images per gather
@@ -157,8 +157,8 @@ class TrainedHeadMethod(ContinualMethod):
     Config = TrainConfig
     method_name: ClassVar[str] = "trained"
 
-    def __init__(self, config: TrainConfig, segmenter: OpenVocabSegmenter, vocabulary: Vocabulary, seed: int = 0) -> None:
-        super().__init__(config, segmenter, vocabulary, seed)
+    def __init__(self, config: TrainConfig, segmenter: OpenVocabSegmenter, num_classes: int, seed: int = 0) -> None:
+        super().__init__(config, segmenter, num_classes, seed)
         name = self.method_name
         if config.trainable not in ("head", "last_block"):
             raise UserError(f"method.trainable='{config.trainable}' is not one of: head, last_block ({name})")
@@ -172,7 +172,7 @@ class TrainedHeadMethod(ContinualMethod):
         self._token_cache: dict[str, torch.Tensor] = {}
 
     # ------------------------------------------------------------------ data
-    def frozen_inputs(self, samples: list[Sample]) -> torch.Tensor:
+    def frozen_inputs(self, samples: list[Image]) -> torch.Tensor:
         """(B, ...) cached output of the frozen part: dense features (head) or last-block input tokens."""
         if self.head.last_block is None:
             return torch.stack(self.segmenter.cached_dense_features(samples))
@@ -279,17 +279,17 @@ class TrainedHeadMethod(ContinualMethod):
 
     # ------------------------------------------------------------------ prediction
     @torch.no_grad()
-    def adapted_features(self, samples: list[Sample]) -> torch.Tensor:
+    def adapted_features(self, samples: list[Image]) -> torch.Tensor:
         return self.head(self.frozen_inputs(samples).to(self.segmenter.device)).cpu()  # (B, g, g, D)
 
     @torch.no_grad()
-    def predict(self, batch: list[Sample], vocab: Vocabulary) -> list[SegmentationOutput]:
+    def predict(self, images: list[ImageInput], vocab: Vocabulary) -> list[SegmentationOutput]:
         outputs = []
-        dense = self.adapted_features(batch)
-        for sample, feats, adapted in zip(batch, self.segmenter.cached_image_features(batch), dense):
+        dense = self.adapted_features(images)
+        for image, feats, adapted in zip(images, self.segmenter.cached_image_features(images), dense):
             embeddings = pool_regions(adapted, feats.proposals, len(feats.embeddings))  # (M, D)
             outputs.append(outputs_from_probs(feats, self.segmenter.classify(embeddings, vocab), vocab,
-                                              panoptic=sample.pan_seg is not None))
+                                              panoptic=image.panoptic))
         return outputs
 
     # ------------------------------------------------------------------ state and costs

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from benchmark.data.types import Sample, Vocabulary
+from benchmark.data.types import ImageInput, Vocabulary
 from benchmark.method import ContinualMethod, SegmentationOutput, StepData, register_method
 from benchmark.models.inference import outputs_from_probs
 
@@ -18,9 +18,8 @@ class ZeroShot(ContinualMethod):
     def learn(self, step: StepData) -> None:
         pass
 
-    def predict(self, batch: list[Sample], vocab: Vocabulary) -> list[SegmentationOutput]:
+    def predict(self, images: list[ImageInput], vocab: Vocabulary) -> list[SegmentationOutput]:
         return [
-            outputs_from_probs(feats, self.segmenter.base_probs(feats, vocab), vocab,
-                               panoptic=sample.pan_seg is not None)
-            for sample, feats in zip(batch, self.segmenter.cached_image_features(batch))
+            outputs_from_probs(feats, self.segmenter.base_probs(feats, vocab), vocab, panoptic=image.panoptic)
+            for image, feats in zip(images, self.segmenter.cached_image_features(images))
         ]

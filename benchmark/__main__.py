@@ -6,7 +6,7 @@
     prepare DATASET --src RAW --dst ROOT          convert a raw dataset release to the layout the readers use
     export-predictions --out DIR [key=value ...]  the base model's outputs on a stream's images, for model=cached
     report RUN_DIR                                recompute a finished run's metrics and tables from raw stats
-    leaderboard [stream=NAME] [results_dir=PATH]  tables over every run under results/
+    leaderboard [--strict] [stream=NAME ...]      tables over every run under results/
     miou / pq                                     the evaluator on folders of predictions (drop-in tools)
     perf eval|data|retrieval                      throughput against references measured in the same run
 

@@ -8,7 +8,7 @@ of a single process, so the same code path serves both.
 How the harness shards (results equal the single-process run bit for bit, at equal threads per process):
 - evaluation: each rank predicts `shard(validation indices)` (contiguous, no padding: no image counted twice,
   as detectron2's InferenceSampler); the int64 confusion matrix is summed with `all_reduce_sum` (exact);
-- training-free learning (kNN-CLIP): each rank embeds `sharded_samples(step)`; `gather_sorted` hands every rank
+- training-free learning (kNN-CLIP): each rank embeds `step.sharded_samples()`; `gather_sorted` hands every rank
   all (position, item) pairs in step order, so every rank builds the database a single process would build;
 - learning baselines' frozen inputs: each rank runs the frozen model on the training images it `owns` (a
   stable hash of the image id, so an image keeps its rank, and its per-image cache entry, across steps);
@@ -19,7 +19,7 @@ A learning method (fine-tuning, replay, joint) uses DistributedDataParallel:
 
     model = distributed.wrap_ddp(head)                     # identity in a single process
     for epoch in range(epochs):
-        for position, sample in distributed.sharded_samples(step, pad=True, seed=seed + epoch):
+        for position, sample in step.sharded_samples(pad=True, seed=seed + epoch):
             ...  forward, loss, backward (DDP averages the gradients), optimizer step
     total = distributed.all_reduce_sum(np.array([loss_sum, count]))   # logging: sum over ranks
 
@@ -120,21 +120,6 @@ def shard(items: Sequence[T], pad: bool = False, seed: int | None = None,
         total = -(-len(items) // w) * w
         items = (items * (total // len(items) + 1))[:total]
     return items[r::w]
-
-
-def sharded_samples(step: Any, pad: bool = False, seed: int | None = None) -> Iterator[tuple[int, Any]]:
-    """(position in the step, sample with the label policy applied) for this rank's shard of a StepData's
-    images; unreadable images (data.on_error=skip) are left out, as in `StepData.samples` (so with pad=True the
-    ranks' counts can then differ: DDP training needs readable data or `DistributedDataParallel.join`)."""
-    from benchmark.method import filter_sample
-
-    positions = shard(range(len(step.indices)), pad=pad, seed=seed)
-    if step.progress is not None and is_main():
-        positions = step.progress(positions, desc=f"learn step {step.step}")
-    for position in positions:
-        sample = step.dataset.load(step.indices[position])
-        if sample is not None:
-            yield position, filter_sample(sample, step.new_classes)
 
 
 def owner(key: str) -> int:

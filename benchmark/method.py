@@ -2,43 +2,77 @@
 
 A method owns its loop: the runner calls `learn` once per step with that step's training data, then
 `predict` on validation batches with the vocabulary to segment. No hooks, no shared mutable state.
+The protocol is sealed by types:
+- `learn(StepData)`: step t's training samples with labels filtered to C_t, and the ids and names of S_t only;
+- `predict(list[ImageInput], vocab)`: pixels and ids, never labels (the runner keeps them for the evaluator);
+  `vocab` is S_t, or every class with eval.vocabulary=all;
+- a method that replays earlier data keeps its own copy and counts it in `memory_bytes`;
+- ground truth reaches a method on purpose only through `model.proposals=oracle` (recorded in the manifest).
 """
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Iterator
+from typing import Any, Callable, ClassVar, Iterator
 
 import numpy as np
 
-from benchmark.data.types import IGNORE_LABEL, Sample, SegmentationDataset, SegmentInfo, Vocabulary
+from benchmark.data.types import IGNORE_LABEL, ImageInput, Sample, SegmentationDataset, SegmentInfo, Vocabulary
 from benchmark.registry import Registry
 
 
-@dataclass
 class StepData:
-    """The training data of step t. Samples come with labels already filtered by the stream's label policy:
-    pixels of classes outside `new_classes` are IGNORE_LABEL (and panoptic segments of other classes are
-    dropped)."""
+    """What a method may learn from at step t, and nothing else: the step's training samples with labels already
+    filtered to C_t (pixels of other classes are IGNORE_LABEL, panoptic segments of other classes dropped), the
+    classes revealed so far and their names (`vocabulary` holds S_t only). There is no handle to the dataset,
+    to future classes or to validation data; a method that needs earlier steps' data keeps its own copy (and
+    counts it in `memory_bytes`). Under torchrun, `sharded_samples` gives this rank's share."""
 
-    step: int
-    new_classes: list[int]  # C_t
-    seen_classes: list[int]  # S_t = C_0 ∪ ... ∪ C_t
-    vocabulary: Vocabulary  # the dataset's full vocabulary (names of every class id)
-    dataset: SegmentationDataset  # the unfiltered training split
-    indices: list[int]  # images of this step in `dataset`
-    progress: Any = None  # callable(iterable, desc=..., total=...) -> iterable, for long loops
+    __slots__ = ("step", "new_classes", "seen_classes", "vocabulary", "progress", "_count", "_load")
+
+    def __init__(self, step: int, new_classes: list[int], seen_classes: list[int], vocabulary: Vocabulary,
+                 count: int, load: Callable[[int], Sample | None], progress: Any = None) -> None:
+        self.step = step
+        self.new_classes = list(new_classes)  # C_t
+        self.seen_classes = list(seen_classes)  # S_t = C_0 ∪ ... ∪ C_t
+        self.vocabulary = vocabulary  # the classes of S_t (ids and names)
+        self.progress = progress  # callable(iterable, desc=..., total=...) -> iterable, for long loops
+        self._count = count
+        self._load = load  # position in the step -> filtered sample, None when unreadable (data.on_error=skip)
+
+    @classmethod
+    def of_stream(cls, step: int, new_classes: list[int], seen_classes: list[int], vocabulary: Vocabulary,
+                  dataset: SegmentationDataset, indices: list[int], progress: Any = None) -> "StepData":
+        """The runner's constructor: step t over `indices` of `dataset`, labels filtered to `new_classes`."""
+        indices, keep = list(indices), list(new_classes)
+
+        def load(position: int) -> Sample | None:
+            sample = dataset.load(indices[position])
+            return None if sample is None else filter_sample(sample, keep)
+
+        return cls(step, keep, seen_classes, vocabulary.subset(seen_classes), len(indices), load, progress)
 
     def __len__(self) -> int:
-        return len(self.indices)
+        return self._count
 
     def samples(self) -> Iterator[Sample]:
-        """Training samples of this step with the label policy applied."""
-        iterator = self.indices if self.progress is None else self.progress(self.indices, desc=f"learn step {self.step}")
-        for index in iterator:
-            sample = self.dataset.load(index)
-            if sample is not None:  # None: unreadable and skipped (data.on_error=skip)
-                yield filter_sample(sample, self.new_classes)
+        """Training samples of this step with the label policy applied (unreadable ones left out)."""
+        return (sample for _, sample in self.sharded_samples(shard=False))
+
+    def sharded_samples(self, pad: bool = False, seed: int | None = None,
+                        shard: bool = True) -> Iterator[tuple[int, Sample]]:
+        """(position in the step, filtered sample) for this rank's shard of the step's images (all of them
+        with shard=False or without torchrun); see `distributed.shard` for pad / seed. Unreadable images are
+        left out, so with pad=True the ranks' counts can then differ."""
+        from benchmark import distributed
+
+        positions = distributed.shard(range(self._count), pad=pad, seed=seed) if shard else range(self._count)
+        if self.progress is not None and distributed.is_main():
+            positions = self.progress(positions, desc=f"learn step {self.step}")
+        for position in positions:
+            sample = self._load(position)
+            if sample is not None:
+                yield position, sample
 
 
 def filter_sample(sample: Sample, keep_classes: list[int]) -> Sample:
@@ -69,10 +103,10 @@ class ContinualMethod(ABC):
 
     Config: ClassVar[type]
 
-    def __init__(self, config: Any, segmenter: Any, vocabulary: Vocabulary, seed: int = 0) -> None:
+    def __init__(self, config: Any, segmenter: Any, num_classes: int, seed: int = 0) -> None:
         self.config = config
         self.segmenter = segmenter  # the frozen open-vocabulary segmenter shared by every method
-        self.vocabulary = vocabulary  # the dataset's full vocabulary
+        self.num_classes = num_classes  # size of the dataset's class-id space (ids 0..K-1); names come per step
         self.seed = seed
 
     @abstractmethod
@@ -80,8 +114,9 @@ class ContinualMethod(ABC):
         """Consume step t's training data (a single pass is allowed)."""
 
     @abstractmethod
-    def predict(self, batch: list[Sample], vocab: Vocabulary) -> list[SegmentationOutput]:
-        """Segment each image with the classes of `vocab` only; ground truth in `batch` must not be read."""
+    def predict(self, images: list[ImageInput], vocab: Vocabulary) -> list[SegmentationOutput]:
+        """Segment each image with the classes of `vocab` only (S_t, or every class with eval.vocabulary=all);
+        `images[i].panoptic` asks for panoptic output as well."""
 
     def state_dict(self) -> dict:
         """Everything needed to resume after the last learned step."""

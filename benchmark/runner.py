@@ -13,7 +13,7 @@ from omegaconf import DictConfig
 
 from benchmark import distributed
 from benchmark.config import data_root, method_config
-from benchmark.data.types import SegmentationDataset, Vocabulary
+from benchmark.data.types import ImageInput, SegmentationDataset, Vocabulary
 from benchmark.evaluation.panoptic import PanopticEvaluator
 from benchmark.evaluation.semantic import SemanticEvaluator
 from benchmark.method import METHODS, ContinualMethod, StepData, filter_sample
@@ -64,13 +64,20 @@ def prepare_run(cfg: DictConfig) -> RunContext:
     train, val, stream = open_stream_data(cfg, progress)
     segmenter = build_segmenter(cfg.model, seed=cfg.seed, device=device, cache_root=cache_dir_for(data_root(cfg)))
     method_cls = METHODS.get(cfg.method.name)
-    method = method_cls(method_config(cfg), segmenter, train.vocabulary, seed=cfg.seed)
+    method = method_cls(method_config(cfg), segmenter, len(train.vocabulary), seed=cfg.seed)
     return RunContext(cfg, stream, train, val, method, progress)
+
+
+def ground_truth_access(cfg: DictConfig) -> str | None:
+    """The analysis mode through which ground truth reaches the method on purpose (recorded in the manifest,
+    kept off the leaderboard's ranking), or None: the sealed protocol."""
+    return "oracle_proposals" if cfg.model.get("proposals") == "oracle" else None
 
 
 def evaluate_step(ctx: RunContext, vocab: Vocabulary, step: int) -> dict[str, np.ndarray]:
     """Predict every validation image with `vocab` and return the raw statistics of the step: the confusion
     matrix and, on panoptic streams, the per-class PQ sums. Ground truth outside `vocab` is ignored (VOID).
+    The method sees `ImageInput`s only (pixels, no labels); the ground truth stays here, for the evaluator.
     Under torchrun each rank predicts its shard of the images and the statistics are summed."""
     cfg = ctx.cfg
     full_vocab = ctx.train.vocabulary
@@ -78,12 +85,18 @@ def evaluate_step(ctx: RunContext, vocab: Vocabulary, step: int) -> dict[str, np
     panoptic = PanopticEvaluator([c.isthing for c in full_vocab.classes]) if ctx.stream.panoptic else None
     indices = distributed.shard(range(validation_count(cfg, ctx.val)))
     batch_size = cfg.eval.batch_size
+    oracle = ground_truth_access(cfg) == "oracle_proposals"
     for start in ctx.progress.bar(range(0, len(indices), batch_size), desc=f"eval step {step}",
                                   total=(len(indices) + batch_size - 1) // batch_size):
         batch = [s for s in (ctx.val.load(i) for i in indices[start:start + batch_size]) if s is not None]
-        outputs = ctx.method.predict(batch, vocab)
+        outputs = ctx.method.predict([ImageInput.of(s, ctx.stream.panoptic, oracle) for s in batch], vocab)
+        if len(outputs) != len(batch):
+            raise RuntimeError(f"method {cfg.method.name} returned {len(outputs)} outputs for {len(batch)} images")
         for sample, output in zip(batch, outputs):
             gt = filter_sample(sample, vocab.ids)
+            if output.sem_seg.shape != gt.sem_seg.shape:
+                raise RuntimeError(f"method {cfg.method.name}: prediction of image {sample.image_id} is "
+                                   f"{output.sem_seg.shape}, its image {gt.sem_seg.shape}")
             semantic.process(output.sem_seg, gt.sem_seg)
             if panoptic is not None:
                 if output.pan_seg is None:
@@ -107,6 +120,8 @@ def open_run(cfg: DictConfig, ctx: RunContext) -> tuple[RunWriter | None, Path, 
         return None, run_dir, first_step
     writer, first_step = _open_run_main(cfg, ctx)
     writer.manifest["world_size"] = distributed.world_size()  # processes that shared the work (timings)
+    # what the method was allowed to see: the leaderboard ranks sealed runs only
+    writer.manifest["protocol"] = {"ground_truth_access": ground_truth_access(cfg), "vocabulary": cfg.eval.vocabulary}
     distributed.broadcast_object((writer.run_dir, first_step))
     return writer, writer.run_dir, first_step
 
@@ -137,8 +152,8 @@ def run_stream(cfg: DictConfig) -> Path:
     writer, run_dir, first_step = open_run(cfg, ctx)
     full_vocab = ctx.train.vocabulary
     for t in range(first_step, stream.num_steps):
-        step = StepData(t, stream.step_classes[t], stream.seen_classes(t), full_vocab, ctx.train,
-                        stream.train_indices[t], progress=ctx.progress.bar)
+        step = StepData.of_stream(t, stream.step_classes[t], stream.seen_classes(t), full_vocab, ctx.train,
+                                  stream.train_indices[t], progress=ctx.progress.bar)
         started = time.perf_counter()
         method.learn(step)
         learn_seconds = time.perf_counter() - started

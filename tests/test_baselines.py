@@ -9,7 +9,7 @@ import torch.nn.functional as F
 import benchmark.plugins  # noqa: F401
 from baselines.trainable import IGNORE_INDEX, class_index_targets, label_grid, pixel_cross_entropy
 from benchmark.checkpoint import load_checkpoint
-from benchmark.data.types import IGNORE_LABEL
+from benchmark.data.types import IGNORE_LABEL, ImageInput
 from benchmark.errors import UserError
 
 
@@ -53,7 +53,7 @@ def demo_parts(demo_root):
     segmenter = build_segmenter(cfg.model, seed=0)
     train = open_dataset("demo", "train", demo_root, 0, "raise")
     val = open_dataset("demo", "val", demo_root, 0, "raise")
-    return segmenter, train, [val.load(i) for i in range(4)]
+    return segmenter, train, [ImageInput.of(val.load(i), panoptic=False) for i in range(4)]
 
 
 def build(name: str, segmenter, vocabulary, **params):
@@ -63,7 +63,7 @@ def build(name: str, segmenter, vocabulary, **params):
 
     cls = METHODS.get(name)
     config = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(cls.Config), params))
-    return cls(config, segmenter, vocabulary, seed=0)
+    return cls(config, segmenter, len(vocabulary), seed=0)
 
 
 @pytest.mark.parametrize("trainable", ["head", "last_block"])
@@ -81,7 +81,7 @@ def step_data(train, step: int, classes: list[int], seen: list[int], count: int 
     from benchmark.method import StepData
 
     indices = [i for i in range(len(train)) if set(train.classes_present(i)) & set(classes)][:count]
-    return StepData(step, classes, seen, train.vocabulary, train, indices)
+    return StepData.of_stream(step, classes, seen, train.vocabulary, train, indices)
 
 
 def test_replay_state_round_trip_restores_memory_and_predictions(demo_parts):
@@ -94,10 +94,11 @@ def test_replay_state_round_trip_restores_memory_and_predictions(demo_parts):
     records = learner.memory.records()
     assert len(records) == 5 and {r[1] for r in records} <= {0, 1}
     assert learner.memory_bytes() == learner.trainable_parameters() * 4 + sum(h * w * 5 for _, _, h, w in records)
+    assert sorted(learner.kept) == sorted(r[0] for r in records)  # it holds exactly the images in its memory
 
     resumed = build("replay", segmenter, vocab, **params)
     resumed.load_state_dict(learner.state_dict())
-    assert resumed.memory.records() == records and resumed.step_classes == learner.step_classes
+    assert resumed.memory.records() == records and resumed.memory_bytes() == learner.memory_bytes()
     for a, b in zip(learner.predict(samples, vocab), resumed.predict(samples, vocab)):
         assert np.array_equal(a.sem_seg, b.sem_seg)
 

@@ -186,7 +186,7 @@ def _fine_tuning_training_set(demo_root: str) -> tuple[torch.Tensor, torch.Tenso
     dense_features = segmenter.dense_features
     segmenter.dense_features = lambda images: computed.extend(images) or dense_features(images)
     train = open_dataset("demo", "train", Path(demo_root))
-    method = METHODS.get("finetune")(method_config(cfg), segmenter, train.vocabulary, seed=0)
+    method = METHODS.get("finetune")(method_config(cfg), segmenter, len(train.vocabulary), seed=0)
     data = method.training_set([train.load(i) for i in range(12)])
     return data.inputs, data.targets, len(computed)
 

@@ -3,6 +3,8 @@ embedders and configuration errors."""
 import pickle
 
 import numpy as np
+
+from benchmark.data.types import ImageInput
 import pytest
 import torch
 
@@ -84,8 +86,8 @@ def _learn_step(ctx, t):
     from benchmark.method import StepData
 
     stream = ctx.stream
-    ctx.method.learn(StepData(t, stream.step_classes[t], stream.seen_classes(t), ctx.train.vocabulary, ctx.train,
-                              stream.train_indices[t]))
+    ctx.method.learn(StepData.of_stream(t, stream.step_classes[t], stream.seen_classes(t), ctx.train.vocabulary,
+                                        ctx.train, stream.train_indices[t]))
 
 
 def test_method_state_round_trip_gives_identical_predictions(demo_root):
@@ -99,7 +101,7 @@ def test_method_state_round_trip_gives_identical_predictions(demo_root):
     second = _context(demo_root, *overrides)
     second.method.load_state_dict(state)
     assert second.method.memory_bytes() == first.method.memory_bytes() > 0
-    batch = [second.val.load(i) for i in range(6)]
+    batch = [ImageInput.of(second.val.load(i), panoptic=False) for i in range(6)]
     vocab = first.train.vocabulary.subset(first.stream.seen_classes(0))
     for a, b in zip(first.method.predict(batch, vocab), second.method.predict(batch, vocab)):
         assert np.array_equal(a.sem_seg, b.sem_seg)

@@ -104,6 +104,64 @@ class Sample:
     def width(self) -> int:
         return int(self.sem_seg.shape[1])
 
+    @property
+    def panoptic(self) -> bool:
+        return self.pan_seg is not None
+
+    def oracle_proposals(self) -> "OracleProposals":
+        """This sample's ground-truth segments as class-agnostic proposals: per instance on panoptic samples,
+        per class otherwise (-1 = not covered)."""
+        if self.pan_seg is not None:
+            ids = np.unique(self.pan_seg)
+            ids = ids[ids != 0]
+            regions = np.where(self.pan_seg > 0, np.searchsorted(ids, self.pan_seg), -1)
+            return OracleProposals(regions.astype(np.int32), instances=True)
+        classes = np.unique(self.sem_seg)
+        classes = classes[classes != IGNORE_LABEL]
+        regions = np.where(self.sem_seg != IGNORE_LABEL, np.searchsorted(classes, self.sem_seg), -1)
+        return OracleProposals(regions.astype(np.int32), instances=False)
+
+
+@dataclass(frozen=True)
+class OracleProposals:
+    """Ground-truth segments without their classes: what `model.proposals=oracle` (an analysis mode that uses
+    ground truth on purpose, recorded in the manifest and kept off the leaderboard's ranking) proposes."""
+
+    regions: np.ndarray  # (H, W) int32 segment index per pixel, -1 = not covered
+    instances: bool  # one region per instance (panoptic ground truth) rather than per class
+
+
+@dataclass(frozen=True)
+class ImageInput:
+    """What `predict` receives for one validation image: pixels and identity, never labels. The runner keeps
+    the ground truth and hands it to the evaluator only."""
+
+    image_id: str
+    image: np.ndarray  # (H, W, 3) uint8 RGB at the original size, read-only
+    panoptic: bool = False  # the stream scores panoptic output: return pan_seg and segments too
+    oracle: OracleProposals | None = None  # model.proposals=oracle only (the runner's explicit, recorded path)
+
+    @property
+    def height(self) -> int:
+        return int(self.image.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.image.shape[1])
+
+    def oracle_proposals(self) -> OracleProposals:
+        if self.oracle is None:
+            raise RuntimeError(f"image {self.image_id}: oracle proposals were asked for, but the runner did not "
+                               "hand them over (only model.proposals=oracle runs get them)")
+        return self.oracle
+
+    @classmethod
+    def of(cls, sample: Sample, panoptic: bool, oracle: bool = False) -> "ImageInput":
+        """The label-free view of `sample` (its pixels, read-only); `oracle`: with its segments."""
+        image = sample.image.view()
+        image.flags.writeable = False
+        return cls(sample.image_id, image, panoptic, sample.oracle_proposals() if oracle else None)
+
 
 class SegmentationDataset:
     """One split of a dataset: indexable samples plus the per-image class lists that streams need.

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from benchmark.data.types import Sample, SegmentationDataset, Vocabulary
 from benchmark.errors import DataError, UserError
 from benchmark.io import atomic_save_npz, atomic_write_json
-from benchmark.models.segmenter import ImageFeatures
+from benchmark.models.segmenter import Image, ImageFeatures
 
 FORMAT = "covseg-predictions"
 VERSION = 1
@@ -163,7 +163,7 @@ class CachedSegmenter:
         self._feature_cache: dict[str, ImageFeatures] = {}
         self.cache_size = 4096
 
-    def image_features(self, samples: list[Sample]) -> list[ImageFeatures]:
+    def image_features(self, samples: list[Image]) -> list[ImageFeatures]:
         """Each image's exported masks (resized to the image), logits and normalised embeddings."""
         out = []
         for sample in samples:
@@ -188,7 +188,7 @@ class CachedSegmenter:
             out.append(ImageFeatures(proposals, embeddings, instance_proposals=True, masks=masks, logits=logits))
         return out
 
-    def cached_image_features(self, samples: list[Sample]) -> list[ImageFeatures]:
+    def cached_image_features(self, samples: list[Image]) -> list[ImageFeatures]:
         """`image_features` with a bounded in-memory cache keyed by image id and size."""
         keys = [f"{s.image_id}:{s.height}x{s.width}" for s in samples]
         missing = [i for i, key in enumerate(keys) if key not in self._feature_cache]
@@ -198,7 +198,7 @@ class CachedSegmenter:
                 self._feature_cache[keys[i]] = feats
         return [fresh[i] if i in fresh else self._feature_cache[key] for i, key in enumerate(keys)]
 
-    def propose(self, sample: Sample) -> np.ndarray:
+    def propose(self, sample: Image) -> np.ndarray:
         return self.image_features([sample])[0].proposals
 
     def _columns(self, vocab: Vocabulary) -> list[int]:
@@ -227,8 +227,8 @@ class CachedSegmenter:
     def dense_features(self, images: list[np.ndarray]) -> torch.Tensor:
         raise UserError("model=cached has no dense features; use method.embedder=segmenter or dinov2_* with it")
 
-    def cached_dense_features(self, samples: list[Sample]) -> list[torch.Tensor]:
+    def cached_dense_features(self, samples: list[Image]) -> list[torch.Tensor]:
         return self.dense_features([s.image for s in samples])
 
-    def region_embeddings(self, samples: list[Sample], regions: list[np.ndarray], counts: list[int]) -> list[torch.Tensor]:
+    def region_embeddings(self, samples: list[Image], regions: list[np.ndarray], counts: list[int]) -> list[torch.Tensor]:
         return self.dense_features([s.image for s in samples])

@@ -18,10 +18,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from benchmark.data.types import Sample
+
 from benchmark.errors import UserError
 from benchmark.models.feature_cache import FeatureCache, config_digest, image_key
-from benchmark.models.segmenter import ImageFeatures, pool_masks, pool_regions
+from benchmark.models.segmenter import Image, ImageFeatures, pool_masks, pool_regions
 
 DINOV2_MODELS = {
     "dinov2_vits14": "vit_small_patch14_dinov2.lvd142m",
@@ -39,11 +39,11 @@ class Embedder(ABC):
     dim: int
 
     @abstractmethod
-    def region_embeddings(self, samples: list[Sample], regions: list[np.ndarray], counts: list[int]) -> list[torch.Tensor]:
+    def region_embeddings(self, samples: list[Image], regions: list[np.ndarray], counts: list[int]) -> list[torch.Tensor]:
         """(R_i, D) per image for (H, W) region index maps (-1 = none) with R_i regions."""
 
     @abstractmethod
-    def proposal_embeddings(self, samples: list[Sample], features: list[ImageFeatures]) -> list[torch.Tensor]:
+    def proposal_embeddings(self, samples: list[Image], features: list[ImageFeatures]) -> list[torch.Tensor]:
         """(M_i, D) per image for the segmenter's proposals in `features`."""
 
 

@@ -24,8 +24,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from benchmark.data.types import IGNORE_LABEL, Sample, Vocabulary
+from benchmark.data.types import ImageInput, Sample, Vocabulary
 from benchmark.errors import UserError
+
+Image = ImageInput | Sample  # validation images reach the segmenter without labels, training samples with them
 
 OPEN_CLIP_CONFIG_DIR = Path(__file__).parent / "open_clip_configs"
 
@@ -118,17 +120,6 @@ def pool_masks(dense: torch.Tensor, masks: np.ndarray) -> torch.Tensor:
     return F.normalize(weights @ dense.reshape(h * w, dim).float(), dim=-1)
 
 
-def oracle_regions(sample: Sample, instances: bool) -> np.ndarray:
-    """Ground-truth segments as proposals: per class (semantic) or per instance (panoptic)."""
-    if instances and sample.pan_seg is not None:
-        ids = np.unique(sample.pan_seg)
-        ids = ids[ids != 0]
-        return np.where(sample.pan_seg > 0, np.searchsorted(ids, sample.pan_seg), -1).astype(np.int32)
-    classes = np.unique(sample.sem_seg)
-    classes = classes[classes != IGNORE_LABEL]
-    return np.where(sample.sem_seg != IGNORE_LABEL, np.searchsorted(classes, sample.sem_seg), -1).astype(np.int32)
-
-
 class OpenVocabSegmenter:
     """Frozen open_clip model + proposals + text classifier. Built once per run and shared by all methods."""
 
@@ -217,7 +208,7 @@ class OpenVocabSegmenter:
         return x
 
     # ---------------------------------------------------------------- proposals
-    def propose(self, sample: Sample) -> np.ndarray:
+    def propose(self, sample: Image) -> np.ndarray:
         """(H, W) int32 class-agnostic proposal index per pixel (-1 = not covered)."""
         kind = self.config.proposals
         if kind == "superpixel":
@@ -226,22 +217,22 @@ class OpenVocabSegmenter:
             return slic(sample.image, n_segments=self.config.superpixel_segments,
                         compactness=self.config.superpixel_compactness, start_label=0,
                         channel_axis=-1).astype(np.int32)
-        if kind == "oracle":
-            return oracle_regions(sample, instances=sample.pan_seg is not None)
+        if kind == "oracle":  # training samples: their (filtered) labels; validation images: the runner's oracle path
+            return sample.oracle_proposals().regions
         raise UserError(f"model.proposals='{kind}' is not one of: superpixel, oracle")
 
-    def image_features(self, samples: list[Sample]) -> list[ImageFeatures]:
+    def image_features(self, samples: list[Image]) -> list[ImageFeatures]:
         """Proposals and their pooled embeddings for a batch of images."""
         dense = self.dense_features([s.image for s in samples])
         out = []
         for sample, feats in zip(samples, dense):
             proposals = self.propose(sample)
             num = int(proposals.max()) + 1 if proposals.size and proposals.max() >= 0 else 0
-            out.append(ImageFeatures(proposals, pool_regions(feats, proposals, num),
-                                     instance_proposals=self.config.proposals == "oracle" and sample.pan_seg is not None))
+            instances = self.config.proposals == "oracle" and sample.oracle_proposals().instances
+            out.append(ImageFeatures(proposals, pool_regions(feats, proposals, num), instance_proposals=instances))
         return out
 
-    def cached_per_image(self, cache: dict, samples: list[Sample], compute) -> list:
+    def cached_per_image(self, cache: dict, samples: list[Image], compute) -> list:
         """`compute(samples)` for the samples missing from `cache` (keyed by image id and size), bounded by
         `cache_size`; shared by the feature, dense-feature and (baselines') token caches."""
         keys = [f"{s.image_id}:{s.height}x{s.width}" for s in samples]
@@ -252,11 +243,11 @@ class OpenVocabSegmenter:
                 cache[keys[i]] = value
         return [fresh[i] if i in fresh else cache[key] for i, key in enumerate(keys)]
 
-    def cached_image_features(self, samples: list[Sample]) -> list[ImageFeatures]:
+    def cached_image_features(self, samples: list[Image]) -> list[ImageFeatures]:
         """`image_features` with a per-image cache in memory (keyed by image id and size) and on disk."""
         return self.cached_per_image(self._feature_cache, samples, lambda batch: disk_cached(self.disk_cache, batch, self.image_features))
 
-    def cached_dense_features(self, samples: list[Sample]) -> list[torch.Tensor]:
+    def cached_dense_features(self, samples: list[Image]) -> list[torch.Tensor]:
         """`dense_features` with a per-image cache: a training image shared by several steps runs once."""
         return self.cached_per_image(self._dense_cache, samples, lambda batch: list(self.dense_features([s.image for s in batch])))
 
@@ -284,7 +275,7 @@ class OpenVocabSegmenter:
         """(M, C) P_base over `vocab` for the proposals of one image (the same for every segmenter kind)."""
         return self.classify(features.embeddings, vocab)
 
-    def region_embeddings(self, samples: list[Sample], regions: list[np.ndarray], counts: list[int]) -> list[torch.Tensor]:
+    def region_embeddings(self, samples: list[Image], regions: list[np.ndarray], counts: list[int]) -> list[torch.Tensor]:
         """Mask-pooled dense CLIP embeddings of given regions ((H, W) index maps, -1 = none), (R, D) each."""
         return [pool_regions(dense, region, count)
                 for dense, region, count in zip(self.cached_dense_features(samples), regions, counts)]
@@ -298,7 +289,7 @@ def _config_items(config) -> list[tuple[str, object]]:
     return list(vars(config).items())
 
 
-def disk_cached(cache, samples: list[Sample], compute) -> list[ImageFeatures]:
+def disk_cached(cache, samples: list[Image], compute) -> list[ImageFeatures]:
     """ImageFeatures from the disk cache where present; the rest computed in one batch and written."""
     from benchmark.models.feature_cache import image_key
 

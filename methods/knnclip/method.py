@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from benchmark import distributed
-from benchmark.data.types import IGNORE_LABEL, Sample, Vocabulary
+from benchmark.data.types import IGNORE_LABEL, ImageInput, Sample, Vocabulary
 from benchmark.errors import UserError
 from benchmark.method import ContinualMethod, SegmentationOutput, StepData, register_method
 from benchmark.models.inference import outputs_from_probs
@@ -67,8 +67,8 @@ class KnnClip(ContinualMethod):
         def __post_init__(self) -> None:  # runs when the config is validated, before any work starts
             check_config(self)
 
-    def __init__(self, config, segmenter, vocabulary, seed: int = 0) -> None:
-        super().__init__(config, segmenter, vocabulary, seed)
+    def __init__(self, config, segmenter, num_classes: int, seed: int = 0) -> None:
+        super().__init__(config, segmenter, num_classes, seed)
         self.embedder = build_embedder(config.embedder, segmenter, input_size=config.embedder_input_size,
                                        pretrained=config.embedder_pretrained, depth=config.embedder_depth,
                                        match_fraction=config.match_fraction, seed=seed,
@@ -84,7 +84,7 @@ class KnnClip(ContinualMethod):
         batch_size = self.segmenter.config.batch_size
         per_image: list[tuple[int, tuple[torch.Tensor, np.ndarray]]] = []  # (position in step, segments)
         pending: list[tuple[int, Sample]] = []
-        for position, sample in distributed.sharded_samples(step):
+        for position, sample in step.sharded_samples():
             pending.append((position, sample))
             if len(pending) == batch_size:
                 per_image += self._embed(pending)
@@ -110,21 +110,21 @@ class KnnClip(ContinualMethod):
             self.database.add(torch.cat([e for e, _ in segments]), np.concatenate([c for _, c in segments]))
 
     @torch.no_grad()
-    def predict(self, batch: list[Sample], vocab: Vocabulary) -> list[SegmentationOutput]:
-        features = self.segmenter.cached_image_features(batch)
+    def predict(self, images: list[ImageInput], vocab: Vocabulary) -> list[SegmentationOutput]:
+        features = self.segmenter.cached_image_features(images)
         p_base = torch.cat([self.segmenter.base_probs(f, vocab) for f in features])  # (M, C) over the batch
         probs = p_base
         if len(self.database):
-            queries = torch.cat(self.embedder.proposal_embeddings(batch, features))  # (M, D)
+            queries = torch.cat(self.embedder.proposal_embeddings(images, features))  # (M, D)
             similarities, labels = self.database.search(queries, self.config.k)  # (M, k) each, one search
             p_ret = retrieval_probs(similarities, labels, vocab.ids, self.config.tau, self.config.vote)
             confidence = retrieval_confidence(p_ret, similarities, labels, self.config.confidence)
             probs = fuse(p_base, p_ret, confidence, self.config.T, self.config.lambda_)
         per_image = torch.split(probs, [len(f.embeddings) for f in features])
-        return [outputs_from_probs(f, p, vocab, panoptic=s.pan_seg is not None,
+        return [outputs_from_probs(f, p, vocab, panoptic=s.panoptic,
                                    object_threshold=self.config.object_threshold,
                                    overlap_threshold=self.config.overlap_threshold)
-                for s, f, p in zip(batch, features, per_image)]
+                for s, f, p in zip(images, features, per_image)]
 
     def state_dict(self) -> dict:
         return {"database": self.database.state_dict(), "embedder": self.config.embedder}
