@@ -61,8 +61,9 @@ def _segment_table(segments: Sequence[SegmentInfo], num_classes: int, which: str
     ids = np.array([s.id for s in segments], dtype=np.int64)
     categories = np.array([s.category_id for s in segments], dtype=np.int64)
     crowd = np.array([bool(s.iscrowd) for s in segments], dtype=bool)
-    if np.unique(ids).size != ids.size:
-        raise ValueError(f"{which} segments list a segment id twice")
+    unique, counts = np.unique(ids, return_counts=True)
+    if unique.size != ids.size:
+        raise ValueError(f"{which} segments list segment id {unique[counts > 1][0]} twice")
     if (ids == VOID).any():
         raise ValueError(f"{which} segments use id {VOID}, which means VOID")
     bad = (categories < 0) | (categories >= num_classes)

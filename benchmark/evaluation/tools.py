@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -37,11 +38,42 @@ def _without_nan(value: object) -> object:
 
 def _load_json(path: Path) -> dict:
     try:
-        return json.loads(Path(path).read_text())
+        data = json.loads(Path(path).read_text())
     except FileNotFoundError:
         raise DataError(f"JSON file missing: {path}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DataError(f"{path} is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise DataError(f"{path} holds a JSON {type(data).__name__}, not an object with 'annotations' "
+                        f"(COCO panoptic format)")
+    return data
+
+
+def _list_of_objects(value: object, path: Path, what: str) -> list[dict]:
+    if not isinstance(value, list):
+        raise DataError(f"{path}: {what} is a {type(value).__name__}, not a list")
+    for i, item in enumerate(value):
+        if not isinstance(item, dict):
+            raise DataError(f"{path}: {what}[{i}] is a {type(item).__name__}, not an object")
+    return value
+
+
+def _annotations(data: dict, path: Path) -> list[dict]:
+    """The 'annotations' of a COCO panoptic JSON, each checked for the keys pq_compute reads."""
+    annotations = _list_of_objects(data.get("annotations", []), path, "'annotations'")
+    for i, ann in enumerate(annotations):
+        if "image_id" not in ann:
+            raise DataError(f"{path}: annotation {i} has no 'image_id'")
+        if "file_name" not in ann:
+            raise DataError(f"{path}: annotation {i} (image_id {ann['image_id']}) has no 'file_name'")
+        segments = _list_of_objects(ann.get("segments_info", []), path,
+                                    f"'segments_info' of image_id {ann['image_id']}")
+        for j, seg in enumerate(segments):
+            for key in ("id", "category_id"):
+                if key not in seg:
+                    raise DataError(f"{path}: segment {j} of image_id {ann['image_id']} ({ann['file_name']}) "
+                                    f"has no '{key}'")
+    return annotations
 
 
 def _require_dir(path: Path, what: str) -> Path:
@@ -67,12 +99,17 @@ def pq_compute(gt_json_file: Path, pred_json_file: Path, gt_folder: Path, pred_f
     gt_folder, pred_folder = _require_dir(gt_folder, "ground-truth PNG"), _require_dir(pred_folder, "prediction PNG")
     if not gt_json.get("categories"):
         raise DataError(f"{gt_json_file} has no 'categories' list")
-    category_ids = [c["id"] for c in gt_json["categories"]]
+    categories = _list_of_objects(gt_json["categories"], gt_json_file, "'categories'")
+    for i, c in enumerate(categories):
+        if "id" not in c:
+            raise DataError(f"{gt_json_file}: category {i} has no 'id'")
+    category_ids = [c["id"] for c in categories]
     contiguous = {category_id: i for i, category_id in enumerate(category_ids)}
-    isthing = [c.get("isthing", 0) == 1 for c in gt_json["categories"]]
-    pred_annotations = {a["image_id"]: a for a in pred_json.get("annotations", [])}
+    isthing = [c.get("isthing", 0) == 1 for c in categories]
+    gt_annotations = _annotations(gt_json, gt_json_file)
+    pred_annotations = {a["image_id"]: a for a in _annotations(pred_json, pred_json_file)}
     evaluator = PanopticEvaluator(isthing)
-    for gt_ann in gt_json.get("annotations", []):
+    for gt_ann in gt_annotations:
         pred_ann = pred_annotations.get(gt_ann["image_id"])
         if pred_ann is None:
             raise DataError(f"{pred_json_file} has no prediction for image_id {gt_ann['image_id']} "
@@ -124,6 +161,32 @@ def _label_files(folder: Path, what: str) -> dict[str, Path]:
     return files
 
 
+def _available_memory() -> int | None:
+    """Bytes of memory available now (MemAvailable of /proc/meminfo, else the physical memory); None if unknown."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def check_num_classes(num_classes: int, key: str = "--num-classes") -> None:
+    """Refuse class counts that are not positive, or whose int64 confusion matrix (num_classes^2 * 8 bytes)
+    would take more than half of the available memory (the evaluator needs about twice the matrix)."""
+    if num_classes < 1:
+        raise UserError(f"{key} must be positive, got {num_classes}")
+    needed, available = num_classes * num_classes * 8, _available_memory()
+    if available is not None and needed > available // 2:
+        raise UserError(f"{key} {num_classes} needs a {needed / 2**30:.1f} GiB confusion matrix "
+                        f"(num_classes^2 int64), more than half of the {available / 2**30:.1f} GiB memory available")
+
+
 def miou_compute(gt_dir: Path, pred_dir: Path, num_classes: int, ignore_index: int = IGNORE_LABEL,
                  miou_mode: str = "present") -> dict:
     """Semantic metrics (percent) of the label maps in `pred_dir` against those in `gt_dir`, paired by stem."""
@@ -160,8 +223,7 @@ def miou_main(argv: list[str]) -> int:
                         help="present: mean over classes with ground truth; legacy: detectron2 v0.6")
     parser.add_argument("--json", action="store_true", help="print the metrics as JSON")
     args = parser.parse_args(argv)
-    if args.num_classes < 1:
-        raise UserError(f"--num-classes must be positive, got {args.num_classes}")
+    check_num_classes(args.num_classes)
     results = miou_compute(args.gt_dir, args.pred_dir, args.num_classes, args.ignore_index, args.mode)
     if args.json:
         print(json.dumps(_without_nan(results)))
