@@ -15,7 +15,10 @@ import torch
 from PIL import Image
 
 from benchmark.data.datasets import build_dataset
-from benchmark.data.prepare import PC59_LABELMAP_VALUES, main, output_path, resize_bilinear
+from benchmark.data.datasets.ade20k_full import resize_bilinear
+from benchmark.data.datasets.pascal_context import PC59_LABELMAP_VALUES
+from benchmark.data.prepare import main
+from benchmark.data.writing import output_path
 from benchmark.data.readers import read_raw_label_map
 from benchmark.data.types import VOCABULARY_DIR
 from benchmark.errors import DataError

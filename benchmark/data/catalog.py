@@ -1,13 +1,17 @@
-"""The real datasets in the folder layouts the open-vocabulary segmentation community prepares (detectron2
-layouts of MaskFormer / FC-CLIP / SAN), so numbers are comparable with published ones.
+"""The dataset catalog: how a dataset sits under the data root (`DatasetSpec`), how `prepare` creates it
+(`PrepareCommand`), and `build_dataset(name, split, root)`, the one entry point. Datasets register here from
+their own module in `benchmark/data/datasets/` (one module per dataset: layout, reader choice, `prepare`);
+import `benchmark.data.datasets`, which loads them all, rather than this module.
 
-`build_dataset(name, split, root)` is the one entry point; `root` is the data root (config `data.root=`,
-else `default_data_root()`: env DETECTRON2_DATASETS, else `./datasets`). A missing folder raises a one-line
-DataError naming the expected path, the setting that moves it and the command that creates it.
+`root` is the data root (config `data.root=`, else `default_data_root()`: env DETECTRON2_DATASETS, else
+`./datasets`). A missing folder raises a one-line DataError naming the expected path, the setting that moves
+it and the command that creates it. Layouts follow the community's detectron2 folders (MaskFormer / FC-CLIP /
+SAN), so numbers are comparable with published ones.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 from dataclasses import dataclass
@@ -50,10 +54,38 @@ class DatasetSpec:
     how_to_prepare: str  # command or step that creates the folder; `{root}` is filled in
 
 
+@dataclass(frozen=True)
+class PrepareCommand:
+    """`python -m benchmark prepare NAME`: converts a dataset release into the layout its `DatasetSpec` reads.
+    Every command also gets --workers and --overwrite; `--src` / `--dst` / `--root` default to the data root
+    when they are declared with default None."""
+
+    name: str  # subcommand name, e.g. ade20k_full
+    help: str  # one line for `prepare --help`
+    add_arguments: Callable[[argparse.ArgumentParser], None]  # the command's own arguments
+    run: Callable[[argparse.Namespace], int]  # returns the exit code
+
+
 DATASETS: Registry[DatasetSpec] = Registry("dataset")
+PREPARE_COMMANDS: Registry[PrepareCommand] = Registry("prepare command")
 
 
-def _semseg(image_dir: str, label_dir: str, label_ext: str, label_ignore: int = IGNORE_LABEL) -> Callable:
+def register_dataset(spec: DatasetSpec) -> DatasetSpec:
+    DATASETS.register(spec.name, spec)
+    return spec
+
+
+def register_prepare(command: PrepareCommand) -> PrepareCommand:
+    PREPARE_COMMANDS.register(command.name, command)
+    return command
+
+
+def add_root_argument(parser: argparse.ArgumentParser) -> None:
+    """`--root`: the arguments of a `prepare` command that converts files in place under the data root."""
+    parser.add_argument("--root", type=Path, default=None, help="data root (default: $DETECTRON2_DATASETS or ./datasets)")
+
+
+def semseg_layout(image_dir: str, label_dir: str, label_ext: str, label_ignore: int = IGNORE_LABEL) -> Callable:
     """A builder for a `SemSegFolder` layout; `{folder}` in the templates is training / validation."""
 
     def build(spec: DatasetSpec, split: str, root: Path, vocabulary: Vocabulary) -> SegmentationDataset:
@@ -67,7 +99,7 @@ def _semseg(image_dir: str, label_dir: str, label_ext: str, label_ignore: int = 
     return build
 
 
-def _panoptic(
+def panoptic_layout(
     image_dir: str,
     panoptic_json: str,
     panoptic_dir: str,
@@ -103,88 +135,6 @@ def _require(spec: DatasetSpec, split: str, root: Path, *paths: Path) -> None:
                 f"DETECTRON2_DATASETS to the folder that holds {spec.folder}/, or create it with: "
                 + spec.how_to_prepare.format(root=root)
             )
-
-
-def _register(spec: DatasetSpec) -> None:
-    DATASETS.register(spec.name, spec)
-
-
-ADE_FULL_PREPARE = "python -m benchmark prepare ade20k_full --src ADE20K_2021_17_01 --dst {root}"
-PASCAL_PREPARE = "python -m benchmark prepare pascal_context --src VOCdevkit/VOC2010 --dst {root}"
-
-_register(
-    DatasetSpec(
-        "ade20k_847",
-        "ade20k_847",
-        _semseg(
-            "ADE20K_2021_17_01/images_detectron2/{folder}", "ADE20K_2021_17_01/annotations_detectron2/{folder}", ".tif"
-        ),
-        "ADE20K_2021_17_01",
-        ADE_FULL_PREPARE,
-    ),
-)
-_register(
-    DatasetSpec(
-        "ade20k_150",
-        "ade20k_150",
-        _semseg(
-            "ADEChallengeData2016/images/{folder}", "ADEChallengeData2016/annotations_detectron2/{folder}", ".png", 255
-        ),
-        "ADEChallengeData2016",
-        "python -m benchmark prepare ade20k_150 --root {root} (after unpacking ADEChallengeData2016.zip there)",
-    ),
-)
-_register(
-    DatasetSpec(
-        "pascal_context_459",
-        "pascal_context_459",
-        _semseg("pascal_ctx_d2/images/{folder}", "pascal_ctx_d2/annotations_ctx459/{folder}", ".tif"),
-        "pascal_ctx_d2",
-        PASCAL_PREPARE,
-    ),
-)
-_register(
-    DatasetSpec(
-        "pascal_context_59",
-        "pascal_context_59",
-        _semseg("pascal_ctx_d2/images/{folder}", "pascal_ctx_d2/annotations_ctx59/{folder}", ".png", 255),
-        "pascal_ctx_d2",
-        PASCAL_PREPARE,
-    ),
-)
-_register(
-    DatasetSpec(
-        "coco_panoptic_133",
-        "coco_panoptic_133",
-        _panoptic(
-            "coco/{split}2017",
-            "coco/annotations/panoptic_{split}2017.json",
-            "coco/panoptic_{split}2017",
-            "coco/panoptic_semseg_{split}2017",
-            lambda: vocabulary_field("coco_panoptic_133", "coco_id"),
-        ),
-        "coco",
-        "unpack COCO 2017 images and panoptic annotations into {root}/coco, then (optional, caches the "
-        "semantic maps) python -m benchmark prepare coco_panoptic --root {root}",
-    ),
-)
-_register(
-    DatasetSpec(
-        "ade20k_150_panoptic",
-        "ade20k_150",
-        # Mask2Former's prepare_ade20k_pan_seg.py writes category ids 0..149 = the A-150 contiguous ids
-        _panoptic(
-            "ADEChallengeData2016/images/{folder}",
-            "ADEChallengeData2016/ade20k_panoptic_{split}.json",
-            "ADEChallengeData2016/ade20k_panoptic_{split}",
-            None,
-            lambda: list(range(150)),
-        ),
-        "ADEChallengeData2016",
-        "unpack ADEChallengeData2016.zip and its instance annotations (annotations_instance/) into {root}, then "
-        "python -m benchmark prepare ade20k_150_panoptic --root {root}",
-    ),
-)
 
 
 def list_datasets(filter: str | None = None) -> list[str]:
