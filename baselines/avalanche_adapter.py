@@ -22,6 +22,7 @@ it stopped.
 from __future__ import annotations
 
 import copy
+import inspect
 import io
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -40,6 +41,11 @@ from benchmark.registry import suggest
 INACTIVE_LOGIT = -1e4  # logit of classes not seen yet (finite: distillation losses stay finite)
 
 
+# constructor arguments the adapter passes itself (strategy_args may not set them)
+HARNESS_ARGUMENTS = ("model", "optimizer", "criterion", "train_mb_size", "train_epochs", "device", "plugins",
+                     "evaluator", "eval_every")
+
+
 def available_strategies() -> dict[str, type]:
     """Avalanche's supervised strategies by class name."""
     import avalanche.training.supervised as supervised
@@ -47,6 +53,41 @@ def available_strategies() -> dict[str, type]:
 
     return {name: obj for name, obj in vars(supervised).items()
             if isinstance(obj, type) and issubclass(obj, SupervisedTemplate) and obj is not SupervisedTemplate}
+
+
+def check_strategy(name: str, strategy_args: dict) -> None:
+    """Refuse, in one line and before any run folder exists, a strategy that is not avalanche's, a required
+    constructor argument that `strategy_args` does not give (EWC's ewc_lambda, LwF's alpha and temperature,
+    GEM's patterns_per_exp, ...), an argument no constructor of the strategy takes or one the adapter sets, and
+    GEM without the quadprog solver its plugin calls through qpsolvers."""
+    strategies = available_strategies()
+    if name not in strategies:
+        raise UserError(f"method.strategy='{name}' is not an avalanche strategy{suggest(name, sorted(strategies))}; "
+                        f"available: {', '.join(sorted(strategies))}")
+    strategy_cls = strategies[name]
+    own = inspect.signature(strategy_cls.__init__).parameters
+    required = [key for key, p in own.items() if key != "self" and p.default is p.empty
+                and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    missing = [key for key in required if key not in HARNESS_ARGUMENTS and key not in strategy_args]
+    if missing:
+        raise UserError(f"avalanche strategy {name} needs {', '.join(missing)}; set "
+                        + " ".join(f"+method.strategy_args.{key}=VALUE" for key in missing))
+    clashing = sorted(set(strategy_args) & set(HARNESS_ARGUMENTS))
+    if clashing:
+        raise UserError(f"method.strategy_args.{clashing[0]} is set by the harness; use the method's own keys "
+                        "(method.epochs, method.batch_size, method.lr, ...)")
+    accepted = {key for klass in strategy_cls.__mro__ if "__init__" in vars(klass)
+                for key in inspect.signature(klass.__init__).parameters}
+    unknown = sorted(set(strategy_args) - accepted)
+    if unknown:
+        raise UserError(f"avalanche strategy {name} takes no argument '{unknown[0]}'"
+                        f"{suggest(unknown[0], sorted(accepted - {'self', 'kwargs', *HARNESS_ARGUMENTS}))}")
+    if name == "GEM":
+        import qpsolvers
+
+        if "quadprog" not in qpsolvers.available_solvers:
+            raise UserError("avalanche strategy GEM solves its projections with the quadprog solver, which is not "
+                            "installed; pip install quadprog (or the extra: pip install 'covseg-bench[avalanche]')")
 
 
 class DenseTextClassifier(nn.Module):
@@ -108,13 +149,13 @@ class AvalancheStrategy(TrainedHeadMethod):
         strategy: str = "Naive"  # avalanche strategy class: Naive, Replay, EWC, LwF, ... (avalanche.training)
         strategy_args: Dict[str, Any] = field(default_factory=dict)  # further constructor arguments, e.g. {mem_size: 40}
 
+        def __post_init__(self) -> None:  # runs when the config is validated: before any run folder exists
+            check_strategy(self.strategy, dict(self.strategy_args))
+
     def __init__(self, config, segmenter, num_classes: int, seed: int = 0) -> None:
         super().__init__(config, segmenter, num_classes, seed)
-        strategies = available_strategies()
-        if config.strategy not in strategies:
-            raise UserError(f"method.strategy='{config.strategy}' is not an avalanche strategy"
-                            f"{suggest(config.strategy, sorted(strategies))}; available: {', '.join(sorted(strategies))}")
-        self.strategy_cls = strategies[config.strategy]
+        check_strategy(config.strategy, dict(config.strategy_args))
+        self.strategy_cls = available_strategies()[config.strategy]
         text = torch.zeros(num_classes, segmenter.embed_dim)  # (C, D): filled as classes are revealed
         self.model = DenseTextClassifier(self.head, text, segmenter.logit_scale).to(segmenter.device)
         self.vocab_ids = list(range(num_classes))
@@ -177,6 +218,17 @@ class AvalancheStrategy(TrainedHeadMethod):
             torch.save(strategy, buffer)
             state["strategy"] = buffer.getvalue()
         return state
+
+    def memory_bytes(self) -> int:
+        """The head's trained parameters plus every tensor the strategy's plugins keep across steps (replay
+        buffers and the step data they reference, EWC importances and parameters, LwF's previous model, GEM's
+        memory), each storage once; the live model itself is the head, counted once."""
+        if self.strategy is None:
+            return super().memory_bytes()
+        from benchmark.memory import reachable_bytes
+
+        kept = reachable_bytes(self.strategy.plugins, exclude=[self.strategy, self.model, self.segmenter])
+        return super().memory_bytes() + kept
 
     def load_state_dict(self, state: dict) -> None:
         if state.get("strategy") is None:

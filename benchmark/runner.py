@@ -146,10 +146,21 @@ def _open_run_main(cfg: DictConfig, ctx: RunContext) -> tuple[RunWriter, int]:
 
 
 def run_stream(cfg: DictConfig) -> Path:
-    """Run one method over one stream; returns the run folder. Under torchrun only rank 0 writes it."""
+    """Run one method over one stream; returns the run folder. Under torchrun only rank 0 writes it.
+    Every run folder ends in a state: `complete`, or `failed` / `interrupted` with a one-line reason in the
+    manifest (the steps written before stay, and `resume=` continues after them)."""
     ctx = prepare_run(cfg)
-    stream, method = ctx.stream, ctx.method
     writer, run_dir, first_step = open_run(cfg, ctx)
+    try:
+        return _run_steps(cfg, ctx, writer, run_dir, first_step)
+    except BaseException as exc:
+        if writer is not None:
+            writer.mark_ended(exc)
+        raise
+
+
+def _run_steps(cfg: DictConfig, ctx: RunContext, writer: RunWriter | None, run_dir: Path, first_step: int) -> Path:
+    stream, method = ctx.stream, ctx.method
     full_vocab = ctx.train.vocabulary
     for t in range(first_step, stream.num_steps):
         step = StepData.of_stream(t, stream.step_classes[t], stream.seen_classes(t), full_vocab, ctx.train,

@@ -100,8 +100,41 @@ def test_markdown_rows_links_and_version_note(results):
     assert "| knnclip |" in knn_row and "33.0 ± 3.0" in knn_row and "6.00 kB" in knn_row and "| 3 |" in knn_row
     links = re.findall(r"\]\(([^)]+)\)", markdown)
     run_links = [link for link in links if link.startswith("toy/")]
-    assert len(run_links) == 5 and all((results / link).is_dir() for link in run_links)
+    assert len(run_links) == 6 and all((results / link).is_dir() for link in run_links)
+    assert "## Unfinished runs" in markdown and "| [toy/knnclip/f](toy/knnclip/f/) | status 'running' |" in markdown
     assert any(link.startswith("plots/") and (results / link).is_file() for link in links)  # the curves figure
+
+
+def test_repeated_runs_of_one_config_seed_and_order_count_once_latest_wins(tmp_path, capsys):
+    """The issue's case: seeds s0 s0 s0 s0 s1 were n=5; they are two samples, the latest s0 standing for seed 0."""
+    root = tmp_path / "results"
+    for run_id, final, finished in (("r1", 10.0, "2026-01-01"), ("r2", 20.0, "2026-01-03"), ("r3", 90.0, "2026-01-02"),
+                                    ("r4", 50.0, "2026-01-02T10")):
+        make_run(root, run_id, KNN_DEFAULTS, final, seed=0, manifest_extra={"finished": finished})
+    make_run(root, "r5", KNN_DEFAULTS, 30.0, seed=1, manifest_extra={"finished": "2026-01-01"})
+    make_run(root, "r6", KNN_DEFAULTS, 70.0, seed=0, order_seed=1, stream_hash="hash-o1")  # another class order
+    # another resolved config (not only the method: the model) is another row, never a repeat
+    other_model = make_run(root, "r7", KNN_DEFAULTS, 5.0, seed=0)
+    config = yaml.safe_load((other_model / "config.yaml").read_text())
+    config["model"]["superpixel_segments"] = 99
+    (other_model / "config.yaml").write_text(yaml.safe_dump(config))
+    # results_dir, device and batch sizes never change a number: same row
+    moved = make_run(root, "r8", KNN_DEFAULTS, 40.0, seed=2)
+    config = yaml.safe_load((moved / "config.yaml").read_text())
+    config.update(results_dir="/elsewhere", device="cuda")
+    config["eval"]["batch_size"] = 2
+    (moved / "config.yaml").write_text(yaml.safe_dump(config))
+
+    assert main([f"results_dir={root}"]) == 0
+    assert "3 repeated run(s) superseded" in capsys.readouterr().out
+    rows = {r["model"]: r for r in read_csv(root)}
+    row = rows["tiny_random"]
+    assert row["runs"] == "toy/knnclip/r2;toy/knnclip/r6;toy/knnclip/r5;toy/knnclip/r8"
+    assert row["superseded_runs"] == "toy/knnclip/r1;toy/knnclip/r3;toy/knnclip/r4"
+    assert int(row["n_runs"]) == 4 and float(row["miou_final_mean"]) == pytest.approx((20 + 70 + 30 + 40) / 4)
+    assert int(rows["tiny_random (superpixel_segments=99)"]["n_runs"]) == 1
+    markdown = (root / "LEADERBOARD.md").read_text()
+    assert "(superseded repeats: [r1](toy/knnclip/r1/) [r3](toy/knnclip/r3/) [r4](toy/knnclip/r4/))" in markdown
 
 
 def test_stream_versions_and_changed_data_are_never_mixed(tmp_path):

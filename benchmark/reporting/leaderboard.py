@@ -10,10 +10,15 @@ Grouping, so that a number only ever averages comparable runs:
   data seed). Class orders (order_seed) of one definition are aggregated; their stream hashes are listed.
   Should one class order show two different stream hashes (the data changed under the same definition),
   that definition is split by stream hash instead, so different data is never mixed.
-- row: method, method configuration (a short hash of the resolved `method` config, labelled with the keys
-  that differ from configs/method/<name>.yaml, e.g. `knnclip (k=32)`), model config and evaluation settings.
-Each cell is the mean ± sample standard deviation over the row's runs (seeds × class orders), n = runs;
-rows are sorted by final mIoU.
+- row: the resolved configuration (`config_hash`: a short hash of config.yaml without the keys that vary
+  between the runs of one row (seed, stream.order_seed) or never change a number (EXECUTION_KEYS: run_id,
+  results_dir, device, threads, batch sizes, ...)), labelled with the method keys that differ from
+  configs/method/<name>.yaml (e.g. `knnclip (k=32)`), the model and the evaluation settings.
+- repeats: runs of one row with the same seed, class order and stream hash are one sample, not several: the
+  latest complete one (manifest `finished`) counts, the others are listed as superseded.
+Each cell is the mean ± sample standard deviation over the row's distinct runs (seeds × class orders),
+n = runs; rows are sorted by final mIoU. Failed runs (manifest `"status": "failed"`, with the reason) and
+unfinished ones (`running`, `interrupted`) are listed apart, after the tables.
 
 Protocol: runs whose manifest says `protocol.ground_truth_access` (e.g. "oracle_proposals": ground truth used
 on purpose, for analysis) are never ranked; they get their own tables, "Analysis runs (ground truth used on
@@ -65,6 +70,11 @@ METRIC_COLUMNS = [
     ("miou", "forgetting_max", "forgetting"), ("miou", "bwt", "BWT"), ("miou", "old", "old"), ("miou", "new", "new"),
 ]
 EVAL_KEYS = ("vocabulary", "miou_mode", "max_images")  # evaluation settings that change the numbers
+# config keys left out of a row's identity: they vary between the runs of a row (seed, class order) or change
+# where and how fast a run goes, never its numbers
+EXECUTION_KEYS = ("seed", "stream.order_seed", "run_id", "results_dir", "quiet", "debug", "resume", "device",
+                  "threads", "logger", "data.root", "data.on_error", "model.batch_size", "model.cache_dir",
+                  "eval.batch_size")
 
 
 def short_hash(value) -> str:
@@ -81,6 +91,19 @@ def non_default(values: dict, defaults: dict) -> list[str]:
 def _yaml_defaults(group: str, name: str) -> dict:
     path = CONFIG_DIR / group / f"{name}.yaml"
     return OmegaConf.to_container(OmegaConf.load(path), resolve=True) if path.is_file() else {}
+
+
+def config_identity(config: dict) -> dict:
+    """The resolved config without EXECUTION_KEYS: what a row's runs share."""
+    identity = json.loads(json.dumps(config, default=str))
+    for dotted in EXECUTION_KEYS:
+        *parents, leaf = dotted.split(".")
+        node = identity
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(leaf, None)
+    return identity
 
 
 @dataclass
@@ -125,9 +148,20 @@ class Run:
         """The manifest's `protocol.ground_truth_access` (None: the sealed protocol, also for older manifests)."""
         return (self.manifest.get("protocol") or {}).get("ground_truth_access")
 
+    @property
+    def config_hash(self) -> str:
+        return short_hash(config_identity(self.config))
+
     def row_key(self) -> tuple:
-        return (self.method_config["name"], short_hash(self.method_config), short_hash(self.config["model"]),
-                short_hash(self.eval_setting()), self.ground_truth_access)
+        return self.method_config["name"], self.config_hash, self.ground_truth_access
+
+    def repeat_key(self) -> tuple:
+        """Runs of one row with equal keys repeat one experiment (same seed, class order and data)."""
+        return str(self.config.get("seed")), str(self.order_seed), str(self.manifest.get("stream_hash"))
+
+    @property
+    def finished(self) -> str:
+        return str(self.manifest.get("finished") or self.manifest.get("started") or "")
 
     def provenance(self, digests: dict | None = None) -> list[str]:
         """The provenance problems of this run (keys of PROVENANCE_MARKS; [] for a clean run). `digests` caches
@@ -170,7 +204,8 @@ def provenance_issues(manifest: dict, digests: dict | None = None) -> list[str]:
 
 
 def read_runs(results_dir: Path, stream: str | None = None) -> tuple[list[Run], list[tuple[Path, str]]]:
-    """Complete runs under `results_dir` (optionally of one stream) and (folder, reason) for every skipped one."""
+    """Complete runs under `results_dir` (optionally of one stream) and (folder, reason) for every other one
+    (failed runs: `failed: <reason>`)."""
     runs, skipped = [], []
     for manifest_path in sorted(Path(results_dir).glob("*/*/*/manifest.json")):
         run_dir = manifest_path.parent
@@ -180,6 +215,9 @@ def read_runs(results_dir: Path, stream: str | None = None) -> tuple[list[Run], 
             manifest = json.loads(manifest_path.read_text())
         except (OSError, ValueError) as exc:
             skipped.append((run_dir, f"unreadable manifest.json ({exc})"))
+            continue
+        if manifest.get("status") == "failed":
+            skipped.append((run_dir, f"failed: {manifest.get('failure') or 'no reason recorded'}"))
             continue
         if manifest.get("status") != "complete":
             skipped.append((run_dir, f"status {manifest.get('status')!r}"))
@@ -277,15 +315,26 @@ def _order(value) -> tuple:
     return (0, value, "") if isinstance(value, (int, float)) else (1, 0, str(value))
 
 
+def deduplicate(runs: list[Run]) -> tuple[list[Run], list[Run]]:
+    """(distinct, superseded): of the runs repeating one experiment (`Run.repeat_key`), the latest finished
+    counts; the others are superseded (kept on disk and listed, never averaged in)."""
+    latest: dict[tuple, Run] = {}
+    for run in sorted(runs, key=lambda r: (r.finished, r.path.name)):
+        latest[run.repeat_key()] = run
+    kept = {id(run) for run in latest.values()}
+    return [r for r in runs if id(r) in kept], [r for r in runs if id(r) not in kept]
+
+
 def aggregate_rows(runs: list[Run], digests: dict | None = None) -> list[dict]:
-    """One row per method configuration (+ model + evaluation settings + ground truth access), best final mIoU
-    first."""
+    """One row per resolved configuration (and ground truth access), repeated runs counted once, best final
+    mIoU first."""
     digests = {} if digests is None else digests
     groups = defaultdict(list)
     for run in runs:
         groups[run.row_key()].append(run)
     rows = []
-    for (method, config_hash, _, _, access), members in groups.items():
+    for (method, config_hash, access), members in groups.items():
+        members, superseded = deduplicate(members)
         members.sort(key=lambda r: (_order(r.config.get("seed")), _order(r.order_seed), r.path.name))
         first = members[0]
         eval_changed = non_default(first.eval_setting(), {k: getattr(EvalConfig(), k) for k in EVAL_KEYS})
@@ -297,7 +346,7 @@ def aggregate_rows(runs: list[Run], digests: dict | None = None) -> list[dict]:
             "model": first.model_label(), "n_runs": len(members),
             "seeds": sorted({r.config.get("seed") for r in members}, key=_order),
             "order_seeds": sorted({r.order_seed for r in members}, key=_order),
-            "runs": members,
+            "runs": members, "superseded": sorted(superseded, key=lambda r: r.path.name),
         }
         for metric, key, _ in METRIC_COLUMNS:
             row[f"{metric}_{key}"] = mean_std([_metric(r, metric, key) for r in members])
@@ -378,6 +427,9 @@ def _table_lines(table: StreamTable, results_dir: Path, curve_files: dict[str, d
     for rank, row in enumerate(table.rows, 1):
         runs = " ".join(f"[s{r.config.get('seed')}/o{r.order_seed}]({_link(r.path, results_dir)}/)" + _marks(issues)
                         for r, issues in zip(row["runs"], row["run_provenance"]))
+        if row["superseded"]:  # repeats of a counted run (same seed, order, data): listed, not averaged
+            runs += " (superseded repeats: " + " ".join(
+                f"[{r.path.name}]({_link(r.path, results_dir)}/)" for r in row["superseded"]) + ")"
         plots_dir = row["runs"][0].path / "plots"
         plots = " ".join(f"[{name}]({_link(plots_dir / file, results_dir)})"
                          for name, file in (("R", "matrix_miou.png"), ("R PQ", "matrix_pq.png"),
@@ -392,9 +444,26 @@ def _table_lines(table: StreamTable, results_dir: Path, curve_files: dict[str, d
     return lines
 
 
+def _incomplete_lines(skipped: list[tuple[Path, str]], results_dir: Path) -> list[str]:
+    """Failed runs with their reason, then unfinished ones (running, interrupted, unreadable)."""
+    failed = [(path, reason.removeprefix("failed: ")) for path, reason in skipped if reason.startswith("failed: ")]
+    other = [(path, reason) for path, reason in skipped if not reason.startswith("failed: ")]
+    lines = []
+    for title, entries, column in (("Failed runs", failed, "reason"), ("Unfinished runs", other, "state")):
+        if entries:
+            lines += [f"## {title}", "", f"| run | {column} |", "|---|---|"]
+            for path, text in entries:
+                link, cell = _link(path, results_dir), text.replace("|", "\\|")
+                lines.append(f"| [{link}]({link}/) | {cell} |")
+            lines.append("")
+    return lines
+
+
 def render_markdown(tables: list[StreamTable], results_dir: Path, curve_files: dict[str, dict[str, Path]],
-                    skipped: int, stream_filter: str | None, strict_excluded: int | None = None) -> str:
-    """`strict_excluded`: None without --strict, else how many complete runs --strict left out."""
+                    skipped: list[tuple[Path, str]], stream_filter: str | None,
+                    strict_excluded: int | None = None) -> str:
+    """`skipped`: (folder, reason) of the runs that are not complete; `strict_excluded`: None without --strict,
+    else how many complete runs --strict left out."""
     now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     total = sum(len(t.runs) for t in tables)
     lines = [
@@ -402,11 +471,12 @@ def render_markdown(tables: list[StreamTable], results_dir: Path, curve_files: d
         f"Built {now} by `python -m benchmark leaderboard{' --strict' if strict_excluded is not None else ''}` "
         f"from {total} complete run(s)"
         + (f" of stream `{stream_filter}`" if stream_filter else "")
-        + f" ({skipped} incomplete run(s) ignored"
+        + f" ({len(skipped)} incomplete run(s) ignored{', listed at the end' if skipped else ''}"
         + (f"; {strict_excluded} run(s) without clean provenance left out by --strict" if strict_excluded is not None
            else "")
         + "). Scores in percent: mean ± sample std over the runs of a row "
-        "(seeds × class orders), n = runs. forgetting = forgetting_max (Chaudhry), BWT = backward transfer, "
+        "(seeds × class orders), n = distinct runs (repeats of one seed and class order count once: the latest). "
+        "forgetting = forgetting_max (Chaudhry), BWT = backward transfer, "
         "old / new = mIoU on S_{T-1} / C_T after the last step. memory = method state after the last step; "
         "time/step = learn + evaluation. Plots: the first run of the row. provenance: `ok` when every run of the "
         "row ran committed, registered, unchanged method code; marks are explained below the tables.", "",
@@ -426,6 +496,7 @@ def render_markdown(tables: list[StreamTable], results_dir: Path, curve_files: d
         lines += ["Provenance marks:", ""]
         lines += [f"- {mark} {issue}: {why}" for issue, (mark, why) in PROVENANCE_MARKS.items() if issue in used]
         lines += ["", "`python -m benchmark leaderboard --strict` leaves marked runs out.", ""]
+    lines += _incomplete_lines(skipped, results_dir)
     return "\n".join(lines)
 
 
@@ -449,6 +520,7 @@ def leaderboard_frame(tables: list[StreamTable], results_dir: Path) -> pd.DataFr
             record["seconds_per_step_mean"] = row["seconds_per_step"][0]
             record["git_commits"] = ";".join(row["git"])
             record["runs"] = ";".join(_link(r.path, results_dir) for r in row["runs"])
+            record["superseded_runs"] = ";".join(_link(r.path, results_dir) for r in row["superseded"])
             record["ground_truth_access"] = row["ground_truth_access"]
             record["provenance"] = ";".join(f"{issue}={count}" for issue, count in row["provenance"].items())
             records.append(record)
@@ -519,7 +591,7 @@ def main(argv: list[str]) -> int:
     tables = (stream_tables([r for r in runs if r.ground_truth_access is None], digests=digests)
               + stream_tables([r for r in runs if r.ground_truth_access is not None], analysis=True, digests=digests))
     curve_files = write_curves(tables, results_dir)
-    markdown = render_markdown(tables, results_dir, curve_files, len(skipped), stream,
+    markdown = render_markdown(tables, results_dir, curve_files, skipped, stream,
                                len(left_out) if options["strict"] else None)
     atomic_write_text(results_dir / "LEADERBOARD.md", markdown)
     atomic_write_text(results_dir / "leaderboard.csv", leaderboard_frame(tables, results_dir).to_csv(index=False))
@@ -536,8 +608,12 @@ def main(argv: list[str]) -> int:
         print(f"--strict: left out {len(left_out)} run(s) without clean provenance" + (":" if left_out else ""))
         for run, issues in left_out:
             print(f"  {run.path}: {', '.join(issues)}")
+    superseded = sum(len(row["superseded"]) for t in tables for row in t.rows)
+    if superseded:
+        print(f"{superseded} repeated run(s) superseded by a later run of the same config, seed and class order "
+              "(listed, not averaged)")
     if skipped:
-        print(f"skipped {len(skipped)} incomplete run(s):")
+        print(f"skipped {len(skipped)} incomplete run(s) ({sum(r.startswith('failed: ') for _, r in skipped)} failed):")
         for path, reason in skipped:
             print(f"  {path}: {reason}")
     return 0

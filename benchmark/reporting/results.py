@@ -68,6 +68,15 @@ def format_summary(summary: dict, run_dir: Path) -> str:
     return "\n" + "\n\n".join(parts) + f"\n\nresults: {run_dir}"
 
 
+def failure_reason(exc: BaseException, limit: int = 300) -> str:
+    """One line saying why a run stopped: a user error's own message, else the exception type and message."""
+    lines = str(exc).strip().splitlines()
+    text = lines[0] if lines else ""
+    if not isinstance(exc, UserError):
+        text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def utc_now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
@@ -288,8 +297,10 @@ class RunWriter:
                             f"vs {stream.hash}); start a new run")
         writer = cls(run_dir, cfg, stream)
         resumption = {"at": utc_now(), "host": socket.gethostname(), "hardware": hardware(), "git": git_state(),
-                      "method_source": method_source(cfg.method.name)}
-        writer.manifest = {**manifest, "resumed": [*manifest.get("resumed", []), resumption]}
+                      "method_source": method_source(cfg.method.name),
+                      "previous": {"status": manifest.get("status"), "failure": manifest.get("failure")}}
+        manifest.pop("failure", None)
+        writer.manifest = {**manifest, "status": "running", "resumed": [*manifest.get("resumed", []), resumption]}
         atomic_write_json(run_dir / "manifest.json", writer.manifest)
         writer.logger.start(run_dir, cfg, writer.manifest)
         return writer
@@ -321,6 +332,15 @@ class RunWriter:
         atomic_write_json(self.run_dir / "manifest.json", self.manifest)
         self.logger.finish(summary, plots)
         return summary
+
+    def mark_ended(self, exc: BaseException) -> None:
+        """Record why the run stopped: `interrupted` (Ctrl-C, SIGTERM) or `failed`, with a one-line reason."""
+        status = "interrupted" if isinstance(exc, (KeyboardInterrupt, SystemExit)) else "failed"
+        self.manifest.update(status=status, failure=failure_reason(exc), finished=utc_now())
+        try:
+            atomic_write_json(self.run_dir / "manifest.json", self.manifest)
+        except OSError:  # the original error matters more than a manifest we cannot write
+            pass
 
     def write_plots(self, summary: dict) -> list[Path]:
         """The run's figures; a plotting error is reported and leaves the (complete) numbers alone."""
