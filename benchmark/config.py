@@ -76,6 +76,7 @@ class EvalConfig:
     miou_mode: str = "present"  # present (detectron2 >= 2022) | legacy (detectron2 v0.6)
     batch_size: int = 8  # validation images per predict call
     max_images: Optional[int] = None  # evaluate on the first N validation images only (quick looks)
+    initial: bool = True  # evaluate the untouched method with every class before step 0 (row -1 of R)
 
 
 @dataclass

@@ -19,7 +19,7 @@ from benchmark.evaluation.semantic import SemanticEvaluator
 from benchmark.method import METHODS, ContinualMethod, StepData, filter_sample
 from benchmark.models import build_segmenter
 from benchmark.reporting.progress import Progress
-from benchmark.checkpoint import load_checkpoint, save_checkpoint, set_rng_states
+from benchmark.checkpoint import load_checkpoint, rng_states, save_checkpoint, set_rng_states
 from benchmark.reporting.results import RunWriter, find_resumable
 from streams.builder import Stream, build_stream, cache_dir_for, open_dataset
 
@@ -75,7 +75,8 @@ def ground_truth_access(cfg: DictConfig) -> str | None:
 
 
 def evaluate_step(ctx: RunContext, vocab: Vocabulary, step: int) -> dict[str, np.ndarray]:
-    """Predict every validation image with `vocab` and return the raw statistics of the step: the confusion
+    """Predict every validation image with `vocab` and return the raw statistics of the step (-1: the initial
+    evaluation before step 0): the confusion
     matrix and, on panoptic streams, the per-class PQ sums. Ground truth outside `vocab` is ignored (VOID).
     The method sees `ImageInput`s only (pixels, no labels); the ground truth stays here, for the evaluator.
     Under torchrun each rank predicts its shard of the images and the statistics are summed."""
@@ -86,7 +87,8 @@ def evaluate_step(ctx: RunContext, vocab: Vocabulary, step: int) -> dict[str, np
     indices = distributed.shard(range(validation_count(cfg, ctx.val)))
     batch_size = cfg.eval.batch_size
     oracle = ground_truth_access(cfg) == "oracle_proposals"
-    for start in ctx.progress.bar(range(0, len(indices), batch_size), desc=f"eval step {step}",
+    for start in ctx.progress.bar(range(0, len(indices), batch_size),
+                                  desc=f"eval step {step}" if step >= 0 else "eval initial",
                                   total=(len(indices) + batch_size - 1) // batch_size):
         batch = [s for s in (ctx.val.load(i) for i in indices[start:start + batch_size]) if s is not None]
         outputs = ctx.method.predict([ImageInput.of(s, ctx.stream.panoptic, oracle) for s in batch], vocab)
@@ -106,6 +108,22 @@ def evaluate_step(ctx: RunContext, vocab: Vocabulary, step: int) -> dict[str, np
     if panoptic is not None:
         stats.update({f"pq_{name}": values for name, values in panoptic.stats.items()})
     return {name: distributed.all_reduce_sum(values) for name, values in stats.items()}
+
+
+def evaluate_initial(ctx: RunContext, writer: RunWriter | None) -> None:
+    """Row -1 of R: the untouched method (before learning step 0) evaluated with every class of the vocabulary,
+    persisted as raw statistics like a step. The reference of forward transfer and learning gain; for an
+    open-vocabulary method it is the zero-shot model. The global RNG states are restored afterwards, so the
+    steps that follow draw exactly what they would without it."""
+    states = rng_states()
+    started = time.perf_counter()
+    stats = evaluate_step(ctx, ctx.train.vocabulary, step=-1)
+    eval_seconds = time.perf_counter() - started
+    set_rng_states(states)
+    if writer is not None:
+        record = writer.write_initial(stats, eval_seconds)
+        ctx.progress.log(f"initial evaluation (every class, before step 0): mIoU {record['miou_all']:.1f}  "
+                         f"eval {eval_seconds:.1f}s")
 
 
 def open_run(cfg: DictConfig, ctx: RunContext) -> tuple[RunWriter | None, Path, int]:
@@ -162,6 +180,8 @@ def run_stream(cfg: DictConfig) -> Path:
 def _run_steps(cfg: DictConfig, ctx: RunContext, writer: RunWriter | None, run_dir: Path, first_step: int) -> Path:
     stream, method = ctx.stream, ctx.method
     full_vocab = ctx.train.vocabulary
+    if first_step == 0 and cfg.eval.initial:
+        evaluate_initial(ctx, writer)
     for t in range(first_step, stream.num_steps):
         step = StepData.of_stream(t, stream.step_classes[t], stream.seen_classes(t), full_vocab, ctx.train,
                                   stream.train_indices[t], progress=ctx.progress.bar)

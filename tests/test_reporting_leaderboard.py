@@ -20,7 +20,7 @@ def make_run(results: Path, run_id: str, method: dict, final: float, *, seed: in
              stream_hash: str = "hash-o0", version: int = 1, status: str = "complete", stream: str = "toy",
              max_images: int | None = None, memory: tuple = (1000, 3000), learn: tuple = (1.0, 2.0),
              evaluation: tuple = (3.0, 4.0), seen: tuple | None = None, pq_final: float | None = None,
-             manifest_extra: dict | None = None) -> Path:
+             manifest_extra: dict | None = None, forgetting: float = 2.0) -> Path:
     """A run folder as RunWriter leaves it (only the files the leaderboard reads); `manifest_extra` adds or
     replaces manifest keys (method_source, protocol, git)."""
     run_dir = results / stream / method["name"] / run_id
@@ -40,7 +40,7 @@ def make_run(results: Path, run_id: str, method: dict, final: float, *, seed: in
                 "stream_hash": stream_hash, "method": method["name"], "git": {"commit": "abc", "dirty": False},
                 **(manifest_extra or {})}
     (run_dir / "manifest.json").write_text(json.dumps(manifest))
-    metrics = {"miou": {"final": final, "avg_incremental": final + 5, "forgetting_max": 2.0, "bwt": -2.0,
+    metrics = {"miou": {"final": final, "avg_incremental": final + 5, "forgetting_max": forgetting, "bwt": -2.0,
                         "old": final - 1, "new": final + 1}}
     if pq_final is not None:
         metrics["pq"] = {"final": pq_final}
@@ -67,6 +67,22 @@ def results(tmp_path) -> Path:
     make_run(root, "e", {"name": "zeroshot"}, 1.0, memory=(0, 0))
     make_run(root, "f", KNN_DEFAULTS, 99.0, status="running")
     return root
+
+
+def test_excess_forgetting_against_the_zero_shot_run_of_the_same_stream_model_and_seed(tmp_path):
+    root = tmp_path / "results"
+    make_run(root, "z0", {"name": "zeroshot"}, 1.0, seed=0, forgetting=3.0)
+    make_run(root, "z1", {"name": "zeroshot"}, 1.0, seed=1, forgetting=5.0)
+    make_run(root, "k0", KNN_DEFAULTS, 30.0, seed=0, forgetting=10.0)  # excess 10 - 3 = 7
+    make_run(root, "k1", KNN_DEFAULTS, 30.0, seed=1, forgetting=6.0)  # excess 6 - 5 = 1
+    make_run(root, "k2", KNN_DEFAULTS, 30.0, seed=2, forgetting=50.0)  # no zero-shot run with seed 2: not counted
+    make_run(root, "k3", KNN_DEFAULTS, 30.0, seed=0, order_seed=1, stream_hash="hash-o1", forgetting=50.0)  # other order
+    assert main([f"results_dir={root}"]) == 0
+    knn, zero = read_csv(root)
+    assert float(knn["miou_excess_forgetting_mean"]) == pytest.approx(4.0)  # mean of 7 and 1
+    assert float(knn["miou_excess_forgetting_std"]) == pytest.approx(18 ** 0.5)  # sample std of 7 and 1
+    assert float(zero["miou_excess_forgetting_mean"]) == 0.0
+    assert "| excess forgetting |" in (root / "LEADERBOARD.md").read_text()
 
 
 def test_aggregates_mean_std_counts_and_groups_by_method_config(results, capsys):

@@ -31,6 +31,24 @@ def test_knnclip_beats_zeroshot_by_15_points_on_demo(run_demo):
     assert knn["memory_bytes"] == sorted(knn["memory_bytes"]) and knn["memory_bytes"][0] > 0  # the database grows
 
 
+def test_initial_evaluation_learning_gain_and_excess_forgetting_on_demo(run_demo):
+    from benchmark.evaluation.stream_metrics import excess_forgetting
+
+    knn_dir, knn = run_demo("method=knnclip")
+    zero_dir, zero = run_demo("method=zeroshot")
+    for run_dir in (knn_dir, zero_dir):
+        assert (run_dir / "stats" / "initial.npz").is_file() and "initial" in (run_dir / "matrix_miou.csv").read_text()
+    # the untouched kNN-CLIP (empty database) is the zero-shot model: same initial row
+    assert knn["initial"]["miou"] == zero["initial"]["miou"]
+    # zero-shot's last step segments with every class, as the initial evaluation does: identical predictions
+    assert zero["learning_gain"]["miou"] == [0.0] * 4 and zero["metrics"]["miou"]["learning_gain"] == 0.0
+    assert zero["metrics"]["miou"]["forgetting_max"] > 0  # old classes lose IoU to the growing vocabulary alone
+    excess = excess_forgetting(np.array(knn["matrices"]["miou"]), np.array(zero["matrices"]["miou"]))
+    print(f"forgetting_max: knnclip {knn['metrics']['miou']['forgetting_max']:.2f}, zeroshot "
+          f"{zero['metrics']['miou']['forgetting_max']:.2f}; kNN-CLIP excess forgetting {excess:.2f}; learning gain "
+          f"knnclip {knn['learning_gain']['miou']}")
+
+
 def test_same_seed_same_summary(run_demo):
     args = ("method=knnclip", "stream.num_steps=2", "eval.max_images=10", "stream.max_train_images_per_step=20")
     _, first = run_demo(*args)

@@ -9,8 +9,21 @@ are NaN otherwise. T denotes the last step index; S_t = C_0 ∪ … ∪ C_t.
 - forgetting_max (Chaudhry et al.): mean over j < T of max_{l in [j, T-1]} R[l][j] - R[T][j].
 - forgetting_first (Avalanche): mean over j < T of R[j][j] - R[T][j].
 - bwt: mean over j < T of R[T][j] - R[j][j].
-- forward_transfer: mean over j in [1, T] of R[j-1][j], the score on C_j just before learning it (GEM's FWT
-  without its random-model baseline); NaN unless the run scored classes not yet learned.
+- R[-1][j] (the initial row): the score on C_j of the untouched method, evaluated with every class before
+  learning step 0 (`eval.initial`); for an open-vocabulary method, its zero-shot score.
+- forward_transfer (Avalanche `ForwardTransfer`: previous - initial): mean over j in [1, T] of
+  R[j-1][j] - R[-1][j], what learning steps 0..j-1 did for C_j before C_j is learned; NaN without the initial
+  row or unless the run scored classes not yet learned (eval.vocabulary=all).
+- forward_transfer_gem (GEM `metrics/metrics.py`, `fwt[t] = result[t-1, t] - baseline[t]`, `fwt.mean()`): with a
+  baseline row b (GEM: the model at random initialisation; here another run's initial row), fwt[0] = 0 and
+  fwt[j] = R[j-1][j] - b[j] for j in [1, T], averaged over all T + 1 entries as GEM's code does (its paper
+  divides by T instead: T / (T + 1) times this).
+- learning_gain[j] = R[T][j] - R[-1][j], per class group: what the whole stream did for C_j against the
+  untouched method; `learning_gain` is its mean over j in [0, T]. Zero-shot's is 0 whenever the last step's
+  vocabulary is every class.
+- excess forgetting: a method's forgetting_max minus zero-shot's forgetting_max on the same stream, model and
+  seed; the part of the forgetting not explained by the vocabulary's growth (old classes lose IoU to new
+  classes' names even when nothing is learned). Computed by the leaderboard, which has both runs.
 - old / new: score on S_{T-1} / on C_T after the last step.   base / novel: score on C_0 / on C_1 ∪ … ∪ C_T
   after the last step. These are class means over the union (like final), not means of R entries.
 
@@ -44,15 +57,41 @@ def backward_transfer(R: np.ndarray) -> float:
     return _nanmean([R[T, j] - R[j, j] for j in range(T)]) if T > 0 else float("nan")
 
 
-def forward_transfer(R: np.ndarray) -> float:
+def forward_transfer(R: np.ndarray, initial: np.ndarray | None) -> float:
+    """Avalanche: mean over j in [1, T] of R[j-1][j] - R[-1][j] (`initial` is R[-1])."""
     T = min(R.shape[0], R.shape[1]) - 1
-    return _nanmean([R[j - 1, j] for j in range(1, T + 1)]) if T > 0 else float("nan")
+    if initial is None or T <= 0:
+        return float("nan")
+    return _nanmean([R[j - 1, j] - initial[j] for j in range(1, T + 1)])
 
 
-def stream_summary(R: np.ndarray, seen_scores: list[float], split_scores: dict[str, float] | None = None
-                   ) -> dict[str, float]:
+def forward_transfer_gem(R: np.ndarray, baseline: np.ndarray) -> float:
+    """GEM's code: mean over j in [0, T] of fwt[j], fwt[0] = 0, fwt[j] = R[j-1][j] - baseline[j]; NaN when some
+    fwt[j] is undefined (GEM scores every task at every step)."""
+    T = min(R.shape[0], R.shape[1]) - 1
+    if T <= 0:
+        return float("nan")
+    return float(np.mean([0.0] + [R[j - 1, j] - baseline[j] for j in range(1, T + 1)]))
+
+
+def learning_gain(R: np.ndarray, initial: np.ndarray | None) -> list[float]:
+    """R[T][j] - R[-1][j] for every class group j (NaN without the initial row)."""
+    if initial is None:
+        return [float("nan")] * R.shape[1]
+    return [float(R[-1, j] - initial[j]) for j in range(R.shape[1])]
+
+
+def excess_forgetting(R: np.ndarray, R_zero_shot: np.ndarray) -> float:
+    """forgetting_max(R) - forgetting_max(R_zero_shot): forgetting beyond the vocabulary's growth. The matrices
+    may come from summary.json (None for NaN)."""
+    return forgetting_max(np.asarray(R, dtype=np.float64)) - forgetting_max(np.asarray(R_zero_shot, dtype=np.float64))
+
+
+def stream_summary(R: np.ndarray, seen_scores: list[float], split_scores: dict[str, float] | None = None,
+                   initial: np.ndarray | None = None) -> dict[str, float]:
     """`seen_scores[t]` is the score on S_t after step t (its last entry is `final`); `split_scores` holds
-    old / new / base / novel when the caller has the per-class scores (see `split_scores`)."""
+    old / new / base / novel when the caller has the per-class scores (see `split_scores`); `initial` is the
+    initial row R[-1] (None when the run has no initial evaluation)."""
     R = np.asarray(R, dtype=np.float64)
     summary = {
         "final": float(seen_scores[-1]),
@@ -60,7 +99,8 @@ def stream_summary(R: np.ndarray, seen_scores: list[float], split_scores: dict[s
         "forgetting_max": forgetting_max(R),
         "forgetting_first": forgetting_first(R),
         "bwt": backward_transfer(R),
-        "forward_transfer": forward_transfer(R),
+        "forward_transfer": forward_transfer(R, initial),
+        "learning_gain": _nanmean(learning_gain(R, initial)),
     }
     summary.update(split_scores or {})
     return summary
@@ -83,51 +123,70 @@ def split_scores(scores: np.ndarray, scored: np.ndarray, step_classes: list[list
     }
 
 
-def stream_results(class_scores: list[np.ndarray], scored: list[np.ndarray], step_classes: list[list[int]]) -> dict:
+def _row(scores: np.ndarray, scored: np.ndarray, step_classes: list[list[int]]) -> np.ndarray:
+    return np.array([_class_mean(scores, scored, classes) for classes in step_classes])
+
+
+def stream_results(class_scores: list[np.ndarray], scored: list[np.ndarray], step_classes: list[list[int]],
+                   initial: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
     """Matrix R, seen scores and summary from per-step per-class scores of any metric.
 
     `class_scores[t]` (K,) holds per-class scores in percent after learning step t and `scored[t]` (K,) says
-    which classes count at that step; `step_classes[j]` is C_j. Returns {"matrix", "seen", "summary"}; the
-    old / new / base / novel splits come from the last evaluated step, taken as step T of the stream.
+    which classes count at that step; `step_classes[j]` is C_j; `initial` is (scores, scored) of the initial
+    evaluation, or None. Returns {"matrix", "initial", "learning_gain", "seen", "summary"} ("initial" is the
+    row R[-1] or None); the old / new / base / novel splits come from the last evaluated step, taken as step T
+    of the stream. With an initial evaluation the summary also has `initial`: its score on every class of the
+    stream.
     """
-    R = np.full((len(class_scores), len(step_classes)), np.nan)
+    R = np.array([_row(scores, counted, step_classes) for scores, counted in zip(class_scores, scored)])
     seen_scores = []
     for t, (scores, counted) in enumerate(zip(class_scores, scored)):
-        for j, classes in enumerate(step_classes):
-            R[t, j] = _class_mean(scores, counted, classes)
         seen = [c for classes in step_classes[: t + 1] for c in classes]
         seen_scores.append(_class_mean(scores, counted, seen))
     splits = split_scores(class_scores[-1], scored[-1], step_classes[: len(class_scores)])
-    return {"matrix": R, "seen": seen_scores, "summary": stream_summary(R, seen_scores, splits)}
+    initial_row = _row(*initial, step_classes) if initial is not None else None
+    summary = stream_summary(R, seen_scores, splits, initial_row)
+    if initial is not None:
+        summary["initial"] = _class_mean(*initial, [c for classes in step_classes for c in classes])
+    return {"matrix": R, "initial": initial_row, "learning_gain": learning_gain(R, initial_row), "seen": seen_scores,
+            "summary": summary}
 
 
 def semantic_stream_results(confusions: list[np.ndarray], step_classes: list[list[int]],
-                            miou_mode: str = "present") -> dict:
+                            miou_mode: str = "present", initial_confusion: np.ndarray | None = None) -> dict:
     """Matrix and summary of a semantic stream from its raw per-step confusion matrices.
 
     `confusions[t]` is the (K, K) confusion matrix accumulated after learning step t; `step_classes[j]` is
     C_j. R[t][j] averages IoU over the classes of C_j with ground-truth pixels at step t (`present`), or over
     those with ground truth or predictions, predicted-but-absent ones counting 0 (`legacy`); NaN when none,
     e.g. j > t under the seen-vocabulary validation policy, which ignores classes not yet seen.
+    `initial_confusion` is the initial evaluation's (row -1), or None.
     """
     from benchmark.evaluation.semantic import miou_classes, per_class_iou
 
-    scores = [100 * np.nan_to_num(per_class_iou(confusion), nan=0.0) for confusion in confusions]
-    scored = [miou_classes(confusion, miou_mode) for confusion in confusions]  # type: ignore[arg-type]
-    return stream_results(scores, scored, step_classes)
+    def score(confusion: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        scored = miou_classes(confusion, miou_mode)  # type: ignore[arg-type]
+        return 100 * np.nan_to_num(per_class_iou(confusion), nan=0.0), scored
+
+    per_step = [score(confusion) for confusion in confusions]
+    initial = score(initial_confusion) if initial_confusion is not None else None
+    return stream_results([s for s, _ in per_step], [c for _, c in per_step], step_classes, initial)
 
 
-def panoptic_stream_results(step_stats: list[dict[str, np.ndarray]], step_classes: list[list[int]]) -> dict:
+def panoptic_stream_results(step_stats: list[dict[str, np.ndarray]], step_classes: list[list[int]],
+                            initial_stats: dict[str, np.ndarray] | None = None) -> dict:
     """Matrix and summary of a panoptic stream (PQ) from its raw per-step statistics.
 
-    `step_stats[t]` is `PanopticEvaluator.stats` after learning step t (per-class tp, fp, fn, iou_sum).
-    R[t][j] averages PQ over the classes of C_j with TP + FP + FN > 0 at step t, as panopticapi averages.
+    `step_stats[t]` is `PanopticEvaluator.stats` after learning step t (per-class tp, fp, fn, iou_sum), and
+    `initial_stats` the initial evaluation's, or None. R[t][j] averages PQ over the classes of C_j with
+    TP + FP + FN > 0 at step t, as panopticapi averages.
     """
     from benchmark.evaluation.panoptic import per_class_pq
 
-    scores, scored = [], []
-    for stats in step_stats:
+    def score(stats: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         pq, _, _, counted = per_class_pq(stats)
-        scores.append(100 * pq)
-        scored.append(counted)
-    return stream_results(scores, scored, step_classes)
+        return 100 * pq, counted
+
+    per_step = [score(stats) for stats in step_stats]
+    initial = score(initial_stats) if initial_stats is not None else None
+    return stream_results([s for s, _ in per_step], [c for _, c in per_step], step_classes, initial)

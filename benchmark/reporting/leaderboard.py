@@ -17,7 +17,10 @@ Grouping, so that a number only ever averages comparable runs:
 - repeats: runs of one row with the same seed, class order and stream hash are one sample, not several: the
   latest complete one (manifest `finished`) counts, the others are listed as superseded.
 Each cell is the mean ± sample standard deviation over the row's distinct runs (seeds × class orders),
-n = runs; rows are sorted by final mIoU. Failed runs (manifest `"status": "failed"`, with the reason) and
+n = runs; rows are sorted by final mIoU. "excess forgetting" pairs each run with the zero-shot run of the
+same stream hash, model, seed and evaluation settings (the latest, if repeated): forgetting_max minus
+zero-shot's (runs without one do not count); "FWT" and "learning gain" are measured against the run's
+initial evaluation (row -1 of R). Failed runs (manifest `"status": "failed"`, with the reason) and
 unfinished ones (`running`, `interrupted`) are listed apart, after the tables.
 
 Protocol: runs whose manifest says `protocol.ground_truth_access` (e.g. "oracle_proposals": ground truth used
@@ -64,10 +67,13 @@ PROVENANCE_MARKS = {
     "no provenance": ("?", "the manifest records no method source digest or no git state (an older run)"),
 }
 ANALYSIS_TITLE = "Analysis runs (ground truth used on purpose)"
+EXCESS_FORGETTING = "excess_forgetting"  # derived from two runs (see excess_forgetting_by_run), not in a summary
 # (summary metric, key, column title); a column is shown when some row of the table has a value
 METRIC_COLUMNS = [
     ("miou", "final", "final mIoU"), ("pq", "final", "final PQ"), ("miou", "avg_incremental", "avg inc. mIoU"),
-    ("miou", "forgetting_max", "forgetting"), ("miou", "bwt", "BWT"), ("miou", "old", "old"), ("miou", "new", "new"),
+    ("miou", "forgetting_max", "forgetting"), ("miou", EXCESS_FORGETTING, "excess forgetting"), ("miou", "bwt", "BWT"),
+    ("miou", "forward_transfer", "FWT"), ("miou", "learning_gain", "learning gain"), ("miou", "old", "old"),
+    ("miou", "new", "new"),
 ]
 EVAL_KEYS = ("vocabulary", "miou_mode", "max_images")  # evaluation settings that change the numbers
 # config keys left out of a row's identity: they vary between the runs of a row (seed, class order) or change
@@ -325,6 +331,22 @@ def deduplicate(runs: list[Run]) -> tuple[list[Run], list[Run]]:
     return [r for r in runs if id(r) in kept], [r for r in runs if id(r) not in kept]
 
 
+def excess_forgetting_by_run(runs: list[Run]) -> dict[Path, float]:
+    """Per run: its forgetting_max (mIoU) minus that of the zero-shot run on the same stream (hash), model,
+    seed and evaluation settings (benchmark.evaluation.stream_metrics: the forgetting not explained by the
+    vocabulary's growth); NaN without such a zero-shot run. Of repeated zero-shot runs the latest counts."""
+    def pairing(run: Run) -> tuple:
+        return (run.manifest.get("stream_hash"), short_hash(run.config["model"]), run.config.get("seed"),
+                short_hash(run.eval_setting()))
+
+    zero_shot = {}
+    for run in sorted(runs, key=lambda r: (r.finished, r.path.name)):
+        if run.method_config["name"] == "zeroshot":
+            zero_shot[pairing(run)] = _metric(run, "miou", "forgetting_max")
+    return {run.path: _metric(run, "miou", "forgetting_max") - zero_shot.get(pairing(run), float("nan"))
+            for run in runs}
+
+
 def aggregate_rows(runs: list[Run], digests: dict | None = None) -> list[dict]:
     """One row per resolved configuration (and ground truth access), repeated runs counted once, best final
     mIoU first."""
@@ -332,6 +354,7 @@ def aggregate_rows(runs: list[Run], digests: dict | None = None) -> list[dict]:
     groups = defaultdict(list)
     for run in runs:
         groups[run.row_key()].append(run)
+    excess = excess_forgetting_by_run(runs)
     rows = []
     for (method, config_hash, access), members in groups.items():
         members, superseded = deduplicate(members)
@@ -349,7 +372,8 @@ def aggregate_rows(runs: list[Run], digests: dict | None = None) -> list[dict]:
             "runs": members, "superseded": sorted(superseded, key=lambda r: r.path.name),
         }
         for metric, key, _ in METRIC_COLUMNS:
-            row[f"{metric}_{key}"] = mean_std([_metric(r, metric, key) for r in members])
+            row[f"{metric}_{key}"] = mean_std([excess[r.path] if key == EXCESS_FORGETTING else _metric(r, metric, key)
+                                               for r in members])
         row["memory_bytes"] = mean_std([float((r.summary.get("memory_bytes") or [float("nan")])[-1]) for r in members])
         row["seconds_per_step"] = mean_std([_seconds_per_step(r) for r in members])
         row["curves"] = {metric: _curve(members, metric) for metric in ("miou", "pq")

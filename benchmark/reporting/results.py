@@ -5,7 +5,9 @@
                          stream hash, hardware, timings, status, protocol (ground truth access)
     stats/step_NNN.npz   raw statistics of step t (confusion matrix, ...): every metric is derived from these
     stats/step_NNN.json  per-step costs: learn / eval seconds, memory bytes, trainable parameters
-    matrix_<metric>.csv  R[t][j]
+    stats/initial.npz    raw statistics of the initial evaluation (before step 0, every class: row -1 of R)
+    stats/initial.json   its eval seconds and mIoU over every class
+    matrix_<metric>.csv  R[t][j], with the initial row (index "initial") first when there is one
     summary.json         stream metrics (percent), matrices, memory, seconds
     plots/*.png          R heatmaps and the most forgotten classes (benchmark.reporting.plots)
 
@@ -45,11 +47,22 @@ PACKAGES = ("torch", "open_clip_torch", "faiss-cpu", "timm", "avalanche-lib", "n
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
+def matrix_frame(summary: dict, name: str, labels: tuple[str, str] = ("initial", "{t}")) -> pd.DataFrame:
+    """R of metric `name` as a table, the initial row (when the run has one) first; `labels` name the initial
+    row and (a format of t) the step rows."""
+    rows = summary["matrices"][name]
+    initial = (summary.get("initial") or {}).get(name)
+    index = [labels[1].format(t=t) for t in range(len(rows))]
+    if initial is not None:
+        rows, index = [initial, *rows], [labels[0], *index]
+    return pd.DataFrame(rows, columns=[f"C{j}" for j in range(len(rows[0]))], index=index, dtype=float)
+
+
 def write_summary(run_dir: Path, summary: dict) -> None:
     """summary.json and one matrix_<metric>.csv per metric."""
     atomic_write_json(Path(run_dir) / "summary.json", summary)
-    for name, rows in summary["matrices"].items():
-        matrix = pd.DataFrame(rows, columns=[f"C{j}" for j in range(len(rows[0]))], dtype=float)
+    for name in summary["matrices"]:
+        matrix = matrix_frame(summary, name)
         matrix.index.name = "after_step"
         atomic_write_text(Path(run_dir) / f"matrix_{name}.csv", matrix.to_csv(float_format="%.4f"))
 
@@ -57,10 +70,9 @@ def write_summary(run_dir: Path, summary: dict) -> None:
 def format_summary(summary: dict, run_dir: Path) -> str:
     """The matrices and stream metrics as readable tables."""
     parts = []
-    for name, rows in summary["matrices"].items():
+    for name in summary["matrices"]:
         label = {"miou": "mIoU", "pq": "PQ"}.get(name, name)
-        matrix = pd.DataFrame(rows, columns=[f"C{j}" for j in range(len(rows[0]))],
-                              index=[f"after step {t}" for t in range(len(rows))], dtype=float)
+        matrix = matrix_frame(summary, name, ("before step 0", "after step {t}"))
         parts.append(f"{label} matrix R[t][j] (rows: after step t; columns: classes of step j)\n"
                      f"{matrix.round(1).to_string(na_rep='-')}")
     metrics = pd.DataFrame(summary["metrics"], dtype=float).rename(columns={"miou": "mIoU", "pq": "PQ"})
@@ -323,6 +335,15 @@ class RunWriter:
         self.logger.log_step(finite(record))
         return record
 
+    def write_initial(self, stats: dict[str, np.ndarray], eval_seconds: float) -> dict:
+        """Persist the raw statistics of the initial evaluation (every class, before step 0)."""
+        atomic_save_npz(self.run_dir / "stats" / INITIAL_STATS, **stats)
+        classes = [c for step in self.stream.step_classes for c in step]
+        miou_all = mean_iou(stats["confusion"], classes, self.cfg.eval.miou_mode)
+        record = {"eval_seconds": eval_seconds, "miou_all": miou_all}
+        atomic_write_json(self.run_dir / "stats" / "initial.json", finite(record))
+        return record
+
     def finish(self) -> dict:
         summary = build_summary(self.run_dir, self.stream.step_classes, self.stream.name, self.cfg.method.name,
                                 self.cfg.eval.miou_mode)
@@ -412,6 +433,14 @@ def vocabulary_names(name: str | None, num_classes: int) -> list[str]:
         return [f"class {c}" for c in range(num_classes)]
 
 
+INITIAL_STATS = "initial.npz"  # stats/ file of the initial evaluation (never matches step_*.npz)
+
+
+def load_initial_stats(run_dir: Path) -> dict[str, np.ndarray] | None:
+    path = Path(run_dir) / "stats" / INITIAL_STATS
+    return dict(np.load(path)) if path.is_file() else None
+
+
 def load_step_stats(run_dir: Path) -> list[dict[str, np.ndarray]]:
     files = sorted((Path(run_dir) / "stats").glob("step_*.npz"))
     return [dict(np.load(f)) for f in files]
@@ -426,14 +455,19 @@ def build_summary(run_dir: Path, step_classes: list[list[int]], stream: str, met
     """summary.json from the raw per-step statistics on disk (never from rounded numbers)."""
     run_dir = Path(run_dir)
     step_stats = load_step_stats(run_dir)
-    results = {"miou": semantic_stream_results([s["confusion"] for s in step_stats], step_classes, miou_mode)}
+    initial = load_initial_stats(run_dir)
+    results = {"miou": semantic_stream_results([s["confusion"] for s in step_stats], step_classes, miou_mode,
+                                               initial["confusion"] if initial is not None else None)}
     if step_stats and "pq_tp" in step_stats[0]:
-        results["pq"] = panoptic_stream_results([panoptic_stats(s) for s in step_stats], step_classes)
+        results["pq"] = panoptic_stream_results([panoptic_stats(s) for s in step_stats], step_classes,
+                                                panoptic_stats(initial) if initial is not None else None)
     steps = [json.loads(p.read_text()) for p in sorted((run_dir / "stats").glob("step_*.json"))]
     return finite({
         "stream": stream, "method": method, "run_id": run_dir.name, "num_steps": len(step_classes),
         "metrics": {name: r["summary"] for name, r in results.items()},
         "matrices": {name: r["matrix"].tolist() for name, r in results.items()},
+        "initial": {name: r["initial"].tolist() for name, r in results.items() if r["initial"] is not None},
+        "learning_gain": {name: r["learning_gain"] for name, r in results.items()},
         "seen": {name: r["seen"] for name, r in results.items()},
         "memory_bytes": [s["memory_bytes"] for s in steps],
         "trainable_parameters": [s.get("trainable_parameters", 0) for s in steps],
