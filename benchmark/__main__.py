@@ -1,14 +1,15 @@
 """python -m benchmark SUBCOMMAND ...
 
-    run method=NAME stream=NAME [key=value ...]   run one method over one stream (configs/, Hydra overrides)
-    list [methods|streams|models]                 what is registered
+    run method=NAME stream=NAME [key=value ...]   run one method over one stream (configs/, Hydra overrides);
+                                                  run -h: groups, settings, the method's keys; --cfg job: the config
+    list [methods|streams|models] [-v]            what can be chosen; -v: descriptions, every method's keys
     streams show NAME                             a stream's steps, classes, image counts and hash
     prepare DATASET --src RAW --dst ROOT          convert a raw dataset release to the layout the readers use
     export-predictions --out DIR [key=value ...]  the base model's outputs on a stream's images, for model=cached
     report RUN_DIR                                recompute a finished run's metrics and tables from raw stats
     leaderboard [--strict] [stream=NAME ...]      tables over every run under results/
     miou / pq                                     the evaluator on folders of predictions (drop-in tools)
-    perf eval|data|retrieval                      throughput against references measured in the same run
+    perf eval|data|retrieval|startup              throughput against references measured in the same run
 
 User errors print one line and exit with code 2 (add debug=true or --debug for the traceback).
 """

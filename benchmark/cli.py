@@ -2,22 +2,50 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import inspect
 import json
+import re
 import sys
+import textwrap
 from pathlib import Path
+
+from omegaconf import OmegaConf
 
 from benchmark.config import CONFIG_DIR, GROUPS, data_root, group_options, load_config, register_schema, validate
 from benchmark.errors import UserError
 from benchmark.registry import suggest
 
 
+RUN_USAGE = ("usage: python -m benchmark run [group=OPTION ...] [key=value ...] [-m|--multirun] [--cfg job] [-h]\n"
+             "  -m         a Hydra sweep: one run per combination of comma-separated values (method=a,b seed=0,1)\n"
+             "  --cfg job  print the composed, validated configuration and exit (nothing runs)\n"
+             "  -h         this help: config groups, settings and the chosen method's keys")
+
+
 def run_main(argv: list[str]) -> int:
     """`run key=value ...`: compose and validate the config, then run the stream.
-    `run -m key=a,b ...` (or --multirun): a Hydra sweep, see `multirun`."""
+    `run -m key=a,b ...` (or --multirun): a Hydra sweep, see `multirun`. `run ... -h` / `--help`: the config
+    groups, settings and the chosen method's keys; `run ... --cfg job`: the composed config, nothing runs."""
+    if any(a in ("-h", "--help") for a in argv):
+        print(run_help([a for a in argv if "=" in a]))
+        return 0
+    show_config = "--cfg" in argv
+    if show_config:
+        position = argv.index("--cfg")
+        if argv[position + 1:position + 2] != ["job"]:
+            raise UserError("--cfg takes 'job' (the composed run configuration): run key=value ... --cfg job")
+        argv = argv[:position] + argv[position + 2:]
     sweep = [a for a in argv if a not in ("-m", "--multirun")]
     bad = [a for a in sweep if "=" not in a]
     if bad:
-        raise UserError(f"run takes key=value overrides, got '{bad[0]}' (e.g. run method=knnclip stream=demo_4steps)")
+        raise UserError(f"run takes key=value overrides, got '{bad[0]}' (e.g. run method=knnclip stream=demo_4steps; "
+                        "run -h for the settings)")
+    if show_config:
+        if len(sweep) < len(argv):
+            raise UserError("--cfg job shows one configuration; drop -m (or give one value per key)")
+        print(OmegaConf.to_yaml(load_config(sweep)), end="")
+        return 0
     if len(sweep) < len(argv):
         return multirun(sweep)
     cfg = load_config(argv)
@@ -25,6 +53,69 @@ def run_main(argv: list[str]) -> int:
 
     run_stream(cfg)
     return 0
+
+
+def config_file_entries(path: Path) -> tuple[str, list[tuple[str, str, str]]]:
+    """A YAML config file read as text (no method module imported): its leading comment (the file's
+    description) and (key, default value, trailing comment) for every top-level key but `name`."""
+    description, entries = [], []
+    values = OmegaConf.to_container(OmegaConf.load(path), resolve=False) or {}
+    for line in path.read_text().splitlines():
+        if line.startswith("#") and not entries:
+            description.append(line.lstrip("#").strip())
+            continue
+        match = re.match(r"([A-Za-z_]\w*):[^#]*(?:#\s*(.*))?$", line)
+        if match and match.group(1) in values and match.group(1) != "name":
+            key = match.group(1)
+            entries.append((key, json.dumps(values[key]) if not isinstance(values[key], str) else values[key],
+                            (match.group(2) or "").strip()))
+    return " ".join(description), entries
+
+
+def schema_entries(schema: type, prefix: str = "") -> list[tuple[str, str, str]]:
+    """(dotted key, default, the field's comment in benchmark/config.py) of a config dataclass's plain fields."""
+    source = inspect.getsource(schema)
+    comments = dict(re.findall(r"^\s+(\w+):[^#\n]*#\s*(.*)$", source, flags=re.M))
+    entries = []
+    for item in dataclasses.fields(schema):
+        if item.default is dataclasses.MISSING:
+            continue  # nested sections (stream, model, ...) and the method: described by their groups
+        default = "null" if item.default is None else json.dumps(item.default) if not isinstance(item.default, str) else item.default
+        entries.append((prefix + item.name, default, comments.get(item.name, "")))
+    return entries
+
+
+def _format_entries(entries: list[tuple[str, str, str]], indent: str = "  ") -> list[str]:
+    width = min(34, max((len(f"{k}={v}") for k, v, _ in entries), default=0))
+    return [f"{indent}{f'{key}={value}':<{width}}  {comment}".rstrip() for key, value, comment in entries]
+
+
+def default_choice(group: str) -> str:
+    """The option configs/config.yaml's defaults list picks for `group`."""
+    defaults = OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "config.yaml")).get("defaults", [])
+    return next((item[group] for item in defaults if isinstance(item, dict) and group in item), "")
+
+
+def run_help(overrides: list[str]) -> str:
+    """Hydra-style help, from the config files and the schema alone (fast: no method is imported)."""
+    from benchmark.config import EvalConfig, RunConfig, _check_group_choices
+
+    _check_group_choices(overrides)
+    chosen = {group: default_choice(group) for group in GROUPS}
+    chosen.update(dict(o.split("=", 1) for o in overrides if o.split("=", 1)[0] in GROUPS))
+    lines = [RUN_USAGE, "", "Config groups (group=OPTION; [x] = chosen now):"]
+    for group in GROUPS:
+        options = [f"[{o}]" if o == chosen[group] else o for o in group_options(group)]
+        lines += textwrap.wrap(", ".join(options), width=110, initial_indent=f"  {group + ':':8s} ",
+                               subsequent_indent=" " * 11, break_on_hyphens=False)
+    lines += ["", "Settings (key=value):", *_format_entries(schema_entries(RunConfig) + schema_entries(EvalConfig, "eval."))]
+    method = chosen["method"]
+    description, entries = config_file_entries(CONFIG_DIR / "method" / f"{method}.yaml")
+    lines += ["", f"Method {method} (method.KEY=VALUE; configs/method/{method}.yaml): {description}",
+              *_format_entries([(f"method.{k}", v, c) for k, v, c in entries])]
+    lines += ["", "The stream, model, data and logger keys: `run stream=NAME ... --cfg job` prints the whole "
+              "composed configuration; `list methods -v` describes every method."]
+    return "\n".join(lines)
 
 
 def multirun(overrides: list[str]) -> int:
@@ -62,18 +153,28 @@ def multirun(overrides: list[str]) -> int:
 
 
 def list_main(argv: list[str]) -> int:
-    """`list [methods|streams|models|...]`: registered methods and config options of each group."""
-    from benchmark.method import METHODS
-    import benchmark.plugins  # noqa: F401
-
+    """`list [methods|streams|models|data|loggers] [-v]`: the options of each config group; a method is listed by
+    its configs/method/<name>.yaml (what `method=NAME` chooses). `-v`: each option's description, and for
+    methods every key with its default and meaning. Read from the config files: nothing is imported."""
+    verbose = any(a in ("-v", "--verbose") for a in argv)
+    argv = [a for a in argv if a not in ("-v", "--verbose")]
     what = argv[0] if argv else None
-    kinds = {"methods": METHODS.names(), "streams": group_options("stream"), "models": group_options("model"),
-             "data": group_options("data"), "loggers": group_options("logger")}
+    kinds = {"methods": "method", "streams": "stream", "models": "model", "data": "data", "loggers": "logger"}
     if what is not None and what not in kinds:
         raise UserError(f"cannot list '{what}'{suggest(what, list(kinds))}; choose from: {', '.join(kinds)}")
-    for kind, names in kinds.items():
-        if what in (None, kind):
+    for kind, group in kinds.items():
+        if what not in (None, kind):
+            continue
+        names = group_options(group)
+        if not verbose:
             print(f"{kind}: {', '.join(names)}")
+            continue
+        print(f"{kind}:")
+        for name in names:
+            description, entries = config_file_entries(CONFIG_DIR / group / f"{name}.yaml")
+            print(f"  {name}: {description}")
+            if group == "method":
+                print("\n".join(_format_entries([(f"method.{k}", v, c) for k, v, c in entries], indent="      ")))
     return 0
 
 

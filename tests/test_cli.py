@@ -34,3 +34,42 @@ def test_list_shows_registered_names():
     assert result.returncode == 0
     assert "knnclip" in result.stdout and "zeroshot" in result.stdout and "demo_4steps" in result.stdout
     assert "tiny_random" in result.stdout
+
+
+def test_run_help_lists_groups_settings_and_the_chosen_methods_keys():
+    result = run_cli("run", "method=replay", "-h")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "[replay]" in out and "[demo_4steps]" in out and "seed=0" in out and "eval.vocabulary=seen" in out
+    assert "method.mem_size=40" in out and "images kept in the replay memory" in out
+    assert run_cli("run", "--help").stdout.count("method.k=16") == 1  # the default method: knnclip
+
+
+def test_run_cfg_job_prints_the_validated_config_and_runs_nothing(tmp_path):
+    result = run_cli("run", "method=zeroshot", "seed=3", f"results_dir={tmp_path / 'r'}", "--cfg", "job")
+    assert result.returncode == 0, result.stderr
+    import yaml
+
+    config = yaml.safe_load(result.stdout)
+    assert config["method"] == {"name": "zeroshot"} and config["seed"] == 3 and config["stream"]["num_steps"] == 4
+    assert not (tmp_path / "r").exists()
+    bad = run_cli("run", "method.kk=1", "--cfg", "job")
+    assert bad.returncode == 2 and "unknown config key 'method.kk'" in bad.stderr
+
+
+def test_list_methods_verbose_shows_keys_defaults_and_docs():
+    result = run_cli("list", "methods", "-v")
+    assert result.returncode == 0
+    assert "  knnclip: kNN-CLIP (Gui et al.)" in result.stdout
+    assert "method.k=16" in result.stdout and "neighbours retrieved per mask proposal" in result.stdout
+    assert "method.strategy=Naive" in result.stdout
+
+
+@pytest.mark.parametrize("command", [["list"], ["list", "methods", "-v"], ["run", "--help"],
+                                     ["leaderboard", "results_dir=/nonexistent"], ["leaderboard", "--help"]])
+def test_commands_that_run_no_model_import_no_torch(command):
+    """Lazy imports (`perf startup` measures the seconds; this checks the cause)."""
+    code = ("import sys; from benchmark.__main__ import main; main(%r); "
+            "sys.stderr.write('TORCH' if 'torch' in sys.modules else 'NO-TORCH')" % (command,))
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.stderr.endswith("NO-TORCH"), result.stderr

@@ -47,6 +47,11 @@ def test_the_readme_has_run_commands():
 @pytest.mark.parametrize("command", COMMANDS)
 def test_readme_run_command_is_a_valid_configuration(command):
     args = shlex.split(command)
+    if {"-h", "--help", "--cfg"} & set(args):  # help and --cfg job run nothing: run them as written
+        from benchmark.__main__ import main
+
+        assert main(["run", *args]) == 0
+        return
     sweep = "-m" in args or "--multirun" in args
     overrides = [a for a in args if a not in ("-m", "--multirun")]
     assert all("=" in a for a in overrides), command
@@ -60,3 +65,16 @@ def test_readme_names_only_existing_subcommands():
     named = set(re.findall(r"-m benchmark ([a-z][a-z-]*)", README.read_text()))
     assert {"run", "export-predictions", "prepare", "perf", "miou", "pq"} <= named
     assert named <= set(SUBCOMMANDS), sorted(named - set(SUBCOMMANDS))
+
+
+def readme_list_commands() -> list[list[str]]:
+    """The README's `benchmark list ...` commands (the generic `[methods|streams|models]` form left out)."""
+    lines = re.findall(r"-m benchmark (list[^#`\n]*)", README.read_text())
+    return [shlex.split(line) for line in lines if "[" not in line]
+
+
+@pytest.mark.parametrize("command", readme_list_commands(), ids=" ".join)
+def test_readme_list_commands_run_as_written(command, capsys):
+    from benchmark.__main__ import main
+
+    assert main(command) == 0 and capsys.readouterr().out

@@ -16,11 +16,14 @@ All reported numbers are percentages; a class without ground-truth pixels report
 """
 from __future__ import annotations
 
+import sys
 from functools import lru_cache
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # torch is imported by whoever hands us tensors; reading statistics never needs it
+    import torch
 
 from benchmark.data.types import IGNORE_LABEL
 
@@ -65,7 +68,8 @@ def _row_offsets(num_classes: int, ignore_index: int) -> np.ndarray:
 
 
 def _as_numpy(labels: np.ndarray | torch.Tensor) -> np.ndarray:
-    if isinstance(labels, torch.Tensor):
+    torch = sys.modules.get("torch")  # a tensor exists only once torch is imported
+    if torch is not None and isinstance(labels, torch.Tensor):
         return labels.detach().cpu().numpy()
     return np.asarray(labels)
 

@@ -13,21 +13,30 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
 from benchmark.evaluation.semantic import gt_present, per_class_iou
 from benchmark.io import atomic_write_bytes
+
+if TYPE_CHECKING:  # matplotlib is imported when a figure is drawn (commands that draw none start faster)
+    from matplotlib.figure import Figure
 
 METRIC_LABELS = {"miou": "mIoU", "pq": "PQ"}
 MAX_ANNOTATED_CELLS = 24  # matrices with more steps than this are drawn without numbers in the cells
 FORGOTTEN_CLASSES = 15  # classes shown in forgetting_classes.png
 
 
+def new_figure(**kwargs) -> Figure:
+    from matplotlib.figure import Figure
+
+    return Figure(**kwargs)
+
+
 def save_figure(figure: Figure, path: Path) -> Path:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
     buffer = io.BytesIO()
     FigureCanvasAgg(figure).print_png(buffer)
     atomic_write_bytes(Path(path), buffer.getvalue())
@@ -40,7 +49,7 @@ def matrix_figure(matrix: np.ndarray, title: str, metric: str = "miou",
     NaN cells (classes not yet seen) stay blank."""
     matrix = np.asarray(matrix, dtype=float)  # (steps evaluated, steps)
     rows, cols = matrix.shape
-    figure = Figure(figsize=(max(5.0, 0.75 * cols + 2.8), max(3.8, 0.55 * rows + 2.0)), layout="constrained")
+    figure = new_figure(figsize=(max(5.0, 0.75 * cols + 2.8), max(3.8, 0.55 * rows + 2.0)), layout="constrained")
     axes = figure.add_subplot()
     image = axes.imshow(np.ma.masked_invalid(matrix), cmap="viridis", vmin=0, vmax=100, aspect="auto")
     axes.set_facecolor("white")
@@ -79,7 +88,7 @@ def forgetting_figure(changes: Sequence[tuple[int, int, float, float]], class_na
     """Dumbbell chart of the (at most `count`) classes that lost the most IoU: when learned -> after the last step."""
     lost = [change for change in changes if change[3] < change[2]]
     shown = lost[:count][::-1]  # largest drop at the top
-    figure = Figure(figsize=(7.5, max(2.6, 0.34 * len(shown) + 1.8)), layout="constrained")
+    figure = new_figure(figsize=(7.5, max(2.6, 0.34 * len(shown) + 1.8)), layout="constrained")
     axes = figure.add_subplot()
     axes.set_title(title + (f"\n({len(shown)} of the {len(lost)} classes that lost IoU, of {len(changes)} learned "
                             "before the last step)" if shown else ""), fontsize=10)
@@ -127,7 +136,7 @@ def write_run_plots(run_dir: Path, summary: dict, step_classes: Sequence[Sequenc
 def seen_curves_figure(curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str, metric: str = "miou") -> Figure:
     """One line per method configuration: mean score on S_t after each step t, a band of ± std over runs."""
     label = METRIC_LABELS.get(metric, metric)
-    figure = Figure(figsize=(7.5, 4.5), layout="constrained")
+    figure = new_figure(figsize=(7.5, 4.5), layout="constrained")
     axes = figure.add_subplot()
     top = 10.0
     for name, (mean, std) in curves.items():
