@@ -168,13 +168,17 @@ def list_main(argv: list[str]) -> int:
         names = group_options(group)
         if not verbose:
             print(f"{kind}: {', '.join(names)}")
-            continue
-        print(f"{kind}:")
-        for name in names:
-            description, entries = config_file_entries(CONFIG_DIR / group / f"{name}.yaml")
-            print(f"  {name}: {description}")
-            if group == "method":
-                print("\n".join(_format_entries([(f"method.{k}", v, c) for k, v, c in entries], indent="      ")))
+        else:
+            print(f"{kind}:")
+            for name in names:
+                description, entries = config_file_entries(CONFIG_DIR / group / f"{name}.yaml")
+                print(f"  {name}: {description}")
+                if group == "method":
+                    print("\n".join(_format_entries([(f"method.{k}", v, c) for k, v, c in entries], indent="      ")))
+        if kind == "streams":  # the published class orders, which any stream of their dataset takes
+            from streams.builder import order_presets
+
+            print(f"stream orders (stream.order=NAME; also random, frequency, natural): {', '.join(order_presets())}")
     return 0
 
 

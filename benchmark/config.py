@@ -29,7 +29,7 @@ class StreamConfig:
     dataset: str = "???"  # dataset the stream splits (demo, demo_panoptic, ade20k_847, ...)
     num_steps: Optional[int] = None  # equal steps over the whole vocabulary, or ...
     step_sizes: Optional[list[int]] = None  # ... explicit sizes (classic "100-10" splits: [100, 10, 10, 10, 10, 10])
-    order: str = "random"  # class order: random (seeded by order_seed) | frequency | natural
+    order: str = "random"  # random (seeded by order_seed) | frequency | natural | published: streams/orders/NAME.yaml
     order_seed: int = 0  # seed of the random class order (draw other orders to average over)
     mode: str = "overlap"  # overlap: every training image with a pixel of C_t; disjoint: and none of a future class
     panoptic: bool = False  # evaluate PQ as well as mIoU
@@ -220,8 +220,10 @@ def _schema_error(exc: OmegaConfBaseException, schema: DictConfig, prefix: str =
 
 
 def _check_choices(cfg: DictConfig) -> None:
+    from streams.builder import order_presets
+
     choices = {
-        "stream.order": ("random", "frequency", "natural"),
+        "stream.order": ("random", "frequency", "natural", *order_presets()),
         "stream.mode": ("overlap", "disjoint"),
         "model.kind": ("open_clip", "cached"),
         "model.proposals": ("superpixel", "oracle"),

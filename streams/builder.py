@@ -80,10 +80,34 @@ def step_sizes(cfg, num_classes: int) -> list[int]:
     return sizes
 
 
+ORDER_PRESETS_DIR = Path(__file__).parent / "orders"
+
+
+def order_presets() -> list[str]:
+    """Names of the published class orders in streams/orders/ (`stream.order=NAME`)."""
+    return sorted(p.stem for p in ORDER_PRESETS_DIR.glob("*.yaml"))
+
+
+def load_order_preset(name: str, vocabulary: Vocabulary) -> list[int]:
+    """A published class order (streams/orders/NAME.yaml: `order` in the source's class numbering, `source_id_offset`
+    subtracted to get this vocabulary's ids), checked to list every class of `vocabulary` once."""
+    import yaml
+
+    preset = yaml.safe_load((ORDER_PRESETS_DIR / f"{name}.yaml").read_text())
+    if preset["vocabulary"] != vocabulary.name:
+        raise UserError(f"stream.order={name} is a class order of {preset['vocabulary']}, not of {vocabulary.name}")
+    order = [int(c) - preset["source_id_offset"] for c in preset["order"]]
+    if sorted(order) != vocabulary.ids:
+        raise UserError(f"{ORDER_PRESETS_DIR / name}.yaml does not list each of the {len(vocabulary)} classes once")
+    return order
+
+
 def class_order(cfg, vocabulary: Vocabulary, frequency: list[float] | None = None) -> list[int]:
     ids = vocabulary.ids
     if cfg.order == "natural":
         return ids
+    if cfg.order in order_presets():
+        return load_order_preset(cfg.order, vocabulary)
     if cfg.order == "frequency":
         if frequency is None:
             raise UserError(f"stream '{cfg.name}': order=frequency needs per-class frequencies")

@@ -20,14 +20,14 @@ def make_run(results: Path, run_id: str, method: dict, final: float, *, seed: in
              stream_hash: str = "hash-o0", version: int = 1, status: str = "complete", stream: str = "toy",
              max_images: int | None = None, memory: tuple = (1000, 3000), learn: tuple = (1.0, 2.0),
              evaluation: tuple = (3.0, 4.0), seen: tuple | None = None, pq_final: float | None = None,
-             manifest_extra: dict | None = None, forgetting: float = 2.0) -> Path:
+             manifest_extra: dict | None = None, forgetting: float = 2.0, order: str = "random") -> Path:
     """A run folder as RunWriter leaves it (only the files the leaderboard reads); `manifest_extra` adds or
     replaces manifest keys (method_source, protocol, git)."""
     run_dir = results / stream / method["name"] / run_id
     run_dir.mkdir(parents=True)
     config = {
         "method": method, "seed": seed,
-        "stream": {"name": stream, "dataset": "demo", "num_steps": 2, "order": "random", "order_seed": order_seed,
+        "stream": {"name": stream, "dataset": "demo", "num_steps": 2, "order": order, "order_seed": order_seed,
                    "mode": "overlap", "panoptic": pq_final is not None, "version": version},
         "model": {"name": "tiny_random", "kind": "open_clip", "arch": "covseg-tiny-vit", "pretrained": None,
                   "input_size": 224, "proposals": "superpixel", "superpixel_segments": 150,
@@ -83,6 +83,17 @@ def test_excess_forgetting_against_the_zero_shot_run_of_the_same_stream_model_an
     assert float(knn["miou_excess_forgetting_std"]) == pytest.approx(18 ** 0.5)  # sample std of 7 and 1
     assert float(zero["miou_excess_forgetting_mean"]) == 0.0
     assert "| excess forgetting |" in (root / "LEADERBOARD.md").read_text()
+
+
+def test_published_class_orders_of_one_stream_are_aggregated(tmp_path):
+    root = tmp_path / "results"
+    make_run(root, "a", KNN_DEFAULTS, 30.0, order="natural", stream_hash="hash-a")
+    make_run(root, "b", KNN_DEFAULTS, 34.0, order="mib_b", stream_hash="hash-b")
+    make_run(root, "c", KNN_DEFAULTS, 38.0, order="mib_c", stream_hash="hash-c")
+    assert main([f"results_dir={root}"]) == 0
+    [row] = read_csv(root)
+    assert row["order_seeds"] == "mib_b;mib_c;natural" and float(row["miou_final_mean"]) == pytest.approx(34.0)
+    assert float(row["miou_final_std"]) == pytest.approx(4.0)
 
 
 def test_aggregates_mean_std_counts_and_groups_by_method_config(results, capsys):

@@ -6,7 +6,8 @@ from benchmark.config import group_options, load_config
 from benchmark.data.datasets import DATASETS
 from benchmark.data.demo import demo_vocabulary
 from benchmark.data.types import Vocabulary
-from streams.builder import FROZEN_DIR, build_stream, freeze, split_classes, step_sizes
+from cited_splits import ECLIPSE_ADE_ORDERS, MIB_TASKS_ADE, PLOP_TASKS_ADE_100_5
+from streams.builder import FROZEN_DIR, build_stream, freeze, load_order_preset, order_presets, split_classes, step_sizes
 
 
 def vocabulary_of(cfg) -> Vocabulary:
@@ -29,6 +30,57 @@ def test_classic_ade150_splits_use_natural_order():
     cfg = load_config(["stream=ade150_100-10"]).stream
     _, step_classes = split_classes(cfg, vocabulary_of(cfg), [])
     assert step_classes[0] == list(range(100)) and step_classes[1] == list(range(100, 110))
+
+
+def ade150_split(overrides: list[str]) -> list[list[int]]:
+    cfg = load_config(overrides).stream
+    return split_classes(cfg, vocabulary_of(cfg), [])[1]
+
+
+def from_source(task: dict[int, list[int]]) -> list[list[int]]:
+    """A MiB / PLOP task dict in our ADE-150 ids: their class c is our c - 1; their 0 (background) is no class."""
+    return [sorted(c - 1 for c in task[t] if c != 0) for t in sorted(task)]
+
+
+MIB_SPLIT_STREAMS = {"100-50": "ade150_100-50", "100-10": "ade150_100-10", "50": "ade150_50-50"}
+
+
+@pytest.mark.parametrize("order", ["", "b", "c"])
+@pytest.mark.parametrize("split", list(MIB_SPLIT_STREAMS))
+def test_ade150_splits_equal_mib_tasks_py(split, order):
+    """MiB's 100-50 / 100-10 / 50-50 in its orders a (natural), b and c (stream.order=mib_b | mib_c)."""
+    overrides = [f"stream={MIB_SPLIT_STREAMS[split]}"] + ([f"stream.order=mib_{order}"] if order else [])
+    for panoptic in (False, True):
+        name = MIB_SPLIT_STREAMS[split].replace("ade150_", "ade150_panoptic_") if panoptic else MIB_SPLIT_STREAMS[split]
+        assert ade150_split([f"stream={name}", *overrides[1:]]) == from_source(MIB_TASKS_ADE[split + order])
+
+
+def test_ade150_100_5_equals_plop_tasks_py():
+    for name in ("ade150_100-5", "ade150_panoptic_100-5"):
+        assert ade150_split([f"stream={name}"]) == from_source(PLOP_TASKS_ADE_100_5)
+
+
+@pytest.mark.parametrize("name", sorted(ECLIPSE_ADE_ORDERS))
+def test_eclipse_orders_equal_its_configs_and_slice_as_eclipse_does(name):
+    cited = ECLIPSE_ADE_ORDERS[name]
+    vocabulary = Vocabulary.load("ade20k_150")
+    assert load_order_preset(f"eclipse_{name}", vocabulary) == [c - 1 for c in cited]
+    # ECLIPSE's semantic_wrapper: step t learns class_order[acc : acc + inc]
+    for stream, sizes in (("ade150_panoptic_50-10", [50] + [10] * 10), ("ade150_50-20", [50] + [20] * 5),
+                          ("ade150_100-5", [100] + [5] * 10)):
+        bounds = [sum(sizes[:t]) for t in range(len(sizes) + 1)]
+        expected = [sorted(c - 1 for c in cited[bounds[t]:bounds[t + 1]]) for t in range(len(sizes))]
+        assert ade150_split([f"stream={stream}", f"stream.order=eclipse_{name}"]) == expected
+
+
+def test_order_presets_refuse_another_vocabulary():
+    from benchmark.errors import UserError
+
+    assert {"mib_b", "mib_c", *(f"eclipse_{n}" for n in "bcdefghij")} <= set(order_presets())
+    with pytest.raises(UserError, match="class order of ade20k_150, not of demo_40"):
+        load_order_preset("eclipse_b", demo_vocabulary())
+    with pytest.raises(UserError, match="stream.order=mib_z is not one of"):
+        load_config(["stream=ade150_100-10", "stream.order=mib_z"])
 
 
 def test_another_order_seed_draws_another_split_and_hash(demo_root):

@@ -6,8 +6,9 @@ config.yaml), ignores runs whose manifest is not `"status": "complete"` (and say
 after each step (`<results_dir>/plots/`).
 
 Grouping, so that a number only ever averages comparable runs:
-- stream: name, version and *definition* (a hash of the stream config without `order_seed`, plus the demo
-  data seed). Class orders (order_seed) of one definition are aggregated; their stream hashes are listed.
+- stream: name, version and *definition* (a hash of the stream config without `order` and `order_seed`, plus
+  the demo data seed). Class orders (order_seed of a random order, or a published order: natural, mib_b,
+  eclipse_c, ...) of one definition are aggregated; their stream hashes are listed.
   Should one class order show two different stream hashes (the data changed under the same definition),
   that definition is split by stream hash instead, so different data is never mixed.
 - row: the resolved configuration (`config_hash`: a short hash of config.yaml without the keys that vary
@@ -78,7 +79,7 @@ METRIC_COLUMNS = [
 EVAL_KEYS = ("vocabulary", "miou_mode", "max_images")  # evaluation settings that change the numbers
 # config keys left out of a row's identity: they vary between the runs of a row (seed, class order) or change
 # where and how fast a run goes, never its numbers
-EXECUTION_KEYS = ("seed", "stream.order_seed", "run_id", "results_dir", "quiet", "debug", "resume", "device",
+EXECUTION_KEYS = ("seed", "stream.order", "stream.order_seed", "run_id", "results_dir", "quiet", "debug", "resume", "device",
                   "threads", "logger", "data.root", "data.on_error", "model.batch_size", "model.cache_dir",
                   "eval.batch_size")
 
@@ -123,12 +124,14 @@ class Run:
 
     @property
     def stream_definition(self) -> str:
-        stream = {k: v for k, v in self.config["stream"].items() if k != "order_seed"}
+        stream = {k: v for k, v in self.config["stream"].items() if k not in ("order", "order_seed")}
         return short_hash({"stream": stream, "demo_seed": self.config.get("data", {}).get("demo_seed")})
 
     @property
     def order_seed(self):
-        return self.config["stream"].get("order_seed")
+        """The run's class order: its order_seed for a random order, else the order's name (natural, mib_b, ...)."""
+        stream = self.config["stream"]
+        return stream.get("order_seed") if stream.get("order", "random") == "random" else stream.get("order")
 
     @property
     def method_config(self) -> dict:
