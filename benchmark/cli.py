@@ -12,7 +12,8 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from benchmark.config import CONFIG_DIR, GROUPS, data_root, group_options, load_config, register_schema, validate
+from benchmark.config import (CONFIG_DIR, GROUPS, config_file, data_root, group_options, load_config, register_schema,
+                              search_path_override, validate)
 from benchmark.errors import UserError
 from benchmark.registry import suggest
 
@@ -110,7 +111,7 @@ def run_help(overrides: list[str]) -> str:
                                subsequent_indent=" " * 11, break_on_hyphens=False)
     lines += ["", "Settings (key=value):", *_format_entries(schema_entries(RunConfig) + schema_entries(EvalConfig, "eval."))]
     method = chosen["method"]
-    description, entries = config_file_entries(CONFIG_DIR / "method" / f"{method}.yaml")
+    description, entries = config_file_entries(config_file("method", method))
     lines += ["", f"Method {method} (method.KEY=VALUE; configs/method/{method}.yaml): {description}",
               *_format_entries([(f"method.{k}", v, c) for k, v, c in entries])]
     lines += ["", "The stream, model, data and logger keys: `run stream=NAME ... --cfg job` prints the whole "
@@ -144,7 +145,8 @@ def multirun(overrides: list[str]) -> int:
         run_stream(validate(cfg))
 
     saved_argv = sys.argv
-    sys.argv = [saved_argv[0], "--multirun", *overrides]  # hydra.main reads its overrides from sys.argv
+    # hydra.main reads its overrides from sys.argv
+    sys.argv = [saved_argv[0], "--multirun", *overrides, *search_path_override()]
     try:
         run_job()
     finally:
@@ -171,7 +173,7 @@ def list_main(argv: list[str]) -> int:
         else:
             print(f"{kind}:")
             for name in names:
-                description, entries = config_file_entries(CONFIG_DIR / group / f"{name}.yaml")
+                description, entries = config_file_entries(config_file(group, name))
                 print(f"  {name}: {description}")
                 if group == "method":
                     print("\n".join(_format_entries([(f"method.{k}", v, c) for k, v, c in entries], indent="      ")))

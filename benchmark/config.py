@@ -8,6 +8,7 @@ own parameters are checked against its `Config` dataclass.
 from __future__ import annotations
 
 import keyword
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,8 +20,52 @@ from omegaconf.errors import OmegaConfBaseException
 from benchmark.errors import UserError
 from benchmark.registry import suggest
 
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+
+
+def _shipped_config_dir() -> Path:
+    """configs/ of this checkout, or in an installed wheel the copy that setup.py ships as benchmark/configs."""
+    package = Path(__file__).resolve().parent
+    return package / "configs" if (package / "configs").is_dir() else package.parent / "configs"
+
+
+CONFIG_DIR = _shipped_config_dir()
 GROUPS = ("method", "stream", "model", "data", "logger")
+PLUGIN_GROUP = "covseg_bench.plugins"  # entry point group of installed packages that add methods (benchmark.plugins)
+PLUGIN_PATH_ENV = "COVSEG_PATH"  # folders of one's own methods and configs, os.pathsep-separated
+
+
+def plugin_folders() -> list[Path]:
+    """The folders of $COVSEG_PATH (each: top-level *.py modules and a configs/ folder)."""
+    return [Path(p).expanduser().resolve() for p in os.environ.get(PLUGIN_PATH_ENV, "").split(os.pathsep) if p]
+
+
+def config_search_path() -> list[Path]:
+    """Where config groups are looked up, first match wins: the project's configs/, then the `configs/` folder
+    of every $COVSEG_PATH folder and beside every `covseg_bench.plugins` entry point's module (found without
+    importing it): Hydra's `hydra.searchpath`, filled from the plugins."""
+    import importlib.util
+    from importlib.metadata import entry_points
+
+    folders = [CONFIG_DIR, *(folder / "configs" for folder in plugin_folders())]
+    for entry_point in entry_points(group=PLUGIN_GROUP):
+        top = entry_point.value.split(":")[0].split(".")[0]
+        spec = importlib.util.find_spec(top)
+        if spec is not None and spec.origin:
+            module_dir = Path(spec.origin).parent
+            folders += [module_dir / "configs"]
+    return [folder for folder in dict.fromkeys(folders) if folder.is_dir()]
+
+
+def config_file(group: str, name: str) -> Path | None:
+    """configs/<group>/<name>.yaml from the first folder of the search path holding it."""
+    return next((folder / group / f"{name}.yaml" for folder in config_search_path()
+                 if (folder / group / f"{name}.yaml").is_file()), None)
+
+
+def search_path_override() -> list[str]:
+    """The `hydra.searchpath=[...]` override that adds the plugins' config folders ([] when there are none)."""
+    extra = config_search_path()[1:]
+    return [f"hydra.searchpath=[{','.join('file://' + str(f) for f in extra)}]"] if extra else []
 
 
 @dataclass
@@ -105,7 +150,8 @@ def register_schema() -> None:
 
 
 def group_options(group: str) -> list[str]:
-    return sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))
+    """The options of a config group: YAML file names over the whole search path."""
+    return sorted({p.stem for folder in config_search_path() for p in (folder / group).glob("*.yaml")})
 
 
 def _check_group_choices(overrides: list[str]) -> None:
@@ -144,12 +190,13 @@ def load_config(overrides: list[str]) -> DictConfig:
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
         try:
-            cfg = compose(config_name="config", overrides=overrides)
+            cfg = compose(config_name="config", overrides=[*overrides, *search_path_override()])
         except Exception as exc:  # hydra wraps override errors in several exception types
             message = str(exc)
             key = re.search(r"Could not override '([^']+)'", message) or re.search(r"Key '([^']+)' is not in struct", message)
             if key:
-                base = compose(config_name="config", overrides=[o for o in overrides if not o.startswith(key.group(1) + "=")])
+                kept = [o for o in overrides if not o.startswith(key.group(1) + "=")]
+                base = compose(config_name="config", overrides=[*kept, *search_path_override()])
                 raise _key_error(base, key.group(1)) from None
             merging = re.search(r"Error merging override ([^=\s]+)=", message)
             if merging:  # a value of the wrong type: hydra keeps omegaconf's reason in the cause
@@ -185,7 +232,16 @@ def validate(cfg: DictConfig) -> DictConfig:
     OmegaConf.to_object(checked)  # runs the method Config's __post_init__ checks (ranges, choices)
     typed.method = OmegaConf.create({"name": name, **{_key_name(k): v for k, v in checked.items()}})
     _check_choices(typed)
+    _check_extras(typed)
     return typed
+
+
+def _check_extras(cfg: DictConfig) -> None:
+    """Settings that need an optional dependency (pyproject.toml's extras) say which one to install."""
+    import importlib.util
+
+    if cfg.logger.name == "wandb" and importlib.util.find_spec("wandb") is None:
+        raise UserError("logger=wandb needs wandb, which is not installed: pip install 'covseg-bench[wandb]'")
 
 
 def _field_name(key: str) -> str:

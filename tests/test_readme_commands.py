@@ -69,7 +69,7 @@ def test_readme_names_only_existing_subcommands():
 
 def readme_list_commands() -> list[list[str]]:
     """The README's `benchmark list ...` commands (the generic `[methods|streams|models]` form left out)."""
-    lines = re.findall(r"-m benchmark (list[^#`\n]*)", README.read_text())
+    lines = re.findall(r"(?:-m benchmark|covseg) (list[^#`\n]*)", README.read_text())
     return [shlex.split(line) for line in lines if "[" not in line]
 
 

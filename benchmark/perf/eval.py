@@ -24,6 +24,7 @@ from PIL import Image
 
 from benchmark.data.readers import id_to_rgb
 from benchmark.data.types import IGNORE_LABEL, SegmentInfo
+from benchmark.errors import UserError
 
 PANOPTICAPI_OFFSET = 256 * 256 * 256
 
@@ -333,7 +334,12 @@ def _max_abs_diff(a: dict, b: dict) -> float:
 
 def bench_semantic(args: argparse.Namespace) -> list[tuple]:
     import torch
-    from torchmetrics.classification import MulticlassJaccardIndex
+
+    try:
+        from torchmetrics.classification import MulticlassJaccardIndex
+    except ImportError:
+        raise UserError("perf eval compares against torchmetrics, which is not installed: "
+                        "pip install 'covseg-bench[perf]'") from None
 
     from benchmark.evaluation import semantic
     from benchmark.evaluation.semantic import SemanticEvaluator

@@ -50,7 +50,7 @@ import numpy as np
 import pandas as pd
 from omegaconf import OmegaConf
 
-from benchmark.config import CONFIG_DIR, EvalConfig, ModelConfig
+from benchmark.config import EvalConfig, ModelConfig, config_file
 from benchmark.errors import UserError
 from benchmark.io import atomic_write_text
 from benchmark.registry import suggest
@@ -96,8 +96,8 @@ def non_default(values: dict, defaults: dict) -> list[str]:
 
 
 def _yaml_defaults(group: str, name: str) -> dict:
-    path = CONFIG_DIR / group / f"{name}.yaml"
-    return OmegaConf.to_container(OmegaConf.load(path), resolve=True) if path.is_file() else {}
+    path = config_file(group, name)
+    return OmegaConf.to_container(OmegaConf.load(path), resolve=True) if path is not None else {}
 
 
 def config_identity(config: dict) -> dict:
