@@ -6,7 +6,8 @@ from benchmark.config import group_options, load_config
 from benchmark.data.datasets import DATASETS
 from benchmark.data.demo import demo_vocabulary
 from benchmark.data.types import Vocabulary
-from cited_splits import ECLIPSE_ADE_ORDERS, MIB_TASKS_ADE, PLOP_TASKS_ADE_100_5
+from cited_splits import (ECLIPSE_ADE_ORDERS, MIB_TASKS_ADE, MIB_TASKS_VOC, PLOP_TASKS_ADE_100_5,
+                          PLOP_TASKS_VOC_10_1)
 from streams.builder import FROZEN_DIR, build_stream, freeze, load_order_preset, order_presets, split_classes, step_sizes
 
 
@@ -32,7 +33,7 @@ def test_classic_ade150_splits_use_natural_order():
     assert step_classes[0] == list(range(100)) and step_classes[1] == list(range(100, 110))
 
 
-def ade150_split(overrides: list[str]) -> list[list[int]]:
+def split_of(overrides: list[str]) -> list[list[int]]:
     cfg = load_config(overrides).stream
     return split_classes(cfg, vocabulary_of(cfg), [])[1]
 
@@ -52,12 +53,12 @@ def test_ade150_splits_equal_mib_tasks_py(split, order):
     overrides = [f"stream={MIB_SPLIT_STREAMS[split]}"] + ([f"stream.order=mib_{order}"] if order else [])
     for panoptic in (False, True):
         name = MIB_SPLIT_STREAMS[split].replace("ade150_", "ade150_panoptic_") if panoptic else MIB_SPLIT_STREAMS[split]
-        assert ade150_split([f"stream={name}", *overrides[1:]]) == from_source(MIB_TASKS_ADE[split + order])
+        assert split_of([f"stream={name}", *overrides[1:]]) == from_source(MIB_TASKS_ADE[split + order])
 
 
 def test_ade150_100_5_equals_plop_tasks_py():
     for name in ("ade150_100-5", "ade150_panoptic_100-5"):
-        assert ade150_split([f"stream={name}"]) == from_source(PLOP_TASKS_ADE_100_5)
+        assert split_of([f"stream={name}"]) == from_source(PLOP_TASKS_ADE_100_5)
 
 
 @pytest.mark.parametrize("name", sorted(ECLIPSE_ADE_ORDERS))
@@ -70,7 +71,14 @@ def test_eclipse_orders_equal_its_configs_and_slice_as_eclipse_does(name):
                           ("ade150_100-5", [100] + [5] * 10)):
         bounds = [sum(sizes[:t]) for t in range(len(sizes) + 1)]
         expected = [sorted(c - 1 for c in cited[bounds[t]:bounds[t + 1]]) for t in range(len(sizes))]
-        assert ade150_split([f"stream={stream}", f"stream.order=eclipse_{name}"]) == expected
+        assert split_of([f"stream={stream}", f"stream.order=eclipse_{name}"]) == expected
+
+
+@pytest.mark.parametrize("stream, cited", [("voc21_15-5", MIB_TASKS_VOC["15-5"]), ("voc21_15-1", MIB_TASKS_VOC["15-5s"]),
+                                           ("voc21_19-1", MIB_TASKS_VOC["19-1"]), ("voc21_10-1", PLOP_TASKS_VOC_10_1)])
+def test_voc_splits_equal_mib_and_plop_tasks_py(stream, cited):
+    """VOC keeps the source's ids (MiB's class 0, background, is class 0 here and is learned in step 0)."""
+    assert split_of([f"stream={stream}"]) == [sorted(cited[t]) for t in sorted(cited)]
 
 
 def test_order_presets_refuse_another_vocabulary():

@@ -91,7 +91,7 @@ def semseg_layout(image_dir: str, label_dir: str, label_ext: str, label_ignore: 
     def build(spec: DatasetSpec, split: str, root: Path, vocabulary: Vocabulary) -> SegmentationDataset:
         images = root / image_dir.format(folder=SPLIT_FOLDERS[split])
         labels = root / label_dir.format(folder=SPLIT_FOLDERS[split])
-        _require(spec, split, root, images, labels)
+        require_paths(spec, split, root, images, labels)
         return SemSegFolder(
             spec.name, split, images, labels, vocabulary, label_ext=label_ext, label_ignore=label_ignore
         )
@@ -111,7 +111,7 @@ def panoptic_layout(
     def build(spec: DatasetSpec, split: str, root: Path, vocabulary: Vocabulary) -> SegmentationDataset:
         names = {"split": split, "folder": SPLIT_FOLDERS[split]}
         images, pan_json, pan_dir = (root / t.format(**names) for t in (image_dir, panoptic_json, panoptic_dir))
-        _require(spec, split, root, images, pan_json, pan_dir)
+        require_paths(spec, split, root, images, pan_json, pan_dir)
         semantic = root / semantic_dir.format(**names) if semantic_dir else None
         return CocoPanopticFolder(
             spec.name,
@@ -127,7 +127,7 @@ def panoptic_layout(
     return build
 
 
-def _require(spec: DatasetSpec, split: str, root: Path, *paths: Path) -> None:
+def require_paths(spec: DatasetSpec, split: str, root: Path, *paths: Path) -> None:
     for path in paths:
         if not path.exists():
             raise DataError(

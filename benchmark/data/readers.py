@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 from PIL import Image
@@ -101,7 +102,8 @@ def id_to_rgb(ids: np.ndarray) -> np.ndarray:
 
 
 class SemSegFolder(SegmentationDataset):
-    """Images and label maps paired by file stem (detectron2 `load_sem_seg`).
+    """Images and label maps paired by file stem (detectron2 `load_sem_seg`), or, with `image_ids` (a split
+    list), exactly those images (`<id><image_ext>`) and labels (`<id><label_ext>`), in list order.
 
     `label_ignore` is the value the files use for "not labelled": 65535 in the 16-bit `.tif` layouts, 255 in
     the 8-bit `.png` layouts of MaskFormer's scripts (ADE20K-150, PC-59, COCO semantic); it is read as
@@ -117,6 +119,8 @@ class SemSegFolder(SegmentationDataset):
         vocabulary: Vocabulary,
         label_ext: str = ".tif",
         label_ignore: int = IGNORE_LABEL,
+        image_ids: Sequence[str] | None = None,
+        image_ext: str = ".jpg",
     ) -> None:
         self.name, self.split, self.vocabulary = name, split, vocabulary
         self.label_ignore = label_ignore
@@ -124,6 +128,10 @@ class SemSegFolder(SegmentationDataset):
         for folder in (self.image_dir, self.label_dir):
             if not folder.is_dir():
                 raise DataError(f"dataset folder missing: {folder}")
+        if image_ids is not None:  # a split list names the images (VOC: one folder holds every split)
+            self._images = [self.image_dir / f"{i}{image_ext}" for i in image_ids]
+            self._labels = [self.label_dir / f"{i}{label_ext}" for i in image_ids]
+            return
         labels = {p.stem: p for p in self.label_dir.iterdir() if p.suffix == label_ext}
         images = {p.stem: p for p in self.image_dir.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS}
         stems = sorted(set(labels) & set(images))
