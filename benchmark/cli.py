@@ -185,18 +185,22 @@ def list_main(argv: list[str]) -> int:
 
 
 def streams_main(argv: list[str]) -> int:
-    """`streams show|freeze|validate NAME [overrides]`.
+    """`streams show|freeze|validate|lists NAME [overrides]`.
 
     show: steps, classes, training images per step and hashes (reads the training annotations once).
+    lists: write the per-step training image lists to --out DIR as train-<t>.txt (read back by stream.train_lists).
     freeze: write the class split to streams/frozen/NAME.json (shipped streams stay identical across library
     versions). validate: read every image and label of both splits and report unreadable or inconsistent files.
     """
     parser = argparse.ArgumentParser(prog="python -m benchmark streams", description=streams_main.__doc__)
-    parser.add_argument("action", choices=["show", "freeze", "validate"])
+    parser.add_argument("action", choices=["show", "freeze", "validate", "lists"])
     parser.add_argument("name")
     parser.add_argument("overrides", nargs="*", help="config overrides, e.g. stream.order_seed=1 data.root=/data")
     parser.add_argument("--json", action="store_true", help="show: print the description as JSON")
+    parser.add_argument("--out", type=Path, default=None, help="lists: the folder to write train-<t>.txt into")
     args = parser.parse_args(argv)
+    if args.action == "lists" and args.out is None:
+        raise UserError("streams lists: give --out DIR, the folder to write the per-step image lists into")
     cfg = load_config([f"stream={args.name}", *args.overrides])
     from streams.builder import FROZEN_DIR, build_stream, cache_dir_for, freeze, open_dataset
 
@@ -228,7 +232,15 @@ def streams_main(argv: list[str]) -> int:
             problems += len(dataset.skipped)
         return 1 if problems else 0
     train = open_dataset(cfg.stream.dataset, "train", root, cfg.data.demo_seed)
-    description = build_stream(cfg.stream, train, cache_dir_for(root)).describe()
+    stream = build_stream(cfg.stream, train, cache_dir_for(root))
+    if args.action == "lists":
+        from streams.builder import write_train_lists
+
+        paths = write_train_lists(stream, args.out)
+        print(f"wrote {len(paths)} list(s) ({sum(map(len, stream.train_image_ids))} images) to {args.out}; stream hash "
+              f"{stream.hash}")
+        return 0
+    description = stream.describe()
     if args.json:
         print(json.dumps(description, indent=1))
         return 0

@@ -76,7 +76,8 @@ class StreamConfig:
     step_sizes: Optional[list[int]] = None  # ... explicit sizes (classic "100-10" splits: [100, 10, 10, 10, 10, 10])
     order: str = "random"  # random (seeded by order_seed) | frequency | natural | published: streams/orders/NAME.yaml
     order_seed: int = 0  # seed of the random class order (draw other orders to average over)
-    mode: str = "overlap"  # overlap: every training image with a pixel of C_t; disjoint: and none of a future class
+    mode: str = "overlap"  # overlap: images with a pixel of C_t | disjoint: none of later C | partition: 1 step/image
+    train_lists: Optional[str] = None  # folder of train-<t>.txt (image ids) / .npy (MiB's indices); replaces mode
     panoptic: bool = False  # evaluate PQ as well as mIoU
     max_train_images_per_step: Optional[int] = None  # cap per step (first images in the frozen list)
     version: int = 1  # bump when the definition changes; recorded in results so versions never mix
@@ -280,7 +281,7 @@ def _check_choices(cfg: DictConfig) -> None:
 
     choices = {
         "stream.order": ("random", "frequency", "natural", *order_presets()),
-        "stream.mode": ("overlap", "disjoint"),
+        "stream.mode": ("overlap", "disjoint", "partition"),
         "model.kind": ("open_clip", "cached"),
         "model.proposals": ("superpixel", "oracle"),
         "data.on_error": ("raise", "skip"),

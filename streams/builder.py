@@ -1,10 +1,11 @@
 """Turn a declarative stream config (configs/stream/*.yaml) into a concrete, hashed stream.
 
-A stream fixes: the class order (seeded permutation, frequency order or the dataset's order), the classes of
-each step C_t, and the training images of each step (overlap: every image with a pixel of C_t; disjoint:
-additionally no pixel of a future class). Per-image class lists are read once per dataset split and cached
-next to the data; the stream's content hash (class order + per-step image lists) goes into every run's
-manifest, so results of different stream versions are never mixed.
+A stream fixes: the class order (seeded permutation, frequency order, the dataset's order or a published order),
+the classes of each step C_t, and the training images of each step (overlap: every image with a pixel of C_t;
+disjoint: additionally no pixel of a future class; partition: each image in exactly one of the steps whose
+classes it holds; or the lists of `stream.train_lists`). Per-image class lists are read once per dataset split
+and cached next to the data; the stream's content hash (class order + per-step image lists) goes into every
+run's manifest, so results of different stream versions are never mixed.
 """
 from __future__ import annotations
 
@@ -182,20 +183,92 @@ def freeze(cfg, vocabulary: Vocabulary, per_image: list[list[int]] | None = None
             "step_sizes": step_sizes(cfg, len(vocabulary)), "class_order": order, "step_classes": step_classes}
 
 
-def build_stream(cfg, train: SegmentationDataset, cache_dir: Path | None = None, progress=None) -> Stream:
-    vocabulary = train.vocabulary
-    per_image = classes_per_image(train, cache_dir, progress)
-    order, step_classes = split_classes(cfg, vocabulary, per_image)
-    step_of_class = np.empty(len(vocabulary), dtype=np.int64)
+def partition_step(seed: int, image_id: str, steps: np.ndarray) -> int:
+    """`stream.mode=partition`: the one step (among `steps`, those whose classes the image holds) an image
+    trains in, drawn uniformly from a hash of (stream seed, image id): independent of the other images and of
+    the dataset's order, identical on every machine and library version."""
+    digest = hashlib.sha256(f"{seed}:{image_id}".encode()).digest()
+    return int(steps[int.from_bytes(digest[:8], "little") % len(steps)])
+
+
+def assign_images(cfg, train: SegmentationDataset, per_image: list[list[int]], step_classes: list[list[int]]
+                  ) -> list[list[int]]:
+    """Training images of each step by `stream.mode`: overlap (every image with a pixel of C_t), disjoint (and
+    none of a future class) or partition (exactly one step per image: `partition_step`, seeded by order_seed)."""
+    step_of_class = np.empty(sum(len(c) for c in step_classes), dtype=np.int64)
     for t, classes in enumerate(step_classes):
         step_of_class[classes] = t
     train_indices: list[list[int]] = [[] for _ in step_classes]
     for index, classes in enumerate(per_image):
-        steps = step_of_class[classes] if classes else np.array([], dtype=np.int64)
-        for t in np.unique(steps):
+        steps = np.unique(step_of_class[classes]) if classes else np.array([], dtype=np.int64)
+        if cfg.mode == "partition":
+            if len(steps):
+                train_indices[partition_step(cfg.order_seed, train.image_id(index), steps)].append(index)
+            continue
+        for t in steps:
             if cfg.mode == "disjoint" and steps.max() > t:
                 continue  # holds a pixel of a future class
             train_indices[int(t)].append(index)
+    return train_indices
+
+
+def read_train_lists(folder: Path | str, num_steps: int, train: SegmentationDataset) -> list[list[int]]:
+    """`stream.train_lists=DIR`: the training images of step t from DIR/train-<t>.txt (image ids, one per line)
+    or DIR/train-<t>.npy (MiB's split files: indices into the training split in file-name order, which is the
+    order of the readers here; for VOC, the order of train_aug.txt). One file per step, none more; each step's
+    images in ascending index order."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise UserError(f"stream.train_lists={folder} is not a folder")
+    found: dict[int, list[Path]] = {}
+    for path in sorted(folder.glob("train-*")):
+        step = path.stem[len("train-"):]
+        if path.suffix in (".txt", ".npy") and step.isdigit():
+            found.setdefault(int(step), []).append(path)
+    if sorted(found) != list(range(num_steps)) or any(len(paths) > 1 for paths in found.values()):
+        names = ", ".join(p.name for paths in found.values() for p in paths) or "none"
+        raise UserError(f"stream.train_lists={folder}: expected exactly one train-<t>.txt or train-<t>.npy for each "
+                        f"step t = 0..{num_steps - 1}, found {names}")
+    index_of = {train.image_id(i): i for i in range(len(train))}
+    lists = []
+    for t in range(num_steps):
+        path = found[t][0]
+        if path.suffix == ".npy":
+            indices = np.load(path, allow_pickle=False)
+            if indices.ndim != 1 or indices.dtype.kind not in "iu":
+                raise UserError(f"{path}: expected a 1-D array of image indices, got {indices.dtype} {indices.shape}")
+            bad = indices[(indices < 0) | (indices >= len(train))]
+            if bad.size:
+                raise UserError(f"{path}: index {int(bad[0])} outside the {len(train)} training images")
+            chosen = {int(i) for i in indices}
+        else:
+            names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+            unknown = [n for n in names if n not in index_of]
+            if unknown:
+                raise UserError(f"{path}: image '{unknown[0]}' is not in the training split ({len(unknown)} unknown)")
+            chosen = {index_of[n] for n in names}
+        lists.append(sorted(chosen))
+    return lists
+
+
+def write_train_lists(stream: Stream, folder: Path | str) -> list[Path]:
+    """The stream's per-step training images as DIR/train-<t>.txt (image ids), readable by `stream.train_lists`."""
+    from benchmark.io import atomic_write_text
+
+    paths = [Path(folder) / f"train-{t}.txt" for t in range(stream.num_steps)]
+    for path, ids in zip(paths, stream.train_image_ids):
+        atomic_write_text(path, "".join(f"{i}\n" for i in ids))
+    return paths
+
+
+def build_stream(cfg, train: SegmentationDataset, cache_dir: Path | None = None, progress=None) -> Stream:
+    vocabulary = train.vocabulary
+    per_image = classes_per_image(train, cache_dir, progress)
+    order, step_classes = split_classes(cfg, vocabulary, per_image)
+    if cfg.train_lists:  # the per-step image lists are given (e.g. MiB's split files): they replace stream.mode
+        train_indices = read_train_lists(cfg.train_lists, len(step_classes), train)
+    else:
+        train_indices = assign_images(cfg, train, per_image, step_classes)
     if cfg.max_train_images_per_step:
         train_indices = [ids[: cfg.max_train_images_per_step] for ids in train_indices]
     for t, ids in enumerate(train_indices):

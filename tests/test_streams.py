@@ -104,3 +104,55 @@ def test_another_order_seed_draws_another_split_and_hash(demo_root):
     per_image = [set(train.classes_present(i).tolist()) for i in range(len(train))]
     for classes, indices in zip(a.step_classes, a.train_indices):
         assert indices == [i for i, present in enumerate(per_image) if present & set(classes)]
+
+
+def test_partition_mode_puts_every_training_image_in_exactly_one_step(demo_root):
+    from streams.builder import open_dataset
+
+    train = open_dataset("demo", "train", demo_root)
+    per_image = [set(train.classes_present(i).tolist()) for i in range(len(train))]
+    overlap = build_stream(load_config(["stream=demo_4steps"]).stream, train)
+    stream = build_stream(load_config(["stream=demo_4steps", "stream.mode=partition"]).stream, train)
+    steps_of = {}
+    for t, (classes, indices) in enumerate(zip(stream.step_classes, stream.train_indices)):
+        for index in indices:
+            assert per_image[index] & set(classes)  # an image trains only in a step whose classes it holds
+            steps_of.setdefault(index, []).append(t)
+    labelled = [i for i, present in enumerate(per_image) if present]
+    assert sorted(steps_of) == labelled and all(len(steps) == 1 for steps in steps_of.values())
+    assert sum(map(len, stream.train_indices)) == len(labelled) < sum(map(len, overlap.train_indices))
+    # drawn from the stream seed: the same seed draws the same partition, another seed another one
+    again = build_stream(load_config(["stream=demo_4steps", "stream.mode=partition"]).stream, train)
+    other = build_stream(load_config(["stream=demo_4steps", "stream.mode=partition", "stream.order_seed=1"]).stream, train)
+    assert again.train_indices == stream.train_indices and again.hash == stream.hash
+    assert other.hash != stream.hash
+
+
+def test_train_lists_round_trip_and_mib_npy_lists(demo_root, tmp_path):
+    import numpy as np
+
+    from benchmark.__main__ import main
+    from benchmark.errors import UserError
+    from streams.builder import open_dataset, read_train_lists
+
+    train = open_dataset("demo", "train", demo_root)
+    partition = ["stream=demo_4steps", "stream.mode=partition", f"data.root={demo_root}"]
+    assert main(["streams", "lists", "demo_4steps", *partition[1:], "--out", str(tmp_path / "lists")]) == 0
+    written = build_stream(load_config(partition).stream, train)
+    read_back = build_stream(load_config([*partition, f"stream.train_lists={tmp_path / 'lists'}"]).stream, train)
+    assert read_back.train_indices == written.train_indices and read_back.hash == written.hash
+    # MiB's split files: train-<t>.npy of indices into the training split, in any order
+    mib = tmp_path / "mib"
+    mib.mkdir()
+    for t, indices in enumerate(written.train_indices):
+        np.save(mib / f"train-{t}.npy", np.array(indices[::-1]))
+    assert read_train_lists(mib, 4, train) == written.train_indices
+    np.save(mib / "train-3.npy", np.array([len(train)]))
+    with pytest.raises(UserError, match=rf"train-3\.npy: index {len(train)} outside the {len(train)} training images"):
+        read_train_lists(mib, 4, train)
+    (mib / "train-1.npy").unlink()
+    with pytest.raises(UserError, match="expected exactly one train-<t>.txt or train-<t>.npy for each step t = 0..3"):
+        read_train_lists(mib, 4, train)
+    (tmp_path / "lists" / "train-2.txt").write_text("no_such_image\n")
+    with pytest.raises(UserError, match=r"train-2\.txt: image 'no_such_image' is not in the training split"):
+        read_train_lists(tmp_path / "lists", 4, train)
