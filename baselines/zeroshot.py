@@ -20,6 +20,7 @@ class ZeroShot(ContinualMethod):
 
     def predict(self, images: list[ImageInput], vocab: Vocabulary) -> list[SegmentationOutput]:
         return [
-            outputs_from_probs(feats, self.segmenter.base_probs(feats, vocab), vocab, panoptic=image.panoptic)
+            outputs_from_probs(feats, self.segmenter.base_probs(feats, vocab), vocab, panoptic=image.panoptic,
+                               void_probs=self.segmenter.void_probs(feats, vocab))
             for image, feats in zip(images, self.segmenter.cached_image_features(images))
         ]

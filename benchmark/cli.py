@@ -254,8 +254,8 @@ def streams_main(argv: list[str]) -> int:
 
 def export_main(argv: list[str]) -> int:
     """`export-predictions --out DIR key=value ...`: the configured base segmenter's predictions (mask proposals,
-    class logits, mask embeddings) for every training and validation image the configured stream uses, in the
-    format of benchmark/models/cached.py; later runs read them with `model=cached model.predictions_dir=DIR`
+    class log-probabilities, mask embeddings) for every training and validation image the configured stream
+    uses, in format v2 of benchmark/models/cached.py; later runs read them with `model=cached model.predictions_dir=DIR`
     instead of running the backbone. Resumable: files already in DIR are kept."""
     parser = argparse.ArgumentParser(prog="python -m benchmark export-predictions",
                                      description="Export the base segmenter's predictions for model=cached.")

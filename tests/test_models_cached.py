@@ -6,39 +6,47 @@ import torch
 from benchmark.data.types import ClassInfo, Vocabulary
 from benchmark.errors import UserError
 from benchmark.__main__ import main
-from benchmark.models.cached import CachedSegmenter, read_image_predictions, write_image_predictions, write_meta
+from benchmark.models.cached import (CachedSegmenter, image_arrays, read_image_predictions, write_image_predictions,
+                                     write_meta)
+from benchmark.models.mask_inference import decode_mask_logits
 from benchmark.models.feature_cache import FeatureCache
 from benchmark.models.mask_inference import outputs_from_masks
 
 VOCAB = Vocabulary("toy", (ClassInfo(3, "sky", ("sky",), False), ClassInfo(5, "car", ("car",), True)))
 
 
-def test_write_read_round_trip(tmp_path):
+def test_v2_write_read_round_trip_and_error_bound(tmp_path):
     rng = np.random.default_rng(0)
-    masks = rng.random((4, 6, 7)) > 0.5
-    logits = rng.normal(size=(4, 3)).astype(np.float32)
+    mask_logits = rng.normal(scale=8, size=(4, 6, 7)).astype(np.float32)
+    logprobs = torch.randn(4, 3).log_softmax(1)
     embeddings = rng.normal(size=(4, 8)).astype(np.float32)
-    write_meta(tmp_path, "toy", [3, 5], no_object=True, embedding_dim=8, producer="test")
-    write_image_predictions(tmp_path, "dir/img_1", masks, logits, embeddings)
+    write_meta(tmp_path, "toy", [3, 5], void=True, embedding_dim=8, producer="test")
+    write_image_predictions(tmp_path, "dir/img_1", image_arrays(mask_logits, logprobs, (20, 24), (24, 28), embeddings))
     back = read_image_predictions(tmp_path, "dir/img_1")
-    assert back["masks"].dtype == bool and np.array_equal(back["masks"], masks)
-    assert np.array_equal(back["logits"], logits) and np.array_equal(back["embeddings"], embeddings)
+    assert back["mask_logits"].dtype == np.uint16 and back["input_size"].tolist() == [20, 24]
+    error = (decode_mask_logits(back["mask_logits"], 64.0) - torch.from_numpy(mask_logits)).abs().max()
+    assert 0 < error <= 64.0 / 65535 * 1.0001  # the stated bound (half a step of 128 / 65535)
+    assert torch.equal(torch.from_numpy(back["class_logprobs"]), logprobs)
+    assert np.array_equal(back["embeddings"], embeddings)
     assert (tmp_path / "dir__img_1.npz").is_file()
 
 
-def test_cached_base_probs_drop_no_object(tmp_path):
+def test_v1_folders_still_read(tmp_path):
     from omegaconf import OmegaConf
 
-    write_meta(tmp_path, "toy", [3, 5], no_object=True, embedding_dim=None)
-    logits = np.log(np.array([[2.0, 1.0, 1.0]], dtype=np.float32))  # softmax: [0.5, 0.25, 0.25 (no object)]
-    write_image_predictions(tmp_path, "a", np.ones((1, 2, 2), bool), logits)
-    segmenter = CachedSegmenter(OmegaConf.create({"kind": "cached", "predictions_dir": str(tmp_path), "batch_size": 2}))
     from benchmark.data.types import Sample
+    from benchmark.io import atomic_save_npz, atomic_write_json
 
+    atomic_write_json(tmp_path / "meta.json", {"format": "covseg-predictions", "version": 1, "vocabulary": "toy",
+                                               "class_ids": [3, 5], "no_object": True, "embedding_dim": None})
+    logits = np.log(np.array([[2.0, 1.0, 1.0]], dtype=np.float32))  # softmax: [0.5, 0.25, 0.25 (no object)]
+    atomic_save_npz(tmp_path / "a.npz", masks=np.ones((1, 2, 2), bool), logits=logits)
+    segmenter = CachedSegmenter(OmegaConf.create({"kind": "cached", "predictions_dir": str(tmp_path), "batch_size": 2}))
     sample = Sample("a", np.zeros((4, 4, 3), np.uint8), np.zeros((4, 4), np.int64))
     feats = segmenter.image_features([sample])[0]
-    assert feats.masks.shape == (1, 4, 4) and feats.masks.all()  # resized to the image
+    assert feats.masks.shape == (1, 4, 4) and feats.masks.all() and feats.soft_masks is None  # resized nearest
     assert segmenter.base_probs(feats, VOCAB)[0].tolist() == pytest.approx([0.5, 0.25])
+    assert segmenter.void_probs(feats, VOCAB).tolist() == pytest.approx([0.25])
     assert segmenter.base_probs(feats, VOCAB.subset([5]))[0].tolist() == pytest.approx([0.5])  # car vs no object
     with pytest.raises(UserError, match="text_embeddings"):
         segmenter.classify(torch.zeros(1, 4), VOCAB)
@@ -114,10 +122,13 @@ def test_export_predictions_covers_the_stream_and_resumes(demo_root, exported, c
 
 
 def test_cached_segmenter_reproduces_its_source(run_demo, exported):
-    """Exported partition masks + logits give exactly the source segmenter's zero-shot result."""
+    """Round trip: format v2 written by export-predictions (partition masks as +-64 logits, log-softmax class
+    scores) gives the source segmenter's zero-shot summary, every metric."""
     _, direct = run_demo("method=zeroshot", "model.cache_dir=off", *RUN_ARGS)
     _, cached = run_demo("method=zeroshot", "model=cached", f"model.predictions_dir={exported}", *RUN_ARGS)
-    assert cached["metrics"]["miou"]["final"] == pytest.approx(direct["metrics"]["miou"]["final"], abs=1e-6)
+    assert cached["metrics"].keys() == direct["metrics"].keys()
+    for name, values in direct["metrics"].items():
+        assert cached["metrics"][name] == pytest.approx(values, abs=1e-6)
 
 
 def test_knnclip_on_cached_predictions_with_segmenter_embeddings(run_demo, exported):

@@ -2,28 +2,39 @@
 paper's FC-CLIP setting is reproducible without this project depending on detectron2:
 `model=cached model.predictions_dir=PATH`.
 
-File format (version 1), one folder per model and dataset, covering the training and validation images:
+File format (version 2), one folder per model and dataset, covering the training and validation images:
 
-    meta.json            {"format": "covseg-predictions", "version": 1,
-                          "vocabulary": "ade20k_150",        # vocabulary name (benchmark/data/vocabularies)
-                          "class_ids": [0, 1, ...],          # dataset class id of each logit column
-                          "no_object": true,                 # logits carry a trailing "no object" column
+    meta.json            {"format": "covseg-predictions", "version": 2,
+                          "vocabulary": "ade20k_847",        # vocabulary name (benchmark/data/vocabularies)
+                          "class_ids": [0, 1, ...],          # dataset class id of each class column
+                          "void": true,                      # class_logprobs carry a trailing void column
+                          "mask_logit_bound": 64.0,          # range of the quantised mask logits
                           "embedding_dim": 768 | null,       # width of the optional mask embeddings
                           "logit_scale": 100.0,              # for `classify` with text_embeddings.npy
                           "producer": "fc-clip convnext-L"}  # free text: model, weights, commit
     text_embeddings.npy  optional (K, D) float32 class embeddings in class_ids order (enables `classify`)
     <image_id>.npz       one per image ("/" in ids written as "__"), with arrays
-        masks       (M, H, W) bool  mask proposals at the image's resolution (may overlap; resized nearest
-                                    to the image if exported at another size)
-        logits      (M, K) or (M, K + 1) float32  class logits in class_ids order (+ no object, last)
-        embeddings  optional (M, D) float32  mask embeddings (L2-normalised on read)
+        mask_logits     (M, h, w) uint16  soft mask logits at the model's output resolution (FC-CLIP: 1/4 of
+                                          the padded input), quantised over [-bound, bound]
+                                          (mask_inference.encode_mask_logits states the error bound:
+                                          mask probabilities within bound / 262140, 2.4e-4 for bound 64)
+        input_size      (2,) int   (H_in, W_in) the model's resized input before padding
+        padded_size     (2,) int   (H_pad, W_pad) the padded input the (h, w) grid covers
+        class_logprobs  (M, K) or (M, K + 1) float32  class log-probabilities in class_ids order (+ void, last)
+        embeddings      optional (M, D) float32  mask embeddings (L2-normalised on read)
 
-P_base over an asked vocabulary = softmax of the logits of its classes (and the no-object column), with the
-no-object probability then dropped, as MaskFormer does. `write_meta` / `write_image_predictions` write the
-format; `export_predictions` (`python -m benchmark export-predictions`) writes it from any segmenter of this
-project, so a stream's base-model outputs are computed once (say on a GPU machine) and every later run reads
-them. An exporter for FC-CLIP keeps per query: `mask_pred.sigmoid() > 0.5`, `mask_cls` (with its
-no-object column) and the pooled CLIP embedding.
+Reading follows FC-CLIP's inference (benchmark/models/mask_inference.py): the mask logits are upsampled
+bilinearly to the padded input, cropped, upsampled to the image and passed through sigmoid; P over an asked
+vocabulary = softmax of its classes' log-probabilities and the void column (with the full vocabulary this is
+FC-CLIP's `softmax(mask_cls)`), void then kept apart (`void_probs`). Mask logits are stored rather than
+probabilities because FC-CLIP upsamples logits: interpolating probabilities would change mask borders.
+
+Version 1 (still read): `masks` (M, H, W) bool, `logits` (M, K[+1]) float32, meta key `no_object`; masks are
+resized nearest to the image and go through MaskFormer-style inference on binary masks.
+
+`image_arrays` is the one conversion from model outputs to a v2 image file (the FC-CLIP exporter,
+benchmark/exporters/fcclip.py, and `export_predictions` both use it); `export_predictions`
+(`python -m benchmark export-predictions`) writes v2 from any segmenter of this project.
 """
 from __future__ import annotations
 
@@ -35,42 +46,62 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from benchmark.data.types import Sample, SegmentationDataset, Vocabulary
+from benchmark.data.types import SegmentationDataset, Vocabulary
 from benchmark.errors import DataError, UserError
 from benchmark.io import atomic_save_npz, atomic_write_json
+from benchmark.models.mask_inference import SoftMasks, encode_mask_logits
 from benchmark.models.segmenter import Image, ImageFeatures
 
 FORMAT = "covseg-predictions"
-VERSION = 1
+VERSION = 2
+READABLE_VERSIONS = (1, 2)
+# FC-CLIP's mask logits lie well inside +-64, and sigmoid(64) is 1.0 in float32: binary masks of this
+# project's segmenters are written as +-64
+DEFAULT_MASK_LOGIT_BOUND = 64.0
 
 
 def prediction_file(directory: Path | str, image_id: str) -> Path:
     return Path(directory) / f"{image_id.replace('/', '__')}.npz"
 
 
-def write_meta(directory: Path | str, vocabulary: str, class_ids: list[int], no_object: bool = False,
+def write_meta(directory: Path | str, vocabulary: str, class_ids: list[int], void: bool = False,
                embedding_dim: int | None = None, logit_scale: float = 100.0, producer: str = "",
-               text_embeddings: np.ndarray | None = None) -> None:
-    """Write meta.json (and text_embeddings.npy when given) of a predictions folder."""
+               text_embeddings: np.ndarray | None = None,
+               mask_logit_bound: float = DEFAULT_MASK_LOGIT_BOUND) -> None:
+    """Write meta.json (and text_embeddings.npy when given) of a format v2 predictions folder."""
     directory = Path(directory)
     atomic_write_json(directory / "meta.json", {
         "format": FORMAT, "version": VERSION, "vocabulary": vocabulary, "class_ids": [int(i) for i in class_ids],
-        "no_object": bool(no_object), "embedding_dim": embedding_dim, "logit_scale": float(logit_scale),
-        "producer": producer})
+        "void": bool(void), "mask_logit_bound": float(mask_logit_bound), "embedding_dim": embedding_dim,
+        "logit_scale": float(logit_scale), "producer": producer})
     if text_embeddings is not None:
         np.save(directory / "text_embeddings.npy", np.asarray(text_embeddings, dtype=np.float32))
 
 
-def write_image_predictions(directory: Path | str, image_id: str, masks: np.ndarray, logits: np.ndarray,
-                            embeddings: np.ndarray | None = None) -> None:
-    """Write one image's predictions: (M, H, W) bool masks, (M, K[+1]) logits, optional (M, D) embeddings."""
-    masks = np.asarray(masks, dtype=bool)
-    logits = np.asarray(logits, dtype=np.float32)
-    if masks.ndim != 3 or logits.ndim != 2 or len(masks) != len(logits):
-        raise ValueError(f"masks must be (M, H, W) and logits (M, K); got {masks.shape} and {logits.shape}")
-    arrays = {"masks": masks, "logits": logits}
+def image_arrays(mask_logits: np.ndarray | torch.Tensor, class_logprobs: np.ndarray | torch.Tensor,
+                 input_size: Sequence[int], padded_size: Sequence[int], embeddings=None,
+                 mask_logit_bound: float = DEFAULT_MASK_LOGIT_BOUND) -> dict[str, np.ndarray]:
+    """One image's v2 arrays from (M, h, w) mask logits at the output resolution, (M, K[+1]) class
+    log-probabilities, the (H_in, W_in) unpadded and (H_pad, W_pad) padded input sizes, optional (M, D)
+    embeddings."""
+    mask_logits = torch.as_tensor(mask_logits).detach().float().cpu().numpy()
+    class_logprobs = torch.as_tensor(class_logprobs).detach().float().cpu().numpy()
+    if mask_logits.ndim != 3 or class_logprobs.ndim != 2 or len(mask_logits) != len(class_logprobs):
+        raise ValueError(f"mask logits must be (M, h, w) and class log-probs (M, K); got {mask_logits.shape} and "
+                         f"{class_logprobs.shape}")
+    if not (0 < input_size[0] <= padded_size[0] and 0 < input_size[1] <= padded_size[1]):
+        raise ValueError(f"input_size {tuple(input_size)} must lie within padded_size {tuple(padded_size)}")
+    arrays = {"mask_logits": encode_mask_logits(mask_logits, mask_logit_bound),
+              "input_size": np.asarray(input_size, dtype=np.int32),
+              "padded_size": np.asarray(padded_size, dtype=np.int32),
+              "class_logprobs": class_logprobs.astype(np.float32)}
     if embeddings is not None:
-        arrays["embeddings"] = np.asarray(embeddings, dtype=np.float32)
+        arrays["embeddings"] = torch.as_tensor(embeddings).detach().float().cpu().numpy()
+    return arrays
+
+
+def write_image_predictions(directory: Path | str, image_id: str, arrays: dict[str, np.ndarray]) -> None:
+    """Write one image's arrays (from `image_arrays`) atomically."""
     atomic_save_npz(prediction_file(directory, image_id), **arrays)
 
 
@@ -83,26 +114,35 @@ def read_image_predictions(directory: Path | str, image_id: str) -> dict[str, np
         return {name: data[name] for name in data.files}
 
 
+def check_folder(directory: Path, producer: str, vocabulary: str) -> None:
+    """Refuse to resume into a folder written by another producer, vocabulary or format version."""
+    meta_path = directory / "meta.json"
+    if not meta_path.is_file():
+        return
+    meta = json.loads(meta_path.read_text())
+    theirs = (meta.get("producer"), meta.get("vocabulary"), meta.get("version"))
+    if theirs != (producer, vocabulary, VERSION):
+        raise UserError(f"{directory} holds predictions of producer {theirs[0]!r} over {theirs[1]} (format "
+                        f"v{theirs[2]}), not {producer!r} over {vocabulary} (v{VERSION}); choose another folder")
+
+
 @torch.no_grad()
 def export_predictions(segmenter, images: list[tuple[SegmentationDataset, Sequence[int]]], directory: Path | str,
                        vocabulary: Vocabulary, producer: str = "", progress=None) -> tuple[int, int]:
-    """Write the predictions of a project segmenter (its proposals as masks, logit_scale · cosine logits over
-    `vocabulary`, its mask embeddings) for the given (dataset, indices) images; returns (written, kept).
+    """Write format v2 predictions of a project segmenter for the given (dataset, indices) images; returns
+    (written, kept). Its proposals become mask logits of +-bound at the image's size, its class
+    log-probabilities are log_softmax(logit_scale · cosine) over `vocabulary` (no void), with its mask
+    embeddings and text classifier.
 
-    Resumable: an image whose file exists is kept, provided meta.json there describes the same producer and
-    vocabulary (anything else is refused rather than mixed). `progress(iterable, desc=, total=)` wraps the loop.
+    Resumable: an image whose file exists is kept, provided meta.json there describes the same producer,
+    vocabulary and format (anything else is refused rather than mixed). `progress(iterable, desc=, total=)`
+    wraps the loop.
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     text = segmenter.text_embeddings(vocabulary)  # (K, D)
-    meta_path = directory / "meta.json"
-    if meta_path.is_file():
-        meta = json.loads(meta_path.read_text())
-        theirs, ours = (meta.get("producer"), meta.get("vocabulary")), (producer, vocabulary.name)
-        if theirs != ours:
-            raise UserError(f"{directory} holds predictions of producer {theirs[0]!r} over {theirs[1]}, not "
-                            f"{ours[0]!r} over {ours[1]}; choose another folder")
-    write_meta(directory, vocabulary.name, vocabulary.ids, no_object=False, embedding_dim=int(text.shape[1]),
+    check_folder(directory, producer, vocabulary.name)
+    write_meta(directory, vocabulary.name, vocabulary.ids, void=False, embedding_dim=int(text.shape[1]),
                logit_scale=segmenter.logit_scale, producer=producer, text_embeddings=text.numpy())
     todo = [(dataset, index) for dataset, indices in images for index in indices]
     batches = [todo[start:start + segmenter.config.batch_size]
@@ -120,9 +160,11 @@ def export_predictions(segmenter, images: list[tuple[SegmentationDataset, Sequen
         if not samples:
             continue
         for sample, feats in zip(samples, segmenter.image_features(samples)):
-            logits = segmenter.logit_scale * feats.embeddings @ text.T  # (M, K)
-            write_image_predictions(directory, sample.image_id, feats.mask_stack(), logits.numpy(),
-                                    feats.embeddings.numpy())
+            logprobs = (segmenter.logit_scale * feats.embeddings @ text.T).log_softmax(dim=1)  # (M, K)
+            mask_logits = np.where(feats.mask_stack(), DEFAULT_MASK_LOGIT_BOUND, -DEFAULT_MASK_LOGIT_BOUND)
+            size = (sample.height, sample.width)
+            write_image_predictions(directory, sample.image_id, image_arrays(
+                mask_logits, logprobs, size, size, feats.embeddings))
             written += 1
     return written, kept
 
@@ -149,12 +191,14 @@ class CachedSegmenter:
         if not meta_path.is_file():
             raise UserError(f"model.predictions_dir={self.directory}: no meta.json there (see benchmark/models/cached.py)")
         self.meta = json.loads(meta_path.read_text())
-        if self.meta.get("format") != FORMAT or self.meta.get("version") != VERSION:
-            raise DataError(f"{meta_path}: format {self.meta.get('format')} v{self.meta.get('version')} is not "
-                            f"{FORMAT} v{VERSION}")
+        self.version = self.meta.get("version")
+        if self.meta.get("format") != FORMAT or self.version not in READABLE_VERSIONS:
+            raise DataError(f"{meta_path}: format {self.meta.get('format')} v{self.version} is not {FORMAT} "
+                            f"v{' or v'.join(map(str, READABLE_VERSIONS))}")
         self.class_ids = [int(i) for i in self.meta["class_ids"]]
-        self.column = {class_id: c for c, class_id in enumerate(self.class_ids)}  # dataset class id -> logit column
-        self.no_object = bool(self.meta.get("no_object", False))
+        self.column = {class_id: c for c, class_id in enumerate(self.class_ids)}  # dataset class id -> column
+        self.void = bool(self.meta.get("void" if self.version >= 2 else "no_object", False))
+        self.mask_logit_bound = float(self.meta.get("mask_logit_bound", DEFAULT_MASK_LOGIT_BOUND))
         self.embed_dim = self.meta.get("embedding_dim")
         self.logit_scale = float(self.meta.get("logit_scale", 100.0))
         text_path = self.directory / "text_embeddings.npy"
@@ -164,28 +208,40 @@ class CachedSegmenter:
         self.cache_size = 4096
 
     def image_features(self, samples: list[Image]) -> list[ImageFeatures]:
-        """Each image's exported masks (resized to the image), logits and normalised embeddings."""
+        """Each image's exported masks (soft, v2; binary, v1), class log-probabilities and normalised
+        embeddings; `proposals` shows each pixel's best-scoring mask."""
         out = []
         for sample in samples:
+            path = prediction_file(self.directory, sample.image_id)
             arrays = read_image_predictions(self.directory, sample.image_id)
-            masks = _resize_masks(arrays["masks"].astype(bool), sample.height, sample.width)  # (M, H, W)
-            logits = torch.from_numpy(arrays["logits"].astype(np.float32))  # (M, K[+1])
-            expected = len(self.class_ids) + self.no_object
+            logits = torch.from_numpy(arrays["class_logprobs" if self.version >= 2 else "logits"].astype(np.float32))
+            expected = len(self.class_ids) + self.void
             if logits.shape[1] != expected:
-                raise DataError(f"{prediction_file(self.directory, sample.image_id)}: logits have {logits.shape[1]} "
-                                f"columns, meta.json implies {expected}")
+                raise DataError(f"{path}: class scores have {logits.shape[1]} columns, meta.json implies {expected}")
             if "embeddings" in arrays:
                 embeddings = F.normalize(torch.from_numpy(arrays["embeddings"].astype(np.float32)), dim=-1)
             else:
-                embeddings = torch.zeros(len(masks), 0)
-            # the partition view: each pixel shows its most confident covering mask
-            confidence = logits.softmax(dim=1)[:, :len(self.class_ids)].max(dim=1).values.numpy()  # (M,)
-            if len(masks):
-                weighted = np.where(masks, confidence[:, None, None] + 1.0, 0.0)
-                proposals = np.where(masks.any(0), weighted.argmax(0), -1).astype(np.int32)
+                embeddings = torch.zeros(len(logits), 0)
+            confidence = logits.softmax(dim=1)[:, :len(self.class_ids)].max(dim=1).values  # (M,)
+            size = (sample.height, sample.width)
+            if self.version >= 2:
+                soft = SoftMasks(arrays["mask_logits"], self.mask_logit_bound, tuple(arrays["input_size"].tolist()),
+                                 tuple(arrays["padded_size"].tolist()), size)
+                if len(soft) != len(logits):
+                    raise DataError(f"{path}: {len(soft)} masks but {len(logits)} rows of class log-probabilities")
+                mask_probs = soft.probabilities()  # (M, H, W)
+                owner = (confidence[:, None, None] * mask_probs).argmax(0).numpy() if len(soft) else None
+                proposals = np.where((mask_probs >= 0.5).any(0).numpy(), owner, -1) if len(soft) else None
+                masks = None
             else:
-                proposals = np.full((sample.height, sample.width), -1, dtype=np.int32)
-            out.append(ImageFeatures(proposals, embeddings, instance_proposals=True, masks=masks, logits=logits))
+                soft = None
+                masks = _resize_masks(arrays["masks"].astype(bool), *size)  # (M, H, W)
+                weighted = np.where(masks, confidence.numpy()[:, None, None] + 1.0, 0.0)
+                proposals = np.where(masks.any(0), weighted.argmax(0), -1) if len(masks) else None
+            if proposals is None:
+                proposals = np.full(size, -1, dtype=np.int32)
+            out.append(ImageFeatures(proposals.astype(np.int32), embeddings, instance_proposals=True, masks=masks,
+                                     logits=logits, soft_masks=soft))
         return out
 
     def cached_image_features(self, samples: list[Image]) -> list[ImageFeatures]:
@@ -198,9 +254,6 @@ class CachedSegmenter:
                 self._feature_cache[keys[i]] = feats
         return [fresh[i] if i in fresh else self._feature_cache[key] for i, key in enumerate(keys)]
 
-    def propose(self, sample: Image) -> np.ndarray:
-        return self.image_features([sample])[0].proposals
-
     def _columns(self, vocab: Vocabulary) -> list[int]:
         missing = [i for i in vocab.ids if i not in self.column]
         if missing:
@@ -208,11 +261,20 @@ class CachedSegmenter:
                             f"logits for class ids {missing[:5]}; export them over the stream's vocabulary")
         return [self.column[i] for i in vocab.ids]
 
+    def _probs_with_void(self, features: ImageFeatures, vocab: Vocabulary) -> torch.Tensor:
+        """(M, C[+1]) softmax over the class scores of `vocab`'s classes and the void column (if exported)."""
+        columns = self._columns(vocab) + ([len(self.class_ids)] if self.void else [])
+        return features.logits[:, columns].softmax(dim=1)
+
     def base_probs(self, features: ImageFeatures, vocab: Vocabulary) -> torch.Tensor:
-        """(M, C) softmax over the logits of `vocab`'s classes (and no object, then dropped)."""
-        columns = self._columns(vocab) + ([len(self.class_ids)] if self.no_object else [])
-        probs = features.logits[:, columns].softmax(dim=1)
-        return probs[:, :len(vocab)]
+        """(M, C) the non-void part of the softmax (FC-CLIP's `softmax(mask_cls)[..., :-1]`)."""
+        return self._probs_with_void(features, vocab)[:, :len(vocab)]
+
+    def void_probs(self, features: ImageFeatures, vocab: Vocabulary) -> torch.Tensor:
+        """(M,) the void part of the softmax (zeros when the producer has no void class)."""
+        if not self.void:
+            return torch.zeros(len(features.logits))
+        return self._probs_with_void(features, vocab)[:, len(vocab)]
 
     def text_embeddings(self, vocab: Vocabulary) -> torch.Tensor:
         if self._text is None:

@@ -1,21 +1,156 @@
 """Semantic and panoptic outputs from overlapping mask proposals with class probabilities, as MaskFormer /
-Mask2Former / FC-CLIP do it (`semantic_inference` and `panoptic_inference` of MaskFormer's
-`maskformer_model.py`), for binary masks:
+Mask2Former / FC-CLIP do it.
 
-- semantic: each pixel takes argmax_c sum_m P(m, c) · mask_m(pixel);
-- panoptic: a mask is kept when its best class probability exceeds `object_threshold`; each pixel goes to the
-  kept mask covering it with the highest score; a kept mask whose visible area is below `overlap_threshold`
-  times its own area is dropped; masks of a stuff class merge into one segment per class, masks of a thing
-  class stay separate instances. A segment's score is its mask's class probability (the first mask's for
-  merged stuff).
+Soft masks (predictions format v2, `SoftMasks`): FC-CLIP's own post-processing, step for step
+(bytedance/fc-clip `fcclip/fcclip.py`, `FCCLIP.forward` at inference, `semantic_inference`,
+`panoptic_inference`; detectron2 `modeling/postprocessing.py` `sem_seg_postprocess`):
+
+- mask logits at the output resolution are upsampled bilinearly (align_corners=False) to the padded input,
+  cropped to the unpadded input and upsampled bilinearly to the original image, then `sigmoid`;
+- semantic: scores(c, pixel) = sum_q P(q, c) · sigmoid(mask_q)(pixel) with P the class probabilities without
+  the void column (`einsum("qc,qhw->chw")`); each pixel takes the argmax class (detectron2's SemSegEvaluator);
+- panoptic: `scores, labels = P_with_void.max(-1)`; a query is kept when its label is not void and its score
+  exceeds `object_threshold`; each pixel goes to the kept query with the highest score · mask probability; a
+  kept query whose won pixels cover less than `overlap_threshold` of its own area (mask >= 0.5) is skipped;
+  its segment is its won pixels with mask >= 0.5; stuff classes merge into the class's first segment, thing
+  classes stay separate instances. A segment's score is its query's class probability (the first query's
+  for merged stuff).
+
+Binary masks (predictions format v1, read for old folders): the same rules with 0/1 masks and the void
+column already dropped (`outputs_from_masks`).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from benchmark.data.types import SegmentInfo, Vocabulary
 from benchmark.method import SegmentationOutput
+
+MASK_LOGIT_LEVELS = 65535  # mask logits are stored as uint16 codes over [-bound, bound]
+SEMANTIC_CHUNK_ELEMENTS = 1 << 24  # semantic scores are computed a band of rows at a time: C x rows x W <= this
+
+
+def encode_mask_logits(logits: np.ndarray, bound: float) -> np.ndarray:
+    """(M, h, w) float mask logits -> uint16 codes of clip(logits, -bound, bound) on a uniform grid.
+
+    Error bound: a decoded logit is within bound / 65535 of the clipped one, and bilinear upsampling (convex
+    weights) keeps that bound, so every mask probability read back is within bound / (4 · 65535) of the
+    exported model's (sigmoid is 1/4-Lipschitz): 2.4e-4 for bound 64, wherever |logit| <= bound.
+    """
+    clipped = np.clip(np.asarray(logits, dtype=np.float64), -bound, bound)
+    return np.rint((clipped + bound) * (MASK_LOGIT_LEVELS / (2 * bound))).astype(np.uint16)
+
+
+def decode_mask_logits(codes: np.ndarray, bound: float) -> torch.Tensor:
+    """uint16 codes -> (M, h, w) float32 mask logits (the inverse of `encode_mask_logits`, up to its bound)."""
+    step = np.float32(2 * bound / MASK_LOGIT_LEVELS)
+    return torch.from_numpy(codes.astype(np.float32) * step - np.float32(bound))
+
+
+@dataclass
+class SoftMasks:
+    """One image's soft mask proposals as stored (quantised logits at the model's output resolution) and the
+    geometry that maps them to the image, as FC-CLIP's inference does."""
+
+    codes: np.ndarray  # (M, h, w) uint16 quantised mask logits (see encode_mask_logits)
+    bound: float  # logit range of the codes
+    input_size: tuple[int, int]  # (H_in, W_in) the model's resized input before padding
+    padded_size: tuple[int, int]  # (H_pad, W_pad) the padded input that the (h, w) grid covers
+    image_size: tuple[int, int]  # (H, W) the original image: evaluation resolution
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    def probabilities(self) -> torch.Tensor:
+        """(M, H, W) float32 mask probabilities at the image's resolution (FC-CLIP's upsampling, then sigmoid)."""
+        logits = decode_mask_logits(self.codes, self.bound)[None]  # (1, M, h, w)
+        logits = F.interpolate(logits, size=tuple(self.padded_size), mode="bilinear", align_corners=False)
+        logits = logits[0, :, : self.input_size[0], : self.input_size[1]].expand(1, -1, -1, -1)  # sem_seg_postprocess
+        logits = F.interpolate(logits, size=tuple(self.image_size), mode="bilinear", align_corners=False)[0]
+        return logits.sigmoid()
+
+    def binary(self) -> np.ndarray:
+        """(M, H, W) bool: mask probability >= 0.5, FC-CLIP's mask of a query (its panoptic `original_area`)."""
+        return (self.probabilities() >= 0.5).numpy()
+
+
+def semantic_scores(mask_probs: torch.Tensor, class_probs: torch.Tensor) -> torch.Tensor:
+    """(C, H, W) FC-CLIP's `semantic_inference`: (M, H, W) mask probabilities, (M, C) non-void class probs."""
+    return torch.einsum("qc,qhw->chw", class_probs, mask_probs)
+
+
+def semantic_from_soft_masks(mask_probs: torch.Tensor, class_probs: torch.Tensor, class_ids: np.ndarray) -> np.ndarray:
+    """(H, W) int64 class ids: argmax of `semantic_scores`, a band of rows at a time (bounded memory)."""
+    num_classes = class_probs.shape[1]
+    _, height, width = mask_probs.shape
+    rows = max(1, SEMANTIC_CHUNK_ELEMENTS // max(1, num_classes * width))
+    best = torch.empty(height, width, dtype=torch.int64)
+    for top in range(0, height, rows):
+        best[top:top + rows] = semantic_scores(mask_probs[:, top:top + rows], class_probs).argmax(dim=0)
+    return class_ids[best.numpy()]
+
+
+def panoptic_from_soft_masks(mask_probs: torch.Tensor, probs_with_void: torch.Tensor, vocab: Vocabulary,
+                             object_threshold: float, overlap_threshold: float
+                             ) -> tuple[np.ndarray, list[SegmentInfo], list[float]]:
+    """FC-CLIP's `panoptic_inference` (see the module doc): (M, H, W) mask probabilities, (M, C + 1) class
+    probabilities over `vocab` with void last. Returns the segment map (0 = none), segments, scores."""
+    ids = np.asarray(vocab.ids, dtype=np.int64)
+    isthing = {c.id: c.isthing for c in vocab.classes}
+    scores, labels = probs_with_void.max(-1)
+    keep = labels.ne(len(ids)) & (scores > object_threshold)
+    kept_scores, kept_labels, kept_masks = scores[keep], labels[keep], mask_probs[keep]
+    pan_seg = np.zeros(mask_probs.shape[1:], dtype=np.int64)
+    segments: list[SegmentInfo] = []
+    segment_scores: list[float] = []
+    if kept_masks.shape[0] == 0:
+        return pan_seg, segments, segment_scores
+    owner = (kept_scores.view(-1, 1, 1) * kept_masks).argmax(0)  # (H, W) index into the kept queries
+    stuff_segment: dict[int, int] = {}
+    for k in range(kept_labels.shape[0]):
+        class_id = int(ids[int(kept_labels[k])])
+        won = owner == k
+        inside = kept_masks[k] >= 0.5
+        won_area, original_area = int(won.sum()), int(inside.sum())
+        visible = (won & inside).numpy()
+        visible_area = int(visible.sum())
+        if won_area == 0 or original_area == 0 or visible_area == 0 or won_area / original_area < overlap_threshold:
+            continue
+        if not isthing[class_id] and class_id in stuff_segment:  # merge stuff regions
+            segment_id = stuff_segment[class_id]
+            pan_seg[visible] = segment_id
+            segments[segment_id - 1].area += visible_area
+            continue
+        segment_id = len(segments) + 1
+        if not isthing[class_id]:
+            stuff_segment[class_id] = segment_id
+        pan_seg[visible] = segment_id
+        segments.append(SegmentInfo(segment_id, class_id, False, isthing[class_id], visible_area))
+        segment_scores.append(float(kept_scores[k]))
+    return pan_seg, segments, segment_scores
+
+
+def outputs_from_soft_masks(masks: SoftMasks, probs: torch.Tensor, void_probs: torch.Tensor, vocab: Vocabulary,
+                            panoptic: bool, object_threshold: float = 0.8,
+                            overlap_threshold: float = 0.8) -> SegmentationOutput:
+    """SegmentationOutput from soft masks, (M, C) non-void class probabilities over `vocab` and (M,) void
+    probabilities (zeros for a model without a void class), by FC-CLIP's inference."""
+    mask_probs = masks.probabilities()  # (M, H, W)
+    ids = np.asarray(vocab.ids, dtype=np.int64)
+    if len(masks) == 0:
+        return SegmentationOutput(sem_seg=np.full(tuple(masks.image_size), ids[0], dtype=np.int64),
+                                  pan_seg=np.zeros(tuple(masks.image_size), dtype=np.int64) if panoptic else None)
+    sem_seg = semantic_from_soft_masks(mask_probs, probs.float(), ids)
+    if not panoptic:
+        return SegmentationOutput(sem_seg=sem_seg)
+    probs_with_void = torch.cat([probs.float(), void_probs.float()[:, None]], dim=1)
+    pan_seg, segments, scores = panoptic_from_soft_masks(mask_probs, probs_with_void, vocab, object_threshold,
+                                                         overlap_threshold)
+    return SegmentationOutput(sem_seg=sem_seg, pan_seg=pan_seg, segments=segments, scores=scores)
 
 
 def semantic_from_masks(masks: np.ndarray, probs: torch.Tensor, class_ids: np.ndarray) -> np.ndarray:
@@ -27,7 +162,7 @@ def semantic_from_masks(masks: np.ndarray, probs: torch.Tensor, class_ids: np.nd
 
 def panoptic_from_masks(masks: np.ndarray, probs: torch.Tensor, vocab: Vocabulary, object_threshold: float,
                         overlap_threshold: float) -> tuple[np.ndarray, list[SegmentInfo], list[float]]:
-    """Panoptic segment map (0 = no segment), segments and their scores, MaskFormer-style (see module doc)."""
+    """Panoptic segment map (0 = no segment), segments and their scores from binary masks (format v1)."""
     ids = np.asarray(vocab.ids, dtype=np.int64)
     isthing = {c.id: c.isthing for c in vocab.classes}
     pan_seg = np.zeros(masks.shape[1:], dtype=np.int64)
@@ -66,7 +201,7 @@ def panoptic_from_masks(masks: np.ndarray, probs: torch.Tensor, vocab: Vocabular
 
 def outputs_from_masks(masks: np.ndarray, probs: torch.Tensor, vocab: Vocabulary, panoptic: bool,
                        object_threshold: float = 0.8, overlap_threshold: float = 0.8) -> SegmentationOutput:
-    """SegmentationOutput from (M, H, W) bool mask proposals and (M, C) class probabilities over `vocab`."""
+    """SegmentationOutput from (M, H, W) bool mask proposals (format v1) and (M, C) class probabilities."""
     sem_seg = semantic_from_masks(masks, probs, np.asarray(vocab.ids, dtype=np.int64))
     if not panoptic:
         return SegmentationOutput(sem_seg=sem_seg)

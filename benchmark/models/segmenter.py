@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -26,6 +27,9 @@ import torch.nn.functional as F
 
 from benchmark.data.types import ImageInput, Sample, Vocabulary
 from benchmark.errors import UserError
+
+if TYPE_CHECKING:
+    from benchmark.models.mask_inference import SoftMasks
 
 Image = ImageInput | Sample  # validation images reach the segmenter without labels, training samples with them
 
@@ -52,6 +56,7 @@ class ImageFeatures:
     masks: np.ndarray | None = None  # (M, H, W) bool overlapping mask proposals (cached external models);
     # None = `proposals` is the partition itself. With masks, `proposals` shows each pixel's best-scoring mask.
     logits: torch.Tensor | None = None  # (M, K) class logits of an external model over its class list
+    soft_masks: "SoftMasks | None" = None  # soft mask proposals (cached format v2, FC-CLIP-style inference)
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         """Plain arrays for the disk cache (see `from_arrays`)."""
@@ -69,7 +74,9 @@ class ImageFeatures:
                    arrays.get("masks"), torch.from_numpy(arrays["logits"]) if "logits" in arrays else None)
 
     def mask_stack(self) -> np.ndarray:
-        """(M, H, W) bool masks of the proposals, overlapping or not."""
+        """(M, H, W) bool masks of the proposals, overlapping or not (soft masks: probability >= 0.5)."""
+        if self.soft_masks is not None:
+            return self.soft_masks.binary()
         if self.masks is not None:
             return self.masks
         return self.proposals[None] == np.arange(len(self.embeddings), dtype=np.int32)[:, None, None]
@@ -274,6 +281,10 @@ class OpenVocabSegmenter:
     def base_probs(self, features: ImageFeatures, vocab: Vocabulary) -> torch.Tensor:
         """(M, C) P_base over `vocab` for the proposals of one image (the same for every segmenter kind)."""
         return self.classify(features.embeddings, vocab)
+
+    def void_probs(self, features: ImageFeatures, vocab: Vocabulary) -> torch.Tensor:
+        """(M,) probability of "no object" per proposal: this model has no void class."""
+        return torch.zeros(len(features.embeddings))
 
     def region_embeddings(self, samples: list[Image], regions: list[np.ndarray], counts: list[int]) -> list[torch.Tensor]:
         """Mask-pooled dense CLIP embeddings of given regions ((H, W) index maps, -1 = none), (R, D) each."""
