@@ -38,9 +38,9 @@ def test_fusion_threshold_and_weight_golden():
     p_base = torch.tensor([[0.2, 0.3, 0.5]])
     p_ret = torch.tensor([[0.8, 0.2, 0.0]])
     conf = torch.tensor([0.8])
-    assert fuse(p_base, p_ret, conf, threshold=0.7, weight=0.5)[0].tolist() == pytest.approx([0.5, 0.25, 0.25])
-    assert fuse(p_base, p_ret, conf, threshold=0.9, weight=0.5)[0].tolist() == pytest.approx([0.2, 0.3, 0.5])
-    assert fuse(p_base, p_ret, conf, threshold=0.8, weight=1.0)[0].tolist() == pytest.approx([0.8, 0.2, 0.0])
+    assert fuse(p_base, p_ret, conf, threshold=0.7, weight=0.5, void_probs=torch.zeros(1))[0][0].tolist() == pytest.approx([0.5, 0.25, 0.25])
+    assert fuse(p_base, p_ret, conf, threshold=0.9, weight=0.5, void_probs=torch.zeros(1))[0][0].tolist() == pytest.approx([0.2, 0.3, 0.5])
+    assert fuse(p_base, p_ret, conf, threshold=0.8, weight=1.0, void_probs=torch.zeros(1))[0][0].tolist() == pytest.approx([0.8, 0.2, 0.0])
 
 
 def test_database_search_persist_and_reload_identical():

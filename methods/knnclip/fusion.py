@@ -6,6 +6,23 @@ For a query (a mask proposal's embedding) with neighbours n = 1..k, similarities
     confidence = max_c P_ret(c)         (confidence="max_prob")  or  mean_n s_n   (confidence="mean_sim")
     P_final = lambda * P_ret + (1 - lambda) * P_base   if confidence >= T,   else P_base
 Queries with no usable neighbour keep P_base.
+
+Void. A base model with a "no object" class (FC-CLIP, any MaskFormer) gives P_base over the classes that
+sums to 1 - p_void, while P_ret sums to 1; the paper does not say how the two meet. `method.void` chooses,
+for the fused queries only (the others keep P_base and p_void untouched):
+    keep         P_final = lambda * (1 - p_void) * P_ret + (1 - lambda) * P_base,   void stays p_void
+                 (the non-void mass alone is fused: retrieval re-distributes what the base model gave to
+                 real classes, and leaves its "this mask is nothing" judgement alone)
+    renormalise  P_final = lambda * P_ret + (1 - lambda) * P_base / (1 - p_void),   void becomes 0
+                 (void kept out of the fusion, P_base renormalised over the classes)
+    drop         P_final = lambda * P_ret + (1 - lambda) * P_base,   void becomes 0
+                 (the formula taken literally with P_base as the model gives it; sums to 1 - (1-lambda) p_void)
+Default: keep. FC-CLIP's panoptic inference removes void queries and keeps those above an object threshold
+that was tuned with the void mass in the softmax; only `keep` leaves that decision to the base model. With
+`drop` a query FC-CLIP judged void (p_void 0.5, best class 0.4) fuses to 0.7 + 0.3 * 0.4 = 0.82 > 0.8 and
+enters the panoptic output FC-CLIP had kept it out of; `renormalise` lifts it to 0.94. Semantic inference
+weighs each mask by its non-void mass, which `keep` also preserves. Without a void class (p_void = 0) the
+three coincide with the formula above.
 """
 from __future__ import annotations
 
@@ -50,9 +67,21 @@ def retrieval_confidence(p_ret: torch.Tensor, similarities: torch.Tensor, neighb
     return torch.where(has_votes, conf, torch.zeros_like(conf))
 
 
-def fuse(p_base: torch.Tensor, p_ret: torch.Tensor, confidence: torch.Tensor, threshold: float,
-         weight: float) -> torch.Tensor:
-    """P_final = weight * P_ret + (1 - weight) * P_base where confidence >= threshold, else P_base."""
-    fused = weight * p_ret + (1 - weight) * p_base
+VOID_MODES = ("keep", "renormalise", "drop")
+
+
+def fuse(p_base: torch.Tensor, p_ret: torch.Tensor, confidence: torch.Tensor, threshold: float, weight: float,
+         void_probs: torch.Tensor, void: str = "keep") -> tuple[torch.Tensor, torch.Tensor]:
+    """((M, C) P_final, (M,) void probabilities): the fusion of the module doc where confidence >= threshold
+    (and the query has neighbours), P_base and void_probs elsewhere."""
     use = (confidence >= threshold) & (p_ret.sum(dim=1) > 0)
-    return torch.where(use[:, None], fused, p_base)
+    non_void = (1 - void_probs)[:, None]  # (M, 1)
+    if void == "keep":
+        fused, fused_void = weight * non_void * p_ret + (1 - weight) * p_base, void_probs
+    elif void == "renormalise":
+        fused, fused_void = weight * p_ret + (1 - weight) * p_base / non_void.clamp(min=1e-12), torch.zeros_like(void_probs)
+    elif void == "drop":
+        fused, fused_void = weight * p_ret + (1 - weight) * p_base, torch.zeros_like(void_probs)
+    else:
+        raise ValueError(f"void='{void}' is not one of: {', '.join(VOID_MODES)}")
+    return torch.where(use[:, None], fused, p_base), torch.where(use, fused_void, void_probs)

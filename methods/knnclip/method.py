@@ -24,7 +24,7 @@ from benchmark.method import ContinualMethod, SegmentationOutput, StepData, regi
 from benchmark.models.inference import outputs_from_probs
 from benchmark.models.embedders import EMBEDDERS, build_embedder
 from methods.knnclip.database import RetrievalDatabase
-from methods.knnclip.fusion import fuse, retrieval_confidence, retrieval_probs
+from methods.knnclip.fusion import VOID_MODES, fuse, retrieval_confidence, retrieval_probs
 
 
 def segment_regions(sample: Sample) -> tuple[np.ndarray, np.ndarray]:
@@ -63,6 +63,7 @@ class KnnClip(ContinualMethod):
         ef_search: int = 64  # HNSW indexes: candidate list size per query
         object_threshold: float = 0.8  # overlapping masks (model=cached), panoptic: keep masks with best prob > this
         overlap_threshold: float = 0.8  # ... whose visible share of their area is at least this
+        void: str = "keep"  # keep | renormalise | drop: the base model's void mass in the fusion (fusion.py)
 
         def __post_init__(self) -> None:  # runs when the config is validated, before any work starts
             check_config(self)
@@ -113,18 +114,19 @@ class KnnClip(ContinualMethod):
     def predict(self, images: list[ImageInput], vocab: Vocabulary) -> list[SegmentationOutput]:
         features = self.segmenter.cached_image_features(images)
         p_base = torch.cat([self.segmenter.base_probs(f, vocab) for f in features])  # (M, C) over the batch
+        void = torch.cat([self.segmenter.void_probs(f, vocab) for f in features])  # (M,)
         probs = p_base
         if len(self.database):
             queries = torch.cat(self.embedder.proposal_embeddings(images, features))  # (M, D)
             similarities, labels = self.database.search(queries, self.config.k)  # (M, k) each, one search
             p_ret = retrieval_probs(similarities, labels, vocab.ids, self.config.tau, self.config.vote)
             confidence = retrieval_confidence(p_ret, similarities, labels, self.config.confidence)
-            probs = fuse(p_base, p_ret, confidence, self.config.T, self.config.lambda_)
-        per_image = torch.split(probs, [len(f.embeddings) for f in features])
-        return [outputs_from_probs(f, p, vocab, panoptic=s.panoptic,
+            probs, void = fuse(p_base, p_ret, confidence, self.config.T, self.config.lambda_, void, self.config.void)
+        counts = [len(f.embeddings) for f in features]
+        return [outputs_from_probs(f, p, vocab, panoptic=s.panoptic, void_probs=v,
                                    object_threshold=self.config.object_threshold,
                                    overlap_threshold=self.config.overlap_threshold)
-                for s, f, p in zip(images, features, per_image)]
+                for s, f, p, v in zip(images, features, torch.split(probs, counts), torch.split(void, counts))]
 
     def state_dict(self) -> dict:
         return {"database": self.database.state_dict(), "embedder": self.config.embedder}
@@ -145,6 +147,8 @@ def check_config(config) -> None:
         raise UserError(f"method.embedder='{config.embedder}' is not one of: {', '.join(EMBEDDERS)}")
     if config.vote not in ("similarity", "uniform"):
         raise UserError(f"method.vote={config.vote} is not one of: similarity, uniform")
+    if config.void not in VOID_MODES:
+        raise UserError(f"method.void={config.void} is not one of: {', '.join(VOID_MODES)}")
     if config.confidence not in ("max_prob", "mean_sim"):
         raise UserError(f"method.confidence={config.confidence} is not one of: max_prob, mean_sim")
     for key, value in (("k", config.k), ("tau", config.tau), ("nprobe", config.nprobe),
