@@ -182,4 +182,4 @@ def test_dinov2_pretrained_weights_load():
 
     embedder = DinoV2Embedder("dinov2_vits14", NoSegmenter(), 224, pretrained=True, depth=None)
     dense = embedder.dense_features([np.zeros((64, 64, 3), np.uint8)])
-    assert dense.shape == (1, 16, 16, 384) and torch.isfinite(dense).all()
+    assert dense[0].shape == (16, 16, 384) and torch.isfinite(dense[0]).all()

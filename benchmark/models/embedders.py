@@ -3,8 +3,8 @@ base segmenter's mask proposals on validation images). Every embedding is L2-nor
 "no embedding for this segment" and is skipped by the database.
 
 - `clip`: the segmenter's MaskCLIP dense features, mask-pooled (default; needs model.kind=open_clip);
-- `dinov2_vits14|vitb14|vitl14|vitg14`: DINOv2 through timm (as in the paper), last-layer patch tokens
-  mask-pooled; random weights (seeded) when not pretrained, a depth override for cheap tests;
+- `dinov2_vits14|vitb14|vitl14|vitg14`: DINOv2 through timm (as in the paper), last-layer patch tokens at
+  the image's aspect ratio, mask-pooled; random weights (seeded) when not pretrained, a depth override for cheap tests;
 - `segmenter`: the base segmenter's own mask embeddings (e.g. FC-CLIP's, exported with model=cached). A
   database entry is the area-weighted mean of the proposals lying inside a ground-truth segment (a proposal
   belongs to the segment holding at least `match_fraction` of its pixels).
@@ -97,7 +97,8 @@ class SegmenterEmbedder(Embedder):
 
 
 class DinoV2Embedder(Embedder):
-    """DINOv2 ViT from timm: images resized to `input_size` (a multiple of 14), final-norm patch tokens."""
+    """DINOv2 ViT from timm: images resized to a short side of `input_size` (a multiple of 14) at their own
+    aspect ratio (sides rounded to multiples of 14), final-norm patch tokens pooled on that grid."""
 
     def __init__(self, name: str, segmenter, input_size: int, pretrained: bool, depth: int | None,
                  seed: int = 0, cache_dir: Path | str | None = None, device: str = "cpu") -> None:
@@ -114,7 +115,7 @@ class DinoV2Embedder(Embedder):
             torch.manual_seed(seed)
             try:
                 model = timm.create_model(DINOV2_MODELS[name], pretrained=pretrained, img_size=input_size,
-                                          num_classes=0, **extra)
+                                          dynamic_img_size=True, num_classes=0, **extra)
             except Exception as exc:  # timm raises several types when weights cannot be fetched
                 raise UserError(f"method.embedder={name}: timm could not create {DINOV2_MODELS[name]} "
                                 f"(pretrained={pretrained}): {str(exc).splitlines()[0]}; set "
@@ -132,19 +133,32 @@ class DinoV2Embedder(Embedder):
         self._proposal_cache: dict[str, torch.Tensor] = {}
         self.cache_size = 4096
 
+    def grid_size(self, height: int, width: int) -> tuple[int, int]:
+        """(rows, cols) of patches for an image: short side resized to `input_size`, aspect ratio kept, each
+        side rounded to a multiple of 14 (at least one patch)."""
+        scale = self.input_size / min(height, width)
+        return max(1, round(height * scale / 14)), max(1, round(width * scale / 14))
+
     @torch.no_grad()
-    def dense_features(self, images: list[np.ndarray]) -> torch.Tensor:
-        """(B, g, g, D) patch tokens of the last block (after the final norm) for RGB uint8 images."""
-        size = self.input_size
-        batch = torch.stack([
-            F.interpolate(torch.from_numpy(img).permute(2, 0, 1)[None].float(), size=(size, size),
-                          mode="bilinear", align_corners=False)[0]
-            for img in images
-        ]) / 255.0
-        tokens = self.model.forward_features(((batch - self.mean) / self.std).to(self.device))  # (B, P + g*g, D)
+    def dense_features(self, images: list[np.ndarray]) -> list[torch.Tensor]:
+        """(rows, cols, D) patch tokens of the last block (after the final norm) per RGB uint8 image, at its
+        own aspect ratio (timm's dynamic image size interpolates the position embeddings); images of one
+        grid size share a forward pass."""
+        grids = [self.grid_size(*img.shape[:2]) for img in images]
+        out: list[torch.Tensor | None] = [None] * len(images)
+        for grid in dict.fromkeys(grids):
+            members = [i for i, g in enumerate(grids) if g == grid]
+            batch = torch.stack([
+                F.interpolate(torch.from_numpy(images[i]).permute(2, 0, 1)[None].float(),
+                              size=(grid[0] * 14, grid[1] * 14), mode="bilinear", align_corners=False)[0]
+                for i in members
+            ]) / 255.0
+            tokens = self.model.forward_features(((batch - self.mean) / self.std).to(self.device))  # (B, P + r*c, D)
+            patches = tokens[:, self.model.num_prefix_tokens:].reshape(len(members), *grid, -1).float().cpu()
+            for i, features in zip(members, patches):
+                out[i] = features
         self.calls += 1
-        grid = size // 14
-        return tokens[:, self.model.num_prefix_tokens:].reshape(len(images), grid, grid, -1).float().cpu()
+        return out
 
     def region_embeddings(self, samples, regions, counts):
         dense = self.dense_features([s.image for s in samples])
@@ -164,7 +178,8 @@ class DinoV2Embedder(Embedder):
             dense = self.dense_features([samples[i].image for i in missing])
             for i, d in zip(missing, dense):
                 feats = features[i]
-                found[i] = pool_masks(d, feats.masks) if feats.masks is not None else \
+                overlapping = feats.masks is not None or feats.soft_masks is not None
+                found[i] = pool_masks(d, feats.mask_stack()) if overlapping else \
                     pool_regions(d, feats.proposals, len(feats.embeddings))
                 self.disk_cache.put(keys[i], embeddings=found[i].numpy())
         for i, key in enumerate(keys):

@@ -54,7 +54,7 @@ class KnnClip(ContinualMethod):
         confidence: str = "max_prob"  # max_prob | mean_sim
         index: str = "Flat"  # faiss index factory string
         embedder: str = "clip"  # clip | segmenter | dinov2_vits14 | dinov2_vitb14 | dinov2_vitl14 | dinov2_vitg14
-        embedder_input_size: int = 224  # dinov2_*: images resized to this square size (a multiple of 14)
+        embedder_input_size: int = 224  # dinov2_*: short side of the input, a multiple of 14 (aspect ratio kept)
         embedder_pretrained: bool = True  # dinov2_*: timm's pretrained weights; false = random (seeded)
         embedder_depth: Optional[int] = None  # dinov2_*: keep the first N blocks only (cheap tests); None = all
         match_fraction: float = 0.5  # embedder=segmenter: a proposal labels the segment holding this share of it
