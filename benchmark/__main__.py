@@ -6,10 +6,12 @@
     streams show NAME                             a stream's steps, classes, image counts and hash
     prepare DATASET --src RAW --dst ROOT          convert a raw dataset release to the layout the readers use
     export-predictions --out DIR [key=value ...]  the base model's outputs on a stream's images, for model=cached
+    export-fcclip --config-file C --weights W --out DIR [key=value ...]
+                                                  FC-CLIP's outputs (inside an FC-CLIP checkout with detectron2)
     report RUN_DIR                                recompute a finished run's metrics and tables from raw stats
     leaderboard [--strict] [stream=NAME ...]      tables over every run under results/
     miou / pq                                     the evaluator on folders of predictions (drop-in tools)
-    perf eval|data|retrieval|startup              throughput against references measured in the same run
+    perf eval|data|retrieval|startup|predictions  throughput (or bytes) against references measured in the same run
 
 User errors print one line and exit with code 2 (add debug=true or --debug for the traceback).
 """
@@ -29,6 +31,7 @@ SUBCOMMANDS = {
     "streams": "benchmark.cli:streams_main",
     "prepare": "benchmark.data.prepare:main",
     "export-predictions": "benchmark.cli:export_main",
+    "export-fcclip": "benchmark.exporters.fcclip:main",
     "report": "benchmark.reporting.report:main",
     "leaderboard": "benchmark.reporting.leaderboard:main",
     "miou": "benchmark.evaluation.tools:miou_main",

@@ -252,6 +252,18 @@ def streams_main(argv: list[str]) -> int:
     return 0
 
 
+def stream_images(cfg):
+    """What an exporter covers: ([(train split, the stream's training images), (validation split, the images
+    every step evaluates)], the dataset's vocabulary, the progress display)."""
+    from benchmark.reporting.progress import Progress
+    from benchmark.runner import open_stream_data, validation_count
+
+    progress = Progress(quiet=cfg.quiet)
+    train, val, stream = open_stream_data(cfg, progress)
+    train_images = sorted({index for step in stream.train_indices for index in step})
+    return [(train, train_images), (val, range(validation_count(cfg, val)))], train.vocabulary, progress
+
+
 def export_main(argv: list[str]) -> int:
     """`export-predictions --out DIR key=value ...`: the configured base segmenter's predictions (mask proposals,
     class log-probabilities, mask embeddings) for every training and validation image the configured stream
@@ -274,22 +286,16 @@ def export_main(argv: list[str]) -> int:
         raise UserError(f"--out {out} is a file, not a folder")
     from benchmark.models import build_segmenter
     from benchmark.models.cached import export_predictions
-    from benchmark.reporting.progress import Progress
-    from benchmark.runner import open_stream_data, validation_count
     from streams.builder import cache_dir_for
 
-    progress = Progress(quiet=cfg.quiet)
-    train, val, stream = open_stream_data(cfg, progress)
-    cache_root = cache_dir_for(data_root(cfg))
-    segmenter = build_segmenter(cfg.model, seed=cfg.seed, device=cfg.device, cache_root=cache_root)
-    train_images = sorted({index for step in stream.train_indices for index in step})
-    val_count = validation_count(cfg, val)
+    images, vocabulary, progress = stream_images(cfg)
+    segmenter = build_segmenter(cfg.model, seed=cfg.seed, device=cfg.device, cache_root=cache_dir_for(data_root(cfg)))
     m = cfg.model
     producer = (f"covseg-bench model={m.name} arch={m.arch} pretrained={m.pretrained} proposals={m.proposals} "
                 f"input_size={m.input_size} templates={m.templates} seed={cfg.seed} digest={segmenter.digest}")
     try:
-        written, kept = export_predictions(segmenter, [(train, train_images), (val, range(val_count))], out,
-                                           train.vocabulary, producer=producer, progress=progress.bar)
+        written, kept = export_predictions(segmenter, images, out, vocabulary, producer=producer,
+                                           progress=progress.bar)
     except OSError as exc:
         raise UserError(f"cannot write predictions under --out {out} ({exc.strerror or exc})") from None
     print(f"wrote {written} image(s), kept {kept} already exported, under {out}; use them with: "

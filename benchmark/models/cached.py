@@ -40,13 +40,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from benchmark.data.types import SegmentationDataset, Vocabulary
+from benchmark.data.types import Sample, SegmentationDataset, Vocabulary
 from benchmark.errors import DataError, UserError
 from benchmark.io import atomic_save_npz, atomic_write_json
 from benchmark.models.mask_inference import SoftMasks, encode_mask_logits
@@ -126,27 +126,13 @@ def check_folder(directory: Path, producer: str, vocabulary: str) -> None:
                         f"v{theirs[2]}), not {producer!r} over {vocabulary} (v{VERSION}); choose another folder")
 
 
-@torch.no_grad()
-def export_predictions(segmenter, images: list[tuple[SegmentationDataset, Sequence[int]]], directory: Path | str,
-                       vocabulary: Vocabulary, producer: str = "", progress=None) -> tuple[int, int]:
-    """Write format v2 predictions of a project segmenter for the given (dataset, indices) images; returns
-    (written, kept). Its proposals become mask logits of +-bound at the image's size, its class
-    log-probabilities are log_softmax(logit_scale · cosine) over `vocabulary` (no void), with its mask
-    embeddings and text classifier.
-
-    Resumable: an image whose file exists is kept, provided meta.json there describes the same producer,
-    vocabulary and format (anything else is refused rather than mixed). `progress(iterable, desc=, total=)`
-    wraps the loop.
-    """
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    text = segmenter.text_embeddings(vocabulary)  # (K, D)
-    check_folder(directory, producer, vocabulary.name)
-    write_meta(directory, vocabulary.name, vocabulary.ids, void=False, embedding_dim=int(text.shape[1]),
-               logit_scale=segmenter.logit_scale, producer=producer, text_embeddings=text.numpy())
+def export_images(images: list[tuple[SegmentationDataset, Sequence[int]]], directory: Path | str, batch_size: int,
+                  predict: Callable[[list[Sample]], list[dict[str, np.ndarray]]], progress=None) -> tuple[int, int]:
+    """The resumable loop every exporter shares: `predict(samples)` gives the arrays (`image_arrays`) of the
+    given (dataset, indices) images that have no file in `directory` yet, `batch_size` at a time. Returns
+    (written, kept). `progress(iterable, desc=, total=)` wraps the loop."""
     todo = [(dataset, index) for dataset, indices in images for index in indices]
-    batches = [todo[start:start + segmenter.config.batch_size]
-               for start in range(0, len(todo), segmenter.config.batch_size)]
+    batches = [todo[start:start + batch_size] for start in range(0, len(todo), batch_size)]
     if progress is not None:
         batches = progress(batches, desc="export predictions", total=len(batches))
     written = kept = 0
@@ -157,16 +143,41 @@ def export_predictions(segmenter, images: list[tuple[SegmentationDataset, Sequen
                 kept += 1
             elif (sample := dataset.load(index)) is not None:  # None: unreadable, skipped (data.on_error=skip)
                 samples.append(sample)
-        if not samples:
-            continue
+        if samples:
+            for sample, arrays in zip(samples, predict(samples)):
+                write_image_predictions(directory, sample.image_id, arrays)
+                written += 1
+    return written, kept
+
+
+@torch.no_grad()
+def export_predictions(segmenter, images: list[tuple[SegmentationDataset, Sequence[int]]], directory: Path | str,
+                       vocabulary: Vocabulary, producer: str = "", progress=None) -> tuple[int, int]:
+    """Write format v2 predictions of a project segmenter for the given (dataset, indices) images; returns
+    (written, kept). Its proposals become mask logits of +-bound at the image's size, its class
+    log-probabilities are log_softmax(logit_scale · cosine) over `vocabulary` (no void), with its mask
+    embeddings and text classifier.
+
+    Resumable (`export_images`): an image whose file exists is kept, provided meta.json there describes the
+    same producer, vocabulary and format (anything else is refused rather than mixed).
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    text = segmenter.text_embeddings(vocabulary)  # (K, D)
+    check_folder(directory, producer, vocabulary.name)
+    write_meta(directory, vocabulary.name, vocabulary.ids, void=False, embedding_dim=int(text.shape[1]),
+               logit_scale=segmenter.logit_scale, producer=producer, text_embeddings=text.numpy())
+
+    def predict(samples: list[Sample]) -> list[dict[str, np.ndarray]]:
+        out = []
         for sample, feats in zip(samples, segmenter.image_features(samples)):
             logprobs = (segmenter.logit_scale * feats.embeddings @ text.T).log_softmax(dim=1)  # (M, K)
             mask_logits = np.where(feats.mask_stack(), DEFAULT_MASK_LOGIT_BOUND, -DEFAULT_MASK_LOGIT_BOUND)
             size = (sample.height, sample.width)
-            write_image_predictions(directory, sample.image_id, image_arrays(
-                mask_logits, logprobs, size, size, feats.embeddings))
-            written += 1
-    return written, kept
+            out.append(image_arrays(mask_logits, logprobs, size, size, feats.embeddings))
+        return out
+
+    return export_images(images, directory, segmenter.config.batch_size, predict, progress)
 
 
 def _resize_masks(masks: np.ndarray, height: int, width: int) -> np.ndarray:
