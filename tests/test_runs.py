@@ -24,18 +24,15 @@ def test_every_method_runs_two_steps(run_demo, method):
 
 
 def test_knnclip_beats_zeroshot_by_15_points_on_demo(run_demo):
-    _, knn = run_demo("method=knnclip")
-    _, zero = run_demo("method=zeroshot")
-    print("final mIoU: knnclip", knn["metrics"]["miou"]["final"], "zeroshot", zero["metrics"]["miou"]["final"])
-    assert knn["metrics"]["miou"]["final"] >= zero["metrics"]["miou"]["final"] + 15
-    assert knn["memory_bytes"] == sorted(knn["memory_bytes"]) and knn["memory_bytes"][0] > 0  # the database grows
-
-
-def test_initial_evaluation_learning_gain_and_excess_forgetting_on_demo(run_demo):
     from benchmark.evaluation.stream_metrics import excess_forgetting
 
     knn_dir, knn = run_demo("method=knnclip")
     zero_dir, zero = run_demo("method=zeroshot")
+    print("final mIoU: knnclip", knn["metrics"]["miou"]["final"], "zeroshot", zero["metrics"]["miou"]["final"])
+    assert knn["metrics"]["miou"]["final"] >= zero["metrics"]["miou"]["final"] + 15
+    assert knn["memory_bytes"] == sorted(knn["memory_bytes"]) and knn["memory_bytes"][0] > 0  # the database grows
+
+    # initial evaluation (row -1 of R), on disk as raw statistics and in the matrix CSV
     for run_dir in (knn_dir, zero_dir):
         assert (run_dir / "stats" / "initial.npz").is_file() and "initial" in (run_dir / "matrix_miou.csv").read_text()
     # the untouched kNN-CLIP (empty database) is the zero-shot model: same initial row
@@ -47,6 +44,24 @@ def test_initial_evaluation_learning_gain_and_excess_forgetting_on_demo(run_demo
     print(f"forgetting_max: knnclip {knn['metrics']['miou']['forgetting_max']:.2f}, zeroshot "
           f"{zero['metrics']['miou']['forgetting_max']:.2f}; kNN-CLIP excess forgetting {excess:.2f}; learning gain "
           f"knnclip {knn['learning_gain']['miou']}")
+
+
+def test_forward_transfer_with_every_class_and_gem_baseline_in_report(run_demo, capsys):
+    from benchmark.__main__ import main
+
+    run_dir, summary = run_demo("method=knnclip", "stream.num_steps=2", "eval.max_images=8", "eval.vocabulary=all",
+                                "stream.max_train_images_per_step=12")
+    R, initial = np.array(summary["matrices"]["miou"], dtype=float), summary["initial"]["miou"]
+    forward = summary["metrics"]["miou"]["forward_transfer"]
+    assert forward == pytest.approx(R[0, 1] - initial[1]) and forward != 0  # Avalanche: R[0][1] - R[-1][1]
+    assert main(["report", str(run_dir), "--fwt-baseline", str(run_dir)]) == 0
+    # GEM's code with this run's initial row as baseline: fwt = [0, R[0][1] - b[1]], fwt.mean()
+    expected = f"forward transfer (GEM, baseline: initial evaluation of {run_dir}), miou: {forward / 2:.2f}"
+    assert expected in capsys.readouterr().out
+    other_dir, _ = run_demo("method=zeroshot", "stream.num_steps=2", "eval.max_images=8", "stream.order_seed=1",
+                            "stream.max_train_images_per_step=12")
+    assert main(["report", str(run_dir), "--fwt-baseline", str(other_dir)]) == 2
+    assert "ran stream demo_4steps (hash" in capsys.readouterr().err
 
 
 def test_same_seed_same_summary(run_demo):

@@ -106,13 +106,13 @@ def test_another_order_seed_draws_another_split_and_hash(demo_root):
         assert indices == [i for i, present in enumerate(per_image) if present & set(classes)]
 
 
-def test_partition_mode_puts_every_training_image_in_exactly_one_step(demo_root):
-    from streams.builder import open_dataset
+def test_partition_mode_puts_every_training_image_in_exactly_one_step(demo_root, tmp_path):
+    from streams.builder import classes_per_image, open_dataset
 
     train = open_dataset("demo", "train", demo_root)
-    per_image = [set(train.classes_present(i).tolist()) for i in range(len(train))]
-    overlap = build_stream(load_config(["stream=demo_4steps"]).stream, train)
-    stream = build_stream(load_config(["stream=demo_4steps", "stream.mode=partition"]).stream, train)
+    per_image = [set(classes) for classes in classes_per_image(train, tmp_path)]  # cached for the builds below
+    overlap = build_stream(load_config(["stream=demo_4steps"]).stream, train, tmp_path)
+    stream = build_stream(load_config(["stream=demo_4steps", "stream.mode=partition"]).stream, train, tmp_path)
     steps_of = {}
     for t, (classes, indices) in enumerate(zip(stream.step_classes, stream.train_indices)):
         for index in indices:
@@ -122,8 +122,9 @@ def test_partition_mode_puts_every_training_image_in_exactly_one_step(demo_root)
     assert sorted(steps_of) == labelled and all(len(steps) == 1 for steps in steps_of.values())
     assert sum(map(len, stream.train_indices)) == len(labelled) < sum(map(len, overlap.train_indices))
     # drawn from the stream seed: the same seed draws the same partition, another seed another one
-    again = build_stream(load_config(["stream=demo_4steps", "stream.mode=partition"]).stream, train)
-    other = build_stream(load_config(["stream=demo_4steps", "stream.mode=partition", "stream.order_seed=1"]).stream, train)
+    again = build_stream(load_config(["stream=demo_4steps", "stream.mode=partition"]).stream, train, tmp_path)
+    other = build_stream(load_config(["stream=demo_4steps", "stream.mode=partition", "stream.order_seed=1"]).stream,
+                         train, tmp_path)
     assert again.train_indices == stream.train_indices and again.hash == stream.hash
     assert other.hash != stream.hash
 
@@ -133,13 +134,14 @@ def test_train_lists_round_trip_and_mib_npy_lists(demo_root, tmp_path):
 
     from benchmark.__main__ import main
     from benchmark.errors import UserError
-    from streams.builder import open_dataset, read_train_lists
+    from streams.builder import cache_dir_for, open_dataset, read_train_lists
 
     train = open_dataset("demo", "train", demo_root)
+    cache = cache_dir_for(demo_root)  # where `streams lists` cached the per-image class lists
     partition = ["stream=demo_4steps", "stream.mode=partition", f"data.root={demo_root}"]
     assert main(["streams", "lists", "demo_4steps", *partition[1:], "--out", str(tmp_path / "lists")]) == 0
-    written = build_stream(load_config(partition).stream, train)
-    read_back = build_stream(load_config([*partition, f"stream.train_lists={tmp_path / 'lists'}"]).stream, train)
+    written = build_stream(load_config(partition).stream, train, cache)
+    read_back = build_stream(load_config([*partition, f"stream.train_lists={tmp_path / 'lists'}"]).stream, train, cache)
     assert read_back.train_indices == written.train_indices and read_back.hash == written.hash
     # MiB's split files: train-<t>.npy of indices into the training split, in any order
     mib = tmp_path / "mib"

@@ -1,15 +1,20 @@
 """`python -m benchmark report RUN_DIR [--miou-mode present|legacy]`: recompute every metric and table of a
 finished (or interrupted) run from its raw per-step statistics, rewrite summary.json, the matrix CSVs and
-the plots, and print them. A new metric therefore never needs a rerun."""
+the plots, and print them. A new metric therefore never needs a rerun.
+
+`--fwt-baseline OTHER_RUN_DIR` also prints GEM's forward transfer with the other run's initial evaluation as
+GEM's baseline b (GEM: the model at random initialisation); both runs must share the stream (hash)."""
 from __future__ import annotations
 
 import argparse
 import json
 from pathlib import Path
 
+import numpy as np
 from omegaconf import OmegaConf
 
 from benchmark.errors import UserError
+from benchmark.evaluation.stream_metrics import forward_transfer_gem
 from benchmark.reporting.plots import write_run_plots
 from benchmark.reporting.results import build_summary, format_summary, load_confusions, vocabulary_names, write_summary
 
@@ -19,6 +24,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--miou-mode", choices=["present", "legacy"], default=None,
                         help="default: the run's eval.miou_mode")
+    parser.add_argument("--fwt-baseline", type=Path, default=None,
+                        help="a run of the same stream whose initial evaluation is GEM's forward-transfer baseline")
     args = parser.parse_args(argv)
     run_dir = args.run_dir
     manifest_path = run_dir / "manifest.json"
@@ -38,4 +45,26 @@ def main(argv: list[str]) -> int:
         names = vocabulary_names(manifest.get("vocabulary"), len(confusions[0]) if confusions else 0)
         write_run_plots(run_dir, summary, manifest["step_classes"], names, confusions)
     print(format_summary(summary, run_dir))
+    if args.fwt_baseline is not None:
+        for metric, value in gem_forward_transfer(summary, manifest, args.fwt_baseline, miou_mode).items():
+            print(f"forward transfer (GEM, baseline: initial evaluation of {args.fwt_baseline}), {metric}: {value:.2f}")
     return 0
+
+
+def gem_forward_transfer(summary: dict, manifest: dict, baseline_dir: Path, miou_mode: str) -> dict[str, float]:
+    """Per metric: GEM's forward transfer of `summary`'s matrix against the baseline run's initial row."""
+    path = baseline_dir / "manifest.json"
+    if not path.is_file():
+        raise UserError(f"--fwt-baseline {baseline_dir} is not a run folder (no manifest.json)")
+    baseline_manifest = json.loads(path.read_text())
+    if baseline_manifest.get("stream_hash") != manifest.get("stream_hash"):
+        raise UserError(f"--fwt-baseline {baseline_dir} ran stream {baseline_manifest.get('stream')} (hash "
+                        f"{baseline_manifest.get('stream_hash')}), not this run's (hash {manifest.get('stream_hash')})")
+    baseline = build_summary(baseline_dir, manifest["step_classes"], manifest["stream"], baseline_manifest["method"],
+                             miou_mode)
+    if not baseline["initial"]:
+        raise UserError(f"--fwt-baseline {baseline_dir} has no initial evaluation (no stats/initial.npz: "
+                        "it ran with eval.initial=false)")
+    return {metric: forward_transfer_gem(np.array(summary["matrices"][metric], dtype=float),
+                                         np.array(row, dtype=float))
+            for metric, row in baseline["initial"].items() if metric in summary["matrices"]}
