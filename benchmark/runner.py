@@ -15,6 +15,7 @@ from benchmark import distributed
 from benchmark.config import data_root, method_config
 from benchmark.data.types import ImageInput, SegmentationDataset, Vocabulary
 from benchmark.evaluation.panoptic import PanopticEvaluator
+from benchmark.evaluation.per_image import PerImageCounts
 from benchmark.evaluation.semantic import SemanticEvaluator
 from benchmark.method import METHODS, ContinualMethod, StepData, filter_sample
 from benchmark.models import build_segmenter
@@ -83,6 +84,7 @@ def evaluate_step(ctx: RunContext, vocab: Vocabulary, step: int) -> dict[str, np
     cfg = ctx.cfg
     full_vocab = ctx.train.vocabulary
     semantic = SemanticEvaluator(len(full_vocab))
+    per_image = PerImageCounts(len(full_vocab))  # sparse per-image counts: bootstrap intervals over images
     panoptic = PanopticEvaluator([c.isthing for c in full_vocab.classes]) if ctx.stream.panoptic else None
     indices = distributed.shard(range(validation_count(cfg, ctx.val)))
     batch_size = cfg.eval.batch_size
@@ -90,16 +92,18 @@ def evaluate_step(ctx: RunContext, vocab: Vocabulary, step: int) -> dict[str, np
     for start in ctx.progress.bar(range(0, len(indices), batch_size),
                                   desc=f"eval step {step}" if step >= 0 else "eval initial",
                                   total=(len(indices) + batch_size - 1) // batch_size):
-        batch = [s for s in (ctx.val.load(i) for i in indices[start:start + batch_size]) if s is not None]
+        loaded = [(i, ctx.val.load(i)) for i in indices[start:start + batch_size]]
+        batch = [s for _, s in loaded if s is not None]
         outputs = ctx.method.predict([ImageInput.of(s, ctx.stream.panoptic, oracle) for s in batch], vocab)
         if len(outputs) != len(batch):
             raise RuntimeError(f"method {cfg.method.name} returned {len(outputs)} outputs for {len(batch)} images")
-        for sample, output in zip(batch, outputs):
+        for image_index, sample, output in zip([i for i, s in loaded if s is not None], batch, outputs):
             gt = filter_sample(sample, vocab.ids)
             if output.sem_seg.shape != gt.sem_seg.shape:
                 raise RuntimeError(f"method {cfg.method.name}: prediction of image {sample.image_id} is "
                                    f"{output.sem_seg.shape}, its image {gt.sem_seg.shape}")
             semantic.process(output.sem_seg, gt.sem_seg)
+            per_image.process(image_index, output.sem_seg, gt.sem_seg)
             if panoptic is not None:
                 if output.pan_seg is None:
                     raise RuntimeError(f"method {cfg.method.name} returned no panoptic output on a panoptic stream")
@@ -107,7 +111,7 @@ def evaluate_step(ctx: RunContext, vocab: Vocabulary, step: int) -> dict[str, np
     stats = {"confusion": semantic.confusion}
     if panoptic is not None:
         stats.update({f"pq_{name}": values for name, values in panoptic.stats.items()})
-    return {name: distributed.all_reduce_sum(values) for name, values in stats.items()}
+    return {**{name: distributed.all_reduce_sum(values) for name, values in stats.items()}, **per_image.gathered()}
 
 
 def evaluate_initial(ctx: RunContext, writer: RunWriter | None) -> None:

@@ -1,9 +1,16 @@
-"""`python -m benchmark leaderboard [stream=NAME] [results_dir=PATH] [--strict]`: tables over every finished run.
+"""`python -m benchmark leaderboard [stream=NAME] [results_dir=PATH] [bootstrap=N] [--strict]`: tables over every
+finished run.
 
 Reads every run folder `<results_dir>/<stream>/<method>/<run-id>/` (summary.json, manifest.json,
-config.yaml), ignores runs whose manifest is not `"status": "complete"` (and says how many), and writes
-`<results_dir>/LEADERBOARD.md`, `<results_dir>/leaderboard.csv` and per stream a figure of the score on S_t
-after each step (`<results_dir>/plots/`).
+config.yaml), ignores runs whose manifest is not `"status": "complete"` (and lists them), and writes
+`<results_dir>/LEADERBOARD.md`, `<results_dir>/leaderboard.csv`, `<results_dir>/results.csv` (the counted runs'
+records of `benchmark.results`: one line per run x step x class group x metric) and per stream a figure of the
+score on S_t after each step (`<results_dir>/plots/`).
+
+Statistics: each row's final mIoU also gets a 95% bootstrap interval over the validation images (`bootstrap=N`
+resamples, default 1000, 0: none; from the per-image counts of the last step, benchmark.evaluation.per_image),
+and a paired difference to the zero-shot row of the same model (else the first row): the mean ± std over the
+pairs of runs on the same stream hash, seed and class order, with their number n.
 
 Grouping, so that a number only ever averages comparable runs:
 - stream: name, version and *definition* (a hash of the stream config without `order` and `order_seed`, plus
@@ -57,7 +64,7 @@ from benchmark.registry import suggest
 from benchmark.reporting.plots import save_figure, seen_curves_figure
 from benchmark.reporting.results import REPO_ROOT, file_sha256, source_digest
 
-OPTIONS = {"stream": None, "results_dir": "results"}
+OPTIONS = {"stream": None, "results_dir": "results", "bootstrap": "1000"}  # bootstrap: image resamples (0: none)
 FLAGS = ("--strict",)
 # provenance problems of a run, their footnote marks and explanations (in this order in every cell)
 PROVENANCE_MARKS = {
@@ -168,6 +175,15 @@ class Run:
         """Runs of one row with equal keys repeat one experiment (same seed, class order and data)."""
         return str(self.config.get("seed")), str(self.order_seed), str(self.manifest.get("stream_hash"))
 
+    def stream_metrics(self) -> dict[str, float]:
+        """{"miou.final": value, ...}: the run's `group == "stream"` records of benchmark.results."""
+        if "_stream_metrics" not in self.__dict__:
+            from benchmark.results import run_records
+
+            self.__dict__["_stream_metrics"] = {r["metric"]: r["value"] for r in run_records(self)
+                                                if r["group"] == "stream"}
+        return self.__dict__["_stream_metrics"]
+
     @property
     def finished(self) -> str:
         return str(self.manifest.get("finished") or self.manifest.get("started") or "")
@@ -265,8 +281,10 @@ class StreamTable:
         return dict(sorted(hashes.items(), key=lambda item: _order(item[0])))
 
 
-def stream_tables(runs: list[Run], analysis: bool = False, digests: dict | None = None) -> list[StreamTable]:
-    """The tables of `runs`; `analysis`: they used ground truth on purpose (unranked tables)."""
+def stream_tables(runs: list[Run], analysis: bool = False, digests: dict | None = None,
+                  bootstrap: int = 0) -> list[StreamTable]:
+    """The tables of `runs`; `analysis`: they used ground truth on purpose (unranked tables); `bootstrap`:
+    resamples of the validation images for the final mIoU's confidence interval (0: none)."""
     by_definition = defaultdict(list)
     for run in runs:
         by_definition[(run.manifest["stream"], run.manifest.get("stream_version"), run.stream_definition)].append(run)
@@ -283,12 +301,15 @@ def stream_tables(runs: list[Run], analysis: bool = False, digests: dict | None 
                    for stream_hash, group in sorted(by_hash.items(), key=lambda item: str(item[0]))]
     for table in tables:
         table.rows = aggregate_rows(table.runs, digests)
+        for row in table.rows:
+            row["miou_final_ci"] = final_miou_interval(row["runs"], bootstrap)
+        add_paired_differences(table.rows)
     return tables
 
 
 def _metric(run: Run, metric: str, key: str) -> float:
-    value = run.summary.get("metrics", {}).get(metric, {}).get(key)
-    return float("nan") if value is None else float(value)
+    """A stream metric of a run, from its records in benchmark.results (the data `results.load` returns)."""
+    return run.stream_metrics().get(f"{metric}.{key}", float("nan"))
 
 
 def mean_std(values: list[float]) -> tuple[float, float, int]:
@@ -348,6 +369,60 @@ def excess_forgetting_by_run(runs: list[Run]) -> dict[Path, float]:
             zero_shot[pairing(run)] = _metric(run, "miou", "forgetting_max")
     return {run.path: _metric(run, "miou", "forgetting_max") - zero_shot.get(pairing(run), float("nan"))
             for run in runs}
+
+
+def final_miou_interval(runs: list[Run], samples: int, level: float = 0.95) -> tuple[float, float]:
+    """The `level` bootstrap interval (percentiles) of the row's mean final mIoU over resamples of the validation
+    images (benchmark.evaluation.per_image: the last step's per-image counts); (NaN, NaN) without them, for
+    legacy-mode rows, or with samples=0. It shows how much the score depends on which images are evaluated;
+    the std over runs shows the seeds' and class orders' share."""
+    from benchmark.evaluation.per_image import KEYS, bootstrap_miou
+
+    none = (float("nan"), float("nan"))
+    if samples <= 0 or any(r.config.get("eval", {}).get("miou_mode", "present") != "present" for r in runs):
+        return none
+    counts = []
+    for run in runs:
+        steps = sorted((run.path / "stats").glob("step_*.npz"))
+        stats = np.load(steps[-1]) if steps else {}
+        if not all(key in stats for key in KEYS):
+            return none
+        counts.append({key: stats[key] for key in KEYS})
+    classes = sorted({c for step in runs[0].manifest.get("step_classes") or [] for c in step})
+    if not classes or len({int(c["image_count"]) for c in counts}) != 1:
+        return none
+    replicates = bootstrap_miou(counts, classes, samples)
+    tail = 100 * (1 - level) / 2
+    return float(np.nanpercentile(replicates, tail)), float(np.nanpercentile(replicates, 100 - tail))
+
+
+def add_paired_differences(rows: list[dict]) -> None:
+    """row["paired"] = (reference label, (mean, std, n)): final mIoU minus that of the reference row over the
+    pairs of runs on the same stream hash, seed and class order. The reference is the zero-shot row of the same
+    model and evaluation settings (the floor every continual method is compared with), else the first row."""
+    for row in rows:
+        reference = next((r for r in rows if r["method"] == "zeroshot" and r["model"] == row["model"]
+                          and r["runs"][0].eval_setting() == row["runs"][0].eval_setting()), rows[0])
+        if reference is row:
+            row["paired"] = (reference["label"], (float("nan"), float("nan"), 0))
+            continue
+        by_key = {run.repeat_key(): run for run in reference["runs"]}
+        differences = [_metric(run, "miou", "final") - _metric(by_key[run.repeat_key()], "miou", "final")
+                       for run in row["runs"] if run.repeat_key() in by_key]
+        row["paired"] = (reference["label"], mean_std(differences))
+
+
+def format_interval(interval: tuple[float, float]) -> str:
+    low, high = interval
+    return "–" if math.isnan(low) else f"[{low:.1f}, {high:.1f}]"
+
+
+def format_difference(paired: tuple[str, tuple[float, float, int]]) -> str:
+    label, (mean, std, n) = paired
+    if not n:
+        return "–"
+    spread = "" if math.isnan(std) else f" ± {std:.1f}"
+    return f"{mean:+.1f}{spread} (n={n}) vs {label}".replace("|", "\\|")
 
 
 def aggregate_rows(runs: list[Run], digests: dict | None = None) -> list[dict]:
@@ -446,8 +521,8 @@ def _table_lines(table: StreamTable, results_dir: Path, curve_files: dict[str, d
         lines += [f"![{label} on S_t after each step]({_link(path, results_dir)})", ""]
     shown = [(m, k, title) for m, k, title in METRIC_COLUMNS
              if any(row[f"{m}_{k}"][2] for row in table.rows)]
-    header = ["#", "method", "model", *[title for _, _, title in shown], "memory", "time/step", "n", "config",
-              "provenance", "runs", "plots"]
+    header = ["#", "method", "model", *[title for _, _, title in shown], "final mIoU 95% CI (images)",
+              "Δ final mIoU (paired)", "memory", "time/step", "n", "config", "provenance", "runs", "plots"]
     numeric = {"#", "memory", "time/step", "n", *[title for _, _, title in shown]}
     alignment = ["---:" if title in numeric else "---" for title in header]
     lines += ["| " + " | ".join(header) + " |", "|" + "|".join(alignment) + "|"]
@@ -464,7 +539,7 @@ def _table_lines(table: StreamTable, results_dir: Path, curve_files: dict[str, d
                          if (plots_dir / file).is_file())
         cells = ["–" if table.analysis else str(rank), row["label"].replace("|", "\\|"),
                  row["model"].replace("|", "\\|"), *[format_score(row[f"{m}_{k}"]) for m, k, _ in shown],
-                 human_bytes(row["memory_bytes"][0]), human_seconds(row["seconds_per_step"][0]),
+                 format_interval(row["miou_final_ci"]), format_difference(row["paired"]), human_bytes(row["memory_bytes"][0]), human_seconds(row["seconds_per_step"][0]),
                  str(row["n_runs"]), f"`{row['config_hash']}`", provenance_cell(row), runs, plots or "–"]
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
@@ -543,6 +618,10 @@ def leaderboard_frame(tables: list[StreamTable], results_dir: Path) -> pd.DataFr
             for metric, key, _ in METRIC_COLUMNS:
                 mean, std, _ = row[f"{metric}_{key}"]
                 record[f"{metric}_{key}_mean"], record[f"{metric}_{key}_std"] = mean, std
+            record["miou_final_ci_low"], record["miou_final_ci_high"] = row["miou_final_ci"]
+            reference, (mean, std, n) = row["paired"]
+            record.update(paired_reference=reference, paired_final_diff_mean=mean, paired_final_diff_std=std,
+                          paired_n=n)
             record["memory_bytes_mean"] = row["memory_bytes"][0]
             record["seconds_per_step_mean"] = row["seconds_per_step"][0]
             record["git_commits"] = ";".join(row["git"])
@@ -579,13 +658,13 @@ def parse_options(argv: list[str]) -> dict:
         if item.startswith("-"):
             if item not in FLAGS:
                 raise UserError(f"leaderboard: unknown flag '{item}'{suggest(item, list(FLAGS))}; "
-                                "it takes stream=NAME results_dir=PATH --strict")
+                                "it takes stream=NAME results_dir=PATH bootstrap=N --strict")
             options[item.lstrip("-")] = True
             continue
         key, sep, value = item.partition("=")
         if not sep or key not in OPTIONS:
             what = f"unknown option '{key}'{suggest(key, list(OPTIONS))}" if sep else f"'{item}' is not key=value"
-            raise UserError(f"leaderboard: {what}; it takes stream=NAME results_dir=PATH --strict")
+            raise UserError(f"leaderboard: {what}; it takes stream=NAME results_dir=PATH bootstrap=N --strict")
         options[key] = value
     return options
 
@@ -615,15 +694,25 @@ def main(argv: list[str]) -> int:
             raise UserError(f"leaderboard --strict: all {len(left_out)} complete run(s) under {results_dir} lack "
                             f"clean provenance ({', '.join(sorted({i for _, issues in left_out for i in issues}))}); "
                             "rerun them from a clean, committed tree or leave out --strict")
-    tables = (stream_tables([r for r in runs if r.ground_truth_access is None], digests=digests)
-              + stream_tables([r for r in runs if r.ground_truth_access is not None], analysis=True, digests=digests))
+    if not options["bootstrap"].isdigit():
+        raise UserError(f"leaderboard: bootstrap={options['bootstrap']} must be a whole number (0: no intervals)")
+    bootstrap = int(options["bootstrap"])
+    tables = (stream_tables([r for r in runs if r.ground_truth_access is None], digests=digests, bootstrap=bootstrap)
+              + stream_tables([r for r in runs if r.ground_truth_access is not None], analysis=True, digests=digests,
+                              bootstrap=bootstrap))
     curve_files = write_curves(tables, results_dir)
     markdown = render_markdown(tables, results_dir, curve_files, skipped, stream,
                                len(left_out) if options["strict"] else None)
     atomic_write_text(results_dir / "LEADERBOARD.md", markdown)
     atomic_write_text(results_dir / "leaderboard.csv", leaderboard_frame(tables, results_dir).to_csv(index=False))
+    from benchmark.results import COLUMNS, run_records  # the same records benchmark.results.load returns
+
+    counted = [run for t in tables for row in t.rows for run in row["runs"]]
+    records = pd.DataFrame.from_records([r for run in counted for r in run_records(run, results_dir)],
+                                        columns=list(COLUMNS))
+    atomic_write_text(results_dir / "results.csv", records.to_csv(index=False))
     print(f"leaderboard of {len(runs)} complete run(s) in {len(tables)} stream table(s): "
-          f"{results_dir / 'LEADERBOARD.md'}, {results_dir / 'leaderboard.csv'}")
+          f"{results_dir / 'LEADERBOARD.md'}, {results_dir / 'leaderboard.csv'}, {results_dir / 'results.csv'}")
     analysis = sum(len(t.runs) for t in tables if t.analysis)
     if analysis:
         print(f"{analysis} analysis run(s) that used ground truth on purpose are listed apart, not ranked")

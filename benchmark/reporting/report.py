@@ -16,7 +16,8 @@ from omegaconf import OmegaConf
 from benchmark.errors import UserError
 from benchmark.evaluation.stream_metrics import forward_transfer_gem
 from benchmark.reporting.plots import write_run_plots
-from benchmark.reporting.results import build_summary, format_summary, load_confusions, vocabulary_names, write_summary
+from benchmark.reporting.results import (build_summary, format_summary, load_confusions, vocabulary_names,
+                                        write_class_scores, write_summary)
 
 
 def main(argv: list[str]) -> int:
@@ -43,6 +44,7 @@ def main(argv: list[str]) -> int:
         write_summary(run_dir, summary)
         confusions = load_confusions(run_dir)
         names = vocabulary_names(manifest.get("vocabulary"), len(confusions[0]) if confusions else 0)
+        write_class_scores(run_dir, manifest["step_classes"], names)
         write_run_plots(run_dir, summary, manifest["step_classes"], names, confusions)
     print(format_summary(summary, run_dir))
     if args.fwt_baseline is not None:

@@ -5,6 +5,7 @@
                          stream hash, hardware, timings, status, protocol (ground truth access)
     stats/step_NNN.npz   raw statistics of step t (confusion matrix, ...): every metric is derived from these
     stats/step_NNN.json  per-step costs: learn / eval seconds, memory bytes, trainable parameters
+    class_scores.csv     per step and class: IoU (and PQ, SQ, RQ on panoptic streams), from the raw statistics
     stats/initial.npz    raw statistics of the initial evaluation (before step 0, every class: row -1 of R)
     stats/initial.json   its eval seconds and mIoU over every class
     matrix_<metric>.csv  R[t][j], with the initial row (index "initial") first when there is one
@@ -65,6 +66,36 @@ def write_summary(run_dir: Path, summary: dict) -> None:
         matrix = matrix_frame(summary, name)
         matrix.index.name = "after_step"
         atomic_write_text(Path(run_dir) / f"matrix_{name}.csv", matrix.to_csv(float_format="%.4f"))
+
+
+def write_class_scores(run_dir: Path, step_classes: list[list[int]], class_names: list[str]) -> Path:
+    """class_scores.csv: per step (and the initial evaluation, step -1) and class of the stream, the class's
+    IoU (percent; NaN without ground-truth pixels in validation) and on panoptic streams its PQ, SQ, RQ, from
+    the raw statistics. Rows: the classes learned by that step, and any other class with ground truth there."""
+    from benchmark.evaluation.semantic import per_class_iou
+
+    run_dir = Path(run_dir)
+    learned_at = {c: step for step, classes in enumerate(step_classes) for c in classes}
+    initial = load_initial_stats(run_dir)
+    records = []
+    for step, stats in ([(-1, initial)] if initial is not None else []) + list(enumerate(load_step_stats(run_dir))):
+        confusion = stats["confusion"]
+        iou = 100 * per_class_iou(confusion)
+        gt_pixels = confusion.sum(1)
+        panoptic = per_class_pq(panoptic_stats(stats)) if "pq_tp" in stats else None
+        for c in sorted(learned_at):
+            if learned_at[c] > step and not gt_pixels[c]:
+                continue
+            record = {"step": step, "class_id": c, "class": class_names[c] if c < len(class_names) else f"class {c}",
+                      "learned_at_step": learned_at[c], "gt_pixels": int(gt_pixels[c]), "iou": iou[c]}
+            if panoptic is not None:
+                pq, sq, rq, counted = panoptic
+                record.update({name: 100 * values[c] if counted[c] else float("nan")
+                               for name, values in (("pq", pq), ("sq", sq), ("rq", rq))})
+            records.append(record)
+    path = run_dir / "class_scores.csv"
+    atomic_write_text(path, pd.DataFrame.from_records(records).to_csv(index=False, float_format="%.4f"))
+    return path
 
 
 def format_summary(summary: dict, run_dir: Path) -> str:
@@ -348,6 +379,7 @@ class RunWriter:
         summary = build_summary(self.run_dir, self.stream.step_classes, self.stream.name, self.cfg.method.name,
                                 self.cfg.eval.miou_mode)
         write_summary(self.run_dir, summary)
+        write_class_scores(self.run_dir, self.stream.step_classes, self.stream.vocabulary.names)
         plots = self.write_plots(summary)
         self.manifest.update(status="complete", finished=utc_now())
         atomic_write_json(self.run_dir / "manifest.json", self.manifest)
