@@ -10,6 +10,7 @@ Columns: `run` (folder relative to results_dir), `run_id`, `stream`, `stream_ver
 `step` (0..T-1; -1 the initial evaluation before step 0), `group`, `metric`, `value`, `higher_is_better`:
 
     group "seen"     metric miou | pq     score on S_t after step t (percent)
+    group "old"      metric miou          score on S_{t-1} after step t (t >= 1); "new": on C_t after step t
     group "C<j>"     metric miou | pq     R[t][j]: score on the classes of step j after step t (-1: initial)
     group "stream"   metric miou.final, miou.forgetting_max, pq.bwt, ...   stream metrics, at the last step
     group "cost"     metric memory_bytes | learn_seconds | eval_seconds      per step
@@ -68,6 +69,10 @@ def run_records(run: Run, results_dir: Path | None = None) -> list[dict]:
                 add(-1, f"C{j}", metric, value)
         for step, value in enumerate((summary.get("seen") or {}).get(metric) or []):
             add(step, "seen", metric, value)
+        for group, values in ((summary.get("old_new") or {}).get(metric) or {}).items():
+            for step, value in enumerate(values):
+                if value is not None:
+                    add(step, group, metric, value)
     for metric, values in (summary.get("metrics") or {}).items():
         for key, value in values.items():
             add(num_steps - 1, "stream", f"{metric}.{key}", value)

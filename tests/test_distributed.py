@@ -15,6 +15,7 @@ import torch.multiprocessing as mp
 
 from benchmark import distributed
 from benchmark.config import load_config
+from benchmark.evaluation.per_image import KEYS as PER_IMAGE_KEYS
 from benchmark.runner import run_stream
 
 QUICK = ("stream.num_steps=2", "eval.max_images=16", "stream.max_train_images_per_step=20", "quiet=true")
@@ -124,6 +125,9 @@ def test_two_gloo_processes_equal_single_process_bitwise(demo_root, tmp_path, on
         assert len(confusions_single) == 2 and confusions_single[0].sum() > 0
         for a, b in zip(confusions_single, confusions_two, strict=True):
             assert a.dtype == b.dtype == np.int64 and np.array_equal(a, b)
+        for a, b in zip(sorted((single / "stats").glob("step_*.npz")), sorted((two / "stats").glob("step_*.npz"))):
+            per_image_single, per_image_two = np.load(a), np.load(b)  # gathered in single-process order
+            assert all(np.array_equal(per_image_single[k], per_image_two[k]) for k in PER_IMAGE_KEYS)
         summaries = [json.loads((d / "summary.json").read_text()) for d in (single, two)]
         assert _strip(summaries[0]) == _strip(summaries[1])
         manifest = json.loads((two / "manifest.json").read_text())

@@ -326,9 +326,11 @@ def _seconds_per_step(run: Run) -> float:
     return (sum(learn) + sum(evaluate)) / len(learn) if learn else float("nan")
 
 
-def _curve(runs: list[Run], metric: str) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and std over runs of the score on S_t per step t (NaN where no run has a value)."""
-    curves = [[float("nan") if v is None else v for v in run.summary.get("seen", {}).get(metric) or []] for run in runs]
+def _curve(runs: list[Run], metric: str, values=None) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and std over runs of a per-step score (NaN where no run has a value): the score on S_t, or
+    `values(run)` (a list per step) when given."""
+    values = values or (lambda run: run.summary.get("seen", {}).get(metric))
+    curves = [[float("nan") if v is None else v for v in values(run) or []] for run in runs]
     length = max((len(c) for c in curves), default=0)
     padded = np.full((len(curves), length), np.nan)  # (runs, steps)
     for i, curve in enumerate(curves):
@@ -516,9 +518,11 @@ def _table_lines(table: StreamTable, results_dir: Path, curve_files: dict[str, d
     lines += [f"Stream definition `{table.definition}`"
               + (f", only stream hash `{table.split_hash}` (the data differs between runs of this definition)"
                  if table.split_hash else "") + f"; stream hash per class order: {orders}.", ""]
-    for metric, path in curve_files.get(table.slug, {}).items():
-        label = {"miou": "mIoU", "pq": "PQ"}[metric]
-        lines += [f"![{label} on S_t after each step]({_link(path, results_dir)})", ""]
+    captions = {"miou": "mIoU on S_t after each step", "pq": "PQ on S_t after each step",
+                "curves": "mIoU on seen, old and new classes after each step", "pareto": "final mIoU vs memory",
+                "forgetting": "forgetting with error bars"}
+    for name, path in curve_files.get(table.slug, {}).items():
+        lines += [f"![{captions[name]}]({_link(path, results_dir)})", ""]
     shown = [(m, k, title) for m, k, title in METRIC_COLUMNS
              if any(row[f"{m}_{k}"][2] for row in table.rows)]
     header = ["#", "method", "model", *[title for _, _, title in shown], "final mIoU 95% CI (images)",
@@ -648,6 +652,45 @@ def write_curves(tables: list[StreamTable], results_dir: Path) -> dict[str, dict
                      "mean ± std over runs")
             path = results_dir / "plots" / f"{table.slug}-{metric}_seen.png"
             files.setdefault(table.slug, {})[metric] = save_figure(seen_curves_figure(curves, title, metric), path)
+        files.setdefault(table.slug, {}).update(write_comparisons(table, results_dir, len(models) > 1))
+    return files
+
+
+def _row_name(row: dict, with_model: bool) -> str:
+    return row["label"] + (f" · {row['model']}" if with_model else "") + f" (n={row['n_runs']})"
+
+
+def write_comparisons(table: StreamTable, results_dir: Path, with_model: bool) -> dict[str, Path]:
+    """The table's comparison figures: mIoU on all seen / old / new classes per step (every row on one chart),
+    final mIoU vs memory (Pareto) and forgetting with error bars."""
+    from benchmark.reporting.plots import comparison_curves_figure, forgetting_bars_figure, pareto_figure
+
+    plots = results_dir / "plots"
+    heading = f"{table.name} v{table.version} ({table.definition})"
+    files = {}
+    panels = {"all classes seen so far (S_t)": {}, "classes of earlier steps (S_{t-1})": {},
+              "classes of step t (C_t)": {}}
+    for row in table.rows:
+        name = _row_name(row, with_model)
+        if "miou" in row["curves"]:
+            panels["all classes seen so far (S_t)"][name] = row["curves"]["miou"]
+        for group, panel in (("old", "classes of earlier steps (S_{t-1})"), ("new", "classes of step t (C_t)")):
+            curve = _curve(row["runs"], "miou", lambda run, g=group: (run.summary.get("old_new") or {}).get("miou", {}).get(g))
+            if np.isfinite(curve[0]).any():
+                panels[panel][name] = curve
+    if any(panels.values()):
+        title = f"{heading}: mIoU after each step, mean ± std over runs"
+        files["curves"] = save_figure(comparison_curves_figure({k: v for k, v in panels.items() if v}, title),
+                                      plots / f"{table.slug}-miou_seen_old_new.png")
+    points = [(_row_name(row, with_model), row["memory_bytes"][0], row["memory_bytes"][1], *row["miou_final"][:2])
+              for row in table.rows]
+    if any(np.isfinite(p[3]) for p in points):
+        files["pareto"] = save_figure(pareto_figure(points, f"{heading}: final mIoU vs memory (mean ± std)"),
+                                      plots / f"{table.slug}-pareto.png")
+    bars = [(_row_name(row, with_model), *row["miou_forgetting_max"]) for row in table.rows]
+    if any(np.isfinite(b[1]) for b in bars):
+        files["forgetting"] = save_figure(forgetting_bars_figure(bars, f"{heading}: forgetting (mean ± std over runs)"),
+                                          plots / f"{table.slug}-forgetting.png")
     return files
 
 
