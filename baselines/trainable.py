@@ -169,15 +169,16 @@ class TrainedHeadMethod(ContinualMethod):
                 raise UserError(f"method.{key} must be positive, got {getattr(config, key)} ({name})")
         self.head = AdaptedFeatures(segmenter, config.trainable, config.hidden).to(segmenter.device)
         self.grid = segmenter.config.input_size // segmenter.patch_size
-        self._token_cache: dict[str, torch.Tensor] = {}
 
     # ------------------------------------------------------------------ data
     def frozen_inputs(self, samples: list[Image]) -> torch.Tensor:
-        """(B, ...) cached output of the frozen part: dense features (head) or last-block input tokens."""
+        """(B, ...) float32 output of the frozen part, cached (in the segmenter's storage dtype): dense features
+        (head) or last-block input tokens."""
         if self.head.last_block is None:
-            return torch.stack(self.segmenter.cached_dense_features(samples))
-        compute = lambda batch: list(self.segmenter.tokens_before_last_block([s.image for s in batch]).cpu())  # noqa: E731
-        return torch.stack(self.segmenter.cached_per_image(self._token_cache, samples, compute))
+            return torch.stack(self.segmenter.cached_dense_features(samples)).float()
+        storage = self.segmenter.storage_dtype
+        compute = lambda batch: list(self.segmenter.tokens_before_last_block([s.image for s in batch]).cpu().to(storage))  # noqa: E731
+        return torch.stack(self.segmenter.cached_per_image("tokens", samples, compute)).float()
 
     def training_set(self, samples: Iterable[Sample]) -> TrainingSet:
         """Frozen inputs + label grids; images whose label grid has no labelled sample are left out.

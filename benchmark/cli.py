@@ -224,14 +224,15 @@ def streams_main(argv: list[str]) -> int:
         bar = Progress(quiet=cfg.quiet).bar
         problems = 0
         for split in ("train", "val"):
-            dataset = open_dataset(cfg.stream.dataset, split, root, cfg.data.demo_seed, on_error="skip")
+            dataset = open_dataset(cfg.stream.dataset, split, root, cfg.data.demo_seed, on_error="skip",
+                                   demo_scale=cfg.data.demo_scale)
             readable = sum(1 for _ in bar(dataset.samples(), desc=f"validate {split}", total=len(dataset)))
             print(f"{split}: {readable}/{len(dataset)} images readable. {dataset.summary()}")
             for image_id, reason in list(dataset.skipped.items())[:20]:
                 print(f"  {image_id}: {reason}")
             problems += len(dataset.skipped)
         return 1 if problems else 0
-    train = open_dataset(cfg.stream.dataset, "train", root, cfg.data.demo_seed)
+    train = open_dataset(cfg.stream.dataset, "train", root, cfg.data.demo_seed, demo_scale=cfg.data.demo_scale)
     stream = build_stream(cfg.stream, train, cache_dir_for(root))
     if args.action == "lists":
         from streams.builder import write_train_lists

@@ -96,6 +96,8 @@ class ModelConfig:
     templates: str = "single"  # prompt template set: single | ensemble
     batch_size: int = 8  # images per forward pass
     cache_dir: Optional[str] = None  # disk cache of per-image features; None = <data root>/covseg_cache/features, off = none
+    cache_memory_mb: float = 1024.0  # in-memory per-image caches (validation / training images, each): MB, LRU evicted
+    feature_dtype: str = "float16"  # storage of cached embeddings and dense features (computed in float32): float16 | float32
     predictions_dir: Optional[str] = None  # kind=cached: folder of exported predictions (benchmark/models/cached.py)
 
 
@@ -104,6 +106,7 @@ class DataConfig:
     name: str = "default"
     root: Optional[str] = None  # data root; None = $DETECTRON2_DATASETS or ./datasets
     demo_seed: int = 0  # seed of the synthetic demo dataset
+    demo_scale: int = 1  # the demo dataset at N x its default size (300·N train / 100·N val images)
     on_error: str = "raise"  # raise | skip: unreadable samples are counted and reported instead
 
 
@@ -284,6 +287,7 @@ def _check_choices(cfg: DictConfig) -> None:
         "stream.mode": ("overlap", "disjoint", "partition"),
         "model.kind": ("open_clip", "cached"),
         "model.proposals": ("superpixel", "oracle"),
+        "model.feature_dtype": ("float16", "float32"),
         "data.on_error": ("raise", "skip"),
         "eval.vocabulary": ("seen", "all"),
         "eval.miou_mode": ("present", "legacy"),
@@ -293,7 +297,8 @@ def _check_choices(cfg: DictConfig) -> None:
         value = OmegaConf.select(cfg, key)
         if value not in allowed:
             raise UserError(f"{key}={value} is not one of: {', '.join(allowed)}")
-    positive = ("model.input_size", "model.batch_size", "eval.batch_size", "model.superpixel_segments")
+    positive = ("model.input_size", "model.batch_size", "eval.batch_size", "model.superpixel_segments",
+                "data.demo_scale", "model.cache_memory_mb")
     for key in positive:
         if OmegaConf.select(cfg, key) <= 0:
             raise UserError(f"{key} must be positive, got {OmegaConf.select(cfg, key)}")

@@ -47,8 +47,8 @@ def open_stream_data(cfg: DictConfig, progress: Progress) -> tuple[SegmentationD
     """The configured stream's training and validation splits and the stream drawn over them."""
     root = data_root(cfg)
     with distributed.main_first():  # rank 0 fills the on-disk caches (demo data, stream files) first
-        train = open_dataset(cfg.stream.dataset, "train", root, cfg.data.demo_seed, cfg.data.on_error)
-        val = open_dataset(cfg.stream.dataset, "val", root, cfg.data.demo_seed, cfg.data.on_error)
+        train = open_dataset(cfg.stream.dataset, "train", root, cfg.data.demo_seed, cfg.data.on_error, cfg.data.demo_scale)
+        val = open_dataset(cfg.stream.dataset, "val", root, cfg.data.demo_seed, cfg.data.on_error, cfg.data.demo_scale)
         stream = build_stream(cfg.stream, train, cache_dir_for(root), progress.bar)
     return train, val, stream
 
@@ -167,6 +167,20 @@ def _open_run_main(cfg: DictConfig, ctx: RunContext) -> tuple[RunWriter, int]:
     return writer, first_step
 
 
+def encoder_passes(ctx: RunContext, first_step: int) -> dict:
+    """Images through the frozen backbone(s) and prompts through the text encoder in this process, against the
+    distinct images the run touched (steps first_step..T): a bound the caches must keep, backbone passes <=
+    distinct images."""
+    segmenter = ctx.method.segmenter
+    training = {image_id for ids in ctx.stream.train_image_ids[first_step:] for image_id in ids}
+    validation = len(distributed.shard(range(validation_count(ctx.cfg, ctx.val))))
+    embedder = getattr(ctx.method, "embedder", None)
+    return {"backbone_images": getattr(segmenter, "backbone_images", None),
+            "embedder_images": getattr(embedder, "backbone_images", None),  # DINOv2 embedders only
+            "text_prompts": getattr(segmenter, "text_prompts", None),
+            "distinct_images": len(training) + validation, "distinct_training_images": len(training)}
+
+
 def run_stream(cfg: DictConfig) -> Path:
     """Run one method over one stream; returns the run folder. Under torchrun only rank 0 writes it.
     Every run folder ends in a state: `complete`, or `failed` / `interrupted` with a one-line reason in the
@@ -208,6 +222,7 @@ def _run_steps(cfg: DictConfig, ctx: RunContext, writer: RunWriter | None, run_d
                          f"learn {learn_seconds:.1f}s  eval {eval_seconds:.1f}s  memory {record['memory_bytes'] / 1e6:.2f} MB")
     if writer is None:
         return run_dir
+    writer.manifest["passes"] = encoder_passes(ctx, first_step)
     for dataset in (ctx.train, ctx.val):
         if hasattr(dataset, "summary"):  # data.on_error=skip: say what was left out (rank 0's shard under torchrun)
             ctx.progress.log(dataset.summary())

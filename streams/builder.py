@@ -285,7 +285,8 @@ def build_stream(cfg, train: SegmentationDataset, cache_dir: Path | None = None,
     )
 
 
-def open_dataset(name: str, split: str, root: Path, demo_seed: int = 0, on_error: str = "raise") -> SegmentationDataset:
+def open_dataset(name: str, split: str, root: Path, demo_seed: int = 0, on_error: str = "raise",
+                 demo_scale: int = 1) -> SegmentationDataset:
     """Split "train" or "val". The demo dataset is generated on first use; real datasets are read from the
     data root (benchmark.data.datasets)."""
     from benchmark.data.datasets import SkippingDataset, build_dataset
@@ -294,7 +295,7 @@ def open_dataset(name: str, split: str, root: Path, demo_seed: int = 0, on_error
         from benchmark.data.demo import demo_dataset
 
         dataset = demo_dataset(root, {"train": "training", "val": "validation"}[split], panoptic=name == "demo_panoptic",
-                               seed=demo_seed)
+                               seed=demo_seed, scale=demo_scale)
         return SkippingDataset(dataset) if on_error == "skip" else dataset
     return build_dataset(name, split, root, on_error=on_error)
 

@@ -133,7 +133,7 @@ def test_disk_cache_is_hit_and_changes_nothing(run_demo, tmp_path, monkeypatch):
     computed = []
     original = OpenVocabSegmenter.image_features
     monkeypatch.setattr(OpenVocabSegmenter, "image_features",
-                        lambda self, samples: computed.extend(s.image_id for s in samples) or original(self, samples))
+                        lambda self, samples, *dense: computed.extend(s.image_id for s in samples) or original(self, samples, *dense))
     cache = f"model.cache_dir={tmp_path / 'features'}"
     _, cold = run_demo("method=knnclip", cache, *SMALL)
     assert sorted(computed) == sorted(set(computed)) and len(computed) == 16  # each image once, over both steps
@@ -143,7 +143,8 @@ def test_disk_cache_is_hit_and_changes_nothing(run_demo, tmp_path, monkeypatch):
     _, uncached = run_demo("method=knnclip", "model.cache_dir=off", *SMALL)
     strip = lambda s: {k: v for k, v in s.items() if k not in ("run_id", "seconds")}  # noqa: E731
     assert strip(cold) == strip(warm) == strip(uncached)
-    assert len(list((tmp_path / "features").rglob("*.npz"))) == 16
+    assert len(list((tmp_path / "features").glob("segmenter-*/*/*.npz"))) == 16
+    assert list((tmp_path / "features").glob("dense-*/*/*.npz"))  # training images' dense features, for later runs
 
 
 def test_dinov2_embedder_with_random_weights_on_demo(run_demo):

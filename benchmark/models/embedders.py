@@ -20,8 +20,8 @@ import torch.nn.functional as F
 
 
 from benchmark.errors import UserError
-from benchmark.models.feature_cache import FeatureCache, config_digest, image_key
-from benchmark.models.segmenter import Image, ImageFeatures, pool_masks, pool_regions
+from benchmark.models.feature_cache import FeatureCache, MemoryCache, config_digest, image_key
+from benchmark.models.segmenter import Image, ImageFeatures, byte_size, disk_cached_arrays, pool_masks, pool_regions
 
 DINOV2_MODELS = {
     "dinov2_vits14": "vit_small_patch14_dinov2.lvd142m",
@@ -126,12 +126,17 @@ class DinoV2Embedder(Embedder):
         self.mean = torch.tensor(config.get("mean", (0.485, 0.456, 0.406))).view(1, 3, 1, 1)
         self.std = torch.tensor(config.get("std", (0.229, 0.224, 0.225))).view(1, 3, 1, 1)
         self.calls = 0  # backbone forward passes (tests check the caches)
+        self.backbone_images = 0  # images through the backbone (the manifest's pass counts)
         self.digest = config_digest({"embedder": name, "input_size": input_size, "pretrained": pretrained,
                                      "depth": depth, "seed": None if pretrained else seed,
                                      "segmenter": getattr(segmenter, "digest", "")})
         self.disk_cache = FeatureCache(cache_dir, f"embedder-{self.digest}")
-        self._proposal_cache: dict[str, torch.Tensor] = {}
-        self.cache_size = 4096
+        self.dense_disk_cache = FeatureCache(cache_dir, f"embedder-dense-{self.digest}")
+        # in memory, bounded in bytes like the segmenter's: proposal embeddings of validation images, dense
+        # features of training images (an image returning in a later step is not run again)
+        budget = int(getattr(segmenter.config, "cache_memory_mb", 1024) * 2**20)
+        self._proposal_cache = MemoryCache(budget, byte_size)
+        self._dense_cache = MemoryCache(budget, byte_size)
 
     def grid_size(self, height: int, width: int) -> tuple[int, int]:
         """(rows, cols) of patches for an image: short side resized to `input_size`, aspect ratio kept, each
@@ -158,10 +163,19 @@ class DinoV2Embedder(Embedder):
             for i, features in zip(members, patches):
                 out[i] = features
         self.calls += 1
+        self.backbone_images += len(images)
         return out
 
     def region_embeddings(self, samples, regions, counts):
-        dense = self.dense_features([s.image for s in samples])
+        keys = [image_key(s) for s in samples]
+        dense = [self._dense_cache.get(key) for key in keys]
+        missing = [i for i, d in enumerate(dense) if d is None]
+        if missing:
+            fresh = disk_cached_arrays(self.dense_disk_cache, [samples[i] for i in missing],
+                                       lambda todo: list(self.dense_features([s.image for s in todo])))
+            for i, d in zip(missing, fresh):
+                dense[i] = d
+                self._dense_cache.put(keys[i], d)
         return [pool_regions(d, region, count) for d, region, count in zip(dense, regions, counts)]
 
     def proposal_embeddings(self, samples, features):
@@ -169,8 +183,8 @@ class DinoV2Embedder(Embedder):
         keys = [image_key(s) for s in samples]
         found: dict[int, torch.Tensor] = {}
         for i, key in enumerate(keys):
-            if key in self._proposal_cache:
-                found[i] = self._proposal_cache[key]
+            if (cached := self._proposal_cache.get(key)) is not None:
+                found[i] = cached
             elif (arrays := self.disk_cache.get(key)) is not None:
                 found[i] = torch.from_numpy(arrays["embeddings"])
         missing = [i for i in range(len(samples)) if i not in found]
@@ -183,8 +197,8 @@ class DinoV2Embedder(Embedder):
                     pool_regions(d, feats.proposals, len(feats.embeddings))
                 self.disk_cache.put(keys[i], embeddings=found[i].numpy())
         for i, key in enumerate(keys):
-            if key not in self._proposal_cache and len(self._proposal_cache) < self.cache_size:
-                self._proposal_cache[key] = found[i]
+            if key not in self._proposal_cache:
+                self._proposal_cache.put(key, found[i])
         return [found[i] for i in range(len(samples))]
 
 

@@ -10,14 +10,15 @@ Pipeline for one image:
 4. text classifier: each class's prompt templates x synonyms encoded, averaged and normalised;
    P_base = softmax(logit_scale · cos(mask embedding, class embedding)) over the asked vocabulary.
 
-Per-image results are cached in memory and, through `cached_image_features`, on disk (feature_cache.py:
-keyed by a digest of the model config and seed and of the image), so training-free methods evaluate steps
-1..T, and later runs, without a backbone pass.
+Per-image results are cached in memory (bounded in bytes, validation and training images apart) and on disk
+(feature_cache.py: keyed by a digest of the model config and seed and of the image), so training-free methods
+evaluate steps 1..T, and later runs, without a backbone pass, and a training image returning in a later step
+is not run again. Cached features are stored in `model.feature_dtype` (float16 by default: half the bytes) and
+decoded to float32 for every computation.
 """
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
 Image = ImageInput | Sample  # validation images reach the segmenter without labels, training samples with them
 
 OPEN_CLIP_CONFIG_DIR = Path(__file__).parent / "open_clip_configs"
+STORAGE_DTYPES = {"float16": torch.float16, "float32": torch.float32}  # model.feature_dtype
 
 PROMPT_TEMPLATES = {
     "single": ("a photo of a {}.",),
@@ -46,21 +48,60 @@ PROMPT_TEMPLATES = {
 }
 
 
-@dataclass
-class ImageFeatures:
-    """What the frozen segmenter computes once per image (cacheable across steps)."""
+def code_dtype(max_code: int) -> np.dtype:
+    """The smallest unsigned integer type holding 0..max_code."""
+    for dtype in (np.uint8, np.uint16, np.uint32):
+        if max_code <= np.iinfo(dtype).max:
+            return np.dtype(dtype)
+    return np.dtype(np.uint64)
 
-    proposals: np.ndarray  # (H, W) int32 proposal index per pixel, -1 = not covered
-    embeddings: torch.Tensor  # (M, D) L2-normalised mask embeddings of the proposals ((M, 0) if none exported)
-    instance_proposals: bool = False  # proposals are instances (oracle on panoptic data), not fragments
-    masks: np.ndarray | None = None  # (M, H, W) bool overlapping mask proposals (cached external models);
-    # None = `proposals` is the partition itself. With masks, `proposals` shows each pixel's best-scoring mask.
-    logits: torch.Tensor | None = None  # (M, K) class logits of an external model over its class list
-    soft_masks: "SoftMasks | None" = None  # soft mask proposals (cached format v2, FC-CLIP-style inference)
+
+def byte_size(value) -> int:
+    """Bytes held by a cached value: a tensor, an array or an object with `nbytes`."""
+    if isinstance(value, torch.Tensor):
+        return value.element_size() * value.nelement()
+    return int(value.nbytes)
+
+
+class ImageFeatures:
+    """What the frozen segmenter computes once per image (cacheable across steps), stored compactly: the
+    proposal map as index + 1 in the smallest unsigned integer type (0 = not covered; uint8 up to 254
+    proposals), the embeddings in `storage_dtype` (model.feature_dtype). Both are decoded on access
+    (`proposals` int32 with -1 = not covered, `embeddings` float32), so every computation runs in float32."""
+
+    def __init__(self, proposals: np.ndarray, embeddings: torch.Tensor, instance_proposals: bool = False,
+                 masks: np.ndarray | None = None, logits: torch.Tensor | None = None,
+                 soft_masks: "SoftMasks | None" = None, storage_dtype: torch.dtype = torch.float32) -> None:
+        top = int(proposals.max()) + 1 if proposals.size else 0
+        self.proposal_codes = (proposals + 1).astype(code_dtype(max(top, 0)))  # (H, W), 0 = not covered
+        self.stored_embeddings = embeddings.to(storage_dtype)  # (M, D) L2-normalised ((M, 0) if none exported)
+        self.instance_proposals = instance_proposals  # proposals are instances (oracle on panoptic data), not fragments
+        self.masks = masks  # (M, H, W) bool overlapping mask proposals (cached external models);
+        # None = `proposals` is the partition itself. With masks, `proposals` shows each pixel's best-scoring mask.
+        self.logits = logits  # (M, K) class logits of an external model over its class list
+        self.soft_masks = soft_masks  # soft mask proposals (cached format v2, FC-CLIP-style inference)
+
+    @property
+    def proposals(self) -> np.ndarray:
+        """(H, W) int32 proposal index per pixel, -1 = not covered."""
+        return self.proposal_codes.astype(np.int32) - 1
+
+    @property
+    def embeddings(self) -> torch.Tensor:
+        """(M, D) float32 L2-normalised mask embeddings of the proposals."""
+        return self.stored_embeddings.float()
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held in memory (what the in-memory cache counts)."""
+        return (self.proposal_codes.nbytes + byte_size(self.stored_embeddings)
+                + (self.masks.nbytes if self.masks is not None else 0)
+                + (byte_size(self.logits) if self.logits is not None else 0)
+                + (self.soft_masks.codes.nbytes if self.soft_masks is not None else 0))
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         """Plain arrays for the disk cache (see `from_arrays`)."""
-        arrays = {"proposals": self.proposals, "embeddings": self.embeddings.numpy(),
+        arrays = {"proposal_codes": self.proposal_codes, "embeddings": self.stored_embeddings.numpy(),
                   "instance_proposals": np.array(self.instance_proposals)}
         if self.masks is not None:
             arrays["masks"] = self.masks
@@ -70,8 +111,12 @@ class ImageFeatures:
 
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray]) -> "ImageFeatures":
-        return cls(arrays["proposals"], torch.from_numpy(arrays["embeddings"]), bool(arrays["instance_proposals"]),
-                   arrays.get("masks"), torch.from_numpy(arrays["logits"]) if "logits" in arrays else None)
+        embeddings = torch.from_numpy(arrays["embeddings"])
+        features = cls(np.zeros((0, 0), np.int32), embeddings, bool(arrays["instance_proposals"]), arrays.get("masks"),
+                       torch.from_numpy(arrays["logits"]) if "logits" in arrays else None,
+                       storage_dtype=embeddings.dtype)
+        features.proposal_codes = arrays["proposal_codes"]
+        return features
 
     def mask_stack(self) -> np.ndarray:
         """(M, H, W) bool masks of the proposals, overlapping or not (soft masks: probability >= 0.5)."""
@@ -79,7 +124,7 @@ class ImageFeatures:
             return self.soft_masks.binary()
         if self.masks is not None:
             return self.masks
-        return self.proposals[None] == np.arange(len(self.embeddings), dtype=np.int32)[:, None, None]
+        return self.proposals[None] == np.arange(len(self.stored_embeddings), dtype=np.int32)[:, None, None]
 
 
 def pool_regions(dense: torch.Tensor, regions: np.ndarray, num_regions: int) -> torch.Tensor:
@@ -133,7 +178,7 @@ class OpenVocabSegmenter:
     def __init__(self, config, seed: int = 0, device: str = "cpu", cache_dir: Path | str | None = None) -> None:
         import open_clip
 
-        from benchmark.models.feature_cache import FeatureCache, config_digest
+        from benchmark.models.feature_cache import FeatureCache, MemoryCache, config_digest
 
         self.config = config
         self.seed = seed
@@ -155,18 +200,25 @@ class OpenVocabSegmenter:
         self.std = torch.tensor(getattr(visual, "image_std", None) or open_clip.OPENAI_DATASET_STD).view(1, 3, 1, 1)
         self.patch_size = visual.patch_size[0] if isinstance(visual.patch_size, tuple) else visual.patch_size
         self.logit_scale = float(self.model.logit_scale.exp().clamp(max=100))
-        self._text_cache: dict[tuple[int, ...], torch.Tensor] = {}
-        # per-image results reused across steps (validation images are segmented after every step);
-        # bounded so that real datasets do not grow it without limit
-        self._feature_cache: dict[str, ImageFeatures] = {}
-        self._dense_cache: dict[str, torch.Tensor] = {}
-        self.cache_size = 4096
-        # ... and on disk across runs: keyed by everything that changes the features (not the batch size)
-        described = {k: v for k, v in _config_items(config) if k not in ("name", "batch_size", "cache_dir")}
+        self._class_text: dict[tuple, torch.Tensor] = {}  # (class id, synonyms) -> (D,) text embedding
+        self.storage_dtype = STORAGE_DTYPES[config.feature_dtype]
+        # per-image results reused across steps, in memory: validation images (segmented after every step) and
+        # training images (a step's images, again when they return in a later step) in separate caches, so a
+        # stream of training images never evicts the validation set; each bounded in bytes (least recently
+        # used evicted). The role follows the protocol's types: predict gets ImageInput, learn gets Sample.
+        budget = int(config.cache_memory_mb * 2**20)
+        self.memory_caches = {role: MemoryCache(budget, byte_size) for role in ("validation", "training")}
+        # ... and on disk across runs: keyed by everything that changes the features (not the batch size, nor
+        # the in-memory budget)
+        described = {k: v for k, v in _config_items(config)
+                     if k not in ("name", "batch_size", "cache_dir", "cache_memory_mb")}
         self.digest = config_digest({"segmenter": "open_clip", **described,
                                      "seed": seed if config.pretrained is None else None})
         self.cache_dir = cache_dir
         self.disk_cache = FeatureCache(cache_dir, f"segmenter-{self.digest}")
+        self.dense_disk_cache = FeatureCache(cache_dir, f"dense-{self.digest}")
+        self.backbone_images = 0  # images through the ViT (the manifest's pass counts)
+        self.text_prompts = 0  # prompts through the text encoder
         self._templates = PROMPT_TEMPLATES[config.templates]
         self.embed_dim = int(self.model.text_projection.shape[1]) if self.model.text_projection is not None else None
 
@@ -199,6 +251,7 @@ class OpenVocabSegmenter:
             for img in images
         ]) / 255.0
         x = ((batch - self.mean) / self.std).to(self.device)
+        self.backbone_images += len(images)
         visual = self.model.visual
         grid = size // self.patch_size
         x = visual.conv1(x).flatten(2).transpose(1, 2)  # (B, g*g, width)
@@ -228,50 +281,78 @@ class OpenVocabSegmenter:
             return sample.oracle_proposals().regions
         raise UserError(f"model.proposals='{kind}' is not one of: superpixel, oracle")
 
-    def image_features(self, samples: list[Image]) -> list[ImageFeatures]:
-        """Proposals and their pooled embeddings for a batch of images."""
-        dense = self.dense_features([s.image for s in samples])
+    def image_features(self, samples: list[Image], dense: list[torch.Tensor | None] | None = None) -> list[ImageFeatures]:
+        """Proposals and their pooled embeddings for a batch of images; `dense` (per image, or None) reuses
+        dense features already computed, so the backbone runs only for the others."""
+        dense = list(dense) if dense is not None else [None] * len(samples)
+        todo = [i for i, d in enumerate(dense) if d is None]
+        if todo:
+            for i, feats in zip(todo, self.dense_features([samples[i].image for i in todo])):
+                dense[i] = feats
         out = []
         for sample, feats in zip(samples, dense):
             proposals = self.propose(sample)
             num = int(proposals.max()) + 1 if proposals.size and proposals.max() >= 0 else 0
             instances = self.config.proposals == "oracle" and sample.oracle_proposals().instances
-            out.append(ImageFeatures(proposals, pool_regions(feats, proposals, num), instance_proposals=instances))
+            # pooled from the stored precision of the dense features, whichever path produced them, so an
+            # image's features never depend on which method ran first
+            stored = feats.to(self.storage_dtype)
+            out.append(ImageFeatures(proposals, pool_regions(stored, proposals, num),
+                                     instance_proposals=instances, storage_dtype=self.storage_dtype))
         return out
 
-    def cached_per_image(self, cache: dict, samples: list[Image], compute) -> list:
-        """`compute(samples)` for the samples missing from `cache` (keyed by image id and size), bounded by
-        `cache_size`; shared by the feature, dense-feature and (baselines') token caches."""
-        keys = [f"{s.image_id}:{s.height}x{s.width}" for s in samples]
-        missing = [i for i, key in enumerate(keys) if key not in cache]
-        fresh = dict(zip(missing, compute([samples[i] for i in missing]))) if missing else {}
-        for i, value in fresh.items():
-            if len(cache) < self.cache_size:
-                cache[keys[i]] = value
-        return [fresh[i] if i in fresh else cache[key] for i, key in enumerate(keys)]
+    def cached_per_image(self, kind: str, samples: list[Image], compute) -> list:
+        """`compute(samples)` for the samples missing from the in-memory cache of their role (validation:
+        ImageInput, training: Sample), keyed by `kind`, image id and size; shared by the feature, dense-feature
+        and (baselines') token caches."""
+        keys = [f"{kind}:{s.image_id}:{s.height}x{s.width}" for s in samples]
+        caches = [self.memory_caches[role_of(s)] for s in samples]
+        found = [cache.get(key) for cache, key in zip(caches, keys)]
+        missing = [i for i, value in enumerate(found) if value is None]
+        if missing:
+            for i, value in zip(missing, compute([samples[i] for i in missing])):
+                found[i] = value
+                caches[i].put(keys[i], value)
+        return found
 
     def cached_image_features(self, samples: list[Image]) -> list[ImageFeatures]:
-        """`image_features` with a per-image cache in memory (keyed by image id and size) and on disk."""
-        return self.cached_per_image(self._feature_cache, samples, lambda batch: disk_cached(self.disk_cache, batch, self.image_features))
+        """`image_features` with a per-image cache in memory and on disk; dense features already in memory
+        (the learning baselines' predict asks for them first) are reused instead of a second backbone pass."""
+        def compute(batch: list[Image]) -> list[ImageFeatures]:
+            dense = {id(s): self.memory_caches[role_of(s)].peek(f"dense:{s.image_id}:{s.height}x{s.width}")
+                     for s in batch}
+            return disk_cached(self.disk_cache, batch, lambda todo: self.image_features(todo, [dense[id(s)] for s in todo]))
+
+        return self.cached_per_image("features", samples, compute)
 
     def cached_dense_features(self, samples: list[Image]) -> list[torch.Tensor]:
-        """`dense_features` with a per-image cache: a training image shared by several steps runs once."""
-        return self.cached_per_image(self._dense_cache, samples, lambda batch: list(self.dense_features([s.image for s in batch])))
+        """(g, g, D) dense features per image, cached in memory and on disk in `storage_dtype` (decode with
+        .float()): a training image shared by several steps runs the backbone once."""
+        def compute(batch: list[Image]) -> list[torch.Tensor]:
+            return disk_cached_arrays(self.dense_disk_cache, batch, lambda todo: [
+                d.to(self.storage_dtype) for d in self.dense_features([s.image for s in todo])])
+
+        return self.cached_per_image("dense", samples, compute)
+
+    def cache_report(self) -> dict:
+        """Entries, bytes, hits and evictions of the in-memory caches; passes through the encoders."""
+        return {"memory": {role: cache.report() for role, cache in self.memory_caches.items()},
+                "backbone_images": self.backbone_images, "text_prompts": self.text_prompts}
 
     # ---------------------------------------------------------------- text classifier
     @torch.no_grad()
     def text_embeddings(self, vocab: Vocabulary) -> torch.Tensor:
-        """(C, D) one normalised embedding per class of `vocab`: mean over templates x synonyms."""
-        key = tuple(vocab.ids)
-        if key not in self._text_cache:
-            embeddings = []
-            for cls in vocab.classes:
+        """(C, D) one normalised embedding per class of `vocab`: mean over templates x synonyms. Cached per
+        class, so a growing vocabulary encodes only its new classes."""
+        for cls in vocab.classes:
+            key = (cls.id, tuple(cls.synonyms))
+            if key not in self._class_text:
                 prompts = [t.format(s) for s in cls.synonyms for t in self._templates]
                 tokens = self.tokenizer(prompts).to(self.device)
+                self.text_prompts += len(prompts)
                 emb = F.normalize(self.model.encode_text(tokens).float(), dim=-1).mean(0)
-                embeddings.append(F.normalize(emb, dim=-1))
-            self._text_cache[key] = torch.stack(embeddings).cpu()
-        return self._text_cache[key]
+                self._class_text[key] = F.normalize(emb, dim=-1).cpu()
+        return torch.stack([self._class_text[(cls.id, tuple(cls.synonyms))] for cls in vocab.classes])
 
     def classify(self, embeddings: torch.Tensor, vocab: Vocabulary) -> torch.Tensor:
         """(M, C) P_base over `vocab` for (M, D) mask embeddings."""
@@ -288,7 +369,7 @@ class OpenVocabSegmenter:
 
     def region_embeddings(self, samples: list[Image], regions: list[np.ndarray], counts: list[int]) -> list[torch.Tensor]:
         """Mask-pooled dense CLIP embeddings of given regions ((H, W) index maps, -1 = none), (R, D) each."""
-        return [pool_regions(dense, region, count)
+        return [pool_regions(dense.float(), region, count)
                 for dense, region, count in zip(self.cached_dense_features(samples), regions, counts)]
 
 
@@ -300,8 +381,23 @@ def _config_items(config) -> list[tuple[str, object]]:
     return list(vars(config).items())
 
 
+def role_of(sample: Image) -> str:
+    """Which in-memory cache holds an image's entries: validation images reach methods as ImageInput."""
+    return "validation" if isinstance(sample, ImageInput) else "training"
+
+
 def disk_cached(cache, samples: list[Image], compute) -> list[ImageFeatures]:
     """ImageFeatures from the disk cache where present; the rest computed in one batch and written."""
+    return _disk_cached(cache, samples, compute, lambda feats: feats.to_arrays(), ImageFeatures.from_arrays)
+
+
+def disk_cached_arrays(cache, samples: list[Image], compute) -> list[torch.Tensor]:
+    """One tensor per image from the disk cache where present; the rest computed in one batch and written."""
+    return _disk_cached(cache, samples, compute, lambda tensor: {"tensor": tensor.numpy()},
+                        lambda arrays: torch.from_numpy(arrays["tensor"]))
+
+
+def _disk_cached(cache, samples: list[Image], compute, to_arrays, from_arrays) -> list:
     from benchmark.models.feature_cache import image_key
 
     if not cache.enabled:
@@ -310,6 +406,6 @@ def disk_cached(cache, samples: list[Image], compute) -> list[ImageFeatures]:
     found = [cache.get(key) for key in keys]
     missing = [i for i, arrays in enumerate(found) if arrays is None]
     fresh = dict(zip(missing, compute([samples[i] for i in missing]))) if missing else {}
-    for i, feats in fresh.items():
-        cache.put(keys[i], **feats.to_arrays())
-    return [fresh[i] if i in fresh else ImageFeatures.from_arrays(found[i]) for i in range(len(samples))]
+    for i, value in fresh.items():
+        cache.put(keys[i], **to_arrays(value))
+    return [fresh[i] if i in fresh else from_arrays(found[i]) for i in range(len(samples))]

@@ -162,8 +162,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--dim", type=int, default=768)
     parser.add_argument("--queries", type=int, default=1000, help="held-out queries per size (default 1000)")
     parser.add_argument("--k", type=int, default=16, help="neighbours (default 16)")
-    parser.add_argument("--indexes", nargs="+", default=["SQfp16", "HNSW32", "IVF{nlist},PQ96x4fs"],
-                        help="faiss factory strings besides Flat; {nlist} = ~sqrt(N) (default SQfp16 HNSW32 IVF{nlist},PQ96x4fs)")
+    parser.add_argument("--indexes", nargs="+", default=["SQfp16", "HNSW32", "IVF{nlist},PQ128x4fs"],
+                        help="faiss factory strings besides Flat; {nlist} = ~sqrt(N) (default SQfp16 HNSW32 IVF{nlist},PQ128x4fs)")
     parser.add_argument("--nprobe", type=int, default=16, help="IVF lists visited per query (default 16)")
     parser.add_argument("--ef-search", type=int, default=64, help="HNSW efSearch (default 64)")
     parser.add_argument("--train-size", type=int, default=0, help="training vectors; 0 = 39 per centroid")

@@ -52,7 +52,9 @@ class KnnClip(ContinualMethod):
         lambda_: float = 0.7  # weight of P_ret in the fusion (config key `lambda`)
         vote: str = "similarity"  # similarity | uniform
         confidence: str = "max_prob"  # max_prob | mean_sim
-        index: str = "Flat"  # faiss index factory string
+        index: str = "auto"  # auto (exact while small, then IVF-PQ, retrained as it grows) | a faiss factory string
+        exact_max: int = 16384  # index=auto: entries searched exactly before switching to the compressed index
+        backend: str = "auto"  # faiss | torch (exact search on the device) | auto: torch on CUDA, else faiss
         embedder: str = "clip"  # clip | segmenter | dinov2_vits14 | dinov2_vitb14 | dinov2_vitl14 | dinov2_vitg14
         embedder_input_size: int = 224  # dinov2_*: short side of the input, a multiple of 14 (aspect ratio kept)
         embedder_pretrained: bool = True  # dinov2_*: timm's pretrained weights; false = random (seeded)
@@ -75,8 +77,10 @@ class KnnClip(ContinualMethod):
                                        match_fraction=config.match_fraction, seed=seed,
                                        device=str(getattr(segmenter, "device", "cpu")))
         # built now, so that a bad index string fails before any work
+        device = torch.device(getattr(segmenter, "device", "cpu"))
+        backend = config.backend if config.backend != "auto" else ("torch" if device.type == "cuda" else "faiss")
         self.database = RetrievalDatabase(self.embedder.dim, config.index, config.train_size, config.nprobe,
-                                          config.ef_search)
+                                          config.ef_search, config.exact_max, backend, str(device))
 
     @torch.no_grad()
     def learn(self, step: StepData) -> None:
@@ -145,13 +149,15 @@ def check_config(config) -> None:
     """One clear error for a bad parameter, before any work."""
     if config.embedder not in EMBEDDERS:
         raise UserError(f"method.embedder='{config.embedder}' is not one of: {', '.join(EMBEDDERS)}")
+    if config.backend not in ("auto", "faiss", "torch"):
+        raise UserError(f"method.backend={config.backend} is not one of: auto, faiss, torch")
     if config.vote not in ("similarity", "uniform"):
         raise UserError(f"method.vote={config.vote} is not one of: similarity, uniform")
     if config.void not in VOID_MODES:
         raise UserError(f"method.void={config.void} is not one of: {', '.join(VOID_MODES)}")
     if config.confidence not in ("max_prob", "mean_sim"):
         raise UserError(f"method.confidence={config.confidence} is not one of: max_prob, mean_sim")
-    for key, value in (("k", config.k), ("tau", config.tau), ("nprobe", config.nprobe),
+    for key, value in (("k", config.k), ("tau", config.tau), ("nprobe", config.nprobe), ("exact_max", config.exact_max),
                        ("ef_search", config.ef_search), ("embedder_input_size", config.embedder_input_size)):
         if value <= 0:
             raise UserError(f"method.{key}={value} must be positive")
