@@ -186,10 +186,13 @@ class AvalancheStrategy(TrainedHeadMethod):
             return
         if self.strategy is None:
             self.strategy = self._build_strategy()
-        targets = class_index_targets(data.targets, self.vocab_ids)  # (N, g·s, g·s) full-vocabulary positions
+        # avalanche trains on in-memory tensors: the step's set is read back from its store whole
+        inputs, targets = data.batch(range(len(data)))
+        data.close()
+        targets = class_index_targets(targets, self.vocab_ids)  # (N, g·s, g·s) full-vocabulary positions
         majority = [int(np.bincount(t[t != IGNORE_INDEX].numpy()).argmax()) for t in targets]
         dataset = TaskAwareClassificationDataset(  # task-aware: LwF reads its task_set
-            [torch.utils.data.TensorDataset(data.inputs, targets)],
+            [torch.utils.data.TensorDataset(inputs, targets)],
             data_attributes=[DataAttribute(majority, "targets"),
                              DataAttribute([0] * len(data), "targets_task_labels", use_in_getitem=True)])
         seen = torch.as_tensor([self.vocab_ids.index(c) for c in step.vocabulary.ids])

@@ -57,8 +57,9 @@ class EWC(TrainedHeadMethod):
         fisher = {n: torch.zeros_like(p) for n, p in params.items()}
         for batch in torch.arange(len(data)).split(self.config.batch_size):
             self.head.zero_grad(set_to_none=True)
-            targets = class_index_targets(data.targets[batch], seen_ids).to(device)
-            pixel_cross_entropy(self.logits(self.head(data.inputs[batch].to(device)), text), targets).backward()
+            inputs, targets = data.batch(batch)
+            targets = class_index_targets(targets, seen_ids).to(device)
+            pixel_cross_entropy(self.logits(self.head(inputs.to(device)), text), targets).backward()
             for n, p in params.items():
                 fisher[n] += p.grad.detach() ** 2 * len(batch) / len(data)
         self.head.zero_grad(set_to_none=True)

@@ -25,7 +25,8 @@ outputs by `outputs_from_probs` (so panoptic streams work too).
 from __future__ import annotations
 
 import copy
-from bisect import bisect_left
+import os
+import tempfile
 from dataclasses import dataclass
 from typing import ClassVar, Iterable
 
@@ -42,7 +43,7 @@ from benchmark.models.inference import outputs_from_probs
 from benchmark.models.segmenter import Image, OpenVocabSegmenter, maskclip_value_path, pool_regions
 
 IGNORE_INDEX = -100  # target index of ignored label samples in the loss
-GATHER_CHUNK = 256  # torchrun: frozen inputs of this many training images per gather
+GATHER_CHUNK = 256  # training images per window: stored together (and gathered together under torchrun)
 
 
 class TrainingDiverged(UserError):
@@ -137,15 +138,67 @@ def pixel_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Te
     return -(picked * labelled).sum() / labelled.sum().clamp(min=1)
 
 
-@dataclass
-class TrainingSet:
-    """Frozen inputs and label grids of the images one step trains on."""
+class DiskRows:
+    """Equal-shaped rows appended to an anonymous temporary file (deleted when closed) and read back by index
+    with `pread`: the rows stay in the page cache, which the OS reclaims, not in the process's memory."""
 
-    inputs: torch.Tensor  # (N, g, g, D) dense features or (N, 1 + g*g, width) tokens
-    targets: torch.Tensor  # (N, g·s, g·s) int64 dataset class ids, IGNORE_LABEL = unlabelled
+    def __init__(self, row_shape: tuple[int, ...], dtype: np.dtype) -> None:
+        self.row_shape = tuple(row_shape)
+        self.dtype = np.dtype(dtype)
+        self.row_bytes = int(np.prod(self.row_shape)) * self.dtype.itemsize
+        self.file = tempfile.TemporaryFile(prefix="covseg-training-")
+        self.count = 0
 
     def __len__(self) -> int:
-        return len(self.targets)
+        return self.count
+
+    def append(self, rows: np.ndarray) -> None:
+        self.file.seek(self.count * self.row_bytes)
+        self.file.write(np.ascontiguousarray(rows, dtype=self.dtype).tobytes())
+        self.count += len(rows)
+
+    def read(self, indices) -> np.ndarray:
+        """(len(indices), *row_shape) rows in the order asked."""
+        self.file.flush()
+        out = np.empty((len(indices), *self.row_shape), dtype=self.dtype)
+        for i, index in enumerate(np.asarray(indices, dtype=np.int64).reshape(-1)):
+            out[i] = np.frombuffer(os.pread(self.file.fileno(), self.row_bytes, int(index) * self.row_bytes),
+                                   dtype=self.dtype).reshape(self.row_shape)
+        return out
+
+    def close(self) -> None:
+        self.file.close()
+
+
+class TrainingSet:
+    """Frozen inputs and label grids of the images one step trains on, streamed through a store on disk
+    (inputs in the segmenter's storage dtype, labels uint16), so memory does not grow with the number of
+    training images. `batch(indices)` reads rows back as float32 inputs and int64 dataset class ids."""
+
+    def __init__(self, storage_dtype: torch.dtype = torch.float32) -> None:
+        self.numpy_dtype = np.float16 if storage_dtype == torch.float16 else np.float32
+        self.inputs: DiskRows | None = None  # (N, g, g, D) dense features or (N, 1 + g*g, width) tokens
+        self.targets: DiskRows | None = None  # (N, g·s, g·s) dataset class ids, IGNORE_LABEL = unlabelled
+
+    def __len__(self) -> int:
+        return len(self.targets) if self.targets is not None else 0
+
+    def append(self, inputs: torch.Tensor, targets: np.ndarray) -> None:
+        if self.inputs is None:
+            self.inputs = DiskRows(inputs.shape[1:], self.numpy_dtype)
+            self.targets = DiskRows(targets.shape[1:], np.uint16)  # class ids and IGNORE_LABEL fit
+        self.inputs.append(inputs.float().numpy())
+        self.targets.append(targets)
+
+    def batch(self, indices) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, ...) float32 inputs and (B, g·s, g·s) int64 targets of the rows `indices`."""
+        inputs = torch.from_numpy(self.inputs.read(indices).astype(np.float32))
+        return inputs, torch.from_numpy(self.targets.read(indices).astype(np.int64))
+
+    def close(self) -> None:
+        for rows in (self.inputs, self.targets):
+            if rows is not None:
+                rows.close()
 
 
 class TrainedHeadMethod(ContinualMethod):
@@ -181,14 +234,16 @@ class TrainedHeadMethod(ContinualMethod):
         return torch.stack(self.segmenter.cached_per_image("tokens", samples, compute)).float()
 
     def training_set(self, samples: Iterable[Sample]) -> TrainingSet:
-        """Frozen inputs + label grids; images whose label grid has no labelled sample are left out.
+        """Frozen inputs + label grids in a store on disk; images whose label grid has no labelled sample are
+        left out. Memory holds one window of GATHER_CHUNK images at most.
 
         torchrun: every rank reads every sample (label grids are cheap) but runs the frozen model only on the
-        images it owns (`distributed.owner`); the inputs are then gathered in single-process order, so every
-        rank holds the training set a single process builds.
+        images it owns (`distributed.owner`); each window's inputs are then gathered in single-process order,
+        so every rank holds the training set a single process builds.
         """
-        owned: list[tuple[int, torch.Tensor]] = []  # (position in the training set, frozen input)
-        targets: list[np.ndarray] = []
+        data = TrainingSet(self.segmenter.storage_dtype)
+        owned: list[tuple[int, torch.Tensor]] = []  # (position in the window, frozen input)
+        targets: list[np.ndarray] = []  # the window's label grids
         pending: list[tuple[int, Sample]] = []
         batch_size = self.segmenter.config.batch_size
         me = distributed.rank()
@@ -200,6 +255,13 @@ class TrainedHeadMethod(ContinualMethod):
                 owned.extend((position, tensor.clone()) for (position, _), tensor in zip(pending, inputs.unbind(0)))
                 pending.clear()
 
+        def store_window() -> None:
+            flush()
+            if targets:  # every rank has the same window: all call gather_sorted together
+                data.append(torch.stack(distributed.gather_sorted(owned)), np.stack(targets))
+            owned.clear()
+            targets.clear()
+
         for sample in samples:
             labels = label_grid(sample.sem_seg, self.grid, self.config.label_samples_per_cell)
             if np.any(labels != IGNORE_LABEL):
@@ -208,15 +270,10 @@ class TrainedHeadMethod(ContinualMethod):
                 targets.append(labels)
             if len(pending) == batch_size:
                 flush()
-        flush()
-        inputs: list[torch.Tensor] = []
-        positions = [position for position, _ in owned]  # increasing
-        for start in range(0, len(targets), GATHER_CHUNK):  # bounded messages (nccl stages them on the GPU)
-            chunk = owned[bisect_left(positions, start):bisect_left(positions, start + GATHER_CHUNK)]
-            inputs += distributed.gather_sorted(chunk)
-        if not targets:
-            return TrainingSet(torch.zeros(0), torch.zeros(0, dtype=torch.int64))
-        return TrainingSet(torch.stack(inputs), torch.from_numpy(np.stack(targets).astype(np.int64)))
+            if len(targets) == GATHER_CHUNK:  # bounded memory and messages (nccl stages them on the GPU)
+                store_window()
+        store_window()
+        return data
 
     def training_samples(self, step: StepData) -> Iterable[Sample]:
         """What step t trains on; fine-tuning: the step's own data, labelled with C_t."""
@@ -225,8 +282,11 @@ class TrainedHeadMethod(ContinualMethod):
     # ------------------------------------------------------------------ training
     def learn(self, step: StepData) -> None:
         data = self.training_set(self.training_samples(step))
-        self.fit(data, step)
-        self.after_step(step, data)
+        try:
+            self.fit(data, step)
+            self.after_step(step, data)
+        finally:
+            data.close()
 
     def make_optimizer(self) -> torch.optim.Optimizer:
         params = [p for p in self.head.parameters() if p.requires_grad]
@@ -258,8 +318,8 @@ class TrainedHeadMethod(ContinualMethod):
                 # torchrun: every rank draws the same order and trains on its share of each batch (padded, so
                 # all ranks take the same number of optimiser steps); one process: the whole batch
                 batch = torch.as_tensor(distributed.shard(batch.tolist(), pad=True))
-                inputs = data.inputs[batch].to(device)
-                targets = class_index_targets(data.targets[batch], seen_ids).to(device)
+                inputs, targets = data.batch(batch)
+                inputs, targets = inputs.to(device), class_index_targets(targets, seen_ids).to(device)
                 adapted = model(inputs)
                 loss = pixel_cross_entropy(self.logits(adapted, text), targets) + self.extra_loss(inputs, adapted, step)
                 if not torch.isfinite(loss):

@@ -123,7 +123,7 @@ class RetrievalDatabase:
         self.labels = np.zeros(0, dtype=np.int32)  # class id of each entry: index entries, then pending ones
         self.index_reports: list[dict] = []  # index=auto: one record per (re)training
         self.trained_entries = 0  # index=auto: database size at the last training (0: still exact)
-        self.vectors = np.zeros((0, dim), np.float16)  # index=auto: float16 copy for retraining
+        self.vectors = np.zeros((0, dim), np.float16)  # index=auto, once compressed: float16 copy for retraining
         self.stored = torch.zeros(0, dim, dtype=self._torch_dtype(), device=self.device)  # backend=torch
         self.index = self._new_index()
         self.train_size = train_size or required_training_vectors(self.index)
@@ -188,11 +188,14 @@ class RetrievalDatabase:
     def _add_auto(self, vectors: np.ndarray) -> None:
         """index=auto: exact (the flat `index`) up to exact_max entries, then the compressed index, retrained
         on everything whenever the database has grown RETRAIN_GROWTH times since the last training."""
-        self.vectors = np.concatenate([self.vectors, vectors.astype(np.float16)])
-        size = len(self.vectors)
+        size = len(self) + len(vectors)
         if size <= self.exact_max:
             self.index.add(vectors)
-        elif self.trained_entries and size < RETRAIN_GROWTH * self.trained_entries:
+            return
+        if not self.trained_entries:  # leaving the exact phase: the flat index holds the vectors so far
+            self.vectors = self.index.reconstruct_n(0, self.index.ntotal).astype(np.float16)
+        self.vectors = np.concatenate([self.vectors, vectors.astype(np.float16)])
+        if size < RETRAIN_GROWTH * self.trained_entries:
             self.index.add(vectors)  # extend the trained index
         else:
             self._train_auto()
