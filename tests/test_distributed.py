@@ -192,7 +192,8 @@ def _fine_tuning_training_set(demo_root: str) -> tuple[torch.Tensor, torch.Tenso
     train = open_dataset("demo", "train", Path(demo_root))
     method = METHODS.get("finetune")(method_config(cfg), segmenter, len(train.vocabulary), seed=0)
     data = method.training_set([train.load(i) for i in range(12)])
-    return data.inputs, data.targets, len(computed)
+    inputs, targets = data.batch(range(len(data)))  # read back from the training set's store on disk
+    return inputs, targets, len(computed)
 
 
 def test_learning_baselines_split_their_frozen_features_over_ranks(demo_root, tmp_path, one_thread):
