@@ -169,8 +169,10 @@ def test_every_index_string_in_readme_and_configs_builds_for_512_and_1024_dims()
 
     from methods.knnclip.database import RetrievalDatabase
 
+    from benchmark.config import CONFIG_DIR
+
     root = Path(__file__).resolve().parents[1]
-    text = (root / "README.md").read_text() + (root / "configs" / "method" / "knnclip.yaml").read_text()
+    text = (root / "README.md").read_text() + (CONFIG_DIR / "method" / "knnclip.yaml").read_text()
     specs = set(re.findall(r"\b(Flat|SQfp16|SQ8|HNSW\d+|IVF\d+,[A-Za-z0-9]+)\b", text))
     assert {"Flat", "SQfp16", "HNSW32", "IVF1024,PQ128x4fs"} <= specs
     rng = np.random.default_rng(2)

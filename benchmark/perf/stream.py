@@ -86,12 +86,12 @@ def real_model_sizes() -> dict:
     import torch
     from omegaconf import OmegaConf
 
-    from benchmark.config import ModelConfig
+    from benchmark.config import CONFIG_DIR, ModelConfig
     from benchmark.data.types import ImageInput
     from benchmark.models.segmenter import OpenVocabSegmenter
 
-    config = OmegaConf.merge(OmegaConf.structured(ModelConfig), OmegaConf.load(
-        Path(__file__).resolve().parents[2] / "configs" / "model" / "vit_b16_openai.yaml"), {"pretrained": None})
+    config = OmegaConf.merge(OmegaConf.structured(ModelConfig), OmegaConf.load(CONFIG_DIR / "model" / "vit_b16_openai.yaml"),
+                             {"pretrained": None})
     segmenter = OpenVocabSegmenter(config, seed=0)
     rng = np.random.default_rng(0)
     sizes = {}
