@@ -66,3 +66,16 @@ def test_exporter_needs_fcclip_and_says_so(tmp_path, capsys):
     assert main(args) == 2
     assert "runs inside an FC-CLIP checkout with detectron2 installed" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()  # nothing written half-way
+
+
+def test_perf_predictions_prints_bytes_per_image(capsys):
+    args = ["perf", "predictions", "--queries", "4", "--classes", "5", "--image-size", "40x50", "--short-side",
+            "64", "--embedding-dim", "8", "--images", "1"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    # input 64x80 padded to 64x96; 4 queries x (16 x 24) uint16 mask logits + 4 x 6 float32 log-probs + two
+    # int32 pairs, exactly
+    assert "masks 16x24" in out
+    assert out.splitlines()[2].split()[:5] == ["v2", "(uint16", "mask", "logits)", str(4 * 16 * 24 * 2 + 4 * 6 * 4 + 16)]
+    assert main([*args[:-2], "--image-size", "40by50"]) == 2
+    assert "--image-size 40by50 is not HEIGHTxWIDTH" in capsys.readouterr().err

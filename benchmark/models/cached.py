@@ -196,6 +196,7 @@ class CachedSegmenter:
                             "benchmark/models/cached.py)")
         self.config = config
         self.seed = seed
+        self.device = device  # FC-CLIP's upsampling and inference of soft masks run there
         self.cache_dir = cache_dir  # disk cache of embedders run on these proposals (the predictions are on disk)
         self.directory = Path(config.predictions_dir).expanduser()
         meta_path = self.directory / "meta.json"
@@ -237,12 +238,13 @@ class CachedSegmenter:
             size = (sample.height, sample.width)
             if self.version >= 2:
                 soft = SoftMasks(arrays["mask_logits"], self.mask_logit_bound, tuple(arrays["input_size"].tolist()),
-                                 tuple(arrays["padded_size"].tolist()), size)
+                                 tuple(arrays["padded_size"].tolist()), size, str(self.device))
                 if len(soft) != len(logits):
                     raise DataError(f"{path}: {len(soft)} masks but {len(logits)} rows of class log-probabilities")
                 mask_probs = soft.probabilities()  # (M, H, W)
-                owner = (confidence[:, None, None] * mask_probs).argmax(0).numpy() if len(soft) else None
-                proposals = np.where((mask_probs >= 0.5).any(0).numpy(), owner, -1) if len(soft) else None
+                owner = (confidence.to(mask_probs.device)[:, None, None] * mask_probs).argmax(0).cpu().numpy() \
+                    if len(soft) else None
+                proposals = np.where((mask_probs >= 0.5).any(0).cpu().numpy(), owner, -1) if len(soft) else None
                 masks = None
             else:
                 soft = None

@@ -61,13 +61,14 @@ class SoftMasks:
     input_size: tuple[int, int]  # (H_in, W_in) the model's resized input before padding
     padded_size: tuple[int, int]  # (H_pad, W_pad) the padded input that the (h, w) grid covers
     image_size: tuple[int, int]  # (H, W) the original image: evaluation resolution
+    device: str = "cpu"  # where the upsampling and inference run (the segmenter's device: a GPU makes it fast)
 
     def __len__(self) -> int:
         return len(self.codes)
 
     def probabilities(self) -> torch.Tensor:
         """(M, H, W) float32 mask probabilities at the image's resolution (FC-CLIP's upsampling, then sigmoid)."""
-        logits = decode_mask_logits(self.codes, self.bound)[None]  # (1, M, h, w)
+        logits = decode_mask_logits(self.codes, self.bound)[None].to(self.device)  # (1, M, h, w)
         logits = F.interpolate(logits, size=tuple(self.padded_size), mode="bilinear", align_corners=False)
         logits = logits[0, :, : self.input_size[0], : self.input_size[1]].expand(1, -1, -1, -1)  # sem_seg_postprocess
         logits = F.interpolate(logits, size=tuple(self.image_size), mode="bilinear", align_corners=False)[0]
@@ -75,7 +76,7 @@ class SoftMasks:
 
     def binary(self) -> np.ndarray:
         """(M, H, W) bool: mask probability >= 0.5, FC-CLIP's mask of a query (its panoptic `original_area`)."""
-        return (self.probabilities() >= 0.5).numpy()
+        return (self.probabilities() >= 0.5).cpu().numpy()
 
 
 def semantic_scores(mask_probs: torch.Tensor, class_probs: torch.Tensor) -> torch.Tensor:
@@ -88,10 +89,11 @@ def semantic_from_soft_masks(mask_probs: torch.Tensor, class_probs: torch.Tensor
     num_classes = class_probs.shape[1]
     _, height, width = mask_probs.shape
     rows = max(1, SEMANTIC_CHUNK_ELEMENTS // max(1, num_classes * width))
-    best = torch.empty(height, width, dtype=torch.int64)
+    best = torch.empty(height, width, dtype=torch.int64, device=mask_probs.device)
+    class_probs = class_probs.to(mask_probs.device)
     for top in range(0, height, rows):
         best[top:top + rows] = semantic_scores(mask_probs[:, top:top + rows], class_probs).argmax(dim=0)
-    return class_ids[best.numpy()]
+    return class_ids[best.cpu().numpy()]
 
 
 def panoptic_from_soft_masks(mask_probs: torch.Tensor, probs_with_void: torch.Tensor, vocab: Vocabulary,
@@ -101,7 +103,7 @@ def panoptic_from_soft_masks(mask_probs: torch.Tensor, probs_with_void: torch.Te
     probabilities over `vocab` with void last. Returns the segment map (0 = none), segments, scores."""
     ids = np.asarray(vocab.ids, dtype=np.int64)
     isthing = {c.id: c.isthing for c in vocab.classes}
-    scores, labels = probs_with_void.max(-1)
+    scores, labels = probs_with_void.to(mask_probs.device).max(-1)
     keep = labels.ne(len(ids)) & (scores > object_threshold)
     kept_scores, kept_labels, kept_masks = scores[keep], labels[keep], mask_probs[keep]
     pan_seg = np.zeros(mask_probs.shape[1:], dtype=np.int64)
@@ -116,7 +118,7 @@ def panoptic_from_soft_masks(mask_probs: torch.Tensor, probs_with_void: torch.Te
         won = owner == k
         inside = kept_masks[k] >= 0.5
         won_area, original_area = int(won.sum()), int(inside.sum())
-        visible = (won & inside).numpy()
+        visible = (won & inside).cpu().numpy()
         visible_area = int(visible.sum())
         if won_area == 0 or original_area == 0 or visible_area == 0 or won_area / original_area < overlap_threshold:
             continue
