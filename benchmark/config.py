@@ -143,6 +143,7 @@ class RunConfig:
     debug: bool = False  # show tracebacks of user errors
     device: str = "cpu"  # torch device
     resume: Optional[str] = None  # RUN_DIR of an interrupted run, or auto: the latest unfinished run of this config
+    threads: Optional[int] = None  # torch CPU threads per process; None: $OMP_NUM_THREADS, else usable cores / local ranks
 
 
 def register_schema() -> None:
@@ -297,6 +298,8 @@ def _check_choices(cfg: DictConfig) -> None:
         value = OmegaConf.select(cfg, key)
         if value not in allowed:
             raise UserError(f"{key}={value} is not one of: {', '.join(allowed)}")
+    if cfg.threads is not None and cfg.threads <= 0:
+        raise UserError(f"threads must be positive (or null: automatic), got {cfg.threads}")
     positive = ("model.input_size", "model.batch_size", "eval.batch_size", "model.superpixel_segments",
                 "data.demo_scale", "model.cache_memory_mb")
     for key in positive:

@@ -1,7 +1,8 @@
 """Atomic file writes: a temporary file in the same folder, fsync, then rename over the target.
 
 A reader therefore sees either the previous complete file or the new complete file, never a partial one,
-even if the process is killed mid-write.
+even if the process is killed mid-write. Files get the permissions of the user's umask (collaborators can read
+run folders), not tempfile's private 0600.
 """
 from __future__ import annotations
 
@@ -15,11 +16,19 @@ from typing import Any
 import numpy as np
 
 
+def current_umask() -> int:
+    """The process's umask (reading it means setting it: set it straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp creates 0600; a file should be as open() makes it
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()

@@ -2,6 +2,7 @@
 stream's matrices and summary. Every derived number is recomputed from the persisted raw statistics."""
 from __future__ import annotations
 
+import os
 import random
 import time
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from benchmark.method import METHODS, ContinualMethod, StepData, filter_sample
 from benchmark.models import build_segmenter
 from benchmark.reporting.progress import Progress
 from benchmark.checkpoint import load_checkpoint, rng_states, save_checkpoint, set_rng_states
-from benchmark.reporting.results import RunWriter, find_resumable
+from benchmark.reporting.results import RunWriter, find_resumable, torch_environment
 from streams.builder import Stream, build_stream, cache_dir_for, open_dataset
 
 
@@ -58,9 +59,22 @@ def validation_count(cfg: DictConfig, val: SegmentationDataset) -> int:
     return len(val) if cfg.eval.max_images is None else min(cfg.eval.max_images, len(val))
 
 
+def thread_count(setting: int | None) -> int:
+    """`threads=N`, else $OMP_NUM_THREADS (torchrun sets 1), else the cores this process may use divided among
+    the processes torchrun started on this machine: never more threads than cores (spin-waiting OpenMP threads
+    on an oversubscribed CPU made the demo 3x slower)."""
+    if setting is not None:
+        return setting
+    if os.environ.get("OMP_NUM_THREADS", "").isdigit() and int(os.environ["OMP_NUM_THREADS"]) > 0:
+        return int(os.environ["OMP_NUM_THREADS"])
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, usable // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
+
+
 def prepare_run(cfg: DictConfig) -> RunContext:
     seed_everything(cfg.seed)
     device = distributed.init_from_env(cfg.device)  # torchrun: join the process group, one device per rank
+    torch.set_num_threads(thread_count(cfg.threads))
     progress = Progress(quiet=cfg.quiet or not distributed.is_main())
     train, val, stream = open_stream_data(cfg, progress)
     segmenter = build_segmenter(cfg.model, seed=cfg.seed, device=device, cache_root=cache_dir_for(data_root(cfg)))
@@ -142,6 +156,8 @@ def open_run(cfg: DictConfig, ctx: RunContext) -> tuple[RunWriter | None, Path, 
         return None, run_dir, first_step
     writer, first_step = _open_run_main(cfg, ctx)
     writer.manifest["world_size"] = distributed.world_size()  # processes that shared the work (timings)
+    writer.manifest["threads"] = torch.get_num_threads()  # per process: the timings depend on it
+    writer.manifest["environment"] = torch_environment()
     # what the method was allowed to see: the leaderboard ranks sealed runs only
     writer.manifest["protocol"] = {"ground_truth_access": ground_truth_access(cfg), "vocabulary": cfg.eval.vocabulary}
     distributed.broadcast_object((writer.run_dir, first_step))

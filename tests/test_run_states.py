@@ -96,3 +96,43 @@ def test_gem_without_its_quadprog_solver_is_refused_in_one_line(monkeypatch):
     monkeypatch.setattr(qpsolvers, "available_solvers", [s for s in qpsolvers.available_solvers if s != "quadprog"])
     with pytest.raises(UserError, match="GEM solves its projections with the quadprog solver, which is not installed"):
         load_config(["method=avalanche", "method.strategy=GEM", "+method.strategy_args.patterns_per_exp=2"])
+
+
+def test_threads_setting_is_applied_and_recorded_with_the_environment(run_demo, tmp_path):
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        run_demo("method=zeroshot", *SMALL, "threads=1")
+    finally:
+        torch.set_num_threads(before)
+    [manifest] = manifests(tmp_path / "results")
+    assert manifest["threads"] == 1 and manifest["environment"]["intra_op_threads"] == 1
+    assert manifest["environment"]["torch"] == torch.__version__ and "OMP_NUM_THREADS" in manifest["environment"]["variables"]
+
+
+def test_default_threads_are_the_usable_cores_divided_among_local_ranks(monkeypatch):
+    import os
+
+    from benchmark.runner import thread_count
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "3")
+    assert thread_count(None) == 2 and thread_count(5) == 5
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # what torchrun sets: respected
+    assert thread_count(None) == 1
+
+
+def test_run_files_get_the_users_umask_not_0600(tmp_path):
+    import os
+    import stat
+
+    from benchmark.io import atomic_write_json
+
+    previous = os.umask(0o027)
+    try:
+        atomic_write_json(tmp_path / "a.json", {"x": 1})
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "a.json").stat().st_mode) == 0o640

@@ -274,6 +274,27 @@ def hardware() -> dict:
     return {"cpu": cpu, "cpu_cores": os.cpu_count(), "cpu_cores_usable": usable, "ram_bytes": ram, "gpus": gpus}
 
 
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "CUDA_VISIBLE_DEVICES")
+
+
+def torch_environment() -> dict:
+    """What `torch.utils.collect_env` reports that timings and numbers depend on, without its subprocesses:
+    torch, CUDA and cuDNN versions, the intra- and inter-op thread counts, the parallel backend, and the
+    thread-related environment variables."""
+    import torch
+
+    parallel = torch.__config__.parallel_info().splitlines()
+    return {
+        "torch": torch.__version__, "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
+        "intra_op_threads": torch.get_num_threads(), "inter_op_threads": torch.get_num_interop_threads(),
+        "parallel_backend": next((line.split(":", 1)[1].strip() for line in parallel
+                                  if line.startswith("ATen parallel backend")), None),
+        "mkl": torch.backends.mkl.is_available(), "openmp": torch.backends.openmp.is_available(),
+        "variables": {name: os.environ.get(name) for name in THREAD_VARIABLES},
+    }
+
+
 def finite(value):
     """NaN -> None so summary.json is strict JSON."""
     if isinstance(value, float) and math.isnan(value):
@@ -410,7 +431,7 @@ class RunWriter:
 
 
 # keys that may differ between an interrupted run and its resumption
-RESUME_FREE_KEYS = ("run_id", "resume", "quiet", "debug", "results_dir", "device")
+RESUME_FREE_KEYS = ("run_id", "resume", "quiet", "debug", "results_dir", "device", "threads")
 
 
 def config_differences(old: DictConfig, new: DictConfig) -> list[str]:
