@@ -1,7 +1,9 @@
 """Joint training: at step t the head trains on every image seen so far, labelled with every class revealed
 for it so far. It is the upper-bound row every continual benchmark reports, and the protocol still binds it:
-it keeps its own copy of each step's images and label maps (counted in `memory_bytes`), and an image that
-returns in a later step adds that step's labels to the ones it already has. In overlap mode (every training
+it keeps its own copy of what it trains on, each seen image's frozen input and label grid, in a store on disk
+(memory does not grow with the images; `memory_bytes` counts the store), and an image that returns in a later
+step adds that step's labels to the ones it already has (merged on the label grid: nearest sampling commutes
+with the merge, so this is the grid of the merged label map). In overlap mode (every training
 image with a pixel of C_t belongs to step t) that is exactly the image labelled with S_t; in disjoint or
 partition mode it is what the stream revealed, no more."""
 from __future__ import annotations
@@ -10,8 +12,9 @@ from dataclasses import dataclass
 from typing import Iterator
 
 import numpy as np
+import torch
 
-from baselines.trainable import TrainConfig, TrainedHeadMethod
+from baselines.trainable import GATHER_CHUNK, TrainConfig, TrainedHeadMethod, TrainingSet, label_grid
 from benchmark.data.types import IGNORE_LABEL, Sample
 from benchmark.method import StepData, register_method
 
@@ -26,23 +29,54 @@ class Joint(TrainedHeadMethod):
 
     def __init__(self, config, segmenter, num_classes: int, seed: int = 0) -> None:
         super().__init__(config, segmenter, num_classes, seed)
-        self.seen: dict[str, Sample] = {}  # image id -> image with its labels of all steps so far (first-seen order)
+        self.store = TrainingSet(segmenter.storage_dtype)  # every image seen with a labelled sample
+        self.seen: dict[str, int | None] = {}  # image id -> its row in the store (None: no labelled sample yet),
+        # in first-seen order: the order joint trains in
 
-    def training_samples(self, step: StepData) -> Iterator[Sample]:
+    def _grid(self, sample: Sample) -> np.ndarray:
+        return label_grid(sample.sem_seg, self.grid, self.config.label_samples_per_cell)
+
+    def _new_images(self, step: StepData, labelled: list[str]) -> Iterator[Sample]:
+        """The step's images without a row yet (noting in `labelled` those with a labelled sample, in order);
+        the known ones get the step's labels merged into their stored grid instead."""
         for sample in step.samples():
-            labels = sample.sem_seg.astype(np.uint16)  # class ids and IGNORE_LABEL fit
-            known = self.seen.get(sample.image_id)
-            if known is not None:  # the classes of different steps label disjoint pixels
-                labels = np.where(labels != IGNORE_LABEL, labels, known.sem_seg)
-            self.seen[sample.image_id] = Sample(sample.image_id, sample.image if known is None else known.image, labels)
-        return iter(list(self.seen.values()))
+            row = self.seen.setdefault(sample.image_id, None)
+            grid = self._grid(sample)
+            if row is not None:  # the classes of different steps label disjoint pixels
+                known = self.store.targets.read([row])[0]
+                self.store.targets.write(row, np.where(grid != IGNORE_LABEL, grid, known))
+                continue
+            if np.any(grid != IGNORE_LABEL):
+                labelled.append(sample.image_id)
+            yield sample
+
+    def learn(self, step: StepData) -> None:
+        labelled: list[str] = []
+        fresh = self.training_set(self._new_images(step, labelled))  # frozen inputs of the new images only
+        try:
+            for start in range(0, len(fresh), GATHER_CHUNK):  # into the store, a window at a time
+                inputs, targets = fresh.batch(range(start, min(start + GATHER_CHUNK, len(fresh))))
+                self.store.append(inputs, targets.numpy())
+        finally:
+            fresh.close()
+        first = len(self.store) - len(labelled)
+        self.seen.update({image_id: first + i for i, image_id in enumerate(labelled)})
+        data = self.store.subset([row for row in self.seen.values() if row is not None])
+        self.fit(data, step)
+        self.after_step(step, data)
 
     def state_dict(self) -> dict:
-        return {**super().state_dict(), "seen": [(s.image_id, s.image, s.sem_seg) for s in self.seen.values()]}
+        rows = range(len(self.store))
+        stored = (self.store.inputs.read(rows), self.store.targets.read(rows)) if len(self.store) else (None, None)
+        return {**super().state_dict(), "seen": dict(self.seen), "inputs": stored[0], "targets": stored[1]}
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
-        self.seen = {image_id: Sample(image_id, image, labels) for image_id, image, labels in state["seen"]}
+        self.store.close()
+        self.store = TrainingSet(self.segmenter.storage_dtype)
+        if state["inputs"] is not None:
+            self.store.append(torch.from_numpy(state["inputs"]), state["targets"])
+        self.seen = dict(state["seen"])
 
     def memory_bytes(self) -> int:
-        return super().memory_bytes() + sum(s.image.nbytes + s.sem_seg.nbytes for s in self.seen.values())
+        return super().memory_bytes() + self.store.nbytes

@@ -157,9 +157,13 @@ class DiskRows:
         self.file.write(np.ascontiguousarray(rows, dtype=self.dtype).tobytes())
         self.count += len(rows)
 
+    def write(self, index: int, row: np.ndarray) -> None:
+        """Overwrite row `index`."""
+        os.pwrite(self.file.fileno(), np.ascontiguousarray(row, dtype=self.dtype).tobytes(), index * self.row_bytes)
+
     def read(self, indices) -> np.ndarray:
         """(len(indices), *row_shape) rows in the order asked."""
-        self.file.flush()
+        self.file.flush()  # appends go through the file object's buffer
         out = np.empty((len(indices), *self.row_shape), dtype=self.dtype)
         for i, index in enumerate(np.asarray(indices, dtype=np.int64).reshape(-1)):
             out[i] = np.frombuffer(os.pread(self.file.fileno(), self.row_bytes, int(index) * self.row_bytes),
@@ -179,9 +183,23 @@ class TrainingSet:
         self.numpy_dtype = np.float16 if storage_dtype == torch.float16 else np.float32
         self.inputs: DiskRows | None = None  # (N, g, g, D) dense features or (N, 1 + g*g, width) tokens
         self.targets: DiskRows | None = None  # (N, g·s, g·s) dataset class ids, IGNORE_LABEL = unlabelled
+        self.rows: list[int] | None = None  # a view's rows of the store (`subset`); None = all, in order
 
     def __len__(self) -> int:
+        if self.rows is not None:
+            return len(self.rows)
         return len(self.targets) if self.targets is not None else 0
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the whole store on disk."""
+        return sum(len(rows) * rows.row_bytes for rows in (self.inputs, self.targets) if rows is not None)
+
+    def subset(self, rows: list[int]) -> "TrainingSet":
+        """A view of the store's `rows`, in that order (it shares, and does not own, the files)."""
+        view = TrainingSet()
+        view.numpy_dtype, view.inputs, view.targets, view.rows = self.numpy_dtype, self.inputs, self.targets, list(rows)
+        return view
 
     def append(self, inputs: torch.Tensor, targets: np.ndarray) -> None:
         if self.inputs is None:
@@ -192,6 +210,8 @@ class TrainingSet:
 
     def batch(self, indices) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, ...) float32 inputs and (B, g·s, g·s) int64 targets of the rows `indices`."""
+        if self.rows is not None:
+            indices = [self.rows[int(i)] for i in indices]
         inputs = torch.from_numpy(self.inputs.read(indices).astype(np.float32))
         return inputs, torch.from_numpy(self.targets.read(indices).astype(np.int64))
 
