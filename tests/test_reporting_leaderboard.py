@@ -201,3 +201,24 @@ def test_stream_filter_pq_column_and_user_errors(tmp_path, capsys):
 
 def test_human_units():
     assert [human_bytes(v) for v in (512, 6000, 2.5e6, 3.2e9)] == ["512 B", "6.00 kB", "2.50 MB", "3.20 GB"]
+
+
+def test_every_leaderboard_link_can_be_committed(results):
+    """LEADERBOARD.md links into results/: .gitignore must let those files in (only stats/, checkpoints and
+    tracker files stay out), so the links resolve in a committed results/."""
+    import shutil
+    import subprocess
+
+    repo = Path(__file__).resolve().parents[1]
+    if shutil.which("git") is None or not (repo / ".git").exists():
+        pytest.skip("not a git checkout")
+    main([f"results_dir={results}", "bootstrap=0"])
+    markdown = (results / "LEADERBOARD.md").read_text()
+    targets = {link.rstrip("/") for link in re.findall(r"\]\(([^)]+)\)", markdown)}
+    paths = [f"results/{t}/summary.json" if (results / t).is_dir() else f"results/{t}" for t in targets]
+    paths += ["results/LEADERBOARD.md", "results/leaderboard.csv", "results/results.csv"]
+    ignored = subprocess.run(["git", "check-ignore", "--no-index", *paths], cwd=repo, capture_output=True, text=True)
+    assert ignored.stdout == "", ignored.stdout
+    heavy = ["results/toy/knnclip/a/stats/step_000.npz", "results/toy/knnclip/a/checkpoint.pt"]
+    assert subprocess.run(["git", "check-ignore", "--no-index", *heavy], cwd=repo, capture_output=True,
+                          text=True).stdout.split() == heavy

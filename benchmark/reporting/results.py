@@ -130,11 +130,12 @@ def _git(*args: str) -> subprocess.CompletedProcess:
 
 def git_state() -> dict:
     """HEAD and whether the working tree differs from it: `dirty` is True when `git status --porcelain` lists
-    anything (modified, staged or untracked files; ignored ones such as results/ do not count), None when this
-    is not a git checkout. `changes` names up to 50 of the listed paths."""
+    anything (modified, staged or untracked files; ignored ones and anything under results/, the run outputs
+    and tables that may be committed, do not count), None when this is not a git checkout. `changes` names up
+    to 50 of the listed paths."""
     try:
         head = _git("rev-parse", "HEAD")
-        status = _git("status", "--porcelain")
+        status = _git("status", "--porcelain", "--", ".", ":(exclude)results")
     except (OSError, subprocess.SubprocessError):
         return {"commit": None, "dirty": None, "changes": []}
     if head.returncode or status.returncode:
