@@ -1,18 +1,25 @@
 """Per-step checkpoints: after step t the method's state, the global RNG states and t are saved atomically
 to `<run_dir>/checkpoint.pt`; a resumed run loads them and continues at step t + 1, so its summary equals that
 of an uninterrupted run. The raw statistics of steps 0..t are already on disk (written before the checkpoint).
+
+Memory stays O(state): the state is written straight to a temporary file (no in-memory copy of the whole
+pickle), tensors are written from their own storage, and faiss indexes in the state (kNN-CLIP's database)
+go to side files `checkpoint-<t>-<n>.faiss` through faiss's own writer; the checkpoint names them, and the
+previous step's side files are removed once the new checkpoint is in place.
 """
 from __future__ import annotations
 
-import io
+import os
 import random
+import sys
+import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from benchmark.errors import UserError
-from benchmark.io import atomic_write_bytes
 
 CHECKPOINT_FILE = "checkpoint.pt"
 
@@ -27,10 +34,61 @@ def set_rng_states(states: dict) -> None:
     torch.set_rng_state(states["torch"])
 
 
+def _is_faiss_index(value: Any) -> bool:
+    faiss = sys.modules.get("faiss")  # only states of runs that imported faiss can hold an index
+    return faiss is not None and isinstance(value, faiss.Index)
+
+
+def _externalise(value: Any, write) -> Any:
+    """`value` with every faiss index replaced by {"__faiss_index__": file name} (`write(index)` -> name)."""
+    if _is_faiss_index(value):
+        return {"__faiss_index__": write(value)}
+    if isinstance(value, dict):
+        return {key: _externalise(item, write) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_externalise(item, write) for item in value)
+    return value
+
+
+def _internalise(value: Any, directory: Path) -> Any:
+    if isinstance(value, dict):
+        if set(value) == {"__faiss_index__"}:
+            import faiss
+
+            return faiss.read_index(str(directory / value["__faiss_index__"]))
+        return {key: _internalise(item, directory) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_internalise(item, directory) for item in value)
+    return value
+
+
 def save_checkpoint(run_dir: Path, completed_step: int, method_state: dict) -> None:
-    buffer = io.BytesIO()
-    torch.save({"completed_step": completed_step, "method": method_state, "rng": rng_states()}, buffer)
-    atomic_write_bytes(Path(run_dir) / CHECKPOINT_FILE, buffer.getvalue())
+    run_dir = Path(run_dir)
+    written: list[str] = []
+
+    def write_index(index) -> str:
+        import faiss
+
+        name = f"checkpoint-{completed_step}-{len(written)}.faiss"
+        faiss.write_index(index, str(run_dir / name))
+        written.append(name)
+        return name
+
+    state = {"completed_step": completed_step, "method": _externalise(method_state, write_index), "rng": rng_states()}
+    fd, tmp = tempfile.mkstemp(prefix=f".{CHECKPOINT_FILE}.", suffix=".tmp", dir=run_dir)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(state, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, run_dir / CHECKPOINT_FILE)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    for old in run_dir.glob("checkpoint-*.faiss"):  # the previous step's indexes
+        if old.name not in written:
+            old.unlink()
 
 
 def load_checkpoint(run_dir: Path) -> dict | None:
@@ -40,6 +98,7 @@ def load_checkpoint(run_dir: Path) -> dict | None:
         return None
     try:
         # our own file, written by save_checkpoint: it holds numpy arrays and RNG tuples, hence weights_only=False
-        return torch.load(path, map_location="cpu", weights_only=False)
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+        return {**checkpoint, "method": _internalise(checkpoint["method"], Path(run_dir))}
     except Exception as exc:
         raise UserError(f"cannot read checkpoint {path}: {exc}; start a new run instead of resuming") from None

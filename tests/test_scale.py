@@ -183,3 +183,24 @@ def test_every_index_string_in_readme_and_configs_builds_for_512_and_1024_dims()
             database.add(vectors, labels)
             assert database.index.ntotal == 1100, spec
             assert (database.search(vectors[:3], 4)[1] >= 0).all(), spec
+
+
+def test_checkpoint_writes_faiss_indexes_to_side_files_and_restores_them(tmp_path):
+    from benchmark.checkpoint import load_checkpoint, save_checkpoint
+    from methods.knnclip.database import RetrievalDatabase
+
+    rng = np.random.default_rng(3)
+    vectors, labels = _clustered(rng, 900, 32)
+    database = RetrievalDatabase(32, "auto", exact_max=700)
+    database.add(vectors[:800], labels[:800])  # compressed by now
+    save_checkpoint(tmp_path, 0, {"database": database.state_dict()})
+    assert sorted(p.name for p in tmp_path.glob("*.faiss")) == ["checkpoint-0-0.faiss", "checkpoint-0-1.faiss"]
+    database.add(vectors[800:], labels[800:])
+    save_checkpoint(tmp_path, 1, {"database": database.state_dict()})
+    assert sorted(p.name for p in tmp_path.glob("*.faiss")) == ["checkpoint-1-0.faiss", "checkpoint-1-1.faiss"]
+    restored = RetrievalDatabase(32, "auto", exact_max=700)
+    restored.load_state_dict(load_checkpoint(tmp_path)["method"]["database"])
+    for a, b in zip(restored.search(vectors[:30], 8), database.search(vectors[:30], 8)):
+        assert torch.equal(a, b)
+    restored.add(vectors[:5], labels[:5])  # the restored copy is its own
+    assert len(restored) == len(database) + 5

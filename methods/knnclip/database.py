@@ -246,27 +246,36 @@ class RetrievalDatabase:
                    + self.labels.nbytes)
 
     def state_dict(self) -> dict:
-        faiss = _faiss()
-        return {"index": faiss.serialize_index(self.index), "pending": faiss.serialize_index(self.pending),
-                "labels": self.labels.copy(), "index_spec": self.index_spec, "dim": self.dim,
-                "train_size": self.train_size, "vectors": self.vectors, "stored": self.stored.cpu(),
+        """The live indexes (a checkpoint writes them with faiss's own writer, benchmark/checkpoint.py) and
+        tensors sharing the arrays' memory: saving makes no in-memory copy of the database."""
+        return {"index": self.index, "pending": self.pending, "labels": torch.from_numpy(self.labels),
+                "index_spec": self.index_spec, "dim": self.dim, "train_size": self.train_size,
+                "vectors": torch.from_numpy(self.vectors), "stored": self.stored,
                 "trained_entries": self.trained_entries, "index_reports": list(self.index_reports)}
 
     def load_state_dict(self, state: dict) -> None:
-        faiss = _faiss()
         if int(state["dim"]) != self.dim or state["index_spec"] != self.index_spec:
             raise UserError(f"the persisted database holds '{state['index_spec']}' entries of dimension "
                             f"{int(state['dim'])}, but this run's method.index/method.embedder give "
                             f"'{self.index_spec}' of dimension {self.dim}; use the persisted run's settings")
-        index = faiss.deserialize_index(np.asarray(state["index"], dtype=np.uint8))
+        index = _as_index(state["index"])
         # an untrained index holds nothing, and its serialised form loses training settings that the factory
         # sets (training after a reload would differ): build it afresh instead
         self.index = index if index.is_trained else self._new_index()
         self._set_search_parameters(self.index)
-        self.pending = faiss.deserialize_index(np.asarray(state["pending"], dtype=np.uint8))
-        self.labels = np.asarray(state["labels"], dtype=np.int32)
+        self.pending = _as_index(state["pending"])
+        self.labels = np.array(state["labels"], dtype=np.int32)
         self.train_size = int(state["train_size"])
-        self.vectors = np.asarray(state.get("vectors", np.zeros((0, self.dim), np.float16)))
-        self.stored = state.get("stored", torch.zeros(0, self.dim)).to(self.device, self._torch_dtype())
+        self.vectors = np.array(state.get("vectors", np.zeros((0, self.dim), np.float16)), dtype=np.float16)
+        self.stored = state.get("stored", torch.zeros(0, self.dim)).to(self.device, self._torch_dtype(), copy=True)
         self.trained_entries = int(state.get("trained_entries", 0))
         self.index_reports = list(state.get("index_reports", []))
+
+
+def _as_index(saved):
+    """A faiss index (a copy: the state's owner keeps its own) from a state: an index, or its serialised bytes
+    (states of older versions)."""
+    faiss = _faiss()
+    if isinstance(saved, faiss.Index):
+        return faiss.clone_index(saved)
+    return faiss.deserialize_index(np.asarray(saved, dtype=np.uint8))
