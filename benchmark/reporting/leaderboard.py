@@ -86,9 +86,9 @@ METRIC_COLUMNS = [
 EVAL_KEYS = ("vocabulary", "miou_mode", "max_images")  # evaluation settings that change the numbers
 # config keys left out of a row's identity: they vary between the runs of a row (seed, class order) or change
 # where and how fast a run goes, never its numbers
-EXECUTION_KEYS = ("seed", "stream.order", "stream.order_seed", "run_id", "results_dir", "quiet", "debug", "resume", "device",
-                  "threads", "logger", "data.root", "data.on_error", "model.batch_size", "model.cache_dir",
-                  "eval.batch_size")
+EXECUTION_KEYS = ("seed", "stream.order", "stream.order_seed", "run_id", "results_dir", "quiet", "debug", "resume",
+                  "device", "threads", "logger", "data.root", "data.on_error", "model.batch_size", "model.cache_dir",
+                  "eval.batch_size", "eval.initial")
 
 
 def short_hash(value) -> str:
