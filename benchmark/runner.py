@@ -91,8 +91,8 @@ def ground_truth_access(cfg: DictConfig) -> str | None:
 
 def evaluate_step(ctx: RunContext, vocab: Vocabulary, step: int) -> dict[str, np.ndarray]:
     """Predict every validation image with `vocab` and return the raw statistics of the step (-1: the initial
-    evaluation before step 0): the confusion
-    matrix and, on panoptic streams, the per-class PQ sums. Ground truth outside `vocab` is ignored (VOID).
+    evaluation before step 0): the confusion matrix and, on panoptic streams, the per-class PQ sums. Ground
+    truth outside `vocab` is ignored (VOID).
     The method sees `ImageInput`s only (pixels, no labels); the ground truth stays here, for the evaluator.
     Under torchrun each rank predicts its shard of the images and the statistics are summed."""
     cfg = ctx.cfg
