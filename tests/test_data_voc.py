@@ -90,3 +90,22 @@ def test_prepare_voc_bad_inputs(tmp_path: Path) -> None:
               "--train-list", str(overlapping)])
     with pytest.raises(DataError, match=r"dataset voc_21 \(train\) not found: .*train_aug\.txt.*prepare voc"):
         build_dataset("voc_21", "train", tmp_path / "a")
+
+
+def test_voc21_15_5_runs_end_to_end_on_hand_built_voc(tmp_path: Path) -> None:
+    """prepare voc -> stream voc21_15-5 (background learned in step 0) -> a zero-shot run with its initial row."""
+    import json
+
+    from benchmark.config import load_config
+    from benchmark.runner import run_stream
+
+    labels = {**LABELS, "2008_000004": np.array([[0, 17, 17, 0], [0, 17, 255, 0]])}  # step 1 needs class 17 (sheep)
+    write_voc2012(tmp_path, labels)
+    assert main(["voc", "--root", str(tmp_path), "--aug", str(tmp_path / "SegmentationClassAug")]) == 0
+    cfg = load_config(["stream=voc21_15-5", "method=zeroshot", f"data.root={tmp_path}",
+                       f"results_dir={tmp_path / 'results'}", "quiet=true"])
+    summary = json.loads((run_stream(cfg) / "summary.json").read_text())
+    manifest = json.loads((tmp_path / "results" / "voc21_15-5" / "zeroshot" / summary["run_id"] / "manifest.json")
+                          .read_text())
+    assert manifest["step_classes"] == [list(range(16)), list(range(16, 21))]
+    assert manifest["vocabulary"] == "voc_21" and summary["num_steps"] == 2 and summary["initial"]["miou"]
