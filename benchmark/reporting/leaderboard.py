@@ -362,8 +362,9 @@ def excess_forgetting_by_run(runs: list[Run]) -> dict[Path, float]:
     seed and evaluation settings (benchmark.evaluation.stream_metrics: the forgetting not explained by the
     vocabulary's growth); NaN without such a zero-shot run. Of repeated zero-shot runs the latest counts."""
     def pairing(run: Run) -> tuple:
-        return (run.manifest.get("stream_hash"), short_hash(run.config["model"]), run.config.get("seed"),
-                short_hash(run.eval_setting()))
+        identity = config_identity(run.config)  # batch sizes and cache folders do not break a pair
+        return (run.manifest.get("stream_hash"), short_hash(identity.get("model")), run.config.get("seed"),
+                short_hash(identity.get("eval")))
 
     zero_shot = {}
     for run in sorted(runs, key=lambda r: (r.finished, r.path.name)):
