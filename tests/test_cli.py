@@ -1,5 +1,6 @@
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -66,9 +67,23 @@ def test_list_methods_verbose_shows_keys_defaults_and_docs():
 
 
 @pytest.mark.parametrize("command", [["list"], ["list", "methods", "-v"], ["run", "--help"],
-                                     ["leaderboard", "results_dir=/nonexistent"], ["leaderboard", "--help"]])
-def test_commands_that_run_no_model_import_no_torch(command):
-    """Lazy imports (`perf startup` measures the seconds; this checks the cause)."""
+                                     ["leaderboard", "results_dir=/nonexistent"], ["leaderboard", "--help"],
+                                     ["leaderboard", "results_dir=RESULTS", "bootstrap=50"]])
+def test_commands_that_run_no_model_import_no_torch(command, tmp_path):
+    """Lazy imports (`perf startup` measures the seconds; this checks the cause). The real leaderboard reads a
+    run folder with per-image counts (bootstrap interval) and draws its figures."""
+    if "results_dir=RESULTS" in command:
+        import numpy as np
+
+        sys.path.insert(0, str(Path(__file__).parent))
+        from test_reporting_leaderboard import KNN_DEFAULTS, make_run
+
+        run_dir = make_run(tmp_path, "a", KNN_DEFAULTS, 30.0, manifest_extra={"step_classes": [[0], [1]]})
+        (run_dir / "stats").mkdir()
+        np.savez(run_dir / "stats" / "step_001.npz", confusion=np.eye(2, dtype=np.int64), image_count=np.asarray(1),
+                 image_index=np.zeros(1, np.int32), image_class=np.zeros(1, np.int32), image_tp=np.ones(1),
+                 image_gt=np.ones(1), image_pred=np.ones(1))
+        command = ["leaderboard", f"results_dir={tmp_path}", "bootstrap=50"]
     code = ("import sys; from benchmark.__main__ import main; main(%r); "
             "sys.stderr.write('TORCH' if 'torch' in sys.modules else 'NO-TORCH')" % (command,))
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

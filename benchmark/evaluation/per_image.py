@@ -16,7 +16,6 @@ import warnings
 
 import numpy as np
 
-from benchmark import distributed
 from benchmark.data.types import IGNORE_LABEL
 
 KEYS = ("image_count", "image_index", "image_class", "image_tp", "image_gt", "image_pred")
@@ -41,6 +40,8 @@ class PerImageCounts:
 
     def gathered(self) -> dict[str, np.ndarray]:
         """Every rank's entries (torchrun), sorted by image: the arrays a single process would hold."""
+        from benchmark import distributed  # imports torch: not at module level (the leaderboard reads this module)
+
         parts = distributed.gather_sorted(self.parts)  # in validation order
         rows = np.concatenate(parts) if parts else np.zeros((0, 4), dtype=np.int64)
         image = np.repeat(np.arange(len(parts), dtype=np.int32), [len(r) for r in parts])
