@@ -154,6 +154,9 @@ class AvalancheStrategy(TrainedHeadMethod):
 
     def __init__(self, config, segmenter, num_classes: int, seed: int = 0) -> None:
         super().__init__(config, segmenter, num_classes, seed)
+        if self.cached is not None:
+            raise UserError("method=avalanche on model=cached is not available yet: its strategies train the dense "
+                            "head; use finetune, replay, joint or ewc")
         check_strategy(config.strategy, dict(config.strategy_args))
         self.strategy_cls = available_strategies()[config.strategy]
         text = torch.zeros(num_classes, segmenter.embed_dim)  # (C, D): filled as classes are revealed

@@ -14,6 +14,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
+from baselines import cached_head
 from baselines.trainable import GATHER_CHUNK, TrainConfig, TrainedHeadMethod, TrainingSet, label_grid
 from benchmark.data.types import IGNORE_LABEL, Sample
 from benchmark.method import StepData, register_method
@@ -29,6 +30,10 @@ class Joint(TrainedHeadMethod):
 
     def __init__(self, config, segmenter, num_classes: int, seed: int = 0) -> None:
         super().__init__(config, segmenter, num_classes, seed)
+        # model=cached: per seen image its proposals' votes over the labels revealed so far (cached_head.py)
+        self.votes: dict[str, np.ndarray] = {}
+        if self.cached is not None:
+            return
         self.store = TrainingSet(segmenter.storage_dtype)  # every image seen with a labelled sample
         self.seen: dict[str, int | None] = {}  # image id -> its row in the store (None: no labelled sample yet),
         # in first-seen order: the order joint trains in
@@ -51,6 +56,9 @@ class Joint(TrainedHeadMethod):
             yield sample
 
     def learn(self, step: StepData) -> None:
+        if self.cached is not None:
+            self._learn_cached(step)
+            return
         labelled: list[str] = []
         fresh = self.training_set(self._new_images(step, labelled))  # frozen inputs of the new images only
         try:
@@ -65,13 +73,32 @@ class Joint(TrainedHeadMethod):
         self.fit(data, step)
         self.after_step(step, data)
 
+    def _learn_cached(self, step: StepData) -> None:
+        samples = list(step.samples())
+        for start in range(0, len(samples), self.segmenter.config.batch_size):
+            batch = samples[start:start + self.segmenter.config.batch_size]
+            for sample, votes in zip(batch, self.cached.image_votes(batch)):
+                known = self.votes.get(sample.image_id)
+                self.votes[sample.image_id] = votes if known is None else cached_head.merge_votes(known, votes)
+        data = self.cached.joint_training_set(self.votes)
+        try:
+            self.fit(data, step)
+            self.after_step(step, data)
+        finally:
+            data.close()
+
     def state_dict(self) -> dict:
+        if self.cached is not None:
+            return {**super().state_dict(), "votes": dict(self.votes)}
         rows = range(len(self.store))
         stored = (self.store.inputs.read(rows), self.store.targets.read(rows)) if len(self.store) else (None, None)
         return {**super().state_dict(), "seen": dict(self.seen), "inputs": stored[0], "targets": stored[1]}
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
+        if self.cached is not None:
+            self.votes = dict(state["votes"])
+            return
         self.store.close()
         self.store = TrainingSet(self.segmenter.storage_dtype)
         if state["inputs"] is not None:
@@ -79,4 +106,6 @@ class Joint(TrainedHeadMethod):
         self.seen = dict(state["seen"])
 
     def memory_bytes(self) -> int:
+        if self.cached is not None:
+            return super().memory_bytes() + sum(v.nbytes for v in self.votes.values())
         return super().memory_bytes() + self.store.nbytes

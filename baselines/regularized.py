@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from baselines.trainable import TrainConfig, TrainedHeadMethod, TrainingSet, class_index_targets, pixel_cross_entropy
+from baselines.trainable import TrainConfig, TrainedHeadMethod, TrainingSet, class_index_targets
 from benchmark.errors import UserError
 from benchmark.method import StepData, register_method
 
@@ -51,7 +51,8 @@ class EWC(TrainedHeadMethod):
         if len(data) == 0:
             return
         device = self.segmenter.device
-        text = self.segmenter.text_embeddings(step.vocabulary.subset(step.seen_classes)).to(device)
+        vocab = step.vocabulary.subset(step.seen_classes)
+        text = self.segmenter.text_embeddings(vocab).to(device) if self.cached is None else None
         seen_ids = sorted(step.seen_classes)
         params = self._trained()
         fisher = {n: torch.zeros_like(p) for n, p in params.items()}
@@ -59,7 +60,7 @@ class EWC(TrainedHeadMethod):
             self.head.zero_grad(set_to_none=True)
             inputs, targets = data.batch(batch)
             targets = class_index_targets(targets, seen_ids).to(device)
-            pixel_cross_entropy(self.logits(self.head(inputs.to(device)), text), targets).backward()
+            self.task_loss(self.head(inputs.to(device)), targets, vocab, text).backward()
             for n, p in params.items():
                 fisher[n] += p.grad.detach() ** 2 * len(batch) / len(data)
         self.head.zero_grad(set_to_none=True)
@@ -89,6 +90,9 @@ class LwF(TrainedHeadMethod):
 
     def __init__(self, config, segmenter, num_classes: int, seed: int = 0) -> None:
         super().__init__(config, segmenter, num_classes, seed)
+        if self.cached is not None:
+            raise UserError("method=lwf on model=cached is not available yet: its distillation compares dense "
+                            "logits, which exported predictions do not have; use finetune, replay, joint or ewc")
         if config.alpha < 0 or config.temperature <= 0:
             raise UserError(f"method.alpha must be >= 0 and method.temperature positive (got {config.alpha}, {config.temperature})")
         self.teacher = None  # the adapted-feature model after the previous step

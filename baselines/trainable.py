@@ -21,6 +21,9 @@ without materialising the upsampled logits (memory B·g·g·C, fine for 847 clas
 Prediction reuses the zero-shot machinery for comparability: the adapted dense features are mask-pooled under
 the segmenter's proposals, classified against the text embeddings of the asked vocabulary, and turned into
 outputs by `outputs_from_probs` (so panoptic streams work too).
+
+On `model=cached` (exported predictions, no dense features) the head adapts each proposal's exported class
+scores instead and trains on mask-level targets: baselines/cached_head.py.
 """
 from __future__ import annotations
 
@@ -61,6 +64,7 @@ class TrainConfig:
     epochs: int = 6  # passes over the step's training set
     batch_size: int = 16  # images per optimisation step
     label_samples_per_cell: int = 4  # labels sampled s x s per feature cell (nearest) for the pixel-wise loss
+    proposal_match_fraction: float = 0.5  # model=cached: a proposal trains on the class covering this share of it
 
 
 class AdaptedFeatures(nn.Module):
@@ -240,6 +244,16 @@ class TrainedHeadMethod(ContinualMethod):
         for key in ("lr", "epochs", "batch_size", "label_samples_per_cell"):
             if not getattr(config, key) > 0:
                 raise UserError(f"method.{key} must be positive, got {getattr(config, key)} ({name})")
+        self.cached = None  # model=cached: the head adapts exported class scores (baselines/cached_head.py)
+        if getattr(segmenter.config, "kind", "open_clip") == "cached":
+            from baselines.cached_head import CachedScoreTraining
+
+            if config.trainable != "head" or not 0 <= config.proposal_match_fraction <= 1:
+                raise UserError(f"model=cached trains method.trainable=head only, with method.proposal_match_fraction "
+                                f"within [0, 1] (got {config.trainable}, {config.proposal_match_fraction}; {name})")
+            self.cached = CachedScoreTraining(segmenter, config.hidden, config.proposal_match_fraction)
+            self.head = self.cached.head.to(segmenter.device)
+            return
         self.head = AdaptedFeatures(segmenter, config.trainable, config.hidden).to(segmenter.device)
         self.grid = segmenter.config.input_size // segmenter.patch_size
 
@@ -261,6 +275,8 @@ class TrainedHeadMethod(ContinualMethod):
         images it owns (`distributed.owner`); each window's inputs are then gathered in single-process order,
         so every rank holds the training set a single process builds.
         """
+        if self.cached is not None:
+            return self.cached.training_set(samples)
         data = TrainingSet(self.segmenter.storage_dtype)
         owned: list[tuple[int, torch.Tensor]] = []  # (position in the window, frozen input)
         targets: list[np.ndarray] = []  # the window's label grids
@@ -324,7 +340,8 @@ class TrainedHeadMethod(ContinualMethod):
         if len(data) == 0:
             return
         device = self.segmenter.device
-        text = self.segmenter.text_embeddings(step.vocabulary.subset(step.seen_classes)).to(device)  # (C, D)
+        vocab = step.vocabulary.subset(step.seen_classes)
+        text = self.segmenter.text_embeddings(vocab).to(device) if self.cached is None else None  # (C, D)
         seen_ids = sorted(step.seen_classes)
         optimizer = self.make_optimizer()
         order = torch.Generator().manual_seed(self.seed * 1_000_003 + step.step)
@@ -341,7 +358,7 @@ class TrainedHeadMethod(ContinualMethod):
                 inputs, targets = data.batch(batch)
                 inputs, targets = inputs.to(device), class_index_targets(targets, seen_ids).to(device)
                 adapted = model(inputs)
-                loss = pixel_cross_entropy(self.logits(adapted, text), targets) + self.extra_loss(inputs, adapted, step)
+                loss = self.task_loss(adapted, targets, vocab, text) + self.extra_loss(inputs, adapted, step)
                 if not torch.isfinite(loss):
                     raise TrainingDiverged(
                         f"method {self.method_name}: training loss is {loss.item()} at step {step.step} (epoch {epoch}); "
@@ -350,6 +367,14 @@ class TrainedHeadMethod(ContinualMethod):
                 loss.backward()
                 optimizer.step()
         self.head.eval()
+
+    def task_loss(self, adapted: torch.Tensor, targets: torch.Tensor, vocab: Vocabulary,
+                  text: torch.Tensor | None) -> torch.Tensor:
+        """Cross-entropy over `vocab` (S_t): pixel-wise on dense features (`text` its (C, D) embeddings), or
+        per proposal on model=cached; targets are positions in `vocab` or IGNORE_INDEX."""
+        if self.cached is not None:
+            return self.cached.loss(adapted, targets, vocab)
+        return pixel_cross_entropy(self.logits(adapted, text), targets)
 
     def extra_loss(self, inputs: torch.Tensor, adapted: torch.Tensor, step: StepData) -> torch.Tensor | float:
         """A regulariser added to the cross-entropy (EWC, LwF); none by default."""
@@ -365,6 +390,8 @@ class TrainedHeadMethod(ContinualMethod):
 
     @torch.no_grad()
     def predict(self, images: list[ImageInput], vocab: Vocabulary) -> list[SegmentationOutput]:
+        if self.cached is not None:
+            return self.cached.predict(images, vocab)
         outputs = []
         dense = self.adapted_features(images)
         for image, feats, adapted in zip(images, self.segmenter.cached_image_features(images), dense):

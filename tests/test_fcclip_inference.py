@@ -88,19 +88,24 @@ CLASS_PROBS = [[0.90, 0.04, 0.03, 0.03],   # stuff, kept
                [0.30, 0.30, 0.30, 0.10]]
 
 
-@pytest.fixture
-def soft_predictions(tmp_path):
-    """A v2 folder with one image whose masks are soft blobs on FC-CLIP's output grid."""
+def write_soft_predictions(folder, semantic_at_input: bool = False, blobs: bool = True, object_threshold: float = 0.8):
+    """A v2 folder with one image whose masks are soft blobs (else rough random fields) on FC-CLIP's output grid."""
     rng = np.random.default_rng(3)
     centres = [(0, 0), (0, 5), (4, 0), (4, 3), (2, 2), (2, 4), (4, 5), (1, 3)]  # one blob per query
     rows, cols = np.mgrid[:GRID[0], :GRID[1]]
     mask_logits = np.stack([3.0 - 2.5 * np.hypot(rows - r, cols - c) for r, c in centres])
-    mask_logits += rng.normal(scale=0.5, size=mask_logits.shape)
+    mask_logits += rng.normal(scale=0.5 if blobs else 8.0, size=mask_logits.shape)
     logprobs = torch.log(torch.tensor(CLASS_PROBS) + 1e-8)  # as FC-CLIP's final mask_cls_results
-    write_meta(tmp_path, "toy", VOCAB.ids, void=True, producer="test")
-    write_image_predictions(tmp_path, "img", image_arrays(mask_logits, logprobs, INPUT, PADDED))
-    segmenter = CachedSegmenter(OmegaConf.create({"kind": "cached", "predictions_dir": str(tmp_path), "batch_size": 2}))
+    write_meta(folder, "toy", VOCAB.ids, void=True, producer="test", semantic_at_input=semantic_at_input,
+               object_threshold=object_threshold)
+    write_image_predictions(folder, "img", image_arrays(mask_logits, logprobs, INPUT, PADDED))
+    segmenter = CachedSegmenter(OmegaConf.create({"kind": "cached", "predictions_dir": str(folder), "batch_size": 2}))
     return segmenter, logprobs
+
+
+@pytest.fixture
+def soft_predictions(tmp_path):
+    return write_soft_predictions(tmp_path)
 
 
 def test_zeroshot_on_soft_masks_is_fcclip_inference_bit_for_bit(soft_predictions):
@@ -144,3 +149,67 @@ def test_semantic_bands_keep_the_argmax(soft_predictions, monkeypatch):
     whole = mask_inference.semantic_from_soft_masks(feats.soft_masks.probabilities(), probs, ids)
     monkeypatch.setattr(mask_inference, "SEMANTIC_CHUNK_ELEMENTS", 3 * WIDTH * 4)  # bands of 4 rows
     assert np.array_equal(mask_inference.semantic_from_soft_masks(feats.soft_masks.probabilities(), probs, ids), whole)
+
+
+@pytest.mark.parametrize("method", ["finetune", "joint", "ewc"])
+def test_untrained_score_head_is_zeroshot(soft_predictions, method):
+    """Before training, the learning baselines' head on model=cached (zero-initialised residual on the class
+    scores) predicts exactly what zero-shot does, void and soft masks included."""
+    import importlib
+
+    from baselines.zeroshot import ZeroShot
+    from benchmark.method import METHODS
+
+    importlib.import_module({"ewc": "baselines.regularized"}.get(method, f"baselines.{method}"))  # registers it
+    segmenter, _ = soft_predictions
+    image = ImageInput("img", np.zeros((HEIGHT, WIDTH, 3), np.uint8), panoptic=True)
+    baseline = METHODS.get(method)
+    learner = baseline(baseline.Config(), segmenter, num_classes=3).predict([image], VOCAB)[0]
+    zero = ZeroShot(ZeroShot.Config(), segmenter, num_classes=3).predict([image], VOCAB)[0]
+    assert np.array_equal(learner.sem_seg, zero.sem_seg) and np.array_equal(learner.pan_seg, zero.pan_seg)
+    assert learner.segments == zero.segments and learner.scores == zero.scores
+
+
+def test_semantic_at_input_is_fcclip_a847_order_bit_for_bit(tmp_path, monkeypatch):
+    """FC-CLIP's A-847 / PC-459 configs (PANOPTIC_ON and INSTANCE_ON off): semantic_inference on the padded
+    input, then sem_seg_postprocess of the class scores."""
+    from baselines.zeroshot import ZeroShot
+    from benchmark.models import mask_inference
+    from benchmark.models.cached import read_image_predictions
+    from benchmark.models.mask_inference import decode_mask_logits
+
+    segmenter, _ = write_soft_predictions(tmp_path, semantic_at_input=True, blobs=False)
+    image = ImageInput("img", np.zeros((HEIGHT, WIDTH, 3), np.uint8))
+    out = ZeroShot(ZeroShot.Config(), segmenter, num_classes=3).predict([image], VOCAB)[0]
+    stored = read_image_predictions(tmp_path, "img")
+    mask_pred = F.interpolate(decode_mask_logits(stored["mask_logits"], 64.0)[None], size=PADDED, mode="bilinear",
+                              align_corners=False)[0]
+    reference = sem_seg_postprocess(semantic_inference(torch.from_numpy(stored["class_logprobs"]), mask_pred),
+                                    INPUT, HEIGHT, WIDTH)
+    assert np.array_equal(out.sem_seg, reference.argmax(0).numpy())
+    masks_first = fcclip_upsample(decode_mask_logits(stored["mask_logits"], 64.0)[None], PADDED, INPUT, HEIGHT, WIDTH)
+    other_order = semantic_inference(torch.from_numpy(stored["class_logprobs"]), masks_first).argmax(0).numpy()
+    assert not np.array_equal(out.sem_seg, other_order)  # the order matters on this fixture
+    # classes a chunk at a time (here one class per chunk) keep the map
+    monkeypatch.setattr(mask_inference, "SEMANTIC_CHUNK_ELEMENTS", 1)
+    assert np.array_equal(ZeroShot(ZeroShot.Config(), segmenter, num_classes=3).predict([image], VOCAB)[0].sem_seg,
+                          out.sem_seg)
+
+
+def test_panoptic_uses_the_producers_thresholds(tmp_path):
+    """FC-CLIP's ADE20K config sets OBJECT_MASK_THRESHOLD 0.0: recorded in meta.json, applied by zero-shot."""
+    from baselines.zeroshot import ZeroShot
+    from benchmark.models.cached import read_image_predictions
+    from benchmark.models.mask_inference import decode_mask_logits
+
+    segmenter, _ = write_soft_predictions(tmp_path, object_threshold=0.0)
+    image = ImageInput("img", np.zeros((HEIGHT, WIDTH, 3), np.uint8), panoptic=True)
+    out = ZeroShot(ZeroShot.Config(), segmenter, num_classes=3).predict([image], VOCAB)[0]
+    stored = read_image_predictions(tmp_path, "img")
+    mask_pred = fcclip_upsample(decode_mask_logits(stored["mask_logits"], 64.0)[None], PADDED, INPUT, HEIGHT, WIDTH)
+    reference_pan, reference_info = panoptic_inference(torch.from_numpy(stored["class_logprobs"]), mask_pred, 3, {2},
+                                                       0.0, 0.8)
+    assert np.array_equal(out.pan_seg, reference_pan.numpy())
+    assert [s.category_id for s in out.segments] == [s["category_id"] for s in reference_info]
+    strict_pan, _ = panoptic_inference(torch.from_numpy(stored["class_logprobs"]), mask_pred, 3, {2}, 0.8, 0.8)
+    assert not torch.equal(reference_pan, strict_pan)  # the queries below 0.8 now take pixels

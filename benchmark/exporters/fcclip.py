@@ -155,8 +155,10 @@ def main(argv: list[str]) -> int:  # pragma: no cover - the parts that need FC-C
     out.mkdir(parents=True, exist_ok=True)
     check_folder(out, producer, vocabulary.name)
     # FCCLIP.__init__: `nn.Embedding(1, backbone.dim_latent)` is the void class in the pooled CLIP space
+    # FCCLIP.forward: semantic inference before or after resizing, as FC-CLIP's config has it (A-847: after)
     write_meta(out, vocabulary.name, vocabulary.ids, void=True, embedding_dim=int(model.backbone.dim_latent),
-               producer=producer)
+               producer=producer, semantic_at_input=not model.sem_seg_postprocess_before_inference,
+               object_threshold=model.object_mask_threshold, overlap_threshold=model.overlap_threshold)
     import detectron2.data.transforms as T
 
     resize = T.ResizeShortestEdge([fcclip_cfg.INPUT.MIN_SIZE_TEST] * 2, fcclip_cfg.INPUT.MAX_SIZE_TEST)

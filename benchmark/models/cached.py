@@ -9,6 +9,9 @@ File format (version 2), one folder per model and dataset, covering the training
                           "class_ids": [0, 1, ...],          # dataset class id of each class column
                           "void": true,                      # class_logprobs carry a trailing void column
                           "mask_logit_bound": 64.0,          # range of the quantised mask logits
+                          "semantic_at_input": false,        # semantic scores on the padded input, then resized
+                          "object_threshold": 0.8,           # the producer's panoptic inference thresholds
+                          "overlap_threshold": 0.8,
                           "embedding_dim": 768 | null,       # width of the optional mask embeddings
                           "logit_scale": 100.0,              # for `classify` with text_embeddings.npy
                           "producer": "fc-clip convnext-L"}  # free text: model, weights, commit
@@ -67,12 +70,17 @@ def prediction_file(directory: Path | str, image_id: str) -> Path:
 def write_meta(directory: Path | str, vocabulary: str, class_ids: list[int], void: bool = False,
                embedding_dim: int | None = None, logit_scale: float = 100.0, producer: str = "",
                text_embeddings: np.ndarray | None = None,
-               mask_logit_bound: float = DEFAULT_MASK_LOGIT_BOUND) -> None:
-    """Write meta.json (and text_embeddings.npy when given) of a format v2 predictions folder."""
+               mask_logit_bound: float = DEFAULT_MASK_LOGIT_BOUND, semantic_at_input: bool = False,
+               object_threshold: float = 0.8, overlap_threshold: float = 0.8) -> None:
+    """Write meta.json (and text_embeddings.npy when given) of a format v2 predictions folder;
+    `semantic_at_input`: the producer computes semantic scores on its padded input and resizes them;
+    object / overlap threshold: its panoptic inference's (benchmark/models/mask_inference.py)."""
     directory = Path(directory)
     atomic_write_json(directory / "meta.json", {
         "format": FORMAT, "version": VERSION, "vocabulary": vocabulary, "class_ids": [int(i) for i in class_ids],
-        "void": bool(void), "mask_logit_bound": float(mask_logit_bound), "embedding_dim": embedding_dim,
+        "void": bool(void), "mask_logit_bound": float(mask_logit_bound), "semantic_at_input": bool(semantic_at_input),
+        "object_threshold": float(object_threshold), "overlap_threshold": float(overlap_threshold),
+        "embedding_dim": embedding_dim,
         "logit_scale": float(logit_scale), "producer": producer})
     if text_embeddings is not None:
         np.save(directory / "text_embeddings.npy", np.asarray(text_embeddings, dtype=np.float32))
@@ -211,6 +219,8 @@ class CachedSegmenter:
         self.column = {class_id: c for c, class_id in enumerate(self.class_ids)}  # dataset class id -> column
         self.void = bool(self.meta.get("void" if self.version >= 2 else "no_object", False))
         self.mask_logit_bound = float(self.meta.get("mask_logit_bound", DEFAULT_MASK_LOGIT_BOUND))
+        self.semantic_at_input = bool(self.meta.get("semantic_at_input", False))
+        self.thresholds = (float(self.meta.get("object_threshold", 0.8)), float(self.meta.get("overlap_threshold", 0.8)))
         self.embed_dim = self.meta.get("embedding_dim")
         self.logit_scale = float(self.meta.get("logit_scale", 100.0))
         text_path = self.directory / "text_embeddings.npy"
@@ -238,7 +248,8 @@ class CachedSegmenter:
             size = (sample.height, sample.width)
             if self.version >= 2:
                 soft = SoftMasks(arrays["mask_logits"], self.mask_logit_bound, tuple(arrays["input_size"].tolist()),
-                                 tuple(arrays["padded_size"].tolist()), size, str(self.device))
+                                 tuple(arrays["padded_size"].tolist()), size, str(self.device), self.semantic_at_input,
+                                 *self.thresholds)
                 if len(soft) != len(logits):
                     raise DataError(f"{path}: {len(soft)} masks but {len(logits)} rows of class log-probabilities")
                 mask_probs = soft.probabilities()  # (M, H, W)
@@ -257,6 +268,14 @@ class CachedSegmenter:
                                      logits=logits, soft_masks=soft))
         return out
 
+    def class_scores(self, image_id: str) -> torch.Tensor:
+        """(M, K[+1]) one image's exported class scores alone (its masks are not read)."""
+        path = prediction_file(self.directory, image_id)
+        if not path.is_file():
+            read_image_predictions(self.directory, image_id)  # raises the missing-file error
+        with np.load(path, allow_pickle=False) as data:
+            return torch.from_numpy(data["class_logprobs" if self.version >= 2 else "logits"].astype(np.float32))
+
     def cached_image_features(self, samples: list[Image]) -> list[ImageFeatures]:
         """`image_features` with a bounded in-memory cache keyed by image id and size."""
         keys = [f"{s.image_id}:{s.height}x{s.width}" for s in samples]
@@ -274,20 +293,25 @@ class CachedSegmenter:
                             f"logits for class ids {missing[:5]}; export them over the stream's vocabulary")
         return [self.column[i] for i in vocab.ids]
 
-    def _probs_with_void(self, features: ImageFeatures, vocab: Vocabulary) -> torch.Tensor:
-        """(M, C[+1]) softmax over the class scores of `vocab`'s classes and the void column (if exported)."""
-        columns = self._columns(vocab) + ([len(self.class_ids)] if self.void else [])
-        return features.logits[:, columns].softmax(dim=1)
+    def score_columns(self, vocab: Vocabulary) -> list[int]:
+        """Columns of the class scores for `vocab`'s classes, then the void column (if exported)."""
+        return self._columns(vocab) + ([len(self.class_ids)] if self.void else [])
+
+    def probs_with_void(self, scores: torch.Tensor, vocab: Vocabulary) -> tuple[torch.Tensor, torch.Tensor]:
+        """((M, C) non-void, (M,) void probabilities) from (M, K[+1]) class scores in the exported columns:
+        the softmax over `vocab`'s columns and void (FC-CLIP's `softmax(mask_cls)`), void split off (zeros
+        when the producer has no void class)."""
+        probs = scores[:, self.score_columns(vocab)].softmax(dim=1)
+        void = probs[:, len(vocab)] if self.void else torch.zeros(len(scores), dtype=probs.dtype, device=probs.device)
+        return probs[:, :len(vocab)], void
 
     def base_probs(self, features: ImageFeatures, vocab: Vocabulary) -> torch.Tensor:
         """(M, C) the non-void part of the softmax (FC-CLIP's `softmax(mask_cls)[..., :-1]`)."""
-        return self._probs_with_void(features, vocab)[:, :len(vocab)]
+        return self.probs_with_void(features.logits, vocab)[0]
 
     def void_probs(self, features: ImageFeatures, vocab: Vocabulary) -> torch.Tensor:
         """(M,) the void part of the softmax (zeros when the producer has no void class)."""
-        if not self.void:
-            return torch.zeros(len(features.logits))
-        return self._probs_with_void(features, vocab)[:, len(vocab)]
+        return self.probs_with_void(features.logits, vocab)[1]
 
     def text_embeddings(self, vocab: Vocabulary) -> torch.Tensor:
         if self._text is None:

@@ -21,14 +21,14 @@ def outputs_from_probs(features: ImageFeatures, probs: torch.Tensor, vocab: Voca
                        void_probs: torch.Tensor | None = None) -> SegmentationOutput:
     """probs: (M, C) non-void class probabilities over `vocab` for the M proposals of `features`; void_probs:
     (M,) their "no object" probabilities (None = the segmenter has no void class). Overlapping mask proposals
-    of cached external models go through their own inference (benchmark.models.mask_inference, with its two
-    thresholds): FC-CLIP's for soft masks (features.soft_masks), MaskFormer-style for binary ones."""
+    of cached external models go through their own inference (benchmark.models.mask_inference): FC-CLIP's for
+    soft masks (features.soft_masks, with the producer's thresholds), MaskFormer-style for binary ones (format
+    v1, with the two thresholds given here)."""
     if features.soft_masks is not None:
         from benchmark.models.mask_inference import outputs_from_soft_masks
 
         void = void_probs if void_probs is not None else torch.zeros(len(probs))
-        return outputs_from_soft_masks(features.soft_masks, probs, void, vocab, panoptic, object_threshold,
-                                       overlap_threshold)
+        return outputs_from_soft_masks(features.soft_masks, probs, void, vocab, panoptic)
     if features.masks is not None:
         from benchmark.models.mask_inference import outputs_from_masks
 

@@ -8,7 +8,11 @@ Soft masks (predictions format v2, `SoftMasks`): FC-CLIP's own post-processing, 
 - mask logits at the output resolution are upsampled bilinearly (align_corners=False) to the padded input,
   cropped to the unpadded input and upsampled bilinearly to the original image, then `sigmoid`;
 - semantic: scores(c, pixel) = sum_q P(q, c) · sigmoid(mask_q)(pixel) with P the class probabilities without
-  the void column (`einsum("qc,qhw->chw")`); each pixel takes the argmax class (detectron2's SemSegEvaluator);
+  the void column (`einsum("qc,qhw->chw")`); each pixel takes the argmax class (detectron2's SemSegEvaluator).
+  FC-CLIP orders this two ways (`sem_seg_postprocess_before_inference`): with panoptic or instance inference
+  on (its A-150 config) the masks are resized to the image first, as above; with both off (its A-847 and
+  PC-459 configs) the scores are computed on the padded input and then cropped and resized bilinearly
+  (`SoftMasks.semantic_at_input`, meta key `semantic_at_input`, recorded by the exporter);
 - panoptic: `scores, labels = P_with_void.max(-1)`; a query is kept when its label is not void and its score
   exceeds `object_threshold`; each pixel goes to the kept query with the highest score · mask probability; a
   kept query whose won pixels cover less than `overlap_threshold` of its own area (mask >= 0.5) is skipped;
@@ -62,15 +66,21 @@ class SoftMasks:
     padded_size: tuple[int, int]  # (H_pad, W_pad) the padded input that the (h, w) grid covers
     image_size: tuple[int, int]  # (H, W) the original image: evaluation resolution
     device: str = "cpu"  # where the upsampling and inference run (the segmenter's device: a GPU makes it fast)
+    semantic_at_input: bool = False  # semantic scores computed on the padded input, then resized (see module doc)
+    object_threshold: float = 0.8  # the producer's panoptic thresholds (FC-CLIP's ADE20K config: 0.0 and 0.8)
+    overlap_threshold: float = 0.8
 
     def __len__(self) -> int:
         return len(self.codes)
 
+    def padded_logits(self) -> torch.Tensor:
+        """(1, M, H_pad, W_pad) float32 mask logits upsampled to the padded input ("# upsample masks")."""
+        logits = decode_mask_logits(self.codes, self.bound)[None].to(self.device)  # (1, M, h, w)
+        return F.interpolate(logits, size=tuple(self.padded_size), mode="bilinear", align_corners=False)
+
     def probabilities(self) -> torch.Tensor:
         """(M, H, W) float32 mask probabilities at the image's resolution (FC-CLIP's upsampling, then sigmoid)."""
-        logits = decode_mask_logits(self.codes, self.bound)[None].to(self.device)  # (1, M, h, w)
-        logits = F.interpolate(logits, size=tuple(self.padded_size), mode="bilinear", align_corners=False)
-        logits = logits[0, :, : self.input_size[0], : self.input_size[1]].expand(1, -1, -1, -1)  # sem_seg_postprocess
+        logits = self.padded_logits()[0, :, : self.input_size[0], : self.input_size[1]].expand(1, -1, -1, -1)
         logits = F.interpolate(logits, size=tuple(self.image_size), mode="bilinear", align_corners=False)[0]
         return logits.sigmoid()
 
@@ -93,6 +103,29 @@ def semantic_from_soft_masks(mask_probs: torch.Tensor, class_probs: torch.Tensor
     class_probs = class_probs.to(mask_probs.device)
     for top in range(0, height, rows):
         best[top:top + rows] = semantic_scores(mask_probs[:, top:top + rows], class_probs).argmax(dim=0)
+    return class_ids[best.cpu().numpy()]
+
+
+def semantic_resized_from_input(masks: SoftMasks, class_probs: torch.Tensor, class_ids: np.ndarray) -> np.ndarray:
+    """(H, W) int64 class ids the other way FC-CLIP orders it: `semantic_scores` on the padded input, cropped and
+    resized bilinearly to the image (`sem_seg_postprocess` of the scores), argmax. Classes a chunk at a time
+    (bounded memory); a later chunk takes a pixel only with a strictly higher score (argmax's first index)."""
+    mask_probs = masks.padded_logits()[0].sigmoid()  # (M, H_pad, W_pad)
+    class_probs = class_probs.to(mask_probs.device)
+    (height, width), (in_height, in_width) = masks.image_size, masks.input_size
+    per_class = mask_probs.shape[1] * mask_probs.shape[2] + height * width
+    chunk = max(1, SEMANTIC_CHUNK_ELEMENTS // per_class)
+    best_score = best = None
+    for first in range(0, class_probs.shape[1], chunk):
+        scores = semantic_scores(mask_probs, class_probs[:, first:first + chunk])[:, :in_height, :in_width]
+        scores = F.interpolate(scores.expand(1, -1, -1, -1), size=(height, width), mode="bilinear",
+                               align_corners=False)[0]  # (c, H, W)
+        chunk_score, chunk_best = scores.max(dim=0)
+        if best is None:
+            best_score, best = chunk_score, chunk_best
+        else:
+            better = chunk_score > best_score
+            best_score, best = torch.where(better, chunk_score, best_score), torch.where(better, chunk_best + first, best)
     return class_ids[best.cpu().numpy()]
 
 
@@ -137,21 +170,27 @@ def panoptic_from_soft_masks(mask_probs: torch.Tensor, probs_with_void: torch.Te
 
 
 def outputs_from_soft_masks(masks: SoftMasks, probs: torch.Tensor, void_probs: torch.Tensor, vocab: Vocabulary,
-                            panoptic: bool, object_threshold: float = 0.8,
-                            overlap_threshold: float = 0.8) -> SegmentationOutput:
+                            panoptic: bool) -> SegmentationOutput:
     """SegmentationOutput from soft masks, (M, C) non-void class probabilities over `vocab` and (M,) void
-    probabilities (zeros for a model without a void class), by FC-CLIP's inference."""
-    mask_probs = masks.probabilities()  # (M, H, W)
+    probabilities (zeros for a model without a void class), by FC-CLIP's inference with the producer's
+    thresholds (`masks.object_threshold`, `masks.overlap_threshold`)."""
     ids = np.asarray(vocab.ids, dtype=np.int64)
     if len(masks) == 0:
         return SegmentationOutput(sem_seg=np.full(tuple(masks.image_size), ids[0], dtype=np.int64),
                                   pan_seg=np.zeros(tuple(masks.image_size), dtype=np.int64) if panoptic else None)
-    sem_seg = semantic_from_soft_masks(mask_probs, probs.float(), ids)
-    if not panoptic:
-        return SegmentationOutput(sem_seg=sem_seg)
+    if masks.semantic_at_input:
+        sem_seg = semantic_resized_from_input(masks, probs.float(), ids)
+        if not panoptic:
+            return SegmentationOutput(sem_seg=sem_seg)
+        mask_probs = masks.probabilities()  # (M, H, W)
+    else:
+        mask_probs = masks.probabilities()  # (M, H, W)
+        sem_seg = semantic_from_soft_masks(mask_probs, probs.float(), ids)
+        if not panoptic:
+            return SegmentationOutput(sem_seg=sem_seg)
     probs_with_void = torch.cat([probs.float(), void_probs.float()[:, None]], dim=1)
-    pan_seg, segments, scores = panoptic_from_soft_masks(mask_probs, probs_with_void, vocab, object_threshold,
-                                                         overlap_threshold)
+    pan_seg, segments, scores = panoptic_from_soft_masks(mask_probs, probs_with_void, vocab, masks.object_threshold,
+                                                         masks.overlap_threshold)
     return SegmentationOutput(sem_seg=sem_seg, pan_seg=pan_seg, segments=segments, scores=scores)
 
 

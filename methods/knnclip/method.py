@@ -63,7 +63,7 @@ class KnnClip(ContinualMethod):
         train_size: int = 0  # vectors buffered (searched exactly) before training the index; 0 = what it needs
         nprobe: int = 16  # IVF indexes: inverted lists visited per query
         ef_search: int = 64  # HNSW indexes: candidate list size per query
-        object_threshold: float = 0.8  # overlapping masks (model=cached), panoptic: keep masks with best prob > this
+        object_threshold: float = 0.8  # binary masks (model=cached v1), panoptic: keep masks with best prob > this
         overlap_threshold: float = 0.8  # ... whose visible share of their area is at least this
         void: str = "keep"  # keep | renormalise | drop: the base model's void mass in the fusion (fusion.py)
 
