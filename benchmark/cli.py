@@ -129,6 +129,7 @@ def multirun(overrides: list[str]) -> int:
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     config_overrides = [o for o in overrides if not o.lstrip("+~").startswith("hydra")]
+    check_launcher(overrides)
     try:
         parsed = OverridesParser.create().parse_overrides(config_overrides)
     except Exception as exc:  # hydra's OverrideParseException
@@ -152,6 +153,24 @@ def multirun(overrides: list[str]) -> int:
     finally:
         sys.argv = saved_argv
     return 0
+
+
+# hydra/launcher=NAME -> (module of its Hydra plugin, the extra of pyproject.toml or package that installs it)
+LAUNCHERS = {"joblib": ("hydra_plugins.hydra_joblib_launcher", "pip install 'covseg-bench[joblib]'"),
+             "submitit_slurm": ("hydra_plugins.hydra_submitit_launcher", "pip install hydra-submitit-launcher"),
+             "submitit_local": ("hydra_plugins.hydra_submitit_launcher", "pip install hydra-submitit-launcher")}
+
+
+def check_launcher(overrides: list[str]) -> None:
+    """A sweep launcher whose Hydra plugin is not installed is refused in one line naming what to install."""
+    import importlib.util
+
+    for item in overrides:
+        key, _, name = item.partition("=")
+        if key == "hydra/launcher" and name in LAUNCHERS:
+            module, install = LAUNCHERS[name]
+            if importlib.util.find_spec(module) is None:
+                raise UserError(f"hydra/launcher={name} needs its Hydra plugin, which is not installed: {install}")
 
 
 def list_main(argv: list[str]) -> int:

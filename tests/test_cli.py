@@ -88,3 +88,16 @@ def test_commands_that_run_no_model_import_no_torch(command, tmp_path):
             "sys.stderr.write('TORCH' if 'torch' in sys.modules else 'NO-TORCH')" % (command,))
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.stderr.endswith("NO-TORCH"), result.stderr
+
+
+def test_a_launcher_without_its_plugin_names_the_extra(monkeypatch):
+    import importlib.util
+
+    from benchmark.cli import run_main
+    from benchmark.errors import UserError
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name.startswith("hydra_plugins.hydra_joblib") else real_find_spec(name, *a))
+    with pytest.raises(UserError, match=r"hydra/launcher=joblib needs its Hydra plugin.*covseg-bench\[joblib\]"):
+        run_main(["-m", "method=zeroshot,knnclip", "hydra/launcher=joblib"])
