@@ -1,6 +1,10 @@
 """DINOv2 embedder at the image's own aspect ratio (short side to embedder_input_size, multiples of 14)."""
+from types import SimpleNamespace
+
 import numpy as np
 import torch
+
+from benchmark.data.types import ImageInput
 
 from benchmark.models.embedders import DinoV2Embedder
 from benchmark.models.segmenter import pool_regions
@@ -8,6 +12,7 @@ from benchmark.models.segmenter import pool_regions
 
 class NoSegmenter:
     digest = ""
+    config = SimpleNamespace(cache_memory_mb=16)
 
 
 def test_grid_keeps_the_aspect_ratio_and_pools_on_it():
@@ -26,6 +31,6 @@ def test_grid_keeps_the_aspect_ratio_and_pools_on_it():
     # pooling uses that grid: the left third of the wide image pools exactly the first patch column
     regions = np.full((60, 100), -1, dtype=np.int32)
     regions[:, :34] = 0
-    pooled = embedder.region_embeddings([type("S", (), {"image": wide})()], [regions], [1])[0]
+    pooled = embedder.region_embeddings([ImageInput("wide", wide)], [regions], [1])[0]
     assert torch.allclose(pooled[0], torch.nn.functional.normalize(dense[0][:, 0].mean(0), dim=0), atol=1e-5)
     assert torch.equal(pooled, pool_regions(dense[0], regions, 1))
