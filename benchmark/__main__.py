@@ -40,6 +40,28 @@ SUBCOMMANDS = {
 }
 
 
+# The harness's own top-level packages. Their names are fixed by the project layout (benchmark/ streams/ baselines/
+# methods/), so a folder of the same name in the working directory would be imported in their place: refuse that.
+OWN_PACKAGES = ("streams", "baselines", "methods")
+
+
+def check_not_shadowed() -> None:
+    """One line naming the folder when `streams`, `baselines` or `methods` resolves outside this installation
+    (e.g. a researcher's own `methods/` in the current directory); find_spec locates without importing."""
+    from importlib.util import find_spec
+    from pathlib import Path
+
+    home = Path(__file__).resolve().parent.parent
+    for name in OWN_PACKAGES:
+        spec = find_spec(name)
+        where = None if spec is None else (spec.origin or next(iter(spec.submodule_search_locations or []), None))
+        location = None if where is None else Path(where).resolve()  # .../methods/__init__.py or .../methods
+        if location is None or home not in (location.parent, location.parent.parent):
+            raise UserError(f"the package '{name}' resolves to {where}, not to covseg-bench's ({home / name}): a "
+                            f"folder or module named '{name}' on sys.path (often the current directory) shadows it; "
+                            f"rename it or run from another directory (own methods: COVSEG_PATH or an entry point)")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv or "debug=true" in argv
@@ -49,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
             print(__doc__)
             return 0
         command, rest = argv[0], argv[1:]
+        check_not_shadowed()
         if command not in SUBCOMMANDS:
             raise UserError(f"unknown subcommand '{command}'{suggest(command, list(SUBCOMMANDS))}; "
                             f"available: {', '.join(SUBCOMMANDS)}")
