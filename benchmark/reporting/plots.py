@@ -246,7 +246,7 @@ def forgetting_bars_figure(bars: Sequence[tuple[str, float, float, int]], title:
     axes.axvline(0, color="0.3", linewidth=0.8)
     right = max([b[1] + np.nan_to_num(b[2]) for b in bars] + [1.0])
     axes.set_xlim(min([0.0] + [b[1] - np.nan_to_num(b[2]) for b in bars]) * 1.1, right * 1.35 + 1)
-    axes.set_xlabel("forgetting (max, Chaudhry): mIoU points lost on earlier steps' classes; lower is better")
+    axes.set_xlabel("forgetting (max, Chaudhry): mIoU points lost on earlier steps' classes\n(lower is better)")
     axes.set_title(title, fontsize=10)
     axes.grid(axis="x", alpha=0.3)
     return figure
