@@ -306,10 +306,9 @@ def export_main(argv: list[str]) -> int:
         raise UserError(f"--out {out} is a file, not a folder")
     from benchmark.models import build_segmenter
     from benchmark.models.cached import export_predictions
-    from streams.builder import cache_dir_for
 
     images, vocabulary, progress = stream_images(cfg)
-    segmenter = build_segmenter(cfg.model, seed=cfg.seed, device=cfg.device, cache_root=cache_dir_for(data_root(cfg)))
+    segmenter = build_segmenter(cfg.model, seed=cfg.seed, device=cfg.device)
     m = cfg.model
     producer = (f"covseg-bench model={m.name} arch={m.arch} pretrained={m.pretrained} proposals={m.proposals} "
                 f"input_size={m.input_size} templates={m.templates} seed={cfg.seed} digest={segmenter.digest}")

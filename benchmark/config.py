@@ -95,7 +95,7 @@ class ModelConfig:
     superpixel_compactness: float = 30.0  # SLIC compactness (higher: more regular superpixels)
     templates: str = "single"  # prompt template set: single | ensemble
     batch_size: int = 8  # images per forward pass
-    cache_dir: Optional[str] = None  # disk cache of per-image features; None = <data root>/covseg_cache/features, off = none
+    cache_dir: Optional[str] = None  # disk cache of per-image features; None = $XDG_CACHE_HOME/covseg-bench/features, off = none
     cache_memory_mb: float = 1024.0  # in-memory per-image caches (validation / training images, each): MB, LRU evicted
     feature_dtype: str = "float16"  # storage of cached embeddings and dense features (computed in float32): float16 | float32
     predictions_dir: Optional[str] = None  # kind=cached: folder of exported predictions (benchmark/models/cached.py)

@@ -20,6 +20,7 @@ from benchmark.evaluation.per_image import PerImageCounts
 from benchmark.evaluation.semantic import SemanticEvaluator
 from benchmark.method import METHODS, ContinualMethod, StepData, filter_sample
 from benchmark.models import build_segmenter
+from benchmark.models.feature_cache import directory_bytes
 from benchmark.reporting.progress import Progress
 from benchmark.checkpoint import load_checkpoint, rng_states, save_checkpoint, set_rng_states
 from benchmark.reporting.results import RunWriter, find_resumable, torch_environment
@@ -77,7 +78,7 @@ def prepare_run(cfg: DictConfig) -> RunContext:
     torch.set_num_threads(thread_count(cfg.threads))
     progress = Progress(quiet=cfg.quiet or not distributed.is_main())
     train, val, stream = open_stream_data(cfg, progress)
-    segmenter = build_segmenter(cfg.model, seed=cfg.seed, device=device, cache_root=cache_dir_for(data_root(cfg)))
+    segmenter = build_segmenter(cfg.model, seed=cfg.seed, device=device)
     method_cls = METHODS.get(cfg.method.name)
     method = method_cls(method_config(cfg), segmenter, len(train.vocabulary), seed=cfg.seed)
     return RunContext(cfg, stream, train, val, method, progress)
@@ -191,7 +192,9 @@ def encoder_passes(ctx: RunContext, first_step: int) -> dict:
     training = {image_id for ids in ctx.stream.train_image_ids[first_step:] for image_id in ids}
     validation = len(distributed.shard(range(validation_count(ctx.cfg, ctx.val))))
     embedder = getattr(ctx.method, "embedder", None)
-    return {"backbone_images": getattr(segmenter, "backbone_images", None),
+    disk = getattr(segmenter, "cache_dir", None)
+    return {"disk_cache": str(disk) if disk else None, "disk_cache_bytes": directory_bytes(disk),
+            "backbone_images": getattr(segmenter, "backbone_images", None),
             "embedder_images": getattr(embedder, "backbone_images", None),  # DINOv2 embedders only
             "text_prompts": getattr(segmenter, "text_prompts", None),
             "distinct_images": len(training) + validation, "distinct_training_images": len(training)}

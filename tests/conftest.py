@@ -1,8 +1,13 @@
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
 import torch
+
+# the default disk feature cache ($XDG_CACHE_HOME/covseg-bench) of every test run is a fresh folder: tests never
+# read another session's (or the user's) cached features
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="covseg-test-cache-")
 
 
 @pytest.fixture(scope="session")

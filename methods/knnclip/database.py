@@ -109,8 +109,8 @@ def index_bytes(index) -> int:
 
 
 class RetrievalDatabase:
-    def __init__(self, dim: int, index_spec: str = AUTO, train_size: int = 0, nprobe: int = 16,
-                 ef_search: int = 64, exact_max: int = 16384, backend: str = "faiss", device: str = "cpu") -> None:
+    def __init__(self, dim: int, index_spec: str = AUTO, train_size: int = 0, nprobe: int = 8,
+                 ef_search: int = 64, exact_max: int = 4096, backend: str = "faiss", device: str = "cpu") -> None:
         self.dim = dim
         self.index_spec = index_spec
         self.nprobe = nprobe  # IVF lists visited per query

@@ -53,7 +53,7 @@ class KnnClip(ContinualMethod):
         vote: str = "similarity"  # similarity | uniform
         confidence: str = "max_prob"  # max_prob | mean_sim
         index: str = "auto"  # auto (exact while small, then IVF-PQ, retrained as it grows) | a faiss factory string
-        exact_max: int = 16384  # index=auto: entries searched exactly before switching to the compressed index
+        exact_max: int = 4096  # index=auto: entries searched exactly before switching to the compressed index
         backend: str = "auto"  # faiss | torch (exact search on the device) | auto: torch on CUDA, else faiss
         embedder: str = "clip"  # clip | segmenter | dinov2_vits14 | dinov2_vitb14 | dinov2_vitl14 | dinov2_vitg14
         embedder_input_size: int = 224  # dinov2_*: short side of the input, a multiple of 14 (aspect ratio kept)
@@ -61,7 +61,7 @@ class KnnClip(ContinualMethod):
         embedder_depth: Optional[int] = None  # dinov2_*: keep the first N blocks only (cheap tests); None = all
         match_fraction: float = 0.5  # embedder=segmenter: a proposal labels the segment holding this share of it
         train_size: int = 0  # vectors buffered (searched exactly) before training the index; 0 = what it needs
-        nprobe: int = 16  # IVF indexes: inverted lists visited per query
+        nprobe: int = 8  # IVF indexes: inverted lists visited per query
         ef_search: int = 64  # HNSW indexes: candidate list size per query
         object_threshold: float = 0.8  # binary masks (model=cached v1), panoptic: keep masks with best prob > this
         overlap_threshold: float = 0.8  # ... whose visible share of their area is at least this
