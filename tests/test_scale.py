@@ -131,13 +131,13 @@ def test_auto_index_is_exact_while_small_then_compressed_and_retrained():
     for a, b in zip(auto.search(vectors[:50], 8), flat.search(vectors[:50], 8)):
         assert torch.equal(a, b)  # exact up to exact_max
     auto.add(vectors[700:800], labels[700:800])  # past exact_max: trained on all 800
-    assert auto.trained_entries == 800 and auto.index_reports[0]["index"] == auto_index_spec(32, 800) == "IVF16,PQ16x4fs"
+    assert auto.trained_entries == 800 and auto.index_reports[0]["index"] == auto_index_spec(32, 800) == "IVF16,SQ8"
     assert auto.index_reports[0]["majority_agreement"] >= 0.9
     auto.add(vectors[800:3199], labels[800:3199])  # extended, not retrained, below RETRAIN_GROWTH x 800
     assert len(auto.index_reports) == 1 and len(auto) == 3199
     auto.add(vectors[3199:], labels[3199:])
     assert auto.trained_entries == 3300 >= RETRAIN_GROWTH * 800 and len(auto.index_reports) == 2
-    assert auto.index_reports[1]["index"] == "IVF64,PQ16x4fs"
+    assert auto.index_reports[1]["index"] == "IVF64,SQ8"
     assert auto.memory_bytes() < flat.memory_bytes() * 3300 / 700  # codes + float16 copy < float32 vectors
     clone = RetrievalDatabase(32, "auto", exact_max=700)
     clone.load_state_dict(auto.state_dict())

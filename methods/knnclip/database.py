@@ -2,8 +2,8 @@
 (= cosine similarity).
 
 `index=auto` (the default) searches exactly (faiss IndexFlatIP) while the database holds at most `exact_max`
-entries, then builds a trained compressed index, IVF-PQ with 4-bit fast-scan codes (`auto_index_spec`: about
-4·sqrt(N) lists, dim/2 sub-quantizers), retrained on the whole database each time it has grown `RETRAIN_GROWTH`
+entries, then builds a trained compressed index, IVF with 8-bit scalar-quantised codes (`auto_index_spec`: about
+4·sqrt(N) lists; a quarter of float32's bytes), retrained on the whole database each time it has grown `RETRAIN_GROWTH`
 times since the last training (a continual stream brings new classes, which old centroids fit badly). It keeps
 a float16 copy of the vectors for retraining, and after every (re)training reports the agreement of the
 majority label over k neighbours with exact search on a sample of the database (`index_reports`).
@@ -44,13 +44,13 @@ def _faiss():
 
 def auto_index_spec(dim: int, entries: int) -> str:
     """The compressed index of index=auto for `entries` vectors of `dim`: IVF with a power of two near
-    4·sqrt(N) lists (at least 39 training points each) and PQ fast-scan with dim/2 sub-quantizers of 4 bits
-    (SQ8 for odd dimensions)."""
+    4·sqrt(N) lists (at least 39 training points each) and 8-bit scalar quantisation. Measured on the demo at
+    scale 16 (README): PQ(dim/2)x4fs was as fast but agreed with exact search's majority label on 85% of
+    entries and cost 5.7 mIoU points; SQ8 keeps the neighbours (recall@16 ~0.99 in `perf retrieval`)."""
     nlist = 2 ** int(round(np.log2(max(4 * np.sqrt(entries), 1))))
     while nlist > 1 and nlist * MIN_POINTS_PER_CENTROID > entries:
         nlist //= 2
-    codes = f"PQ{dim // 2}x4fs" if dim % 2 == 0 else "SQ8"
-    return f"IVF{nlist},{codes}"
+    return f"IVF{nlist},SQ8"
 
 
 def torch_topk(database: torch.Tensor, queries: torch.Tensor, k: int, block: int = SEARCH_BLOCK) -> tuple[torch.Tensor, torch.Tensor]:
