@@ -100,7 +100,7 @@ def real_model_sizes() -> dict:
     scene = generate_image(0, 0, _class_textures(0))[0]  # textured regions: SLIC finds its usual ~150 superpixels
     sizes = {}
     for name, (_, _, (height, width)) in DATASETS.items():
-        image = np.asarray(Image.fromarray(scene).resize((width, height), Image.BILINEAR))
+        image = np.array(Image.fromarray(scene).resize((width, height), Image.BILINEAR))
         features = segmenter.image_features([ImageInput(f"{name}-probe", image)])[0]
         sizes[name] = {"validation_state": features.nbytes, "proposals": len(features.stored_embeddings),
                        "proposal_codes": features.proposal_codes.nbytes}
