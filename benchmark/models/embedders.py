@@ -154,7 +154,7 @@ class DinoV2Embedder(Embedder):
         for grid in dict.fromkeys(grids):
             members = [i for i, g in enumerate(grids) if g == grid]
             batch = torch.stack([
-                F.interpolate(torch.from_numpy(images[i]).permute(2, 0, 1)[None].float(),
+                F.interpolate(torch.tensor(images[i]).permute(2, 0, 1)[None].float(),
                               size=(grid[0] * 14, grid[1] * 14), mode="bilinear", align_corners=False)[0]
                 for i in members
             ]) / 255.0

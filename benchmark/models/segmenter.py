@@ -245,8 +245,9 @@ class OpenVocabSegmenter:
         """(B, 1 + g*g, width) ViT tokens (batch first) entering the last block: the frozen part below a
         trainable last block (baselines with trainable=last_block cache these)."""
         size = self.config.input_size
+        # torch.tensor copies: the pixels are read-only views (ImageInput), which from_numpy warns about
         batch = torch.stack([
-            F.interpolate(torch.from_numpy(img).permute(2, 0, 1)[None].float(), size=(size, size),
+            F.interpolate(torch.tensor(img).permute(2, 0, 1)[None].float(), size=(size, size),
                           mode="bilinear", align_corners=False)[0]
             for img in images
         ]) / 255.0
