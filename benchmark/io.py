@@ -62,3 +62,9 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, np.ndarray):
         return value.tolist()
     raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
+def cache_home() -> Path:
+    """$XDG_CACHE_HOME/covseg-bench (~/.cache/covseg-bench): every disk cache of the harness lives here, never under
+    the data root, so shared read-only dataset folders stay as they are."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "covseg-bench"

@@ -4,14 +4,13 @@ A stream fixes: the class order (seeded permutation, frequency order, the datase
 the classes of each step C_t, and the training images of each step (overlap: every image with a pixel of C_t;
 disjoint: additionally no pixel of a future class; partition: each image in exactly one of the steps whose
 classes it holds; or the lists of `stream.train_lists`). Per-image class lists are read once per dataset split
-and cached next to the data; the stream's content hash (class order + per-step image lists) goes into every
+and cached outside the data root (`cache_dir_for`); the stream's content hash (class order + per-step image lists) goes into every
 run's manifest, so results of different stream versions are never mixed.
 """
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -301,4 +300,8 @@ def open_dataset(name: str, split: str, root: Path, demo_seed: int = 0, on_error
 
 
 def cache_dir_for(root: Path) -> Path:
-    return Path(os.environ.get("COVSEG_CACHE", Path(root) / "covseg_cache"))
+    """Where the per-image class lists of the datasets under `root` are cached: $XDG_CACHE_HOME/covseg-bench/
+    streams/<digest of the resolved root> (one folder per data root, none of it under the root itself)."""
+    from benchmark.io import cache_home
+
+    return cache_home() / "streams" / hashlib.sha256(str(Path(root).resolve()).encode()).hexdigest()[:16]

@@ -158,3 +158,18 @@ def test_train_lists_round_trip_and_mib_npy_lists(demo_root, tmp_path):
     (tmp_path / "lists" / "train-2.txt").write_text("no_such_image\n")
     with pytest.raises(UserError, match=r"train-2\.txt: image 'no_such_image' is not in the training split"):
         read_train_lists(tmp_path / "lists", 4, train)
+
+
+def test_building_a_stream_writes_nothing_under_the_data_root(demo_root, tmp_path, monkeypatch):
+    """Shared dataset folders are often read-only: the per-image class lists go to the cache folder instead."""
+    from streams.builder import build_stream, cache_dir_for, open_dataset
+    from benchmark.config import load_config
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    before = sorted(p for p in demo_root.rglob("*"))
+    cfg = load_config([f"data.root={demo_root}"])
+    train = open_dataset(cfg.stream.dataset, "train", demo_root, cfg.data.demo_seed, cfg.data.on_error)
+    build_stream(cfg.stream, train, cache_dir_for(demo_root))
+    assert sorted(p for p in demo_root.rglob("*")) == before
+    assert list(cache_dir_for(demo_root).glob("classes_*.json"))  # cached, under XDG_CACHE_HOME
+    assert cache_dir_for(demo_root).is_relative_to(tmp_path / "cache")

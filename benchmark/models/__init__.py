@@ -1,7 +1,6 @@
 """The frozen open-vocabulary segmenter shared by every method, built from configs/model/*.yaml."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from benchmark.errors import UserError
@@ -12,8 +11,9 @@ def feature_cache_dir(config) -> Path | None:
     (~/.cache/covseg-bench/features): outside the data root, so shared read-only dataset folders stay as they are."""
     if config.cache_dir:
         return None if str(config.cache_dir).lower() in ("off", "none", "false") else Path(config.cache_dir).expanduser()
-    home = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(home) / "covseg-bench" / "features"
+    from benchmark.io import cache_home
+
+    return cache_home() / "features"
 
 
 def build_segmenter(config, seed: int = 0, device: str = "cpu"):
