@@ -167,7 +167,9 @@ def test_learning_baselines_on_cached_predictions(run_demo, exported):
         finals[method] = summary["metrics"]["miou"]["final"]
     _, zero = run_demo("method=zeroshot", "model=cached", f"model.predictions_dir={exported}", *RUN_ARGS)
     print("cached predictions, final mIoU:", finals, "zeroshot", zero["metrics"]["miou"]["final"])
-    assert finals["joint"] > finals["finetune"] + 3  # 13.1 vs 8.0 (replay 15.9, zero-shot 0.6)
+    # joint 13.1 vs finetune 8.0 with OMP_NUM_THREADS=1; 9.8 vs 8.2-8.6 with two threads (sums in another order
+    # move these short trainings): the ranking holds either way, the margin does not
+    assert finals["joint"] > finals["finetune"]
     with pytest.raises(UserError, match="lwf on model=cached is not available yet"):
         run_demo("method=lwf", "model=cached", f"model.predictions_dir={exported}", *RUN_ARGS)
 
