@@ -129,6 +129,24 @@ def semantic_resized_from_input(masks: SoftMasks, class_probs: torch.Tensor, cla
     return class_ids[best.cpu().numpy()]
 
 
+def paste_segment(pan_seg: np.ndarray, segments: list[SegmentInfo], scores: list[float],
+                  stuff_segment: dict[int, int], visible: np.ndarray, visible_area: int, class_id: int,
+                  isthing: bool, score: float) -> None:
+    """Paste one kept query into the panoptic map as in MaskFormer / FC-CLIP: a thing is a new instance, a stuff
+    class merges into its one segment (created by its first query, whose score it keeps)."""
+    if not isthing and class_id in stuff_segment:
+        segment_id = stuff_segment[class_id]
+        pan_seg[visible] = segment_id
+        segments[segment_id - 1].area += visible_area
+        return
+    segment_id = len(segments) + 1
+    if not isthing:
+        stuff_segment[class_id] = segment_id
+    pan_seg[visible] = segment_id
+    segments.append(SegmentInfo(segment_id, class_id, False, isthing, visible_area))
+    scores.append(score)
+
+
 def panoptic_from_soft_masks(mask_probs: torch.Tensor, probs_with_void: torch.Tensor, vocab: Vocabulary,
                              object_threshold: float, overlap_threshold: float
                              ) -> tuple[np.ndarray, list[SegmentInfo], list[float]]:
@@ -155,17 +173,8 @@ def panoptic_from_soft_masks(mask_probs: torch.Tensor, probs_with_void: torch.Te
         visible_area = int(visible.sum())
         if won_area == 0 or original_area == 0 or visible_area == 0 or won_area / original_area < overlap_threshold:
             continue
-        if not isthing[class_id] and class_id in stuff_segment:  # merge stuff regions
-            segment_id = stuff_segment[class_id]
-            pan_seg[visible] = segment_id
-            segments[segment_id - 1].area += visible_area
-            continue
-        segment_id = len(segments) + 1
-        if not isthing[class_id]:
-            stuff_segment[class_id] = segment_id
-        pan_seg[visible] = segment_id
-        segments.append(SegmentInfo(segment_id, class_id, False, isthing[class_id], visible_area))
-        segment_scores.append(float(kept_scores[k]))
+        paste_segment(pan_seg, segments, segment_scores, stuff_segment, visible, visible_area, class_id,
+                      bool(isthing[class_id]), float(kept_scores[k]))
     return pan_seg, segments, segment_scores
 
 
@@ -226,17 +235,8 @@ def panoptic_from_masks(masks: np.ndarray, probs: torch.Tensor, vocab: Vocabular
         visible_area = int(visible.sum())
         if original_area == 0 or visible_area == 0 or visible_area / original_area < overlap_threshold:
             continue
-        if not isthing[class_id] and class_id in stuff_segment:
-            segment_id = stuff_segment[class_id]
-            pan_seg[visible] = segment_id
-            segments[segment_id - 1].area += visible_area
-            continue
-        segment_id = len(segments) + 1
-        if not isthing[class_id]:
-            stuff_segment[class_id] = segment_id
-        pan_seg[visible] = segment_id
-        segments.append(SegmentInfo(segment_id, class_id, False, isthing[class_id], visible_area))
-        scores.append(float(best_prob[proposal]))
+        paste_segment(pan_seg, segments, scores, stuff_segment, visible, visible_area, class_id,
+                      bool(isthing[class_id]), float(best_prob[proposal]))
     return pan_seg, segments, scores
 
 

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from benchmark.errors import UserError
+from methods.knnclip.database import majority_labels, torch_topk  # what kNN-CLIP runs is what is measured
 
 INGEST_CHUNK = 50_000  # vectors per database.add call
 
@@ -43,29 +44,6 @@ def clustered_vectors(count: int, dim: int, classes: int, modes: int, spread: fl
     for start in range(0, count, 100_000):  # chunks keep the temporary noise small at 1M entries
         vectors[start:start + 100_000] = jitter(centres[mode[start:start + 100_000]])
     return vectors, (mode // modes).astype(np.int32), centres
-
-
-def torch_topk(database: torch.Tensor, queries: torch.Tensor, k: int, block: int = 131_072) -> tuple[np.ndarray, np.ndarray]:
-    """Exact inner-product top-k by matmul + topk over database blocks, merged; (Q, k) scores and ids."""
-    best_scores = torch.full((len(queries), k), -torch.inf)
-    best_ids = torch.full((len(queries), k), -1, dtype=torch.long)
-    for start in range(0, len(database), block):
-        scores = queries @ database[start:start + block].T  # (Q, b)
-        top = scores.topk(min(k, scores.shape[1]), dim=1)
-        merged_scores = torch.cat([best_scores, top.values], dim=1)
-        merged_ids = torch.cat([best_ids, top.indices + start], dim=1)
-        keep = merged_scores.topk(k, dim=1).indices
-        best_scores, best_ids = merged_scores.gather(1, keep), merged_ids.gather(1, keep)
-    return best_scores.numpy(), best_ids.numpy()
-
-
-def majority_labels(neighbour_labels: np.ndarray) -> np.ndarray:
-    """(Q,) most frequent label per row (ties: the smallest label), ignoring -1."""
-    out = np.empty(len(neighbour_labels), dtype=np.int64)
-    for i, row in enumerate(neighbour_labels):
-        row = row[row >= 0]
-        out[i] = np.bincount(row).argmax() if len(row) else -1
-    return out
 
 
 def recall_at_k(found: np.ndarray, exact: np.ndarray) -> float:
@@ -105,7 +83,7 @@ def run_size(count: int, args: argparse.Namespace) -> list[dict]:
     database = database.clone()
     ingest = time.perf_counter() - started
     started = time.perf_counter()
-    _, torch_ids = torch_topk(database, torch.from_numpy(queries), k)
+    torch_ids = torch_topk(database, torch.from_numpy(queries), k)[1].numpy()
     torch_search = time.perf_counter() - started
     del database
     rows.append({"index": "torch matmul+topk", "ids": torch_ids, "labels": labels[torch_ids], "ingest_s": ingest,
