@@ -85,6 +85,13 @@ def add_root_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--root", type=Path, default=None, help="data root (default: $DETECTRON2_DATASETS or ./datasets)")
 
 
+def add_dst_argument(parser: argparse.ArgumentParser) -> None:
+    """`--dst`: the data root a `prepare` command that converts a raw release (`--src`) writes into."""
+    parser.add_argument(
+        "--dst", type=Path, default=None, help="data root to write into (default: $DETECTRON2_DATASETS or ./datasets)"
+    )
+
+
 def semseg_layout(image_dir: str, label_dir: str, label_ext: str, label_ignore: int = IGNORE_LABEL) -> Callable:
     """A builder for a `SemSegFolder` layout; `{folder}` in the templates is training / validation."""
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmark.data.catalog import DatasetSpec, PrepareCommand, register_dataset, register_prepare, semseg_layout
-from benchmark.data.catalog import vocabulary_field
+from benchmark.data.catalog import add_dst_argument, vocabulary_field
 from benchmark.data.readers import read_image
 from benchmark.data.types import IGNORE_LABEL
 from benchmark.data.writing import output_path, report, run_jobs, save_jpeg, save_tif16
@@ -157,9 +157,7 @@ def prepare_ade20k_full(args: argparse.Namespace) -> int:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--src", type=Path, required=True, help="the ADE20K_2021_17_01 folder or its parent")
-    parser.add_argument(
-        "--dst", type=Path, default=None, help="data root to write into (default: $DETECTRON2_DATASETS or ./datasets)"
-    )
+    add_dst_argument(parser)
 
 
 register_prepare(

@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 
 from benchmark.data.catalog import SPLIT_FOLDERS, DatasetSpec, PrepareCommand, register_dataset, register_prepare
-from benchmark.data.catalog import semseg_layout
+from benchmark.data.catalog import add_dst_argument, semseg_layout
 from benchmark.data.types import IGNORE_LABEL
 from benchmark.data.writing import copy_file, output_path, report, run_jobs, save_png8, save_tif16
 from benchmark.errors import DataError
@@ -153,9 +153,7 @@ def prepare_pascal_context(args: argparse.Namespace) -> int:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--src", type=Path, required=True, help="the VOC2010 folder (JPEGImages/, trainval/*.mat)")
-    parser.add_argument(
-        "--dst", type=Path, default=None, help="data root to write into (default: $DETECTRON2_DATASETS or ./datasets)"
-    )
+    add_dst_argument(parser)
     parser.add_argument(
         "--splits",
         type=Path,
