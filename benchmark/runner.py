@@ -118,7 +118,7 @@ def evaluate_step(ctx: RunContext, vocab: Vocabulary, step: int) -> dict[str, np
                 raise RuntimeError(f"method {cfg.method.name}: prediction of image {sample.image_id} is "
                                    f"{output.sem_seg.shape}, its image {gt.sem_seg.shape}")
             semantic.process(output.sem_seg, gt.sem_seg)
-            per_image.process(image_index, output.sem_seg, gt.sem_seg)
+            per_image.record(image_index, semantic.confusion)
             if panoptic is not None:
                 if output.pan_seg is None:
                     raise RuntimeError(f"method {cfg.method.name} returned no panoptic output on a panoptic stream")

@@ -19,9 +19,10 @@ def random_images(rng, count=7, classes=6):
 
 
 def counts_of(images, classes=6):
-    counts = PerImageCounts(classes)
+    counts, evaluator = PerImageCounts(classes), SemanticEvaluator(classes)
     for index, (pred, gt) in enumerate(images):
-        counts.process(index, pred, gt)
+        evaluator.process(pred, gt)
+        counts.record(index, evaluator.confusion)
     return counts.gathered()
 
 
@@ -53,3 +54,16 @@ def test_bootstrap_replicates_equal_the_naive_miou_of_each_resample():
                     evaluator.process(pred, gt)
             per_run.append(mean_iou(evaluator.confusion, classes, "present"))
         assert replicate == pytest.approx(np.mean(per_run), abs=1e-9)
+
+
+def test_each_images_counts_are_that_image_alone():
+    images = random_images(np.random.default_rng(2))
+    counts = counts_of(images)
+    for index, (pred, gt) in enumerate(images):
+        alone = SemanticEvaluator(6)
+        alone.process(pred, gt)
+        mine = counts["image_index"] == index
+        for name, reference in (("image_tp", np.diag(alone.confusion)), ("image_gt", alone.confusion.sum(1)),
+                                ("image_pred", alone.confusion.sum(0))):
+            got = np.bincount(counts["image_class"][mine], weights=counts[name][mine], minlength=6)
+            assert np.array_equal(got, reference)
