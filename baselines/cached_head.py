@@ -25,8 +25,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from baselines.trainable import IGNORE_INDEX, DiskRows
+from baselines.trainable import IGNORE_INDEX
 from benchmark.data.types import IGNORE_LABEL, ImageInput, Sample, Vocabulary
+from benchmark.disk_rows import DiskRows
 from benchmark.method import SegmentationOutput
 from benchmark.models.inference import outputs_from_probs
 

@@ -88,11 +88,12 @@ class Joint(TrainedHeadMethod):
             data.close()
 
     def state_dict(self) -> dict:
+        """The head, the seen images and the store itself: a checkpoint streams the store to side files
+        (benchmark/checkpoint.py), so saving never holds the stored images in memory."""
         if self.cached is not None:
             return {**super().state_dict(), "votes": dict(self.votes)}
-        rows = range(len(self.store))
-        stored = (self.store.inputs.read(rows), self.store.targets.read(rows)) if len(self.store) else (None, None)
-        return {**super().state_dict(), "seen": dict(self.seen), "inputs": stored[0], "targets": stored[1]}
+        return {**super().state_dict(), "seen": dict(self.seen), "inputs": self.store.inputs,
+                "targets": self.store.targets}
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
@@ -101,8 +102,11 @@ class Joint(TrainedHeadMethod):
             return
         self.store.close()
         self.store = TrainingSet(self.segmenter.storage_dtype)
-        if state["inputs"] is not None:
-            self.store.append(torch.from_numpy(state["inputs"]), state["targets"])
+        inputs, targets = state["inputs"], state["targets"]
+        if isinstance(inputs, np.ndarray):  # a checkpoint written before the store went to side files
+            self.store.append(torch.from_numpy(inputs), targets)
+        elif inputs is not None:  # a copy: the state's store may be another method's (or a checkpoint's)
+            self.store.inputs, self.store.targets = inputs.copy(), targets.copy()
         self.seen = dict(state["seen"])
 
     def memory_bytes(self) -> int:

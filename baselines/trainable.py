@@ -28,8 +28,6 @@ scores instead and trains on mask-level targets: baselines/cached_head.py.
 from __future__ import annotations
 
 import copy
-import os
-import tempfile
 from dataclasses import dataclass
 from typing import ClassVar, Iterable
 
@@ -40,6 +38,7 @@ from torch import nn
 
 from benchmark import distributed
 from benchmark.data.types import IGNORE_LABEL, ImageInput, Sample, Vocabulary
+from benchmark.disk_rows import DiskRows
 from benchmark.errors import UserError
 from benchmark.method import ContinualMethod, SegmentationOutput, StepData
 from benchmark.models.inference import outputs_from_probs
@@ -142,42 +141,6 @@ def pixel_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Te
     return -(picked * labelled).sum() / labelled.sum().clamp(min=1)
 
 
-class DiskRows:
-    """Equal-shaped rows appended to an anonymous temporary file (deleted when closed) and read back by index
-    with `pread`: the rows stay in the page cache, which the OS reclaims, not in the process's memory."""
-
-    def __init__(self, row_shape: tuple[int, ...], dtype: np.dtype) -> None:
-        self.row_shape = tuple(row_shape)
-        self.dtype = np.dtype(dtype)
-        self.row_bytes = int(np.prod(self.row_shape)) * self.dtype.itemsize
-        self.file = tempfile.TemporaryFile(prefix="covseg-training-")
-        self.count = 0
-
-    def __len__(self) -> int:
-        return self.count
-
-    def append(self, rows: np.ndarray) -> None:
-        self.file.seek(self.count * self.row_bytes)
-        self.file.write(np.ascontiguousarray(rows, dtype=self.dtype).tobytes())
-        self.count += len(rows)
-
-    def write(self, index: int, row: np.ndarray) -> None:
-        """Overwrite row `index`."""
-        os.pwrite(self.file.fileno(), np.ascontiguousarray(row, dtype=self.dtype).tobytes(), index * self.row_bytes)
-
-    def read(self, indices) -> np.ndarray:
-        """(len(indices), *row_shape) rows in the order asked."""
-        self.file.flush()  # appends go through the file object's buffer
-        out = np.empty((len(indices), *self.row_shape), dtype=self.dtype)
-        for i, index in enumerate(np.asarray(indices, dtype=np.int64).reshape(-1)):
-            out[i] = np.frombuffer(os.pread(self.file.fileno(), self.row_bytes, int(index) * self.row_bytes),
-                                   dtype=self.dtype).reshape(self.row_shape)
-        return out
-
-    def close(self) -> None:
-        self.file.close()
-
-
 class TrainingSet:
     """Frozen inputs and label grids of the images one step trains on, streamed through a store on disk
     (inputs in the segmenter's storage dtype, labels uint16), so memory does not grow with the number of
@@ -197,7 +160,7 @@ class TrainingSet:
     @property
     def nbytes(self) -> int:
         """Bytes of the whole store on disk."""
-        return sum(len(rows) * rows.row_bytes for rows in (self.inputs, self.targets) if rows is not None)
+        return sum(rows.nbytes for rows in (self.inputs, self.targets) if rows is not None)
 
     def subset(self, rows: list[int]) -> "TrainingSet":
         """A view of the store's `rows`, in that order (it shares, and does not own, the files)."""

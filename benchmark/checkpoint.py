@@ -2,10 +2,12 @@
 to `<run_dir>/checkpoint.pt`; a resumed run loads them and continues at step t + 1, so its summary equals that
 of an uninterrupted run. The raw statistics of steps 0..t are already on disk (written before the checkpoint).
 
-Memory stays O(state): the state is written straight to a temporary file (no in-memory copy of the whole
-pickle), tensors are written from their own storage, and faiss indexes in the state (kNN-CLIP's database)
-go to side files `checkpoint-<t>-<n>.faiss` through faiss's own writer; the checkpoint names them, and the
-previous step's side files are removed once the new checkpoint is in place.
+Memory stays O(state in memory), never O(what lives on disk): the state is written straight to a temporary
+file (no in-memory copy of the whole pickle), tensors are written from their own storage, faiss indexes in
+the state (kNN-CLIP's database) go to side files `checkpoint-<t>-<n>.faiss` through faiss's own writer, and
+disk-backed row stores (`DiskRows`: joint's training store) are streamed to side files
+`checkpoint-<t>-<n>.rows` a chunk at a time. The checkpoint names its side files, and the previous step's are
+removed once the new checkpoint is in place. Loading gives a new index / a new store holding a copy.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from benchmark.disk_rows import DiskRows
 from benchmark.errors import UserError
 
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -40,9 +43,13 @@ def _is_faiss_index(value: Any) -> bool:
 
 
 def _externalise(value: Any, write) -> Any:
-    """`value` with every faiss index replaced by {"__faiss_index__": file name} (`write(index)` -> name)."""
+    """`value` with every faiss index replaced by {"__faiss_index__": file name} and every DiskRows by
+    {"__disk_rows__": file name, its row shape, dtype and count} (`write(obj, suffix)` -> file name)."""
     if _is_faiss_index(value):
-        return {"__faiss_index__": write(value)}
+        return {"__faiss_index__": write(value, "faiss")}
+    if isinstance(value, DiskRows):
+        return {"__disk_rows__": write(value, "rows"), "row_shape": list(value.row_shape),
+                "dtype": value.dtype.str, "count": len(value)}
     if isinstance(value, dict):
         return {key: _externalise(item, write) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
@@ -56,6 +63,9 @@ def _internalise(value: Any, directory: Path) -> Any:
             import faiss
 
             return faiss.read_index(str(directory / value["__faiss_index__"]))
+        if "__disk_rows__" in value:
+            return DiskRows.from_file(directory / value["__disk_rows__"], tuple(value["row_shape"]),
+                                      np.dtype(value["dtype"]), int(value["count"]))
         return {key: _internalise(item, directory) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
         return type(value)(_internalise(item, directory) for item in value)
@@ -66,15 +76,21 @@ def save_checkpoint(run_dir: Path, completed_step: int, method_state: dict) -> N
     run_dir = Path(run_dir)
     written: list[str] = []
 
-    def write_index(index) -> str:
-        import faiss
+    def write_side_file(value, suffix: str) -> str:
+        name = f"checkpoint-{completed_step}-{len(written)}.{suffix}"
+        if suffix == "faiss":
+            import faiss
 
-        name = f"checkpoint-{completed_step}-{len(written)}.faiss"
-        faiss.write_index(index, str(run_dir / name))
+            faiss.write_index(value, str(run_dir / name))
+        else:
+            with open(run_dir / name, "wb") as handle:
+                value.copy_to(handle)
+        with open(run_dir / name, "rb+") as handle:  # on disk before checkpoint.pt names it
+            os.fsync(handle.fileno())
         written.append(name)
         return name
 
-    state = {"completed_step": completed_step, "method": _externalise(method_state, write_index), "rng": rng_states()}
+    state = {"completed_step": completed_step, "method": _externalise(method_state, write_side_file), "rng": rng_states()}
     fd, tmp = tempfile.mkstemp(prefix=f".{CHECKPOINT_FILE}.", suffix=".tmp", dir=run_dir)
     try:
         with os.fdopen(fd, "wb") as handle:
@@ -86,7 +102,7 @@ def save_checkpoint(run_dir: Path, completed_step: int, method_state: dict) -> N
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
-    for old in run_dir.glob("checkpoint-*.faiss"):  # the previous step's indexes
+    for old in [*run_dir.glob("checkpoint-*.faiss"), *run_dir.glob("checkpoint-*.rows")]:  # the previous step's
         if old.name not in written:
             old.unlink()
 

@@ -38,9 +38,10 @@ METRIC_KEYS = ("metrics", "matrices", "seen", "memory_bytes", "trainable_paramet
 
 @pytest.mark.parametrize("method, extra", [
     ("knnclip", []), ("finetune", []),
+    ("joint", []),  # its training store goes to checkpoint side files (benchmark/disk_rows.py)
     # an avalanche strategy whose state (the replay buffer) lives in avalanche objects
     ("avalanche", ["method.strategy=Replay", "+method.strategy_args.mem_size=12", "method.epochs=2"]),
-], ids=["knnclip", "finetune", "avalanche-replay"])
+], ids=["knnclip", "finetune", "joint", "avalanche-replay"])
 def test_sigkill_during_step_3_then_resume_gives_same_summary(demo_root, tmp_path, method, extra):
     import benchmark.plugins  # noqa: F401
     from benchmark.method import METHODS
