@@ -2,7 +2,7 @@
 (data.demo_scale) for each chosen method, each in its own process (so peak RSS is the method's own) with its own
 empty disk cache, and prints per method: learn and eval seconds per step, eval time over steps 2..T relative to
 zero-shot's in the same invocation, final mIoU (and its difference to exact search for kNN-CLIP runs, with
-`--exact`), peak RSS, backbone passes against the distinct images the run touched, bytes per image of every
+`--exact`), peak RSS and the in-memory caches' share of it, backbone passes against the distinct images the run touched, bytes per image of every
 in-memory cache, the database's bytes per entry and index=auto's majority agreement with exact search.
 
 Then it extrapolates to the real datasets with the per-image sizes of the real ViT-B/16 @ 448 architecture
@@ -127,6 +127,8 @@ def format_runs(runs: list[dict]) -> str:
             "final mIoU": run["final_miou"],
             "vs exact": run["final_miou"] - exact["final_miou"] if exact and run["database_entries"] else float("nan"),
             "peak RSS MB": run["peak_rss"] / 2**20,
+            # the part of RSS that grows with the data until model.cache_memory_mb (per cache) is reached
+            "caches peak MB": sum(cache["peak_bytes"] for cache in run["caches"].values()) / 2**20,
             "backbone/distinct": f"{passes['backbone_images'] + (passes['embedder_images'] or 0)}/{passes['distinct_images']}",
         }
         for role, cache in run["caches"].items():
