@@ -12,7 +12,7 @@ for soft masks) is labelled with the ground-truth class covering most of it, if 
 outside C_t, which are not void). Loss: cross-entropy over S_t and void. Prediction: P and void through the
 segmenter's own inference (FC-CLIP's for soft masks).
 
-The training set streams through the same kind of store on disk as the dense baselines (one row of K[+1]
+The training set streams through the dense baselines' store on disk (`TrainingSet`: one row of K[+1]
 float32 scores and one class id per labelled proposal). Embeddings are not adapted (FC-CLIP exports carry no
 text classifier to classify adapted embeddings against); that is the honest limit of this head.
 """
@@ -25,9 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from baselines.trainable import IGNORE_INDEX
+from baselines.trainable import IGNORE_INDEX, TrainingSet
 from benchmark.data.types import IGNORE_LABEL, ImageInput, Sample, Vocabulary
-from benchmark.disk_rows import DiskRows
 from benchmark.method import SegmentationOutput
 from benchmark.models.inference import outputs_from_probs
 
@@ -86,32 +85,6 @@ def proposal_targets(masks: np.ndarray, sem_seg: np.ndarray, match_fraction: flo
     return targets_from_votes(proposal_votes(masks, sem_seg), match_fraction)
 
 
-class ProposalSet:
-    """Labelled proposals of a step's images: (N, K[+1]) float32 scores and (N,) dataset class ids on disk."""
-
-    def __init__(self) -> None:
-        self.inputs: DiskRows | None = None
-        self.targets: DiskRows | None = None
-
-    def __len__(self) -> int:
-        return len(self.targets) if self.targets is not None else 0
-
-    def append(self, scores: torch.Tensor, targets: np.ndarray) -> None:
-        if self.inputs is None:
-            self.inputs = DiskRows(scores.shape[1:], np.float32)
-            self.targets = DiskRows((), np.int64)
-        self.inputs.append(scores.float().numpy())
-        self.targets.append(targets)
-
-    def batch(self, indices) -> tuple[torch.Tensor, torch.Tensor]:
-        return torch.from_numpy(self.inputs.read(indices)), torch.from_numpy(self.targets.read(indices))
-
-    def close(self) -> None:
-        for rows in (self.inputs, self.targets):
-            if rows is not None:
-                rows.close()
-
-
 class CachedScoreTraining:
     """What the learning baselines delegate to on model=cached: the head, its training set, loss, prediction."""
 
@@ -120,8 +93,8 @@ class CachedScoreTraining:
         self.match_fraction = match_fraction
         self.head = ScoreHead(len(segmenter.class_ids) + segmenter.void, hidden)
 
-    def training_set(self, samples: Iterable[Sample]) -> ProposalSet:
-        data = ProposalSet()
+    def training_set(self, samples: Iterable[Sample]) -> TrainingSet:
+        data = TrainingSet(torch.float32)  # (N, K[+1]) scores, (N,) class ids of labelled proposals
         batch: list[Sample] = []
 
         def store() -> None:
@@ -139,10 +112,10 @@ class CachedScoreTraining:
         store()
         return data
 
-    def joint_training_set(self, votes: dict[str, np.ndarray]) -> ProposalSet:
+    def joint_training_set(self, votes: dict[str, np.ndarray]) -> TrainingSet:
         """The labelled proposals of every image in `votes` (image id -> its proposals' merged votes), their
         scores read back from the exported predictions (the frozen model's outputs), in `votes` order."""
-        data = ProposalSet()
+        data = TrainingSet(torch.float32)  # (N, K[+1]) scores, (N,) class ids of labelled proposals
         for image_id, image_votes in votes.items():
             targets = targets_from_votes(image_votes, self.match_fraction)
             keep = targets != IGNORE_LABEL

@@ -44,11 +44,18 @@ def _is_faiss_index(value: Any) -> bool:
 
 def _externalise(value: Any, write) -> Any:
     """`value` with every faiss index replaced by {"__faiss_index__": file name} and every DiskRows by
-    {"__disk_rows__": file name, its row shape, dtype and count} (`write(obj, suffix)` -> file name)."""
+    {"__disk_rows__": file name, its row shape, dtype and count} (`write(suffix, save)` -> the file name,
+    `save(path)` writing the file)."""
     if _is_faiss_index(value):
-        return {"__faiss_index__": write(value, "faiss")}
+        import faiss
+
+        return {"__faiss_index__": write("faiss", lambda path: faiss.write_index(value, str(path)))}
     if isinstance(value, DiskRows):
-        return {"__disk_rows__": write(value, "rows"), "row_shape": list(value.row_shape),
+        def save_rows(path: Path) -> None:
+            with open(path, "wb") as handle:
+                value.copy_to(handle)
+
+        return {"__disk_rows__": write("rows", save_rows), "row_shape": list(value.row_shape),
                 "dtype": value.dtype.str, "count": len(value)}
     if isinstance(value, dict):
         return {key: _externalise(item, write) for key, item in value.items()}
@@ -76,15 +83,9 @@ def save_checkpoint(run_dir: Path, completed_step: int, method_state: dict) -> N
     run_dir = Path(run_dir)
     written: list[str] = []
 
-    def write_side_file(value, suffix: str) -> str:
+    def write_side_file(suffix: str, save) -> str:
         name = f"checkpoint-{completed_step}-{len(written)}.{suffix}"
-        if suffix == "faiss":
-            import faiss
-
-            faiss.write_index(value, str(run_dir / name))
-        else:
-            with open(run_dir / name, "wb") as handle:
-                value.copy_to(handle)
+        save(run_dir / name)
         with open(run_dir / name, "rb+") as handle:  # on disk before checkpoint.pt names it
             os.fsync(handle.fileno())
         written.append(name)
@@ -102,7 +103,7 @@ def save_checkpoint(run_dir: Path, completed_step: int, method_state: dict) -> N
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
-    for old in [*run_dir.glob("checkpoint-*.faiss"), *run_dir.glob("checkpoint-*.rows")]:  # the previous step's
+    for old in run_dir.glob("checkpoint-*"):  # the previous step's side files
         if old.name not in written:
             old.unlink()
 

@@ -2,8 +2,9 @@
 (data.demo_scale) for each chosen method, each in its own process (so peak RSS is the method's own) with its own
 empty disk cache, and prints per method: learn and eval seconds per step, eval time over steps 2..T relative to
 zero-shot's in the same invocation, final mIoU (and its difference to exact search for kNN-CLIP runs, with
-`--exact`), peak RSS and the in-memory caches' share of it, backbone passes against the distinct images the run touched, bytes per image of every
-in-memory cache, the database's bytes per entry and index=auto's majority agreement with exact search.
+`--exact`), peak RSS and the in-memory caches' share of it, backbone passes against the distinct images the run
+touched, bytes per image of every in-memory cache, the database's bytes per entry and index=auto's majority
+agreement with exact search.
 
 Then it extrapolates to the real datasets with the per-image sizes of the real ViT-B/16 @ 448 architecture
 (open_clip ViT-B-16, random weights: sizes do not depend on the weights), measured on one image of each

@@ -52,7 +52,7 @@ class KnnClip(ContinualMethod):
         lambda_: float = 0.7  # weight of P_ret in the fusion (config key `lambda`)
         vote: str = "similarity"  # similarity | uniform
         confidence: str = "max_prob"  # max_prob | mean_sim
-        index: str = "auto"  # auto (exact while small, then IVF-PQ, retrained as it grows) | a faiss factory string
+        index: str = "auto"  # auto (exact while small, then IVF-SQ8, retrained as it grows) | a faiss factory string
         exact_max: int = 4096  # index=auto: entries searched exactly before switching to the compressed index
         backend: str = "auto"  # faiss | torch (exact search on the device) | auto: torch on CUDA, else faiss
         embedder: str = "clip"  # clip | segmenter | dinov2_vits14 | dinov2_vitb14 | dinov2_vitl14 | dinov2_vitg14
