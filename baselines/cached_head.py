@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from baselines.trainable import IGNORE_INDEX, TrainingSet
+from baselines.training_set import IGNORE_INDEX, TrainingSet
 from benchmark.data.types import IGNORE_LABEL, ImageInput, Sample, Vocabulary
 from benchmark.method import SegmentationOutput
 from benchmark.models.inference import outputs_from_probs

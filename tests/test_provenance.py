@@ -14,9 +14,10 @@ from benchmark.__main__ import main as benchmark_main
 from benchmark.config import load_config
 from benchmark.errors import UserError
 from benchmark.reporting import results as results_module
-from benchmark.reporting.leaderboard import ANALYSIS_TITLE, main
+from benchmark.reporting.leaderboard import main
 from benchmark.reporting.results import (REPO_ROOT, RunWriter, current_source_state, git_state, method_source,
                                          source_digest)
+from benchmark.reporting.tables import ANALYSIS_TITLE
 from test_reporting_leaderboard import KNN_DEFAULTS, make_run
 
 

@@ -1,0 +1,270 @@
+"""Reading run folders: the one place both `benchmark.results.load` and the leaderboard read runs from.
+
+A run folder `<results_dir>/<stream>/<method>/<run-id>/` holds config.yaml, manifest.json and summary.json
+(benchmark/reporting/results.py writes them). `read_runs` returns the complete ones as `Run`s and says why it
+skipped every other one; `deduplicate` picks, of the runs repeating one experiment (same resolved config,
+seed, class order and data), the latest finished; `run_records` turns a run into the long records of
+`benchmark.results` (one per step x class group x metric), from which every leaderboard number is read.
+`provenance_issues` says what keeps a run from being traced to committed, registered code.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from benchmark.config import ModelConfig, config_file
+from benchmark.reporting.results import REPO_ROOT, file_sha256, source_digest
+
+# provenance problems of a run, their footnote marks and explanations (in this order in every cell)
+PROVENANCE_MARKS = {
+    "dirty tree": ("†", "the git working tree had uncommitted or untracked changes when the run started or resumed"),
+    "source changed since run": ("‡", "the method's source files differ now from their digest in the manifest"),
+    "source changed during run": ("‡", "the run was resumed with other method source files than it started with"),
+    "unregistered source": ("§", "the method's module is not in this repository's methods/ or baselines/"),
+    "no provenance": ("?", "the manifest records no method source digest or no git state (an older run)"),
+}
+EVAL_KEYS = ("vocabulary", "miou_mode", "max_images")  # evaluation settings that change the numbers
+# config keys left out of a row's identity: they vary between the runs of a row (seed, class order) or change
+# where and how fast a run goes, never its numbers
+EXECUTION_KEYS = ("seed", "stream.order", "stream.order_seed", "run_id", "results_dir", "quiet", "debug", "resume",
+                  "device", "threads", "logger", "data.root", "data.on_error", "model.batch_size", "model.cache_dir",
+                  "eval.batch_size", "eval.initial")
+
+
+
+def short_hash(value) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:8]
+
+
+def non_default(values: dict, defaults: dict) -> list[str]:
+    """`key=value` for every key whose value differs from `defaults` (or is not in it), in key order."""
+    missing = object()
+    return [f"{key}={values[key]}" for key in sorted(values)
+            if key != "name" and defaults.get(key, missing) != values[key]]
+
+
+def _yaml_defaults(group: str, name: str) -> dict:
+    path = config_file(group, name)
+    return OmegaConf.to_container(OmegaConf.load(path), resolve=True) if path is not None else {}
+
+
+def config_identity(config: dict) -> dict:
+    """The resolved config without EXECUTION_KEYS: what a row's runs share."""
+    identity = json.loads(json.dumps(config, default=str))
+    for dotted in EXECUTION_KEYS:
+        *parents, leaf = dotted.split(".")
+        node = identity
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(leaf, None)
+    return identity
+
+
+@dataclass
+class Run:
+    """One complete run folder."""
+
+    path: Path
+    manifest: dict
+    config: dict  # resolved config.yaml
+    summary: dict
+
+    @property
+    def stream_definition(self) -> str:
+        stream = {k: v for k, v in self.config["stream"].items() if k not in ("order", "order_seed")}
+        return short_hash({"stream": stream, "demo_seed": self.config.get("data", {}).get("demo_seed")})
+
+    @property
+    def order_seed(self):
+        """The run's class order: its order_seed for a random order, else the order's name (natural, mib_b, ...)."""
+        stream = self.config["stream"]
+        return stream.get("order_seed") if stream.get("order", "random") == "random" else stream.get("order")
+
+    @property
+    def method_config(self) -> dict:
+        return self.config["method"]
+
+    def method_label(self) -> str:
+        method = self.method_config
+        changed = non_default(method, _yaml_defaults("method", method["name"]))
+        return method["name"] + (f" ({', '.join(changed)})" if changed else "")
+
+    def model_label(self) -> str:
+        model = self.config["model"]
+        defaults = {**OmegaConf.to_container(OmegaConf.structured(ModelConfig)),
+                    **_yaml_defaults("model", model["name"])}
+        changed = non_default(model, defaults)
+        return model["name"] + (f" ({', '.join(changed)})" if changed else "")
+
+    def eval_setting(self) -> dict:
+        return {key: self.config.get("eval", {}).get(key) for key in EVAL_KEYS}
+
+    @property
+    def ground_truth_access(self) -> str | None:
+        """The manifest's `protocol.ground_truth_access` (None: the sealed protocol, also for older manifests)."""
+        return (self.manifest.get("protocol") or {}).get("ground_truth_access")
+
+    @property
+    def config_hash(self) -> str:
+        return short_hash(config_identity(self.config))
+
+    def row_key(self) -> tuple:
+        return self.method_config["name"], self.config_hash, self.ground_truth_access
+
+    def repeat_key(self) -> tuple:
+        """Runs of one row with equal keys repeat one experiment (same seed, class order and data)."""
+        return str(self.config.get("seed")), str(self.order_seed), str(self.manifest.get("stream_hash"))
+
+    def stream_metrics(self) -> dict[str, float]:
+        """{"miou.final": value, ...}: the run's `group == "stream"` records of benchmark.results."""
+        if "_stream_metrics" not in self.__dict__:
+            self.__dict__["_stream_metrics"] = {r["metric"]: r["value"] for r in run_records(self)
+                                                if r["group"] == "stream"}
+        return self.__dict__["_stream_metrics"]
+
+    @property
+    def finished(self) -> str:
+        return str(self.manifest.get("finished") or self.manifest.get("started") or "")
+
+    def provenance(self, digests: dict | None = None) -> list[str]:
+        """The provenance problems of this run (keys of PROVENANCE_MARKS; [] for a clean run). `digests` caches
+        the current sha256 of source files across runs."""
+        return provenance_issues(self.manifest, digests)
+
+
+def _current_sha(key: str, digests: dict) -> str | None:
+    if key not in digests:
+        path = Path(key) if key.startswith("/") else REPO_ROOT / key
+        try:
+            digests[key] = file_sha256(path)
+        except OSError:
+            digests[key] = None
+    return digests[key]
+
+
+def provenance_issues(manifest: dict, digests: dict | None = None) -> list[str]:
+    """What keeps a run from being traced to committed, registered code; see PROVENANCE_MARKS."""
+    digests = {} if digests is None else digests
+    source = manifest.get("method_source")
+    git = manifest.get("git") or {}
+    resumed = [r for r in manifest.get("resumed", []) if isinstance(r, dict)]
+    issues = []
+    if (git.get("dirty") or any((r.get("git") or {}).get("dirty") for r in resumed)
+            or (source or {}).get("untracked")):
+        issues.append("dirty tree")
+    if source:
+        files = source.get("files") or {}
+        now = {key: _current_sha(key, digests) for key in files}
+        if not files or None in now.values() or source_digest(now) != source.get("digest"):
+            issues.append("source changed since run")
+        if any((r.get("method_source") or {}).get("digest") not in (None, source.get("digest")) for r in resumed):
+            issues.append("source changed during run")
+        if not source.get("registered"):
+            issues.append("unregistered source")
+    if not source or git.get("dirty") is None:
+        issues.append("no provenance")
+    return issues
+
+
+def read_runs(results_dir: Path, stream: str | None = None) -> tuple[list[Run], list[tuple[Path, str]]]:
+    """Complete runs under `results_dir` (optionally of one stream) and (folder, reason) for every other one
+    (failed runs: `failed: <reason>`)."""
+    runs, skipped = [], []
+    for manifest_path in sorted(Path(results_dir).glob("*/*/*/manifest.json")):
+        run_dir = manifest_path.parent
+        if stream is not None and run_dir.parent.parent.name != stream:
+            continue
+        try:
+            manifest = json.loads(manifest_path.read_text())
+        except (OSError, ValueError) as exc:
+            skipped.append((run_dir, f"unreadable manifest.json ({exc})"))
+            continue
+        if manifest.get("status") == "failed":
+            skipped.append((run_dir, f"failed: {manifest.get('failure') or 'no reason recorded'}"))
+            continue
+        if manifest.get("status") != "complete":
+            skipped.append((run_dir, f"status {manifest.get('status')!r}"))
+            continue
+        try:
+            summary = json.loads((run_dir / "summary.json").read_text())
+            config = OmegaConf.to_container(OmegaConf.load(run_dir / "config.yaml"), resolve=True)
+        except (OSError, ValueError) as exc:
+            skipped.append((run_dir, f"unreadable summary.json or config.yaml ({exc})"))
+            continue
+        runs.append(Run(run_dir, manifest, config, summary))
+    return runs, skipped
+
+
+
+def deduplicate(runs: list[Run]) -> tuple[list[Run], list[Run]]:
+    """(distinct, superseded): of the runs repeating one experiment (`Run.repeat_key`), the latest finished
+    counts; the others are superseded (kept on disk and listed, never averaged in)."""
+    latest: dict[tuple, Run] = {}
+    for run in sorted(runs, key=lambda r: (r.finished, r.path.name)):
+        latest[run.repeat_key()] = run
+    kept = {id(run) for run in latest.values()}
+    return [r for r in runs if id(r) in kept], [r for r in runs if id(r) not in kept]
+
+
+
+
+COLUMNS = ("run", "run_id", "stream", "stream_version", "stream_hash", "method", "config_hash", "method_digest",
+           "seed", "order_seed", "step", "group", "metric", "value", "higher_is_better")
+# stream metrics (the part after "miou." / "pq.") whose lower values are better; every other score is higher-better
+LOWER_IS_BETTER = ("forgetting_max", "forgetting_first", "excess_forgetting", "memory_bytes", "learn_seconds",
+                   "eval_seconds")
+
+
+def higher_is_better(metric: str) -> bool:
+    """Whether a larger value of `metric` (a `metric` column entry, e.g. `miou.forgetting_max`) is better."""
+    return metric.rsplit(".", 1)[-1] not in LOWER_IS_BETTER
+
+
+def _number(value) -> float:
+    return float("nan") if value is None else float(value)
+
+
+def run_records(run: Run, results_dir: Path | None = None) -> list[dict]:
+    """The rows of one complete run (see the module docstring)."""
+    summary, manifest = run.summary, run.manifest
+    base = {"run": run.path.relative_to(results_dir).as_posix() if results_dir else run.path.as_posix(),
+            "run_id": run.path.name, "stream": manifest.get("stream"), "stream_version": manifest.get("stream_version"),
+            "stream_hash": manifest.get("stream_hash"), "method": run.method_config["name"],
+            "config_hash": run.config_hash, "method_digest": (manifest.get("method_source") or {}).get("digest"),
+            "seed": run.config.get("seed"), "order_seed": run.order_seed}
+    records = []
+
+    def add(step: int, group: str, metric: str, value) -> None:
+        records.append({**base, "step": step, "group": group, "metric": metric, "value": _number(value),
+                        "higher_is_better": higher_is_better(metric)})
+
+    num_steps = summary.get("num_steps") or len(summary.get("memory_bytes") or [])
+    for metric, rows in (summary.get("matrices") or {}).items():
+        for step, row in enumerate(rows):
+            for j, value in enumerate(row):
+                if value is not None:
+                    add(step, f"C{j}", metric, value)
+        for j, value in enumerate((summary.get("initial") or {}).get(metric) or []):
+            if value is not None:
+                add(-1, f"C{j}", metric, value)
+        for step, value in enumerate((summary.get("seen") or {}).get(metric) or []):
+            add(step, "seen", metric, value)
+        for group, values in ((summary.get("old_new") or {}).get(metric) or {}).items():
+            for step, value in enumerate(values):
+                if value is not None:
+                    add(step, group, metric, value)
+    for metric, values in (summary.get("metrics") or {}).items():
+        for key, value in values.items():
+            add(num_steps - 1, "stream", f"{metric}.{key}", value)
+    seconds = summary.get("seconds") or {}
+    for step, value in enumerate(summary.get("memory_bytes") or []):
+        add(step, "cost", "memory_bytes", value)
+    for name in ("learn", "eval"):
+        for step, value in enumerate(seconds.get(name) or []):
+            add(step, "cost", f"{name}_seconds", value)
+    return records

@@ -1,0 +1,199 @@
+"""Leaderboard tables: the stream tables of benchmark.reporting.statistics as Markdown (LEADERBOARD.md) and as
+one CSV line per row (leaderboard.csv), with the cell formats they share."""
+from __future__ import annotations
+
+import datetime as dt
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from benchmark.reporting.runs import PROVENANCE_MARKS
+from benchmark.reporting.statistics import METRIC_COLUMNS, StreamTable
+
+ANALYSIS_TITLE = "Analysis runs (ground truth used on purpose)"
+
+
+def format_interval(interval: tuple[float, float]) -> str:
+    low, high = interval
+    return "–" if math.isnan(low) else f"[{low:.1f}, {high:.1f}]"
+
+
+def format_difference(paired: tuple[str, tuple[float, float, int]]) -> str:
+    label, (mean, std, n) = paired
+    if not n:
+        return "–"
+    spread = "" if math.isnan(std) else f" ± {std:.1f}"
+    return f"{mean:+.1f}{spread} (n={n}) vs {label}".replace("|", "\\|")
+
+
+
+
+def human_bytes(value: float) -> str:
+    if math.isnan(value):
+        return "–"
+    for unit in ("B", "kB", "MB", "GB"):
+        if abs(value) < 1000 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.2f} {unit}"
+        value /= 1000
+    raise AssertionError("unreachable")
+
+
+def human_seconds(value: float) -> str:
+    if math.isnan(value):
+        return "–"
+    if value < 120:
+        return f"{value:.1f} s"
+    return f"{value / 60:.1f} min" if value < 7200 else f"{value / 3600:.1f} h"
+
+
+def format_score(stat: tuple[float, float, int]) -> str:
+    mean, std, _ = stat
+    if math.isnan(mean):
+        return "–"
+    return f"{mean:.1f}" if math.isnan(std) else f"{mean:.1f} ± {std:.1f}"
+
+
+def _link(target: Path, base: Path) -> str:
+    return target.resolve().relative_to(base.resolve()).as_posix()
+
+
+def provenance_cell(row: dict) -> str:
+    """`ok`, or each problem with its mark and how many of the row's runs have it (e.g. `‡ source changed since
+    run (1/3)`)."""
+    if not row["provenance"]:
+        return "ok"
+    n = row["n_runs"]
+    return "; ".join(f"{PROVENANCE_MARKS[issue][0]} {issue}" + (f" ({count}/{n})" if n > 1 else "")
+                     for issue, count in row["provenance"].items())
+
+
+def _marks(issues: list[str]) -> str:
+    return "".join(dict.fromkeys(PROVENANCE_MARKS[issue][0] for issue in issues))
+
+
+def _table_lines(table: StreamTable, results_dir: Path, curve_files: dict[str, dict[str, Path]]) -> list[str]:
+    lines = [f"### {table.name} (version {table.version})" if table.analysis
+             else f"## {table.name} (version {table.version})", ""]
+    orders = "; ".join(f"order_seed {order}: `{', '.join(sorted(map(str, hashes)))}`"
+                       for order, hashes in table.hashes_by_order().items())
+    lines += [f"Stream definition `{table.definition}`"
+              + (f", only stream hash `{table.split_hash}` (the data differs between runs of this definition)"
+                 if table.split_hash else "") + f"; stream hash per class order: {orders}.", ""]
+    captions = {"miou": "mIoU on S_t after each step", "pq": "PQ on S_t after each step",
+                "curves": "mIoU on seen, old and new classes after each step", "pareto": "final mIoU vs memory",
+                "forgetting": "forgetting with error bars"}
+    for name, path in curve_files.get(table.slug, {}).items():
+        lines += [f"![{captions[name]}]({_link(path, results_dir)})", ""]
+    shown = [(m, k, title) for m, k, title in METRIC_COLUMNS
+             if any(row[f"{m}_{k}"][2] for row in table.rows)]
+    header = ["#", "method", "model", *[title for _, _, title in shown], "final mIoU 95% CI (images)",
+              "Δ final mIoU (paired)", "memory", "time/step", "n", "config", "provenance", "runs", "plots"]
+    numeric = {"#", "memory", "time/step", "n", *[title for _, _, title in shown]}
+    alignment = ["---:" if title in numeric else "---" for title in header]
+    lines += ["| " + " | ".join(header) + " |", "|" + "|".join(alignment) + "|"]
+    for rank, row in enumerate(table.rows, 1):
+        runs = " ".join(f"[s{r.config.get('seed')}/o{r.order_seed}]({_link(r.path, results_dir)}/)" + _marks(issues)
+                        for r, issues in zip(row["runs"], row["run_provenance"]))
+        if row["superseded"]:  # repeats of a counted run (same seed, order, data): listed, not averaged
+            runs += " (superseded repeats: " + " ".join(
+                f"[{r.path.name}]({_link(r.path, results_dir)}/)" for r in row["superseded"]) + ")"
+        plots_dir = row["runs"][0].path / "plots"
+        plots = " ".join(f"[{name}]({_link(plots_dir / file, results_dir)})"
+                         for name, file in (("R", "matrix_miou.png"), ("R PQ", "matrix_pq.png"),
+                                            ("forgotten", "forgetting_classes.png"))
+                         if (plots_dir / file).is_file())
+        cells = ["–" if table.analysis else str(rank), row["label"].replace("|", "\\|"),
+                 row["model"].replace("|", "\\|"), *[format_score(row[f"{m}_{k}"]) for m, k, _ in shown],
+                 format_interval(row["miou_final_ci"]), format_difference(row["paired"]), human_bytes(row["memory_bytes"][0]), human_seconds(row["seconds_per_step"][0]),
+                 str(row["n_runs"]), f"`{row['config_hash']}`", provenance_cell(row), runs, plots or "–"]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    return lines
+
+
+def _incomplete_lines(skipped: list[tuple[Path, str]], results_dir: Path) -> list[str]:
+    """Failed runs with their reason, then unfinished ones (running, interrupted, unreadable)."""
+    failed = [(path, reason.removeprefix("failed: ")) for path, reason in skipped if reason.startswith("failed: ")]
+    other = [(path, reason) for path, reason in skipped if not reason.startswith("failed: ")]
+    lines = []
+    for title, entries, column in (("Failed runs", failed, "reason"), ("Unfinished runs", other, "state")):
+        if entries:
+            lines += [f"## {title}", "", f"| run | {column} |", "|---|---|"]
+            for path, text in entries:
+                link, cell = _link(path, results_dir), text.replace("|", "\\|")
+                lines.append(f"| [{link}]({link}/) | {cell} |")
+            lines.append("")
+    return lines
+
+
+def render_markdown(tables: list[StreamTable], results_dir: Path, curve_files: dict[str, dict[str, Path]],
+                    skipped: list[tuple[Path, str]], stream_filter: str | None,
+                    strict_excluded: int | None = None) -> str:
+    """`skipped`: (folder, reason) of the runs that are not complete; `strict_excluded`: None without --strict,
+    else how many complete runs --strict left out."""
+    now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    total = sum(len(t.runs) for t in tables)
+    lines = [
+        "# Leaderboard", "",
+        f"Built {now} by `python -m benchmark leaderboard{' --strict' if strict_excluded is not None else ''}` "
+        f"from {total} complete run(s)"
+        + (f" of stream `{stream_filter}`" if stream_filter else "")
+        + f" ({len(skipped)} incomplete run(s) ignored{', listed at the end' if skipped else ''}"
+        + (f"; {strict_excluded} run(s) without clean provenance left out by --strict" if strict_excluded is not None
+           else "")
+        + "). Scores in percent: mean ± sample std over the runs of a row "
+        "(seeds × class orders), n = distinct runs (repeats of one seed and class order count once: the latest). "
+        "forgetting = forgetting_max (Chaudhry), BWT = backward transfer, "
+        "old / new = mIoU on S_{T-1} / C_T after the last step. memory = method state after the last step; "
+        "time/step = learn + evaluation. Plots: the first run of the row. provenance: `ok` when every run of the "
+        "row ran committed, registered, unchanged method code; marks are explained below the tables.", "",
+    ]
+    ranked = [t for t in tables if not t.analysis]
+    analysis = [t for t in tables if t.analysis]
+    for table in ranked:
+        lines += _table_lines(table, results_dir, curve_files)
+    if analysis:
+        lines += [f"## {ANALYSIS_TITLE}", "",
+                  "These runs gave the method ground truth on purpose (manifest `protocol.ground_truth_access`), "
+                  "for analysis; they are not ranked and not comparable with the tables above.", ""]
+        for table in analysis:
+            lines += _table_lines(table, results_dir, curve_files)
+    used = {issue for t in tables for row in t.rows for issue in row["provenance"]}
+    if used:
+        lines += ["Provenance marks:", ""]
+        lines += [f"- {mark} {issue}: {why}" for issue, (mark, why) in PROVENANCE_MARKS.items() if issue in used]
+        lines += ["", "`python -m benchmark leaderboard --strict` leaves marked runs out.", ""]
+    lines += _incomplete_lines(skipped, results_dir)
+    return "\n".join(lines)
+
+
+def leaderboard_frame(tables: list[StreamTable], results_dir: Path) -> pd.DataFrame:
+    """The CSV: one line per row of every table, means and stds in separate columns, full provenance."""
+    records = []
+    for table in tables:
+        hashes = sorted({str(h) for hs in table.hashes_by_order().values() for h in hs})
+        for rank, row in enumerate(table.rows, 1):
+            record = {
+                "stream": table.name, "stream_version": table.version, "stream_definition": table.definition,
+                "stream_hashes": ";".join(hashes), "section": "analysis" if table.analysis else "ranking",
+                "rank": "" if table.analysis else rank, "method": row["method"], "label": row["label"],
+                "config_hash": row["config_hash"], "model": row["model"], "n_runs": row["n_runs"],
+                "seeds": ";".join(map(str, row["seeds"])), "order_seeds": ";".join(map(str, row["order_seeds"])),
+            }
+            for metric, key, _ in METRIC_COLUMNS:
+                mean, std, _ = row[f"{metric}_{key}"]
+                record[f"{metric}_{key}_mean"], record[f"{metric}_{key}_std"] = mean, std
+            record["miou_final_ci_low"], record["miou_final_ci_high"] = row["miou_final_ci"]
+            reference, (mean, std, n) = row["paired"]
+            record.update(paired_reference=reference, paired_final_diff_mean=mean, paired_final_diff_std=std,
+                          paired_n=n)
+            record["memory_bytes_mean"] = row["memory_bytes"][0]
+            record["seconds_per_step_mean"] = row["seconds_per_step"][0]
+            record["git_commits"] = ";".join(row["git"])
+            record["runs"] = ";".join(_link(r.path, results_dir) for r in row["runs"])
+            record["superseded_runs"] = ";".join(_link(r.path, results_dir) for r in row["superseded"])
+            record["ground_truth_access"] = row["ground_truth_access"]
+            record["provenance"] = ";".join(f"{issue}={count}" for issue, count in row["provenance"].items())
+            records.append(record)
+    return pd.DataFrame.from_records(records)
