@@ -105,7 +105,7 @@ def test_aggregates_mean_std_counts_and_groups_by_method_config(results, capsys)
     out = capsys.readouterr().out
     assert "skipped 1 incomplete" in out and "toy/knnclip/f" in out
     rows = read_csv(results)
-    assert [r["label"] for r in rows] == ["knnclip (k=32)", "knnclip", "zeroshot"]  # sorted by final mIoU
+    assert [r["label"] for r in rows] == ["knnclip k=32", "knnclip", "zeroshot"]  # sorted by final mIoU
     knn = rows[1]
     assert int(knn["n_runs"]) == 3 and knn["seeds"] == "0;1" and knn["order_seeds"] == "0;1"
     assert float(knn["miou_final_mean"]) == pytest.approx(33.0)
@@ -163,7 +163,7 @@ def test_repeated_runs_of_one_config_seed_and_order_count_once_latest_wins(tmp_p
     assert row["runs"] == "toy/knnclip/r2;toy/knnclip/r6;toy/knnclip/r5;toy/knnclip/r8"
     assert row["superseded_runs"] == "toy/knnclip/r1;toy/knnclip/r3;toy/knnclip/r4"
     assert int(row["n_runs"]) == 4 and float(row["miou_final_mean"]) == pytest.approx((20 + 70 + 30 + 40) / 4)
-    assert int(rows["tiny_random (superpixel_segments=99)"]["n_runs"]) == 1
+    assert int(rows["tiny_random superpixel_segments=99"]["n_runs"]) == 1
     markdown = (root / "LEADERBOARD.md").read_text()
     assert "(superseded repeats: [r1](toy/knnclip/r1/) [r3](toy/knnclip/r3/) [r4](toy/knnclip/r4/))" in markdown
 

@@ -21,7 +21,8 @@ Grouping, so that a number only ever averages comparable runs:
 - row: the resolved configuration (`config_hash`: a short hash of config.yaml without the keys that vary
   between the runs of one row (seed, stream.order_seed) or never change a number (EXECUTION_KEYS: run_id,
   results_dir, device, threads, batch sizes, ...)), labelled with the method keys that differ from
-  configs/method/<name>.yaml (e.g. `knnclip (k=32)`), the model and the evaluation settings.
+  configs/method/<name>.yaml (e.g. `knnclip k=32`, `avalanche/EWC λ=1000`; a run's `name=` replaces it), the
+  model and the evaluation settings.
 - repeats: runs of one row with the same seed, class order and stream hash are one sample, not several: the
   latest complete one (manifest `finished`) counts, the others are listed as superseded.
 Each cell is the mean ± sample standard deviation over the row's distinct runs (seeds × class orders),

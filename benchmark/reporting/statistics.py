@@ -16,9 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmark.config import EvalConfig
-from benchmark.reporting.runs import (EVAL_KEYS, PROVENANCE_MARKS, Run, config_identity, deduplicate, non_default,
-                                      short_hash)
+from benchmark.reporting.runs import PROVENANCE_MARKS, Run, config_identity, deduplicate, short_hash
 
 EXCESS_FORGETTING = "excess_forgetting"  # derived from two runs (see excess_forgetting_by_run), not in a summary
 # (summary metric, key, column title); a column is shown when some row of the table has a value
@@ -197,11 +195,8 @@ def aggregate_rows(runs: list[Run], digests: dict | None = None) -> list[dict]:
         members, superseded = deduplicate(members)
         members.sort(key=lambda r: (_order(r.config.get("seed")), _order(r.order_seed), r.path.name))
         first = members[0]
-        eval_changed = non_default(first.eval_setting(), {k: getattr(EvalConfig(), k) for k in EVAL_KEYS})
         row = {
-            "method": method, "config_hash": config_hash,
-            "label": first.method_label() + (f" [eval {', '.join(eval_changed)}]" if eval_changed else "")
-            + (f" [ground truth: {access}]" if access else ""),
+            "method": method, "config_hash": config_hash, "label": first.variant(),
             "ground_truth_access": access,
             "model": first.model_label(), "n_runs": len(members),
             "seeds": sorted({r.config.get("seed") for r in members}, key=_order),
@@ -220,5 +215,9 @@ def aggregate_rows(runs: list[Run], digests: dict | None = None) -> list[dict]:
         row["provenance"] = {issue: sum(issue in issues for issues in row["run_provenance"])
                              for issue in PROVENANCE_MARKS if any(issue in i for i in row["run_provenance"])}
         rows.append(row)
+    labels = [(row["label"], row["model"]) for row in rows]
+    for row in rows:  # two configurations named alike (name=, or labels that leave a difference out): add the hash
+        if labels.count((row["label"], row["model"])) > 1:
+            row["label"] += f" #{row['config_hash']}"
     rows.sort(key=lambda row: (math.isnan(row["miou_final"][0]), -np.nan_to_num(row["miou_final"][0]), row["label"]))
     return rows
