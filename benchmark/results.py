@@ -20,7 +20,9 @@ Columns: `run` (folder relative to results_dir), `run_id`, `stream`, `stream_ver
 `method`, `variant` (the run's short label: its `name=`, else e.g. `avalanche/EWC λ=1000`), `name` and `tags`
 (`;`-joined) as set at run time, `model` (model label), `config_hash` (the resolved config without seeds and
 execution settings: the leaderboard's row), `method_digest` (sha256 of the method's source files, manifest
-`method_source.digest`), `eval_vocabulary` (seen | all), `num_steps`, `seed`, `order_seed`, `superseded`,
+`method_source.digest`), `eval_vocabulary` (seen | all), `num_steps`, `seed`, `order_seed`, `feature_cache`
+(warm: most per-image features were read from the disk cache, so its times are lower; cold; empty: not
+recorded), `superseded`,
 `step` (0..T-1; -1 the initial evaluation before step 0), `group`, `metric`, `value`, `higher_is_better`:
 
     group "seen"     metric miou | pq     score on S_t after step t (percent)

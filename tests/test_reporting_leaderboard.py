@@ -226,3 +226,21 @@ def test_every_leaderboard_link_can_be_committed(results):
     heavy = ["results/toy/knnclip/a/stats/step_000.npz", "results/toy/knnclip/a/checkpoint.pt"]
     assert subprocess.run(["git", "check-ignore", "--no-index", *heavy], cwd=repo, capture_output=True,
                           text=True).stdout.split() == heavy
+
+
+def test_cold_and_warm_feature_caches_are_timed_apart(tmp_path):
+    """A rerun that read its features from the disk cache is faster for that reason alone: its time per step
+    is shown apart from the cold runs'."""
+    root = tmp_path / "results"
+    cold = {"passes": {"disk_cache_hits": 0, "disk_cache_writes": 120}}
+    warm = {"passes": {"disk_cache_hits": 120, "disk_cache_writes": 0}}
+    make_run(root, "a", KNN_DEFAULTS, 30.0, seed=0, learn=(1.0, 1.0), evaluation=(3.0, 3.0), manifest_extra=cold)
+    make_run(root, "b", KNN_DEFAULTS, 30.0, seed=1, learn=(1.0, 1.0), evaluation=(0.2, 0.2), manifest_extra=warm)
+    make_run(root, "c", {"name": "zeroshot"}, 1.0, learn=(0.0, 0.0), evaluation=(2.0, 2.0))  # not recorded
+    assert main([f"results_dir={root}", "bootstrap=0"]) == 0
+    knn, zero = read_csv(root)
+    assert float(knn["seconds_per_step_cold_mean"]) == pytest.approx(4.0)
+    assert float(knn["seconds_per_step_warm_mean"]) == pytest.approx(1.2)
+    assert zero["seconds_per_step_cold_mean"] == zero["seconds_per_step_warm_mean"] == ""
+    markdown = (root / "LEADERBOARD.md").read_text()
+    assert "| 4.0 s cold, 1.2 s warm |" in markdown and "| 2.0 s |" in markdown

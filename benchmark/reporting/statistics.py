@@ -208,6 +208,10 @@ def aggregate_rows(runs: list[Run], digests: dict | None = None) -> list[dict]:
                                                for r in members])
         row["memory_bytes"] = mean_std([float((r.summary.get("memory_bytes") or [float("nan")])[-1]) for r in members])
         row["seconds_per_step"] = mean_std([_seconds_per_step(r) for r in members])
+        # cold and warm feature caches apart (None: not recorded), so a warm rerun never passes for a faster method
+        row["seconds_per_step_by_cache"] = {
+            state: mean_std([_seconds_per_step(r) for r in members if r.feature_cache == state])
+            for state in ("cold", "warm", None) if any(r.feature_cache == state for r in members)}
         row["curves"] = {metric: curve(members, metric) for metric in ("miou", "pq")
                          if any(r.summary.get("seen", {}).get(metric) for r in members)}
         row["git"] = sorted({(r.manifest.get("git") or {}).get("commit") or "unknown" for r in members})
