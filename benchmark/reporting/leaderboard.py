@@ -45,8 +45,6 @@ Provenance: the `provenance` column marks each row whose runs cannot be traced t
 """
 from __future__ import annotations
 
-from __future__ import annotations
-
 from pathlib import Path
 
 import pandas as pd
@@ -54,31 +52,68 @@ import pandas as pd
 from benchmark.errors import UserError
 from benchmark.io import atomic_write_text
 from benchmark.registry import suggest
+from benchmark.reporting.html_report import render_html
+from benchmark.reporting.latex import latex_document
 from benchmark.reporting.leaderboard_figures import write_curves
 from benchmark.reporting.runs import COLUMNS, read_runs, run_records
-from benchmark.reporting.statistics import stream_tables
-from benchmark.reporting.tables import leaderboard_frame, render_markdown
+from benchmark.reporting.statistics import StreamTable, class_table, stream_tables
+from benchmark.reporting.tables import leaderboard_frame, render_markdown, text_table
 
-OPTIONS = {"stream": None, "results_dir": "results", "bootstrap": "1000"}  # bootstrap: image resamples (0: none)
+# bootstrap: image resamples (0: none); format: text (the terminal table) | latex (also leaderboard.tex)
+OPTIONS = {"stream": None, "results_dir": "results", "bootstrap": "1000", "format": "text"}
+FORMATS = ("text", "latex")
 FLAGS = ("--strict",)
+USAGE = "it takes stream=NAME results_dir=PATH bootstrap=N --format text|latex --strict"
 
 
 def parse_options(argv: list[str]) -> dict:
-    """key=value options (OPTIONS) and the flag --strict (options["strict"])."""
+    """key=value options (OPTIONS; `--format X` and `--format=X` too) and the flag --strict (options["strict"])."""
     options = {**OPTIONS, "strict": False}
-    for item in argv:
-        if item.startswith("-"):
+    items = list(argv)
+    while items:
+        item = items.pop(0)
+        if item == "--format" and items:
+            item = f"format={items.pop(0)}"
+        elif item.startswith("--format="):
+            item = item[2:]
+        elif item.startswith("-"):
             if item not in FLAGS:
-                raise UserError(f"leaderboard: unknown flag '{item}'{suggest(item, list(FLAGS))}; "
-                                "it takes stream=NAME results_dir=PATH bootstrap=N --strict")
+                raise UserError(f"leaderboard: unknown flag '{item}'{suggest(item, [*FLAGS, '--format'])}; {USAGE}")
             options[item.lstrip("-")] = True
             continue
         key, sep, value = item.partition("=")
         if not sep or key not in OPTIONS:
             what = f"unknown option '{key}'{suggest(key, list(OPTIONS))}" if sep else f"'{item}' is not key=value"
-            raise UserError(f"leaderboard: {what}; it takes stream=NAME results_dir=PATH bootstrap=N --strict")
+            raise UserError(f"leaderboard: {what}; {USAGE}")
         options[key] = value
+    if options["format"] not in FORMATS:
+        raise UserError(f"leaderboard: format={options['format']} is not one of: {', '.join(FORMATS)}")
     return options
+
+
+def write_outputs(tables: list[StreamTable], results_dir: Path, skipped: list, stream: str | None,
+                  strict_excluded: int | None, latex: bool) -> list[Path]:
+    """Every file of the leaderboard; returns the paths of the tables (figures go to plots/)."""
+    curve_files = write_curves(tables, results_dir)
+    class_tables = {table.slug: class_table(table) for table in tables}
+    class_files = {}
+    for slug, frame in class_tables.items():
+        if not frame.empty:
+            class_files[slug] = results_dir / f"class_iou-{slug}.csv"
+            atomic_write_text(class_files[slug], frame.to_csv(index=False, float_format="%.2f"))
+    written = {"LEADERBOARD.md": render_markdown(tables, results_dir, curve_files, skipped, stream, strict_excluded,
+                                                 class_files),
+               "leaderboard.csv": leaderboard_frame(tables, results_dir).to_csv(index=False),
+               "leaderboard.html": render_html(tables, results_dir, curve_files, class_tables, skipped)}
+    counted = [run for t in tables for row in t.rows for run in row["runs"]]
+    records = pd.DataFrame.from_records([r for run in counted for r in run_records(run, results_dir)],
+                                        columns=list(COLUMNS))
+    written["results.csv"] = records.to_csv(index=False)
+    if latex:
+        written["leaderboard.tex"] = latex_document(tables)
+    for name, text in written.items():
+        atomic_write_text(results_dir / name, text)
+    return [results_dir / name for name in written]
 
 
 def main(argv: list[str]) -> int:
@@ -112,17 +147,12 @@ def main(argv: list[str]) -> int:
     tables = (stream_tables([r for r in runs if r.ground_truth_access is None], digests=digests, bootstrap=bootstrap)
               + stream_tables([r for r in runs if r.ground_truth_access is not None], analysis=True, digests=digests,
                               bootstrap=bootstrap))
-    curve_files = write_curves(tables, results_dir)
-    markdown = render_markdown(tables, results_dir, curve_files, skipped, stream,
-                               len(left_out) if options["strict"] else None)
-    atomic_write_text(results_dir / "LEADERBOARD.md", markdown)
-    atomic_write_text(results_dir / "leaderboard.csv", leaderboard_frame(tables, results_dir).to_csv(index=False))
-    counted = [run for t in tables for row in t.rows for run in row["runs"]]
-    records = pd.DataFrame.from_records([r for run in counted for r in run_records(run, results_dir)],
-                                        columns=list(COLUMNS))
-    atomic_write_text(results_dir / "results.csv", records.to_csv(index=False))
+    files = write_outputs(tables, results_dir, skipped, stream, len(left_out) if options["strict"] else None,
+                          options["format"] == "latex")
+    for table in tables:
+        print(text_table(table) + "\n")
     print(f"leaderboard of {len(runs)} complete run(s) in {len(tables)} stream table(s): "
-          f"{results_dir / 'LEADERBOARD.md'}, {results_dir / 'leaderboard.csv'}, {results_dir / 'results.csv'}")
+          f"{', '.join(map(str, files))}")
     analysis = sum(len(t.runs) for t in tables if t.analysis)
     if analysis:
         print(f"{analysis} analysis run(s) that used ground truth on purpose are listed apart, not ranked")

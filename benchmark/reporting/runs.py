@@ -9,6 +9,7 @@ seed, class order and data), the latest finished; `run_records` turns a run into
 """
 from __future__ import annotations
 
+import csv
 import functools
 import hashlib
 import json
@@ -171,6 +172,17 @@ class Run:
             self.__dict__["_stream_metrics"] = {r["metric"]: r["value"] for r in run_records(self)
                                                 if r["group"] == "stream"}
         return self.__dict__["_stream_metrics"]
+
+    def final_class_scores(self) -> list[dict]:
+        """class_scores.csv's rows of the last step ({"class_id", "class", "learned_at_step", "iou", ...}, IoU
+        NaN without ground truth); [] when the run has no such file."""
+        try:
+            with open(self.path / "class_scores.csv", newline="") as handle:
+                rows = list(csv.DictReader(handle))
+        except OSError:
+            return []
+        last = max((int(row["step"]) for row in rows), default=None)
+        return [row for row in rows if int(row["step"]) == last]
 
     @property
     def feature_cache(self) -> str | None:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from benchmark.reporting.runs import PROVENANCE_MARKS, Run, config_identity, deduplicate, short_hash
 
@@ -225,3 +226,28 @@ def aggregate_rows(runs: list[Run], digests: dict | None = None) -> list[dict]:
             row["label"] += f" #{row['config_hash']}"
     rows.sort(key=lambda row: (math.isnan(row["miou_final"][0]), -np.nan_to_num(row["miou_final"][0]), row["label"]))
     return rows
+
+
+def class_table(table: StreamTable) -> pd.DataFrame:
+    """Per class of the stream (with ground truth after the last step): its id, name, the step that taught it
+    ("2"; "0/3" when the class orders of the table's runs differ) and per row (by label, and model when the
+    table has several) the mean final IoU over the row's runs (NaN where no run scored it)."""
+    with_model = len({row["model"] for row in table.rows}) > 1
+    classes: dict[int, dict] = {}
+    for row in table.rows:
+        column = row["label"] + (f" · {row['model']}" if with_model else "")
+        scores = defaultdict(list)
+        for run in row["runs"]:
+            for record in run.final_class_scores():
+                class_id = int(record["class_id"])
+                entry = classes.setdefault(class_id, {"class_id": class_id, "class": record["class"], "steps": set()})
+                entry["steps"].add(int(record["learned_at_step"]))
+                scores[class_id].append(float(record["iou"]) if record["iou"] else float("nan"))
+        for class_id, values in scores.items():
+            classes[class_id][column] = mean_std(values)[0]
+    for entry in classes.values():
+        entry["taught at step"] = "/".join(map(str, sorted(entry.pop("steps"))))
+    columns = ["class_id", "class", "taught at step"] + [row["label"] + (f" · {row['model']}" if with_model else "")
+                                                        for row in table.rows]
+    ordered = sorted(classes.values(), key=lambda e: (int(e["taught at step"].split("/")[0]), e["class_id"]))
+    return pd.DataFrame.from_records(ordered, columns=columns)
