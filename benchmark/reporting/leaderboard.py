@@ -1,11 +1,21 @@
-"""`python -m benchmark leaderboard [stream=NAME] [results_dir=PATH] [bootstrap=N] [--strict]`: tables over every
-finished run.
+"""`python -m benchmark leaderboard [stream=NAME] [results_dir=PATH] [bootstrap=N] [--format text|latex]
+[--strict]`: tables over every finished run.
 
 Reads every run folder `<results_dir>/<stream>/<method>/<run-id>/` (summary.json, manifest.json,
-config.yaml), ignores runs whose manifest is not `"status": "complete"` (and lists them), and writes
-`<results_dir>/LEADERBOARD.md`, `<results_dir>/leaderboard.csv`, `<results_dir>/results.csv` (the counted runs'
-records of `benchmark.results`: one line per run x step x class group x metric) and per stream a figure of the
-score on S_t after each step (`<results_dir>/plots/`).
+config.yaml; benchmark.reporting.runs), ignores runs whose manifest is not `"status": "complete"` (and lists
+them), prints each stream table's main columns in the terminal and writes into `<results_dir>/`:
+  LEADERBOARD.md            every table with all columns, links to each run and its plots
+  leaderboard.csv           one line per table row: means and stds in separate columns, full provenance
+  leaderboard.html          all of it in one file: tables, the figures embedded, each run's matrix and its files
+  results.csv               the counted runs' records of `benchmark.results` (run x step x class group x metric)
+  class_iou-<table>.csv     per class: the step that taught it and each variant's final IoU (mean over runs)
+  leaderboard.tex           with `--format latex`: booktabs tables (mean ± std, best in bold) for \input
+  plots/<table>-*.png       per stream table: the score on S_t after each step, mIoU on seen / old / new
+                            classes, final mIoU vs memory (Pareto) and forgetting, one colour and marker per
+                            variant in every figure (benchmark.reporting.leaderboard_figures)
+Variants are labelled by a run's `name=` when set, else compactly from the method keys that differ from the
+method's YAML (`knnclip k=32`, `avalanche/EWC λ=1000`). time/step shows runs whose per-image features came
+mostly from the disk cache (`warm`, manifest `passes.disk_cache_hits`) apart from the others (`cold`).
 
 Statistics: each row's final mIoU also gets a 95% bootstrap interval over the validation images (`bootstrap=N`
 resamples, default 1000, 0: none; from the per-image counts of the last step, benchmark.evaluation.per_image),

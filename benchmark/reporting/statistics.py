@@ -239,6 +239,8 @@ def class_table(table: StreamTable) -> pd.DataFrame:
         scores = defaultdict(list)
         for run in row["runs"]:
             for record in run.final_class_scores():
+                if not float(record.get("gt_pixels") or 0):  # no ground truth in validation: no score to compare
+                    continue
                 class_id = int(record["class_id"])
                 entry = classes.setdefault(class_id, {"class_id": class_id, "class": record["class"], "steps": set()})
                 entry["steps"].add(int(record["learned_at_step"]))
