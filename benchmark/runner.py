@@ -20,7 +20,7 @@ from benchmark.evaluation.per_image import PerImageCounts
 from benchmark.evaluation.semantic import SemanticEvaluator
 from benchmark.method import METHODS, ContinualMethod, StepData, filter_sample
 from benchmark.models import build_segmenter
-from benchmark.models.feature_cache import directory_bytes
+from benchmark.models.feature_cache import FeatureCache, directory_bytes
 from benchmark.reporting.progress import Progress
 from benchmark.checkpoint import load_checkpoint, rng_states, save_checkpoint, set_rng_states
 from benchmark.reporting.results import RunWriter, find_resumable, torch_environment
@@ -193,7 +193,12 @@ def encoder_passes(ctx: RunContext, first_step: int) -> dict:
     validation = len(distributed.shard(range(validation_count(ctx.cfg, ctx.val))))
     embedder = getattr(ctx.method, "embedder", None)
     disk = getattr(segmenter, "cache_dir", None)
+    # per-image features read from / written to the disk cache: a run that mostly read them ran warm (faster)
+    disk_caches = [cache for owner in (segmenter, embedder) for name in ("disk_cache", "dense_disk_cache")
+                   if isinstance(cache := getattr(owner, name, None), FeatureCache)]
     return {"disk_cache": str(disk) if disk else None, "disk_cache_bytes": directory_bytes(disk),
+            "disk_cache_hits": sum(cache.hits for cache in disk_caches),
+            "disk_cache_writes": sum(cache.writes for cache in disk_caches),
             "backbone_images": getattr(segmenter, "backbone_images", None),
             "embedder_images": getattr(embedder, "backbone_images", None),  # DINOv2 embedders only
             "text_prompts": getattr(segmenter, "text_prompts", None),

@@ -1,5 +1,6 @@
 """kNN-CLIP at scale: trained faiss indexes, persistence of the whole method, the disk feature cache, DINOv2
 embedders and configuration errors."""
+import json
 import pickle
 
 import numpy as np
@@ -135,11 +136,15 @@ def test_disk_cache_is_hit_and_changes_nothing(run_demo, tmp_path, monkeypatch):
     monkeypatch.setattr(OpenVocabSegmenter, "image_features",
                         lambda self, samples, *dense: computed.extend(s.image_id for s in samples) or original(self, samples, *dense))
     cache = f"model.cache_dir={tmp_path / 'features'}"
-    _, cold = run_demo("method=knnclip", cache, *SMALL)
+    cold_dir, cold = run_demo("method=knnclip", cache, *SMALL)
     assert sorted(computed) == sorted(set(computed)) and len(computed) == 16  # each image once, over both steps
     computed.clear()
-    _, warm = run_demo("method=knnclip", cache, *SMALL)
+    warm_dir, warm = run_demo("method=knnclip", cache, *SMALL)
     assert computed == []  # a new segmenter, every validation image read from disk
+    # the manifests say so (the leaderboard times warm runs apart)
+    cold_passes, warm_passes = (json.loads((d / "manifest.json").read_text())["passes"] for d in (cold_dir, warm_dir))
+    assert cold_passes["disk_cache_hits"] == 0 and cold_passes["disk_cache_writes"] >= 16
+    assert warm_passes["disk_cache_hits"] >= 16 and warm_passes["disk_cache_writes"] == 0
     _, uncached = run_demo("method=knnclip", "model.cache_dir=off", *SMALL)
     strip = lambda s: {k: v for k, v in s.items() if k not in ("run_id", "seconds")}  # noqa: E731
     assert strip(cold) == strip(warm) == strip(uncached)

@@ -105,7 +105,7 @@ def test_aggregates_mean_std_counts_and_groups_by_method_config(results, capsys)
     out = capsys.readouterr().out
     assert "skipped 1 incomplete" in out and "toy/knnclip/f" in out
     rows = read_csv(results)
-    assert [r["label"] for r in rows] == ["knnclip (k=32)", "knnclip", "zeroshot"]  # sorted by final mIoU
+    assert [r["label"] for r in rows] == ["knnclip k=32", "knnclip", "zeroshot"]  # sorted by final mIoU
     knn = rows[1]
     assert int(knn["n_runs"]) == 3 and knn["seeds"] == "0;1" and knn["order_seeds"] == "0;1"
     assert float(knn["miou_final_mean"]) == pytest.approx(33.0)
@@ -163,7 +163,7 @@ def test_repeated_runs_of_one_config_seed_and_order_count_once_latest_wins(tmp_p
     assert row["runs"] == "toy/knnclip/r2;toy/knnclip/r6;toy/knnclip/r5;toy/knnclip/r8"
     assert row["superseded_runs"] == "toy/knnclip/r1;toy/knnclip/r3;toy/knnclip/r4"
     assert int(row["n_runs"]) == 4 and float(row["miou_final_mean"]) == pytest.approx((20 + 70 + 30 + 40) / 4)
-    assert int(rows["tiny_random (superpixel_segments=99)"]["n_runs"]) == 1
+    assert int(rows["tiny_random superpixel_segments=99"]["n_runs"]) == 1
     markdown = (root / "LEADERBOARD.md").read_text()
     assert "(superseded repeats: [r1](toy/knnclip/r1/) [r3](toy/knnclip/r3/) [r4](toy/knnclip/r4/))" in markdown
 
@@ -226,3 +226,21 @@ def test_every_leaderboard_link_can_be_committed(results):
     heavy = ["results/toy/knnclip/a/stats/step_000.npz", "results/toy/knnclip/a/checkpoint.pt"]
     assert subprocess.run(["git", "check-ignore", "--no-index", *heavy], cwd=repo, capture_output=True,
                           text=True).stdout.split() == heavy
+
+
+def test_cold_and_warm_feature_caches_are_timed_apart(tmp_path):
+    """A rerun that read its features from the disk cache is faster for that reason alone: its time per step
+    is shown apart from the cold runs'."""
+    root = tmp_path / "results"
+    cold = {"passes": {"disk_cache_hits": 0, "disk_cache_writes": 120}}
+    warm = {"passes": {"disk_cache_hits": 120, "disk_cache_writes": 0}}
+    make_run(root, "a", KNN_DEFAULTS, 30.0, seed=0, learn=(1.0, 1.0), evaluation=(3.0, 3.0), manifest_extra=cold)
+    make_run(root, "b", KNN_DEFAULTS, 30.0, seed=1, learn=(1.0, 1.0), evaluation=(0.2, 0.2), manifest_extra=warm)
+    make_run(root, "c", {"name": "zeroshot"}, 1.0, learn=(0.0, 0.0), evaluation=(2.0, 2.0))  # not recorded
+    assert main([f"results_dir={root}", "bootstrap=0"]) == 0
+    knn, zero = read_csv(root)
+    assert float(knn["seconds_per_step_cold_mean"]) == pytest.approx(4.0)
+    assert float(knn["seconds_per_step_warm_mean"]) == pytest.approx(1.2)
+    assert zero["seconds_per_step_cold_mean"] == zero["seconds_per_step_warm_mean"] == ""
+    markdown = (root / "LEADERBOARD.md").read_text()
+    assert "| 4.0 s cold, 1.2 s warm |" in markdown and "| 2.0 s |" in markdown

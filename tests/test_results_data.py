@@ -76,3 +76,19 @@ def test_leaderboard_interval_and_paired_difference(two_methods):
     for figure in ("miou_seen_old_new", "pareto", "forgetting"):  # comparison figures, linked from the table
         [path] = (results / "plots").glob(f"*-{figure}.png")
         assert path.stat().st_size > 10_000 and f"](plots/{path.name})" in markdown
+
+
+def test_class_scores_csv_is_nan_for_classes_without_ground_truth(tmp_path):
+    """A learned class predicted but absent from validation has no IoU (NaN), not 0; a present one keeps its IoU."""
+    from benchmark.reporting.summary import write_class_scores
+
+    (tmp_path / "stats").mkdir()
+    confusion = np.zeros((3, 3), np.int64)  # rows: ground truth, columns: prediction
+    confusion[0, 0], confusion[0, 1] = 3, 1  # class 0: 3 of 4 pixels right, 1 predicted as class 1 (absent)
+    np.savez(tmp_path / "stats" / "step_000.npz", confusion=confusion)
+    path = write_class_scores(tmp_path, [[0, 1, 2]], ["a", "b", "c"])
+    with open(path) as handle:
+        rows = {r["class"]: r for r in csv.DictReader(handle)}
+    assert float(rows["a"]["iou"]) == pytest.approx(75.0)
+    assert rows["b"]["iou"] == "" and rows["b"]["gt_pixels"] == "0"  # predicted, never present: NaN (empty in CSV)
+    assert rows["c"]["iou"] == ""

@@ -1,11 +1,21 @@
-"""`python -m benchmark leaderboard [stream=NAME] [results_dir=PATH] [bootstrap=N] [--strict]`: tables over every
-finished run.
+"""`python -m benchmark leaderboard [stream=NAME] [results_dir=PATH] [bootstrap=N] [--format text|latex]
+[--strict]`: tables over every finished run.
 
 Reads every run folder `<results_dir>/<stream>/<method>/<run-id>/` (summary.json, manifest.json,
-config.yaml), ignores runs whose manifest is not `"status": "complete"` (and lists them), and writes
-`<results_dir>/LEADERBOARD.md`, `<results_dir>/leaderboard.csv`, `<results_dir>/results.csv` (the counted runs'
-records of `benchmark.results`: one line per run x step x class group x metric) and per stream a figure of the
-score on S_t after each step (`<results_dir>/plots/`).
+config.yaml; benchmark.reporting.runs), ignores runs whose manifest is not `"status": "complete"` (and lists
+them), prints each stream table's main columns in the terminal and writes into `<results_dir>/`:
+  LEADERBOARD.md            every table with all columns, links to each run and its plots
+  leaderboard.csv           one line per table row: means and stds in separate columns, full provenance
+  leaderboard.html          all of it in one file: tables, the figures embedded, each run's matrix and its files
+  results.csv               the counted runs' records of `benchmark.results` (run x step x class group x metric)
+  class_iou-<table>.csv     per class: the step that taught it and each variant's final IoU (mean over runs)
+  leaderboard.tex           with `--format latex`: booktabs tables (mean ± std, best in bold) for \input
+  plots/<table>-*.png       per stream table: the score on S_t after each step, mIoU on seen / old / new
+                            classes, final mIoU vs memory (Pareto) and forgetting, one colour and marker per
+                            variant in every figure (benchmark.reporting.leaderboard_figures)
+Variants are labelled by a run's `name=` when set, else compactly from the method keys that differ from the
+method's YAML (`knnclip k=32`, `avalanche/EWC λ=1000`). time/step shows runs whose per-image features came
+mostly from the disk cache (`warm`, manifest `passes.disk_cache_hits`) apart from the others (`cold`).
 
 Statistics: each row's final mIoU also gets a 95% bootstrap interval over the validation images (`bootstrap=N`
 resamples, default 1000, 0: none; from the per-image counts of the last step, benchmark.evaluation.per_image),
@@ -21,7 +31,8 @@ Grouping, so that a number only ever averages comparable runs:
 - row: the resolved configuration (`config_hash`: a short hash of config.yaml without the keys that vary
   between the runs of one row (seed, stream.order_seed) or never change a number (EXECUTION_KEYS: run_id,
   results_dir, device, threads, batch sizes, ...)), labelled with the method keys that differ from
-  configs/method/<name>.yaml (e.g. `knnclip (k=32)`), the model and the evaluation settings.
+  configs/method/<name>.yaml (e.g. `knnclip k=32`, `avalanche/EWC λ=1000`; a run's `name=` replaces it), the
+  model and the evaluation settings.
 - repeats: runs of one row with the same seed, class order and stream hash are one sample, not several: the
   latest complete one (manifest `finished`) counts, the others are listed as superseded.
 Each cell is the mean ± sample standard deviation over the row's distinct runs (seeds × class orders),
@@ -44,8 +55,6 @@ Provenance: the `provenance` column marks each row whose runs cannot be traced t
 """
 from __future__ import annotations
 
-from __future__ import annotations
-
 from pathlib import Path
 
 import pandas as pd
@@ -53,31 +62,68 @@ import pandas as pd
 from benchmark.errors import UserError
 from benchmark.io import atomic_write_text
 from benchmark.registry import suggest
+from benchmark.reporting.html_report import render_html
+from benchmark.reporting.latex import latex_document
 from benchmark.reporting.leaderboard_figures import write_curves
 from benchmark.reporting.runs import COLUMNS, read_runs, run_records
-from benchmark.reporting.statistics import stream_tables
-from benchmark.reporting.tables import leaderboard_frame, render_markdown
+from benchmark.reporting.statistics import StreamTable, class_table, stream_tables
+from benchmark.reporting.tables import leaderboard_frame, render_markdown, text_table
 
-OPTIONS = {"stream": None, "results_dir": "results", "bootstrap": "1000"}  # bootstrap: image resamples (0: none)
+# bootstrap: image resamples (0: none); format: text (the terminal table) | latex (also leaderboard.tex)
+OPTIONS = {"stream": None, "results_dir": "results", "bootstrap": "1000", "format": "text"}
+FORMATS = ("text", "latex")
 FLAGS = ("--strict",)
+USAGE = "it takes stream=NAME results_dir=PATH bootstrap=N --format text|latex --strict"
 
 
 def parse_options(argv: list[str]) -> dict:
-    """key=value options (OPTIONS) and the flag --strict (options["strict"])."""
+    """key=value options (OPTIONS; `--format X` and `--format=X` too) and the flag --strict (options["strict"])."""
     options = {**OPTIONS, "strict": False}
-    for item in argv:
-        if item.startswith("-"):
+    items = list(argv)
+    while items:
+        item = items.pop(0)
+        if item == "--format" and items:
+            item = f"format={items.pop(0)}"
+        elif item.startswith("--format="):
+            item = item[2:]
+        elif item.startswith("-"):
             if item not in FLAGS:
-                raise UserError(f"leaderboard: unknown flag '{item}'{suggest(item, list(FLAGS))}; "
-                                "it takes stream=NAME results_dir=PATH bootstrap=N --strict")
+                raise UserError(f"leaderboard: unknown flag '{item}'{suggest(item, [*FLAGS, '--format'])}; {USAGE}")
             options[item.lstrip("-")] = True
             continue
         key, sep, value = item.partition("=")
         if not sep or key not in OPTIONS:
             what = f"unknown option '{key}'{suggest(key, list(OPTIONS))}" if sep else f"'{item}' is not key=value"
-            raise UserError(f"leaderboard: {what}; it takes stream=NAME results_dir=PATH bootstrap=N --strict")
+            raise UserError(f"leaderboard: {what}; {USAGE}")
         options[key] = value
+    if options["format"] not in FORMATS:
+        raise UserError(f"leaderboard: format={options['format']} is not one of: {', '.join(FORMATS)}")
     return options
+
+
+def write_outputs(tables: list[StreamTable], results_dir: Path, skipped: list, stream: str | None,
+                  strict_excluded: int | None, latex: bool) -> list[Path]:
+    """Every file of the leaderboard; returns the paths of the tables (figures go to plots/)."""
+    curve_files = write_curves(tables, results_dir)
+    class_tables = {table.slug: class_table(table) for table in tables}
+    class_files = {}
+    for slug, frame in class_tables.items():
+        if not frame.empty:
+            class_files[slug] = results_dir / f"class_iou-{slug}.csv"
+            atomic_write_text(class_files[slug], frame.to_csv(index=False, float_format="%.2f"))
+    written = {"LEADERBOARD.md": render_markdown(tables, results_dir, curve_files, skipped, stream, strict_excluded,
+                                                 class_files),
+               "leaderboard.csv": leaderboard_frame(tables, results_dir).to_csv(index=False),
+               "leaderboard.html": render_html(tables, results_dir, curve_files, class_tables, skipped)}
+    counted = [run for t in tables for row in t.rows for run in row["runs"]]
+    records = pd.DataFrame.from_records([r for run in counted for r in run_records(run, results_dir)],
+                                        columns=list(COLUMNS))
+    written["results.csv"] = records.to_csv(index=False)
+    if latex:
+        written["leaderboard.tex"] = latex_document(tables)
+    for name, text in written.items():
+        atomic_write_text(results_dir / name, text)
+    return [results_dir / name for name in written]
 
 
 def main(argv: list[str]) -> int:
@@ -111,17 +157,12 @@ def main(argv: list[str]) -> int:
     tables = (stream_tables([r for r in runs if r.ground_truth_access is None], digests=digests, bootstrap=bootstrap)
               + stream_tables([r for r in runs if r.ground_truth_access is not None], analysis=True, digests=digests,
                               bootstrap=bootstrap))
-    curve_files = write_curves(tables, results_dir)
-    markdown = render_markdown(tables, results_dir, curve_files, skipped, stream,
-                               len(left_out) if options["strict"] else None)
-    atomic_write_text(results_dir / "LEADERBOARD.md", markdown)
-    atomic_write_text(results_dir / "leaderboard.csv", leaderboard_frame(tables, results_dir).to_csv(index=False))
-    counted = [run for t in tables for row in t.rows for run in row["runs"]]
-    records = pd.DataFrame.from_records([r for run in counted for r in run_records(run, results_dir)],
-                                        columns=list(COLUMNS))
-    atomic_write_text(results_dir / "results.csv", records.to_csv(index=False))
+    files = write_outputs(tables, results_dir, skipped, stream, len(left_out) if options["strict"] else None,
+                          options["format"] == "latex")
+    for table in tables:
+        print(text_table(table) + "\n")
     print(f"leaderboard of {len(runs)} complete run(s) in {len(tables)} stream table(s): "
-          f"{results_dir / 'LEADERBOARD.md'}, {results_dir / 'leaderboard.csv'}, {results_dir / 'results.csv'}")
+          f"{', '.join(map(str, files))}")
     analysis = sum(len(t.runs) for t in tables if t.analysis)
     if analysis:
         print(f"{analysis} analysis run(s) that used ground truth on purpose are listed apart, not ranked")

@@ -16,7 +16,7 @@ from omegaconf import OmegaConf
 from benchmark.errors import UserError
 from benchmark.evaluation.stream_metrics import forward_transfer_gem
 from benchmark.reporting.plots import write_run_plots
-from benchmark.reporting.results import (build_summary, format_summary, load_confusions, vocabulary_names,
+from benchmark.reporting.summary import (build_summary, format_summary, load_confusions, vocabulary_names,
                                         write_class_scores, write_summary)
 
 

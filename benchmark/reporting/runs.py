@@ -9,6 +9,8 @@ seed, class order and data), the latest finished; `run_records` turns a run into
 """
 from __future__ import annotations
 
+import csv
+import functools
 import hashlib
 import json
 from dataclasses import dataclass
@@ -16,7 +18,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from benchmark.config import ModelConfig, config_file
+from benchmark.config import EvalConfig, ModelConfig, config_file
 from benchmark.reporting.results import REPO_ROOT, file_sha256, source_digest
 
 # provenance problems of a run, their footnote marks and explanations (in this order in every cell)
@@ -32,8 +34,9 @@ EVAL_KEYS = ("vocabulary", "miou_mode", "max_images")  # evaluation settings tha
 # where and how fast a run goes, never its numbers
 EXECUTION_KEYS = ("seed", "stream.order", "stream.order_seed", "run_id", "results_dir", "quiet", "debug", "resume",
                   "device", "threads", "logger", "data.root", "data.on_error", "model.batch_size", "model.cache_dir",
-                  "eval.batch_size", "eval.initial")
-
+                  "eval.batch_size", "eval.initial", "name", "tags")
+# config keys shown by a symbol in variant labels (`avalanche/EWC λ=1000`)
+LABEL_SYMBOLS = {"lambda": "λ", "ewc_lambda": "λ", "si_lambda": "λ", "alpha": "α", "tau": "τ"}
 
 
 def short_hash(value) -> str:
@@ -47,6 +50,40 @@ def non_default(values: dict, defaults: dict) -> list[str]:
             if key != "name" and defaults.get(key, missing) != values[key]]
 
 
+def _leaves(values: dict, prefix: str = "") -> dict:
+    """{"strategy_args.ewc_lambda": 1000, ...}: the leaves of nested dicts by dotted path."""
+    leaves = {}
+    for key, value in values.items():
+        if isinstance(value, dict) and value:
+            leaves.update(_leaves(value, f"{prefix}{key}."))
+        else:
+            leaves[f"{prefix}{key}"] = value
+    return leaves
+
+
+def _compact(value) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(map(_compact, value)) + "]"
+    return str(value)
+
+
+def compact_label(values: dict, defaults: dict) -> str:
+    """`name[/strategy] key=value ...`: the config's name, its `strategy` (avalanche's) and every leaf that differs
+    from `defaults`, by its last key (LABEL_SYMBOLS: λ, α, τ), e.g. `avalanche/EWC λ=1000`, `knnclip k=32`."""
+    leaves, default_leaves = _leaves(values), _leaves(defaults)
+    label = str(values.get("name"))
+    if isinstance(values.get("strategy"), str):
+        label += f"/{values['strategy']}"
+    missing = object()
+    changed = [f"{LABEL_SYMBOLS.get(key.rsplit('.', 1)[-1], key.rsplit('.', 1)[-1])}={_compact(value)}"
+               for key, value in sorted(leaves.items())
+               if key not in ("name", "strategy") and default_leaves.get(key, missing) != value]
+    return " ".join([label, *changed])
+
+
+@functools.lru_cache(maxsize=None)
 def _yaml_defaults(group: str, name: str) -> dict:
     path = config_file(group, name)
     return OmegaConf.to_container(OmegaConf.load(path), resolve=True) if path is not None else {}
@@ -89,17 +126,22 @@ class Run:
     def method_config(self) -> dict:
         return self.config["method"]
 
-    def method_label(self) -> str:
+    def variant(self) -> str:
+        """The run's short label: its `name=` if set, else the method's compact label (`compact_label`) with the
+        evaluation settings that differ from the defaults and any ground truth access."""
+        if self.config.get("name"):
+            return str(self.config["name"])
         method = self.method_config
-        changed = non_default(method, _yaml_defaults("method", method["name"]))
-        return method["name"] + (f" ({', '.join(changed)})" if changed else "")
+        label = compact_label(method, _yaml_defaults("method", method["name"]))
+        eval_changed = non_default(self.eval_setting(), {k: getattr(EvalConfig(), k) for k in EVAL_KEYS})
+        access = self.ground_truth_access
+        return (label + (f" [eval {', '.join(eval_changed)}]" if eval_changed else "")
+                + (f" [ground truth: {access}]" if access else ""))
 
     def model_label(self) -> str:
         model = self.config["model"]
-        defaults = {**OmegaConf.to_container(OmegaConf.structured(ModelConfig)),
-                    **_yaml_defaults("model", model["name"])}
-        changed = non_default(model, defaults)
-        return model["name"] + (f" ({', '.join(changed)})" if changed else "")
+        return compact_label(model, {**OmegaConf.to_container(OmegaConf.structured(ModelConfig)),
+                                     **_yaml_defaults("model", model["name"])})
 
     def eval_setting(self) -> dict:
         return {key: self.config.get("eval", {}).get(key) for key in EVAL_KEYS}
@@ -120,12 +162,38 @@ class Run:
         """Runs of one row with equal keys repeat one experiment (same seed, class order and data)."""
         return str(self.config.get("seed")), str(self.order_seed), str(self.manifest.get("stream_hash"))
 
+    def experiment_key(self) -> tuple:
+        """Runs with equal keys repeat one experiment: the same row and repeat key."""
+        return self.row_key() + self.repeat_key()
+
     def stream_metrics(self) -> dict[str, float]:
         """{"miou.final": value, ...}: the run's `group == "stream"` records of benchmark.results."""
         if "_stream_metrics" not in self.__dict__:
             self.__dict__["_stream_metrics"] = {r["metric"]: r["value"] for r in run_records(self)
                                                 if r["group"] == "stream"}
         return self.__dict__["_stream_metrics"]
+
+    def final_class_scores(self) -> list[dict]:
+        """class_scores.csv's rows of the last step ({"class_id", "class", "learned_at_step", "iou", ...}, IoU
+        NaN without ground truth); [] when the run has no such file."""
+        try:
+            with open(self.path / "class_scores.csv", newline="") as handle:
+                rows = list(csv.DictReader(handle))
+        except OSError:
+            return []
+        last = max((int(row["step"]) for row in rows), default=None)
+        return [row for row in rows if int(row["step"]) == last]
+
+    @property
+    def feature_cache(self) -> str | None:
+        """"warm" when most per-image features came from the disk cache (manifest `passes.disk_cache_hits` vs
+        `disk_cache_writes`), else "cold"; None for runs that predate the record. Warm runs' times are not
+        comparable with cold ones (kNN-CLIP's evaluation: 0.2-0.3 s a step warm, 0.7-2.6 s cold)."""
+        passes = self.manifest.get("passes") or {}
+        hits, writes = passes.get("disk_cache_hits"), passes.get("disk_cache_writes")
+        if hits is None or writes is None:
+            return None
+        return "warm" if hits > writes else "cold"
 
     @property
     def finished(self) -> str:
@@ -202,19 +270,19 @@ def read_runs(results_dir: Path, stream: str | None = None) -> tuple[list[Run], 
 
 
 def deduplicate(runs: list[Run]) -> tuple[list[Run], list[Run]]:
-    """(distinct, superseded): of the runs repeating one experiment (`Run.repeat_key`), the latest finished
+    """(distinct, superseded): of the runs repeating one experiment (`Run.experiment_key`), the latest finished
     counts; the others are superseded (kept on disk and listed, never averaged in)."""
     latest: dict[tuple, Run] = {}
     for run in sorted(runs, key=lambda r: (r.finished, r.path.name)):
-        latest[run.repeat_key()] = run
+        latest[run.experiment_key()] = run
     kept = {id(run) for run in latest.values()}
     return [r for r in runs if id(r) in kept], [r for r in runs if id(r) not in kept]
 
 
 
-
-COLUMNS = ("run", "run_id", "stream", "stream_version", "stream_hash", "method", "config_hash", "method_digest",
-           "seed", "order_seed", "step", "group", "metric", "value", "higher_is_better")
+COLUMNS = ("run", "run_id", "stream", "stream_version", "stream_hash", "method", "variant", "name", "tags", "model",
+           "config_hash", "method_digest", "eval_vocabulary", "num_steps", "seed", "order_seed", "feature_cache",
+           "superseded", "step", "group", "metric", "value", "higher_is_better")
 # stream metrics (the part after "miou." / "pq.") whose lower values are better; every other score is higher-better
 LOWER_IS_BETTER = ("forgetting_max", "forgetting_first", "excess_forgetting", "memory_bytes", "learn_seconds",
                    "eval_seconds")
@@ -229,21 +297,25 @@ def _number(value) -> float:
     return float("nan") if value is None else float(value)
 
 
-def run_records(run: Run, results_dir: Path | None = None) -> list[dict]:
-    """The rows of one complete run (see the module docstring)."""
+def run_records(run: Run, results_dir: Path | None = None, superseded: bool = False) -> list[dict]:
+    """The rows of one complete run (see benchmark/results.py); `superseded`: a later run repeats it."""
     summary, manifest = run.summary, run.manifest
+    num_steps = summary.get("num_steps") or len(summary.get("memory_bytes") or [])
     base = {"run": run.path.relative_to(results_dir).as_posix() if results_dir else run.path.as_posix(),
             "run_id": run.path.name, "stream": manifest.get("stream"), "stream_version": manifest.get("stream_version"),
             "stream_hash": manifest.get("stream_hash"), "method": run.method_config["name"],
-            "config_hash": run.config_hash, "method_digest": (manifest.get("method_source") or {}).get("digest"),
-            "seed": run.config.get("seed"), "order_seed": run.order_seed}
+            "variant": run.variant(), "name": run.config.get("name"), "tags": ";".join(run.config.get("tags") or []),
+            "model": run.model_label(), "config_hash": run.config_hash,
+            "method_digest": (manifest.get("method_source") or {}).get("digest"),
+            "eval_vocabulary": run.eval_setting()["vocabulary"], "num_steps": num_steps,
+            "seed": run.config.get("seed"), "order_seed": run.order_seed, "feature_cache": run.feature_cache,
+            "superseded": superseded}
     records = []
 
     def add(step: int, group: str, metric: str, value) -> None:
         records.append({**base, "step": step, "group": group, "metric": metric, "value": _number(value),
                         "higher_is_better": higher_is_better(metric)})
 
-    num_steps = summary.get("num_steps") or len(summary.get("memory_bytes") or [])
     for metric, rows in (summary.get("matrices") or {}).items():
         for step, row in enumerate(rows):
             for j, value in enumerate(row):

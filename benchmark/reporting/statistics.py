@@ -15,10 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
-from benchmark.config import EvalConfig
-from benchmark.reporting.runs import (EVAL_KEYS, PROVENANCE_MARKS, Run, config_identity, deduplicate, non_default,
-                                      short_hash)
+from benchmark.reporting.runs import PROVENANCE_MARKS, Run, config_identity, deduplicate, short_hash
 
 EXCESS_FORGETTING = "excess_forgetting"  # derived from two runs (see excess_forgetting_by_run), not in a summary
 # (summary metric, key, column title); a column is shown when some row of the table has a value
@@ -197,11 +196,8 @@ def aggregate_rows(runs: list[Run], digests: dict | None = None) -> list[dict]:
         members, superseded = deduplicate(members)
         members.sort(key=lambda r: (_order(r.config.get("seed")), _order(r.order_seed), r.path.name))
         first = members[0]
-        eval_changed = non_default(first.eval_setting(), {k: getattr(EvalConfig(), k) for k in EVAL_KEYS})
         row = {
-            "method": method, "config_hash": config_hash,
-            "label": first.method_label() + (f" [eval {', '.join(eval_changed)}]" if eval_changed else "")
-            + (f" [ground truth: {access}]" if access else ""),
+            "method": method, "config_hash": config_hash, "label": first.variant(),
             "ground_truth_access": access,
             "model": first.model_label(), "n_runs": len(members),
             "seeds": sorted({r.config.get("seed") for r in members}, key=_order),
@@ -213,6 +209,10 @@ def aggregate_rows(runs: list[Run], digests: dict | None = None) -> list[dict]:
                                                for r in members])
         row["memory_bytes"] = mean_std([float((r.summary.get("memory_bytes") or [float("nan")])[-1]) for r in members])
         row["seconds_per_step"] = mean_std([_seconds_per_step(r) for r in members])
+        # cold and warm feature caches apart (None: not recorded), so a warm rerun never passes for a faster method
+        row["seconds_per_step_by_cache"] = {
+            state: mean_std([_seconds_per_step(r) for r in members if r.feature_cache == state])
+            for state in ("cold", "warm", None) if any(r.feature_cache == state for r in members)}
         row["curves"] = {metric: curve(members, metric) for metric in ("miou", "pq")
                          if any(r.summary.get("seen", {}).get(metric) for r in members)}
         row["git"] = sorted({(r.manifest.get("git") or {}).get("commit") or "unknown" for r in members})
@@ -220,5 +220,36 @@ def aggregate_rows(runs: list[Run], digests: dict | None = None) -> list[dict]:
         row["provenance"] = {issue: sum(issue in issues for issues in row["run_provenance"])
                              for issue in PROVENANCE_MARKS if any(issue in i for i in row["run_provenance"])}
         rows.append(row)
+    labels = [(row["label"], row["model"]) for row in rows]
+    for row in rows:  # two configurations named alike (name=, or labels that leave a difference out): add the hash
+        if labels.count((row["label"], row["model"])) > 1:
+            row["label"] += f" #{row['config_hash']}"
     rows.sort(key=lambda row: (math.isnan(row["miou_final"][0]), -np.nan_to_num(row["miou_final"][0]), row["label"]))
     return rows
+
+
+def class_table(table: StreamTable) -> pd.DataFrame:
+    """Per class of the stream (with ground truth after the last step): its id, name, the step that taught it
+    ("2"; "0/3" when the class orders of the table's runs differ) and per row (by label, and model when the
+    table has several) the mean final IoU over the row's runs (NaN where no run scored it)."""
+    with_model = len({row["model"] for row in table.rows}) > 1
+    classes: dict[int, dict] = {}
+    for row in table.rows:
+        column = row["label"] + (f" · {row['model']}" if with_model else "")
+        scores = defaultdict(list)
+        for run in row["runs"]:
+            for record in run.final_class_scores():
+                if not float(record.get("gt_pixels") or 0):  # no ground truth in validation: no score to compare
+                    continue
+                class_id = int(record["class_id"])
+                entry = classes.setdefault(class_id, {"class_id": class_id, "class": record["class"], "steps": set()})
+                entry["steps"].add(int(record["learned_at_step"]))
+                scores[class_id].append(float(record["iou"]) if record["iou"] else float("nan"))
+        for class_id, values in scores.items():
+            classes[class_id][column] = mean_std(values)[0]
+    for entry in classes.values():
+        entry["taught at step"] = "/".join(map(str, sorted(entry.pop("steps"))))
+    columns = ["class_id", "class", "taught at step"] + [row["label"] + (f" · {row['model']}" if with_model else "")
+                                                        for row in table.rows]
+    ordered = sorted(classes.values(), key=lambda e: (int(e["taught at step"].split("/")[0]), e["class_id"]))
+    return pd.DataFrame.from_records(ordered, columns=columns)

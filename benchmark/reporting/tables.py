@@ -11,6 +11,7 @@ import pandas as pd
 from benchmark.reporting.runs import PROVENANCE_MARKS
 from benchmark.reporting.statistics import METRIC_COLUMNS, StreamTable
 
+NAN = float("nan")
 ANALYSIS_TITLE = "Analysis runs (ground truth used on purpose)"
 
 
@@ -47,6 +48,41 @@ def human_seconds(value: float) -> str:
     return f"{value / 60:.1f} min" if value < 7200 else f"{value / 3600:.1f} h"
 
 
+def shown_metrics(table: StreamTable) -> list[tuple[str, str, str]]:
+    """The METRIC_COLUMNS (metric, key, title) some row of the table has a value for."""
+    return [(m, k, title) for m, k, title in METRIC_COLUMNS if any(row[f"{m}_{k}"][2] for row in table.rows)]
+
+
+def table_heading(table: StreamTable) -> str:
+    return (f"{table.name} (version {table.version}), stream definition {table.definition}"
+            + (f", stream hash {table.split_hash}" if table.split_hash else "")
+            + (" — analysis runs, ground truth used on purpose, not ranked" if table.analysis else ""))
+
+
+def text_table(table: StreamTable) -> str:
+    """The table's main columns, aligned for a terminal (the way lm-evaluation-harness prints its results)."""
+    shown = shown_metrics(table)
+    with_model = len({row["model"] for row in table.rows}) > 1
+    header = ["#", "variant", *(["model"] if with_model else []), *[title for _, _, title in shown], "memory",
+              "time/step", "n"]
+    body = [["–" if table.analysis else str(rank), row["label"], *([row["model"]] if with_model else []),
+             *[format_score(row[f"{m}_{k}"]) for m, k, _ in shown], human_bytes(row["memory_bytes"][0]),
+             time_cell(row), str(row["n_runs"])] for rank, row in enumerate(table.rows, 1)]
+    widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
+    left = {"variant", "model"}
+    lines = ["  ".join(cell.ljust(width) if title in left else cell.rjust(width)
+                       for cell, width, title in zip(line, widths, header)).rstrip() for line in [header, *body]]
+    return "\n".join([table_heading(table), *lines[:1], "  ".join("-" * w for w in widths), *lines[1:]])
+
+
+def time_cell(row: dict) -> str:
+    """Mean seconds per step of the row's runs with a cold and with a warm feature cache, apart (`2.1 s cold,
+    0.3 s warm`); runs that did not record it unmarked."""
+    parts = [human_seconds(stats[0]) + (f" {state}" if state else "")
+             for state, stats in row["seconds_per_step_by_cache"].items()]
+    return ", ".join(parts) or "–"
+
+
 def format_score(stat: tuple[float, float, int]) -> str:
     mean, std, _ = stat
     if math.isnan(mean):
@@ -54,7 +90,7 @@ def format_score(stat: tuple[float, float, int]) -> str:
     return f"{mean:.1f}" if math.isnan(std) else f"{mean:.1f} ± {std:.1f}"
 
 
-def _link(target: Path, base: Path) -> str:
+def link(target: Path, base: Path) -> str:
     return target.resolve().relative_to(base.resolve()).as_posix()
 
 
@@ -72,7 +108,8 @@ def _marks(issues: list[str]) -> str:
     return "".join(dict.fromkeys(PROVENANCE_MARKS[issue][0] for issue in issues))
 
 
-def _table_lines(table: StreamTable, results_dir: Path, curve_files: dict[str, dict[str, Path]]) -> list[str]:
+def _table_lines(table: StreamTable, results_dir: Path, curve_files: dict[str, dict[str, Path]],
+                 class_file: Path | None = None) -> list[str]:
     lines = [f"### {table.name} (version {table.version})" if table.analysis
              else f"## {table.name} (version {table.version})", ""]
     orders = "; ".join(f"order_seed {order}: `{', '.join(sorted(map(str, hashes)))}`"
@@ -84,31 +121,33 @@ def _table_lines(table: StreamTable, results_dir: Path, curve_files: dict[str, d
                 "curves": "mIoU on seen, old and new classes after each step", "pareto": "final mIoU vs memory",
                 "forgetting": "forgetting with error bars"}
     for name, path in curve_files.get(table.slug, {}).items():
-        lines += [f"![{captions[name]}]({_link(path, results_dir)})", ""]
-    shown = [(m, k, title) for m, k, title in METRIC_COLUMNS
-             if any(row[f"{m}_{k}"][2] for row in table.rows)]
-    header = ["#", "method", "model", *[title for _, _, title in shown], "final mIoU 95% CI (images)",
+        lines += [f"![{captions[name]}]({link(path, results_dir)})", ""]
+    shown = shown_metrics(table)
+    header = ["#", "variant", "model", *[title for _, _, title in shown], "final mIoU 95% CI (images)",
               "Δ final mIoU (paired)", "memory", "time/step", "n", "config", "provenance", "runs", "plots"]
     numeric = {"#", "memory", "time/step", "n", *[title for _, _, title in shown]}
     alignment = ["---:" if title in numeric else "---" for title in header]
     lines += ["| " + " | ".join(header) + " |", "|" + "|".join(alignment) + "|"]
     for rank, row in enumerate(table.rows, 1):
-        runs = " ".join(f"[s{r.config.get('seed')}/o{r.order_seed}]({_link(r.path, results_dir)}/)" + _marks(issues)
+        runs = " ".join(f"[s{r.config.get('seed')}/o{r.order_seed}]({link(r.path, results_dir)}/)" + _marks(issues)
                         for r, issues in zip(row["runs"], row["run_provenance"]))
         if row["superseded"]:  # repeats of a counted run (same seed, order, data): listed, not averaged
             runs += " (superseded repeats: " + " ".join(
-                f"[{r.path.name}]({_link(r.path, results_dir)}/)" for r in row["superseded"]) + ")"
+                f"[{r.path.name}]({link(r.path, results_dir)}/)" for r in row["superseded"]) + ")"
         plots_dir = row["runs"][0].path / "plots"
-        plots = " ".join(f"[{name}]({_link(plots_dir / file, results_dir)})"
+        plots = " ".join(f"[{name}]({link(plots_dir / file, results_dir)})"
                          for name, file in (("R", "matrix_miou.png"), ("R PQ", "matrix_pq.png"),
                                             ("forgotten", "forgetting_classes.png"))
                          if (plots_dir / file).is_file())
         cells = ["–" if table.analysis else str(rank), row["label"].replace("|", "\\|"),
                  row["model"].replace("|", "\\|"), *[format_score(row[f"{m}_{k}"]) for m, k, _ in shown],
-                 format_interval(row["miou_final_ci"]), format_difference(row["paired"]), human_bytes(row["memory_bytes"][0]), human_seconds(row["seconds_per_step"][0]),
+                 format_interval(row["miou_final_ci"]), format_difference(row["paired"]), human_bytes(row["memory_bytes"][0]), time_cell(row),
                  str(row["n_runs"]), f"`{row['config_hash']}`", provenance_cell(row), runs, plots or "–"]
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
+    if class_file is not None:
+        lines += [f"Final IoU per class and variant, with the step that taught each class: "
+                  f"[{class_file.name}]({link(class_file, results_dir)}).", ""]
     return lines
 
 
@@ -121,17 +160,18 @@ def _incomplete_lines(skipped: list[tuple[Path, str]], results_dir: Path) -> lis
         if entries:
             lines += [f"## {title}", "", f"| run | {column} |", "|---|---|"]
             for path, text in entries:
-                link, cell = _link(path, results_dir), text.replace("|", "\\|")
-                lines.append(f"| [{link}]({link}/) | {cell} |")
+                target, cell = link(path, results_dir), text.replace("|", "\\|")
+                lines.append(f"| [{target}]({target}/) | {cell} |")
             lines.append("")
     return lines
 
 
 def render_markdown(tables: list[StreamTable], results_dir: Path, curve_files: dict[str, dict[str, Path]],
                     skipped: list[tuple[Path, str]], stream_filter: str | None,
-                    strict_excluded: int | None = None) -> str:
+                    strict_excluded: int | None = None, class_files: dict[str, Path] | None = None) -> str:
     """`skipped`: (folder, reason) of the runs that are not complete; `strict_excluded`: None without --strict,
-    else how many complete runs --strict left out."""
+    else how many complete runs --strict left out; `class_files`: per table slug, its per-class table (CSV)."""
+    class_files = class_files or {}
     now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     total = sum(len(t.runs) for t in tables)
     lines = [
@@ -146,19 +186,21 @@ def render_markdown(tables: list[StreamTable], results_dir: Path, curve_files: d
         "(seeds × class orders), n = distinct runs (repeats of one seed and class order count once: the latest). "
         "forgetting = forgetting_max (Chaudhry), BWT = backward transfer, "
         "old / new = mIoU on S_{T-1} / C_T after the last step. memory = method state after the last step; "
-        "time/step = learn + evaluation. Plots: the first run of the row. provenance: `ok` when every run of the "
-        "row ran committed, registered, unchanged method code; marks are explained below the tables.", "",
+        "time/step = learn + evaluation, apart for runs whose per-image features came mostly from the disk cache "
+        "(warm) and the others (cold). Plots: the first run of the row. provenance: `ok` when every run of the "
+        "row ran committed, registered, unchanged method code; marks are explained below the tables. "
+        "[leaderboard.html](leaderboard.html) holds all of it in one file, with every run's matrix.", "",
     ]
     ranked = [t for t in tables if not t.analysis]
     analysis = [t for t in tables if t.analysis]
     for table in ranked:
-        lines += _table_lines(table, results_dir, curve_files)
+        lines += _table_lines(table, results_dir, curve_files, class_files.get(table.slug))
     if analysis:
         lines += [f"## {ANALYSIS_TITLE}", "",
                   "These runs gave the method ground truth on purpose (manifest `protocol.ground_truth_access`), "
                   "for analysis; they are not ranked and not comparable with the tables above.", ""]
         for table in analysis:
-            lines += _table_lines(table, results_dir, curve_files)
+            lines += _table_lines(table, results_dir, curve_files, class_files.get(table.slug))
     used = {issue for t in tables for row in t.rows for issue in row["provenance"]}
     if used:
         lines += ["Provenance marks:", ""]
@@ -190,9 +232,11 @@ def leaderboard_frame(tables: list[StreamTable], results_dir: Path) -> pd.DataFr
                           paired_n=n)
             record["memory_bytes_mean"] = row["memory_bytes"][0]
             record["seconds_per_step_mean"] = row["seconds_per_step"][0]
+            for state in ("cold", "warm"):
+                record[f"seconds_per_step_{state}_mean"] = row["seconds_per_step_by_cache"].get(state, (NAN,))[0]
             record["git_commits"] = ";".join(row["git"])
-            record["runs"] = ";".join(_link(r.path, results_dir) for r in row["runs"])
-            record["superseded_runs"] = ";".join(_link(r.path, results_dir) for r in row["superseded"])
+            record["runs"] = ";".join(link(r.path, results_dir) for r in row["runs"])
+            record["superseded_runs"] = ";".join(link(r.path, results_dir) for r in row["superseded"])
             record["ground_truth_access"] = row["ground_truth_access"]
             record["provenance"] = ";".join(f"{issue}={count}" for issue, count in row["provenance"].items())
             records.append(record)
