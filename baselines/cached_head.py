@@ -1,10 +1,12 @@
 """The learning baselines' trainable part on `model=cached` (an external model's exported predictions, e.g.
 FC-CLIP's), where there are no dense features to adapt: it adapts each proposal's exported class scores.
 
-    s = class log-probabilities of a proposal over every exported column (+ void)   (M, K[+1])
+    s = a proposal's exported class scores over every column   (M, score_width): class logits (+ void),
+        then FC-CLIP's out-of-vocabulary logits (format v3 with an ensemble)
     s' = s + MLP(s)      residual MLP (`hidden` units), output layer initialised to zero
-    P over S_t = softmax(s'[columns of S_t, void])   (exactly as zero-shot reads s: before training the
-                                                       baseline *is* the exported model)
+    P over S_t = softmax(segmenter.class_logits(s', S_t))   (S_t's columns and void, through FC-CLIP's
+                         ensemble where exported: exactly as zero-shot reads s, so before training the
+                         baseline *is* the exported model)
 
 Targets are mask-level, as MaskFormer-style training labels queries: a proposal (its mask: probability >= 0.5
 for soft masks) is labelled with the ground-truth class covering most of it, if that class covers at least
@@ -12,9 +14,11 @@ for soft masks) is labelled with the ground-truth class covering most of it, if 
 outside C_t, which are not void). Loss: cross-entropy over S_t and void. Prediction: P and void through the
 segmenter's own inference (FC-CLIP's for soft masks).
 
-The training set streams through the dense baselines' store on disk (`TrainingSet`: one row of K[+1]
+The training set streams through the dense baselines' store on disk (`TrainingSet`: one row of score_width
 float32 scores and one class id per labelled proposal). Embeddings are not adapted (FC-CLIP exports carry no
-text classifier to classify adapted embeddings against); that is the honest limit of this head.
+text classifier to classify adapted embeddings against); that is the honest limit of this head. Exports of
+FC-CLIP's ResNet configs (ENSEMBLE_ON_VALID_MASK) are refused: their per-query valid masks do not travel with
+the stored score rows.
 """
 from __future__ import annotations
 
@@ -27,6 +31,7 @@ from torch import nn
 
 from baselines.training_set import IGNORE_INDEX, TrainingSet
 from benchmark.data.types import IGNORE_LABEL, ImageInput, Sample, Vocabulary
+from benchmark.errors import UserError
 from benchmark.method import SegmentationOutput
 from benchmark.models.inference import outputs_from_probs
 
@@ -91,10 +96,13 @@ class CachedScoreTraining:
     def __init__(self, segmenter, hidden: int, match_fraction: float) -> None:
         self.segmenter = segmenter
         self.match_fraction = match_fraction
-        self.head = ScoreHead(len(segmenter.class_ids) + segmenter.void, hidden)
+        if segmenter.ensemble and segmenter.ensemble["on_valid_mask"]:
+            raise UserError(f"the learning baselines' head on model=cached does not support exports with FC-CLIP's "
+                            f"ENSEMBLE_ON_VALID_MASK ({segmenter.directory}); zeroshot and knnclip do")
+        self.head = ScoreHead(segmenter.score_width, hidden)
 
     def training_set(self, samples: Iterable[Sample]) -> TrainingSet:
-        data = TrainingSet(torch.float32)  # (N, K[+1]) scores, (N,) class ids of labelled proposals
+        data = TrainingSet(torch.float32)  # (N, score_width) scores, (N,) class ids of labelled proposals
         batch: list[Sample] = []
 
         def store() -> None:
@@ -115,7 +123,7 @@ class CachedScoreTraining:
     def joint_training_set(self, votes: dict[str, np.ndarray]) -> TrainingSet:
         """The labelled proposals of every image in `votes` (image id -> its proposals' merged votes), their
         scores read back from the exported predictions (the frozen model's outputs), in `votes` order."""
-        data = TrainingSet(torch.float32)  # (N, K[+1]) scores, (N,) class ids of labelled proposals
+        data = TrainingSet(torch.float32)  # (N, score_width) scores, (N,) class ids of labelled proposals
         for image_id, image_votes in votes.items():
             targets = targets_from_votes(image_votes, self.match_fraction)
             keep = targets != IGNORE_LABEL
@@ -130,8 +138,7 @@ class CachedScoreTraining:
 
     def loss(self, adapted: torch.Tensor, targets: torch.Tensor, vocab: Vocabulary) -> torch.Tensor:
         """Cross-entropy over `vocab` (S_t) and void; targets are positions in `vocab` or IGNORE_INDEX."""
-        columns = torch.as_tensor(self.segmenter.score_columns(vocab), device=adapted.device)
-        return F.cross_entropy(adapted[:, columns], targets, ignore_index=IGNORE_INDEX)
+        return F.cross_entropy(self.segmenter.class_logits(adapted, vocab), targets, ignore_index=IGNORE_INDEX)
 
     @torch.no_grad()
     def predict(self, images: list[ImageInput], vocab: Vocabulary) -> list[SegmentationOutput]:

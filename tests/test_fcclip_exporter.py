@@ -1,4 +1,4 @@
-"""The FC-CLIP exporter's conversion, on tensors of FC-CLIP's shapes (detectron2 is not installed here)."""
+"""The FC-CLIP exporter's conversion (format v3), on tensors of FC-CLIP's shapes (detectron2 is not installed here)."""
 import numpy as np
 import pytest
 import torch
@@ -15,23 +15,30 @@ QUERIES, CLASSES, PADDED, INPUT, ORIGINAL = 250, 847, (64, 96), (64, 85), (51, 6
 
 
 def fcclip_like_outputs(seed: int = 0):
+    """FC-CLIP's tensors before its ensemble: pred_logits and get_classification_logits' result (Q, K + 1)."""
     generator = torch.Generator().manual_seed(seed)
-    ensemble = torch.randn(QUERIES, CLASSES, generator=generator).mul(3).softmax(-1)
-    void = torch.rand(QUERIES, 1, generator=generator)
-    mask_cls = torch.log(torch.cat([ensemble * (1 - void), void], -1) + 1e-8)  # FC-CLIP's final mask_cls_results
+    class_logits = torch.randn(QUERIES, CLASSES + 1, generator=generator).mul(3)
+    out_vocab = torch.randn(QUERIES, CLASSES + 1, generator=generator).mul(3)
     mask_pred = torch.randn(QUERIES, PADDED[0] // 4, PADDED[1] // 4, generator=generator).mul(8)
-    return mask_cls, mask_pred, torch.randn(QUERIES, 768, generator=generator)
+    return class_logits, out_vocab, mask_pred, torch.randn(QUERIES, 768, generator=generator)
 
 
-def test_conversion_reads_back_within_the_stated_bound(tmp_path):
+@pytest.mark.parametrize("mask_dtype", ["float16", "float32"])
+def test_conversion_reads_back_within_the_stated_bound(tmp_path, mask_dtype):
     import torch.nn.functional as F
 
-    mask_cls, mask_pred, embeddings = fcclip_like_outputs()
-    arrays = fcclip_image_arrays(mask_cls, mask_pred, INPUT, PADDED, embeddings)
-    assert arrays["mask_logits"].shape == (QUERIES, 16, 24) and arrays["mask_logits"].dtype == np.uint16
-    assert arrays["class_logprobs"].shape == (QUERIES, CLASSES + 1)
+    from benchmark.models.cached import ensemble_settings
+    from benchmark.models.mask_inference import fcclip_class_logits
+
+    class_logits, out_vocab, mask_pred, embeddings = fcclip_like_outputs()
+    arrays = fcclip_image_arrays(class_logits, out_vocab, mask_pred, INPUT, PADDED, embeddings, mask_dtype=mask_dtype)
+    assert arrays["mask_logits"].shape == (QUERIES, 16, 24) and arrays["mask_logits"].dtype == np.dtype(mask_dtype)
+    assert arrays["class_logits"].shape == (QUERIES, CLASSES + 1)
+    assert torch.equal(torch.from_numpy(arrays["out_vocab_logits"]), out_vocab[:, :-1])  # FC-CLIP drops its void
     vocab = Vocabulary("ade847", tuple(ClassInfo(i, f"c{i}", (f"c{i}",), i % 2 == 0) for i in range(CLASSES)))
-    write_meta(tmp_path, "ade847", vocab.ids, void=True, embedding_dim=768, producer="test")
+    overlap = [i % 3 == 0 for i in range(CLASSES)]
+    write_meta(tmp_path, "ade847", vocab.ids, void=True, embedding_dim=768, producer="test",
+               ensemble=ensemble_settings(0.4, 0.8, False, overlap))
     write_image_predictions(tmp_path, "img", arrays)
     segmenter = CachedSegmenter(OmegaConf.create({"kind": "cached", "predictions_dir": str(tmp_path), "batch_size": 1}))
     feats = segmenter.image_features([ImageInput("img", np.zeros((*ORIGINAL, 3), np.uint8))])[0]
@@ -39,21 +46,43 @@ def test_conversion_reads_back_within_the_stated_bound(tmp_path):
     exact = F.interpolate(mask_pred[None], size=PADDED, mode="bilinear", align_corners=False)[0]
     exact = F.interpolate(exact[None, :, :INPUT[0], :INPUT[1]], size=ORIGINAL, mode="bilinear", align_corners=False)[0]
     error = (feats.soft_masks.probabilities() - exact.sigmoid()).abs().max().item()
-    print(f"max mask probability error after quantisation: {error:.2e}")
-    assert 0 < error <= 64 / (4 * 65535) + 1e-6
+    print(f"max mask probability error ({mask_dtype}): {error:.2e}")
+    # float16: within L / 8192 (mask_inference.store_mask_logits), L the largest |logit|
+    assert 0 < error <= mask_pred.abs().max().item() / 8192 if mask_dtype == "float16" else error == 0
     probs = torch.cat([segmenter.base_probs(feats, vocab), segmenter.void_probs(feats, vocab)[:, None]], 1)
+    mask_cls = fcclip_class_logits(class_logits, out_vocab[:, :-1], torch.tensor(overlap, dtype=torch.long), 0.4, 0.8)
     assert torch.equal(probs, mask_cls.softmax(-1))  # FC-CLIP's softmax(mask_cls), void last
     assert torch.allclose(feats.embeddings, F.normalize(embeddings, dim=-1))
 
 
+def test_mask_logits_are_not_clipped():
+    from benchmark.models.mask_inference import decode_mask_logits, store_mask_logits
+
+    logits = np.array([[[300.0, -1e3], [1e6, -1e6]]], dtype=np.float32)  # v2 clipped at +-64
+    assert decode_mask_logits(store_mask_logits(logits), 64.0).tolist() == [[[300.0, -1000.0], [65504.0, -65504.0]]]
+    assert torch.equal(decode_mask_logits(store_mask_logits(logits, "float32"), 64.0), torch.from_numpy(logits))
+
+
 def test_conversion_refuses_mismatched_shapes():
-    mask_cls, mask_pred, _ = fcclip_like_outputs()
-    with pytest.raises(ValueError, match="mask_cls must be"):
-        fcclip_image_arrays(mask_cls[:10], mask_pred, INPUT, PADDED)
+    class_logits, out_vocab, mask_pred, _ = fcclip_like_outputs()
+    with pytest.raises(ValueError, match="class_logits must be"):
+        fcclip_image_arrays(class_logits[:10], out_vocab, mask_pred, INPUT, PADDED)
+    with pytest.raises(ValueError, match="out_vocab_logits must be"):
+        fcclip_image_arrays(class_logits, out_vocab[:, :-1], mask_pred, INPUT, PADDED)
     with pytest.raises(ValueError, match="does not cover the padded input"):
-        fcclip_image_arrays(mask_cls, mask_pred, INPUT, (64, 100))
+        fcclip_image_arrays(class_logits, out_vocab, mask_pred, INPUT, (64, 100))
     with pytest.raises(ValueError, match="must lie within padded_size"):
-        fcclip_image_arrays(mask_cls, mask_pred, (70, 85), PADDED)
+        fcclip_image_arrays(class_logits, out_vocab, mask_pred, (70, 85), PADDED)
+
+
+def test_class_names_compare_as_fcclip_splits_them():
+    """FC-CLIP splits its class names at commas after removing the space behind them (fcclip.py l. 143-144):
+    A-847's 'building, edifice' is the synonym set {building, edifice}, not a different name."""
+    from benchmark.exporters.fcclip import synonym_sets_differ
+
+    ours = [("building", "buildings", "edifice", "edifices"), ("wall", "walls"), ("sky",)]
+    assert synonym_sets_differ(ours, ["building,buildings,edifice, edifices", "walls,wall", "sky"]) == []
+    assert synonym_sets_differ(ours, ["building,buildings,edifice,edifices", "wall", "clouds"]) == [1, 2]
 
 
 def test_exporter_needs_fcclip_and_says_so(tmp_path, capsys):
@@ -70,12 +99,16 @@ def test_exporter_needs_fcclip_and_says_so(tmp_path, capsys):
 
 def test_perf_predictions_prints_bytes_per_image(capsys):
     args = ["perf", "predictions", "--queries", "4", "--classes", "5", "--image-size", "40x50", "--short-side",
-            "64", "--embedding-dim", "8", "--images", "1"]
+            "64", "--embedding-dim", "8", "--images", "1", "--label-images", "1"]
     assert main(args) == 0
     out = capsys.readouterr().out
-    # input 64x80 padded to 64x96; 4 queries x (16 x 24) uint16 mask logits + 4 x 6 float32 log-probs + two
+    # input 64x80 padded to 64x96; 4 queries x (16 x 24) float16 mask logits + 4 x 6 float32 logits + two
     # int32 pairs, exactly
     assert "masks 16x24" in out
-    assert out.splitlines()[2].split()[:5] == ["v2", "(uint16", "mask", "logits)", str(4 * 16 * 24 * 2 + 4 * 6 * 4 + 16)]
+    assert out.splitlines()[2].split()[:5] == ["v3", "(float16", "mask", "logits)", str(4 * 16 * 24 * 2 + 4 * 6 * 4 + 16)]
+    # label changes against float32 logits: v2's clipping at +-64 changes labels at large scales, float16 not
+    table = out.split("mask logit scale")[1].splitlines()[1:]
+    rows = {int(line.split()[0]): [float(v) for v in line.split()[1:]] for line in table}
+    assert rows[5120][0] > 0.01 > rows[5120][1]
     assert main([*args[:-2], "--image-size", "40by50"]) == 2
     assert "--image-size 40by50 is not HEIGHTxWIDTH" in capsys.readouterr().err

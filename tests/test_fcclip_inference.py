@@ -1,4 +1,5 @@
-"""model=cached on soft masks (predictions format v2) against a direct transcription of FC-CLIP's inference."""
+"""model=cached on soft masks (predictions format v3) against a direct transcription of FC-CLIP's inference,
+its geometric ensemble included: over the whole vocabulary and over subsets (FC-CLIP run with fewer classes)."""
 import numpy as np
 import pytest
 import torch
@@ -11,9 +12,48 @@ from benchmark.models.mask_inference import outputs_from_masks, semantic_scores
 
 # ---------------------------------------------------------------------------------------------------------------
 # Transcription, kept as close to the source as possible (`self.` attributes become arguments):
-# bytedance/fc-clip fcclip/fcclip.py @7791b83: FCCLIP.forward, inference branch ("upsample masks" and the
-# per-image loop with sem_seg_postprocess_before_inference=True, as with PANOPTIC_ON), semantic_inference,
-# panoptic_inference; detectron2 detectron2/modeling/postprocessing.py: sem_seg_postprocess.
+# bytedance/fc-clip fcclip/fcclip.py @7791b83: FCCLIP.forward, inference branch (the ensemble, l. 350-402;
+# "upsample masks" and the per-image loop with sem_seg_postprocess_before_inference=True, as with PANOPTIC_ON),
+# semantic_inference, panoptic_inference; detectron2 detectron2/modeling/postprocessing.py: sem_seg_postprocess.
+
+
+def fcclip_ensemble(mask_cls_results, out_vocab_cls_results, mask_pred_results, clip_feature_shape,
+                    category_overlapping_mask, geometric_ensemble_alpha, geometric_ensemble_beta,
+                    ensemble_on_valid_mask):
+    """fcclip.py l. 350-402 with the batch dimension: mask_cls_results = outputs["pred_logits"] (B, Q, K + 1),
+    out_vocab_cls_results = get_classification_logits(...) (B, Q, K + 1), mask_pred_results (B, Q, h, w)."""
+    mask_for_pooling = F.interpolate(mask_pred_results, size=clip_feature_shape[-2:],
+                                     mode='bilinear', align_corners=False)
+    in_vocab_cls_results = mask_cls_results[..., :-1]  # remove void
+    out_vocab_cls_results = out_vocab_cls_results[..., :-1]  # remove void
+    out_vocab_cls_probs = out_vocab_cls_results.softmax(-1)
+    in_vocab_cls_results = in_vocab_cls_results.softmax(-1)
+    category_overlapping_mask = category_overlapping_mask
+    if ensemble_on_valid_mask:
+        valid_masking = (mask_for_pooling > 0).to(mask_for_pooling).sum(-1).sum(-1) > 0
+        valid_masking = valid_masking.to(in_vocab_cls_results.dtype).unsqueeze(-1)
+        alpha = torch.ones_like(in_vocab_cls_results) * geometric_ensemble_alpha
+        beta = torch.ones_like(in_vocab_cls_results) * geometric_ensemble_beta
+        alpha = alpha * valid_masking
+        beta = beta * valid_masking
+    else:
+        alpha = geometric_ensemble_alpha
+        beta = geometric_ensemble_beta
+    cls_logits_seen = (
+        (in_vocab_cls_results ** (1 - alpha) * out_vocab_cls_probs**alpha).log()
+        * category_overlapping_mask
+    )
+    cls_logits_unseen = (
+        (in_vocab_cls_results ** (1 - beta) * out_vocab_cls_probs**beta).log()
+        * (1 - category_overlapping_mask)
+    )
+    cls_results = cls_logits_seen + cls_logits_unseen
+    is_void_prob = F.softmax(mask_cls_results, dim=-1)[..., -1:]
+    mask_cls_probs = torch.cat([
+        cls_results.softmax(-1) * (1.0 - is_void_prob),
+        is_void_prob], dim=-1)
+    mask_cls_results = torch.log(mask_cls_probs + 1e-8)
+    return mask_cls_results
 
 
 def sem_seg_postprocess(result, img_size, output_height, output_width):
@@ -89,7 +129,7 @@ CLASS_PROBS = [[0.90, 0.04, 0.03, 0.03],   # stuff, kept
 
 
 def write_soft_predictions(folder, semantic_at_input: bool = False, blobs: bool = True, object_threshold: float = 0.8):
-    """A v2 folder with one image whose masks are soft blobs (else rough random fields) on FC-CLIP's output grid."""
+    """A v3 folder (no ensemble) with one image whose masks are soft blobs (else rough random fields) on FC-CLIP's output grid."""
     rng = np.random.default_rng(3)
     centres = [(0, 0), (0, 5), (4, 0), (4, 3), (2, 2), (2, 4), (4, 5), (1, 3)]  # one blob per query
     rows, cols = np.mgrid[:GRID[0], :GRID[1]]
@@ -119,7 +159,7 @@ def test_zeroshot_on_soft_masks_is_fcclip_inference_bit_for_bit(soft_predictions
 
     stored = read_image_predictions(segmenter.directory, "img")
     mask_pred = fcclip_upsample(decode_mask_logits(stored["mask_logits"], 64.0)[None], PADDED, INPUT, HEIGHT, WIDTH)
-    mask_cls = torch.from_numpy(stored["class_logprobs"])
+    mask_cls = torch.from_numpy(stored["class_logits"])
     reference_scores = semantic_inference(mask_cls, mask_pred)
     feats = segmenter.image_features([image])[0]
     assert torch.equal(semantic_scores(feats.soft_masks.probabilities(), segmenter.base_probs(feats, VOCAB)),
@@ -184,11 +224,11 @@ def test_semantic_at_input_is_fcclip_a847_order_bit_for_bit(tmp_path, monkeypatc
     stored = read_image_predictions(tmp_path, "img")
     mask_pred = F.interpolate(decode_mask_logits(stored["mask_logits"], 64.0)[None], size=PADDED, mode="bilinear",
                               align_corners=False)[0]
-    reference = sem_seg_postprocess(semantic_inference(torch.from_numpy(stored["class_logprobs"]), mask_pred),
+    reference = sem_seg_postprocess(semantic_inference(torch.from_numpy(stored["class_logits"]), mask_pred),
                                     INPUT, HEIGHT, WIDTH)
     assert np.array_equal(out.sem_seg, reference.argmax(0).numpy())
     masks_first = fcclip_upsample(decode_mask_logits(stored["mask_logits"], 64.0)[None], PADDED, INPUT, HEIGHT, WIDTH)
-    other_order = semantic_inference(torch.from_numpy(stored["class_logprobs"]), masks_first).argmax(0).numpy()
+    other_order = semantic_inference(torch.from_numpy(stored["class_logits"]), masks_first).argmax(0).numpy()
     assert not np.array_equal(out.sem_seg, other_order)  # the order matters on this fixture
     # classes a chunk at a time (here one class per chunk) keep the map
     monkeypatch.setattr(mask_inference, "SEMANTIC_CHUNK_ELEMENTS", 1)
@@ -207,9 +247,174 @@ def test_panoptic_uses_the_producers_thresholds(tmp_path):
     out = ZeroShot(ZeroShot.Config(), segmenter, num_classes=3).predict([image], VOCAB)[0]
     stored = read_image_predictions(tmp_path, "img")
     mask_pred = fcclip_upsample(decode_mask_logits(stored["mask_logits"], 64.0)[None], PADDED, INPUT, HEIGHT, WIDTH)
-    reference_pan, reference_info = panoptic_inference(torch.from_numpy(stored["class_logprobs"]), mask_pred, 3, {2},
+    reference_pan, reference_info = panoptic_inference(torch.from_numpy(stored["class_logits"]), mask_pred, 3, {2},
                                                        0.0, 0.8)
     assert np.array_equal(out.pan_seg, reference_pan.numpy())
     assert [s.category_id for s in out.segments] == [s["category_id"] for s in reference_info]
-    strict_pan, _ = panoptic_inference(torch.from_numpy(stored["class_logprobs"]), mask_pred, 3, {2}, 0.8, 0.8)
+    strict_pan, _ = panoptic_inference(torch.from_numpy(stored["class_logits"]), mask_pred, 3, {2}, 0.8, 0.8)
     assert not torch.equal(reference_pan, strict_pan)  # the queries below 0.8 now take pixels
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# FC-CLIP's ensemble over subsets of the vocabulary. Each class's in- and out-of-vocabulary logits do not depend on
+# the other classes (a text classifier row each), so FC-CLIP run with a class list S gives the columns of S (and
+# void) of the full run's pre-ensemble logits; the ensemble and the void step then run over S alone.
+
+NAMES = ("wall", "floor", "person", "car", "tree", "sky")
+ENSEMBLE_VOCAB = Vocabulary("toy6", tuple(ClassInfo(i, name, (name,), name in ("person", "car"))
+                                          for i, name in enumerate(NAMES)))
+OVERLAP = [1, 0, 1, 0, 1, 1]  # FC-CLIP's category_overlapping_mask: shares a name with a training class
+CLIP_GRID = (3, 3)  # clip_vis_dense's grid (ENSEMBLE_ON_VALID_MASK pools masks there)
+SUBSETS = [[0, 2], [1, 3, 4], [5, 0, 3]]  # class ids of S_t (the last in another order than the columns)
+
+
+def vocab_of(class_ids) -> Vocabulary:
+    """The classes in the order given (FC-CLIP's class list for the run)."""
+    return Vocabulary("toy6", tuple(ENSEMBLE_VOCAB.classes[c] for c in class_ids))
+
+
+def ensemble_outputs(seed: int = 17, queries: int = 12):
+    """FC-CLIP-shaped raw outputs with a batch of one: pred_logits (1, Q, K + 1), out-of-vocabulary logits
+    (1, Q, K + 1), pred_masks (1, Q, h, w); two queries' masks are negative everywhere (invalid)."""
+    generator = torch.Generator().manual_seed(seed)
+    classes = len(NAMES)
+    pred_logits = torch.randn(1, queries, classes + 1, generator=generator) * 4
+    out_vocab = torch.randn(1, queries, classes + 1, generator=generator) * 4
+    rows, cols = torch.meshgrid(torch.arange(GRID[0]), torch.arange(GRID[1]), indexing="ij")
+    centres = torch.rand(queries, 2, generator=generator) * torch.tensor(GRID)
+    distance = torch.hypot(rows[None] - centres[:, 0, None, None], cols[None] - centres[:, 1, None, None])
+    pred_masks = (4.0 - 2.0 * distance + torch.randn(queries, *GRID, generator=generator))[None]
+    pred_masks[0, -2:] = -5.0  # no positive logit: FC-CLIP's valid masking leaves these out of the ensemble
+    return pred_logits, out_vocab, pred_masks
+
+
+def write_ensemble_predictions(folder, on_valid_mask: bool = False, semantic_at_input: bool = False):
+    from benchmark.models.cached import ensemble_settings
+
+    pred_logits, out_vocab, pred_masks = ensemble_outputs()
+    valid = None
+    if on_valid_mask:  # what the exporter records (FcclipCapture.valid_masks)
+        mask_for_pooling = F.interpolate(pred_masks, size=CLIP_GRID, mode="bilinear", align_corners=False)
+        valid = ((mask_for_pooling > 0).to(mask_for_pooling).sum(-1).sum(-1) > 0)[0]
+    write_meta(folder, "toy6", ENSEMBLE_VOCAB.ids, void=True, producer="test", semantic_at_input=semantic_at_input,
+               object_threshold=0.0, ensemble=ensemble_settings(0.4, 0.8, on_valid_mask, OVERLAP))
+    write_image_predictions(folder, "img", image_arrays(pred_masks[0], pred_logits[0], INPUT, PADDED,
+                                                        out_vocab_logits=out_vocab[0, :, :-1], valid_masks=valid,
+                                                        mask_dtype="float32"))
+    return CachedSegmenter(OmegaConf.create({"kind": "cached", "predictions_dir": str(folder), "batch_size": 2}))
+
+
+def fcclip_run_with(class_ids, on_valid_mask: bool = False, semantic_at_input: bool = False):
+    """FC-CLIP's outputs when run with `class_ids`' names: the transcribed forward on the columns of those
+    classes (and void), then its semantic (argmax) and panoptic inference."""
+    pred_logits, out_vocab, pred_masks = ensemble_outputs()
+    columns = list(class_ids) + [len(NAMES)]
+    mask_cls = fcclip_ensemble(pred_logits[..., columns], out_vocab[..., columns], pred_masks, CLIP_GRID,
+                               torch.tensor(OVERLAP, dtype=torch.long)[list(class_ids)], 0.4, 0.8, on_valid_mask)[0]
+    if semantic_at_input:
+        mask_pred = F.interpolate(pred_masks, size=PADDED, mode="bilinear", align_corners=False)[0]
+        semantic = sem_seg_postprocess(semantic_inference(mask_cls, mask_pred), INPUT, HEIGHT, WIDTH)
+    else:
+        mask_pred = fcclip_upsample(pred_masks, PADDED, INPUT, HEIGHT, WIDTH)
+        semantic = semantic_inference(mask_cls, mask_pred)
+    mask_pred = fcclip_upsample(pred_masks, PADDED, INPUT, HEIGHT, WIDTH)
+    things = {i for i, c in enumerate(class_ids) if ENSEMBLE_VOCAB.classes[c].isthing}
+    panoptic, info = panoptic_inference(mask_cls, mask_pred, len(class_ids), things, 0.0, 0.8)
+    labels = np.asarray(class_ids)[semantic.argmax(0).numpy()]
+    return mask_cls, labels, panoptic, [(s["id"], int(class_ids[s["category_id"]])) for s in info]
+
+
+def zeroshot(segmenter, vocab):
+    from baselines.zeroshot import ZeroShot
+
+    image = ImageInput("img", np.zeros((HEIGHT, WIDTH, 3), np.uint8), panoptic=True)
+    return ZeroShot(ZeroShot.Config(), segmenter, num_classes=len(NAMES)).predict([image], vocab)[0]
+
+
+def v2_recipe(mask_cls_full, class_ids):
+    """What format v2 gave for a subset: softmax over the subset's columns and void of the scores FC-CLIP's
+    ensemble produced over the whole vocabulary."""
+    return mask_cls_full[:, list(class_ids) + [len(NAMES)]].softmax(-1)
+
+
+@pytest.mark.parametrize("class_ids", SUBSETS)
+@pytest.mark.parametrize("on_valid_mask", [False, True])
+def test_subset_vocabulary_zeroshot_is_fcclip_run_with_those_classes(tmp_path, class_ids, on_valid_mask):
+    segmenter = write_ensemble_predictions(tmp_path, on_valid_mask)
+    vocab = vocab_of(class_ids)
+    mask_cls, labels, panoptic, segments = fcclip_run_with(class_ids, on_valid_mask)
+    image = ImageInput("img", np.zeros((HEIGHT, WIDTH, 3), np.uint8), panoptic=True)
+    feats = segmenter.image_features([image])[0]
+    probs, void = segmenter.probs_with_void(feats.logits, vocab, segmenter.valid_masks(feats))
+    assert torch.equal(torch.cat([probs, void[:, None]], 1), F.softmax(mask_cls, dim=-1))  # bit for bit
+    out = zeroshot(segmenter, vocab)
+    assert np.array_equal(out.sem_seg, labels)
+    assert np.array_equal(out.pan_seg, panoptic.numpy())
+    assert [(s.id, s.category_id) for s in out.segments] == segments
+    assert len(set(labels.ravel())) > 1 and len(segments) > 1  # the fixture exercises several classes
+    # format v2's recipe (the full run's final scores, restricted) is not FC-CLIP run with these classes
+    full = fcclip_run_with(list(range(len(NAMES))), on_valid_mask)[0]
+    assert not torch.allclose(v2_recipe(full, class_ids), F.softmax(mask_cls, dim=-1), atol=1e-3)
+
+
+def test_subset_vocabulary_fails_with_a_v2_export(tmp_path):
+    """The same subset from a v2 folder (FC-CLIP's final scores over the whole vocabulary, what the v2 exporter
+    wrote) gives another semantic map: the reason for format v3. Reading v2 warns."""
+    from benchmark.io import atomic_save_npz, atomic_write_json
+    from benchmark.models.mask_inference import encode_mask_logits
+
+    class_ids = SUBSETS[1]
+    full, *_ = fcclip_run_with(list(range(len(NAMES))))
+    pred_masks = ensemble_outputs()[2]
+    atomic_write_json(tmp_path / "meta.json", {"format": "covseg-predictions", "version": 2, "vocabulary": "toy6",
+                                               "class_ids": ENSEMBLE_VOCAB.ids, "void": True, "object_threshold": 0.0})
+    atomic_save_npz(tmp_path / "img.npz", mask_logits=encode_mask_logits(pred_masks[0].numpy(), 64.0),
+                    input_size=np.array(INPUT), padded_size=np.array(PADDED), class_logprobs=full.numpy())
+    with pytest.warns(UserWarning, match="exact only with eval.vocabulary=all"):
+        segmenter = CachedSegmenter(OmegaConf.create({"kind": "cached", "predictions_dir": str(tmp_path),
+                                                      "batch_size": 2}))
+    _, labels, _, _ = fcclip_run_with(class_ids)
+    assert np.array_equal(zeroshot(segmenter, ENSEMBLE_VOCAB).sem_seg, fcclip_run_with(list(range(6)))[1])
+    assert not np.array_equal(zeroshot(segmenter, vocab_of(class_ids)).sem_seg, labels)
+
+
+def test_subset_vocabulary_semantic_at_input(tmp_path):
+    """FC-CLIP's A-847 order (semantic scores on the padded input, then resized) with a subset."""
+    segmenter = write_ensemble_predictions(tmp_path, semantic_at_input=True)
+    class_ids = SUBSETS[2]
+    _, labels, _, _ = fcclip_run_with(class_ids, semantic_at_input=True)
+    assert np.array_equal(zeroshot(segmenter, vocab_of(class_ids)).sem_seg, labels)
+
+
+def test_full_vocabulary_ensemble_is_fcclip_bit_for_bit(tmp_path):
+    """The whole vocabulary: `fcclip_class_logits` equals the transcription, valid masking included."""
+    from benchmark.models.mask_inference import fcclip_class_logits
+
+    pred_logits, out_vocab, pred_masks = ensemble_outputs()
+    overlap = torch.tensor(OVERLAP, dtype=torch.long)
+    for on_valid_mask in (False, True):
+        reference = fcclip_ensemble(pred_logits, out_vocab, pred_masks, CLIP_GRID, overlap, 0.4, 0.8, on_valid_mask)[0]
+        mask_for_pooling = F.interpolate(pred_masks, size=CLIP_GRID, mode="bilinear", align_corners=False)
+        valid = ((mask_for_pooling > 0).sum(-1).sum(-1) > 0)[0] if on_valid_mask else None
+        assert torch.equal(fcclip_class_logits(pred_logits[0], out_vocab[0, :, :-1], overlap, 0.4, 0.8, valid),
+                           reference)
+    # valid masking matters on this fixture: it changes the two invalid queries' scores, the others' only in
+    # their last bits (a tensor exponent rounds otherwise than a float one: why both branches are transcribed)
+    with_mask, without = (fcclip_ensemble(pred_logits, out_vocab, pred_masks, CLIP_GRID, overlap, 0.4, 0.8, on)[0]
+                          for on in (True, False))
+    assert not torch.allclose(with_mask[-2:], without[-2:], atol=0.1)
+    assert torch.allclose(with_mask[:-2], without[:-2], atol=1e-5) and not torch.equal(with_mask[:-2], without[:-2])
+
+
+def test_untrained_score_head_is_zeroshot_on_a_subset_with_ensemble(tmp_path):
+    """The learning baselines' head reads the score rows (class logits, then out-of-vocabulary logits) through
+    FC-CLIP's ensemble over S_t: before training it is zero-shot, on a subset too."""
+    from baselines.finetune import Finetune
+
+    segmenter = write_ensemble_predictions(tmp_path)
+    vocab = vocab_of(SUBSETS[1])
+    image = ImageInput("img", np.zeros((HEIGHT, WIDTH, 3), np.uint8), panoptic=True)
+    learner = Finetune(Finetune.Config(), segmenter, num_classes=len(NAMES)).predict([image], vocab)[0]
+    zero = zeroshot(segmenter, vocab)
+    assert np.array_equal(learner.sem_seg, zero.sem_seg) and np.array_equal(learner.pan_seg, zero.pan_seg)
+    assert learner.segments == zero.segments and learner.scores == zero.scores

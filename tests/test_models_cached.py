@@ -15,20 +15,41 @@ from benchmark.models.mask_inference import outputs_from_masks
 VOCAB = Vocabulary("toy", (ClassInfo(3, "sky", ("sky",), False), ClassInfo(5, "car", ("car",), True)))
 
 
-def test_v2_write_read_round_trip_and_error_bound(tmp_path):
+def test_v3_write_read_round_trip(tmp_path):
     rng = np.random.default_rng(0)
-    mask_logits = rng.normal(scale=8, size=(4, 6, 7)).astype(np.float32)
-    logprobs = torch.randn(4, 3).log_softmax(1)
+    mask_logits = rng.normal(scale=80, size=(4, 6, 7)).astype(np.float32)  # beyond v2's +-64
+    logits = torch.randn(4, 3)
     embeddings = rng.normal(size=(4, 8)).astype(np.float32)
     write_meta(tmp_path, "toy", [3, 5], void=True, embedding_dim=8, producer="test")
-    write_image_predictions(tmp_path, "dir/img_1", image_arrays(mask_logits, logprobs, (20, 24), (24, 28), embeddings))
+    write_image_predictions(tmp_path, "dir/img_1", image_arrays(mask_logits, logits, (20, 24), (24, 28), embeddings))
     back = read_image_predictions(tmp_path, "dir/img_1")
-    assert back["mask_logits"].dtype == np.uint16 and back["input_size"].tolist() == [20, 24]
-    error = (decode_mask_logits(back["mask_logits"], 64.0) - torch.from_numpy(mask_logits)).abs().max()
-    assert 0 < error <= 64.0 / 65535 * 1.0001  # the stated bound (half a step of 128 / 65535)
-    assert torch.equal(torch.from_numpy(back["class_logprobs"]), logprobs)
+    assert back["mask_logits"].dtype == np.float16 and back["input_size"].tolist() == [20, 24]
+    error = (decode_mask_logits(back["mask_logits"], 64.0) - torch.from_numpy(mask_logits)).abs()
+    assert (error.numpy() <= np.abs(mask_logits) * 2.0 ** -11).all() and error.max() > 0  # float16 rounding, no clipping
+    assert torch.equal(torch.from_numpy(back["class_logits"]), logits)
     assert np.array_equal(back["embeddings"], embeddings)
     assert (tmp_path / "dir__img_1.npz").is_file()
+
+
+def test_v2_folders_still_read_with_a_warning(tmp_path):
+    from omegaconf import OmegaConf
+
+    from benchmark.data.types import ImageInput
+    from benchmark.io import atomic_save_npz, atomic_write_json
+    from benchmark.models.mask_inference import encode_mask_logits
+
+    atomic_write_json(tmp_path / "meta.json", {"format": "covseg-predictions", "version": 2, "vocabulary": "toy",
+                                               "class_ids": [3, 5], "void": True, "mask_logit_bound": 32.0})
+    logprobs = np.log(np.array([[0.5, 0.25, 0.25]], dtype=np.float32))
+    codes = encode_mask_logits(np.full((1, 2, 2), 40.0), 32.0)  # clipped at the bound
+    atomic_save_npz(tmp_path / "a.npz", mask_logits=codes, input_size=np.array([8, 8]), padded_size=np.array([8, 8]),
+                    class_logprobs=logprobs)
+    with pytest.warns(UserWarning, match="exact only with eval.vocabulary=all"):
+        segmenter = CachedSegmenter(OmegaConf.create({"kind": "cached", "predictions_dir": str(tmp_path),
+                                                      "batch_size": 2}))
+    feats = segmenter.image_features([ImageInput("a", np.zeros((8, 8, 3), np.uint8))])[0]
+    assert decode_mask_logits(feats.soft_masks.stored, feats.soft_masks.bound).unique().tolist() == [32.0]
+    assert segmenter.base_probs(feats, VOCAB)[0].tolist() == pytest.approx([0.5, 0.25])
 
 
 def test_v1_folders_still_read(tmp_path):

@@ -1,9 +1,12 @@
 """Semantic and panoptic outputs from overlapping mask proposals with class probabilities, as MaskFormer /
 Mask2Former / FC-CLIP do it.
 
-Soft masks (predictions format v2, `SoftMasks`): FC-CLIP's own post-processing, step for step
+Soft masks (predictions formats v2 and v3, `SoftMasks`): FC-CLIP's own post-processing, step for step
 (bytedance/fc-clip `fcclip/fcclip.py`, `FCCLIP.forward` at inference, `semantic_inference`,
 `panoptic_inference`; detectron2 `modeling/postprocessing.py` `sem_seg_postprocess`):
+
+- class scores (format v3): FC-CLIP's geometric ensemble of its in-vocabulary and out-of-vocabulary
+  classifiers and its void step, over the asked vocabulary (`fcclip_class_logits`);
 
 - mask logits at the output resolution are upsampled bilinearly (align_corners=False) to the padded input,
   cropped to the unpadded input and upsampled bilinearly to the original image, then `sigmoid`;
@@ -34,7 +37,8 @@ import torch.nn.functional as F
 from benchmark.data.types import SegmentInfo, Vocabulary
 from benchmark.method import SegmentationOutput
 
-MASK_LOGIT_LEVELS = 65535  # mask logits are stored as uint16 codes over [-bound, bound]
+MASK_LOGIT_LEVELS = 65535  # format v2 stores mask logits as uint16 codes over [-bound, bound]
+FLOAT16_MAX = 65504.0  # format v3 stores float16 mask logits: larger magnitudes saturate here instead of at inf
 SEMANTIC_CHUNK_ELEMENTS = 1 << 24  # semantic scores are computed a band of rows at a time: C x rows x W <= this
 
 
@@ -49,19 +53,73 @@ def encode_mask_logits(logits: np.ndarray, bound: float) -> np.ndarray:
     return np.rint((clipped + bound) * (MASK_LOGIT_LEVELS / (2 * bound))).astype(np.uint16)
 
 
-def decode_mask_logits(codes: np.ndarray, bound: float) -> torch.Tensor:
-    """uint16 codes -> (M, h, w) float32 mask logits (the inverse of `encode_mask_logits`, up to its bound)."""
+def decode_mask_logits(stored: np.ndarray, bound: float) -> torch.Tensor:
+    """(M, h, w) float32 mask logits from stored ones: uint16 codes (v2, the inverse of `encode_mask_logits` up to
+    its bound) or float16 / float32 logits (v3, read as they are)."""
+    if stored.dtype != np.uint16:
+        return torch.from_numpy(stored.astype(np.float32))
     step = np.float32(2 * bound / MASK_LOGIT_LEVELS)
-    return torch.from_numpy(codes.astype(np.float32) * step - np.float32(bound))
+    return torch.from_numpy(stored.astype(np.float32) * step - np.float32(bound))
+
+
+def store_mask_logits(logits: np.ndarray, dtype: str = "float16") -> np.ndarray:
+    """(M, h, w) float mask logits as format v3 stores them: float16 (half the bytes of float32) or float32
+    (exact). Error bound of float16: a stored logit x is within |x| 2^-11 of the model's (no clipping: magnitudes
+    beyond 65504 saturate there rather than become inf, which bilinear upsampling would turn into NaN), and
+    bilinear upsampling (convex weights) keeps each upsampled logit within 2^-11 · L of the exact one, L the
+    largest |logit| among the grid values it mixes; sigmoid is 1/4-Lipschitz, so a mask probability read back
+    is within L / 8192 of the model's (1.2e-3 for L = 10, 0.2 away from mask borders where |x| is large and
+    sigmoid flat: |x| 2^-11 sigmoid'(x) <= 1.1e-4 at the grid points themselves). The label changes this causes,
+    measured against v2's uint16 codes over all logit scales: `python -m benchmark perf predictions` (README)."""
+    if dtype == "float32":
+        return np.asarray(logits, dtype=np.float32)
+    if dtype != "float16":
+        raise ValueError(f"mask logits are stored as float16 or float32, not {dtype}")
+    return np.clip(np.asarray(logits, dtype=np.float32), -FLOAT16_MAX, FLOAT16_MAX).astype(np.float16)
+
+
+def fcclip_class_logits(class_logits: torch.Tensor, out_vocab_logits: torch.Tensor, category_overlap: torch.Tensor,
+                        alpha: float, beta: float, valid: torch.Tensor | None = None) -> torch.Tensor:
+    """FC-CLIP's class scores of the queries over the vocabulary whose columns are given, transcribed from
+    bytedance/fc-clip fcclip/fcclip.py @7791b83 (FCCLIP.forward, inference branch; line numbers below):
+    class_logits (Q, C + 1) the in-vocabulary classifier's logits with void last (l. 350 `outputs["pred_logits"]`),
+    out_vocab_logits (Q, C) the out-of-vocabulary (CLIP) classifier's logits without void (l. 365, 367),
+    category_overlap (C,) int64 1 where a class shares a name with a training class (l. 155-161),
+    alpha, beta the geometric ensemble's exponents for those and the others, valid (Q,) bool or None: with
+    ENSEMBLE_ON_VALID_MASK, whether a query's mask has a positive logit on the CLIP feature grid (l. 374-382).
+    Returns (Q, C + 1) `mask_cls_results` (l. 402): log(class probabilities with void last + 1e-8), whose
+    softmax FC-CLIP's semantic and panoptic inference take. Each class's logits do not depend on which other
+    classes are asked, so running this on a subset of the columns is FC-CLIP run with that class list."""
+    in_vocab_cls_results = class_logits[..., :-1]  # l. 366: remove void
+    out_vocab_cls_probs = out_vocab_logits.softmax(-1)  # l. 370
+    in_vocab_cls_results = in_vocab_cls_results.softmax(-1)  # l. 371
+    if valid is not None:  # l. 374-382
+        valid_masking = valid.to(in_vocab_cls_results.dtype).unsqueeze(-1)
+        alpha = torch.ones_like(in_vocab_cls_results) * alpha * valid_masking
+        beta = torch.ones_like(in_vocab_cls_results) * beta * valid_masking
+    cls_logits_seen = (  # l. 387-395
+        (in_vocab_cls_results ** (1 - alpha) * out_vocab_cls_probs**alpha).log()
+        * category_overlap
+    )
+    cls_logits_unseen = (
+        (in_vocab_cls_results ** (1 - beta) * out_vocab_cls_probs**beta).log()
+        * (1 - category_overlap)
+    )
+    cls_results = cls_logits_seen + cls_logits_unseen
+    is_void_prob = F.softmax(class_logits, dim=-1)[..., -1:]  # l. 398-402
+    mask_cls_probs = torch.cat([
+        cls_results.softmax(-1) * (1.0 - is_void_prob),
+        is_void_prob], dim=-1)
+    return torch.log(mask_cls_probs + 1e-8)
 
 
 @dataclass
 class SoftMasks:
-    """One image's soft mask proposals as stored (quantised logits at the model's output resolution) and the
+    """One image's soft mask proposals as stored (mask logits at the model's output resolution) and the
     geometry that maps them to the image, as FC-CLIP's inference does."""
 
-    codes: np.ndarray  # (M, h, w) uint16 quantised mask logits (see encode_mask_logits)
-    bound: float  # logit range of the codes
+    stored: np.ndarray  # (M, h, w) mask logits: float16 / float32 (v3) or uint16 codes (v2, see encode_mask_logits)
+    bound: float  # logit range of uint16 codes (v2)
     input_size: tuple[int, int]  # (H_in, W_in) the model's resized input before padding
     padded_size: tuple[int, int]  # (H_pad, W_pad) the padded input that the (h, w) grid covers
     image_size: tuple[int, int]  # (H, W) the original image: evaluation resolution
@@ -69,13 +127,14 @@ class SoftMasks:
     semantic_at_input: bool = False  # semantic scores computed on the padded input, then resized (see module doc)
     object_threshold: float = 0.8  # the producer's panoptic thresholds (FC-CLIP's ADE20K config: 0.0 and 0.8)
     overlap_threshold: float = 0.8
+    valid: np.ndarray | None = None  # (M,) bool, FC-CLIP's ENSEMBLE_ON_VALID_MASK: mask positive on the CLIP grid
 
     def __len__(self) -> int:
-        return len(self.codes)
+        return len(self.stored)
 
     def padded_logits(self) -> torch.Tensor:
         """(1, M, H_pad, W_pad) float32 mask logits upsampled to the padded input ("# upsample masks")."""
-        logits = decode_mask_logits(self.codes, self.bound)[None].to(self.device)  # (1, M, h, w)
+        logits = decode_mask_logits(self.stored, self.bound)[None].to(self.device)  # (1, M, h, w)
         return F.interpolate(logits, size=tuple(self.padded_size), mode="bilinear", align_corners=False)
 
     def probabilities(self) -> torch.Tensor:

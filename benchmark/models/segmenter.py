@@ -97,7 +97,7 @@ class ImageFeatures:
         return (self.proposal_codes.nbytes + byte_size(self.stored_embeddings)
                 + (self.masks.nbytes if self.masks is not None else 0)
                 + (byte_size(self.logits) if self.logits is not None else 0)
-                + (self.soft_masks.codes.nbytes if self.soft_masks is not None else 0))
+                + (self.soft_masks.stored.nbytes if self.soft_masks is not None else 0))
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         """Plain arrays for the disk cache (see `from_arrays`)."""
