@@ -163,7 +163,8 @@ def test_knnclip_on_cached_predictions_with_segmenter_embeddings(run_demo, expor
 
 def test_clip_embedder_needs_dense_features(run_demo, exported):
     with pytest.raises(UserError, match="embedder=clip"):
-        run_demo("method=knnclip", "model=cached", f"model.predictions_dir={exported}", *RUN_ARGS)
+        run_demo("method=knnclip", "method.embedder=clip", "model=cached", f"model.predictions_dir={exported}",
+                 *RUN_ARGS)
 
 
 def test_proposal_targets_golden():

@@ -305,6 +305,7 @@ class CachedSegmenter:
                 if len(soft) != len(logits):
                     raise DataError(f"{path}: {len(soft)} masks but {len(logits)} rows of class scores")
                 mask_probs = soft.probabilities()  # (M, H, W)
+                soft.has_pixels(mask_probs)  # kept with the features: which masks are empty at the 0.5 cut
                 owner = (confidence.to(mask_probs.device)[:, None, None] * mask_probs).argmax(0).cpu().numpy() \
                     if len(soft) else None
                 proposals = np.where((mask_probs >= 0.5).any(0).cpu().numpy(), owner, -1) if len(soft) else None

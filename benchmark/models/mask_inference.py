@@ -125,9 +125,12 @@ class SoftMasks:
     image_size: tuple[int, int]  # (H, W) the original image: evaluation resolution
     device: str = "cpu"  # where the upsampling and inference run (the segmenter's device: a GPU makes it fast)
     semantic_at_input: bool = False  # semantic scores computed on the padded input, then resized (see module doc)
-    object_threshold: float = 0.8  # the producer's panoptic thresholds (FC-CLIP's ADE20K config: 0.0 and 0.8)
+    # the producer's panoptic thresholds: FC-CLIP's eval configs all set 0.0 and 0.8 (OBJECT_MASK_THRESHOLD is 0.0
+    # in fcclip_convnext_large_eval_ade20k.yaml, which the COCO, Cityscapes, A-847, PC and VOC ones inherit)
+    object_threshold: float = 0.8
     overlap_threshold: float = 0.8
     valid: np.ndarray | None = None  # (M,) bool, FC-CLIP's ENSEMBLE_ON_VALID_MASK: mask positive on the CLIP grid
+    nonempty: np.ndarray | None = None  # (M,) bool: mask probability >= 0.5 somewhere (see `has_pixels`)
 
     def __len__(self) -> int:
         return len(self.stored)
@@ -146,6 +149,13 @@ class SoftMasks:
     def binary(self) -> np.ndarray:
         """(M, H, W) bool: mask probability >= 0.5, FC-CLIP's mask of a query (its panoptic `original_area`)."""
         return (self.probabilities() >= 0.5).cpu().numpy()
+
+    def has_pixels(self, probabilities: torch.Tensor | None = None) -> np.ndarray:
+        """(M,) bool: the binary mask is not empty; computed once (from `probabilities` when given)."""
+        if self.nonempty is None:
+            probs = self.probabilities() if probabilities is None else probabilities
+            self.nonempty = (probs >= 0.5).flatten(1).any(1).cpu().numpy()
+        return self.nonempty
 
 
 def semantic_scores(mask_probs: torch.Tensor, class_probs: torch.Tensor) -> torch.Tensor:

@@ -126,6 +126,15 @@ class ImageFeatures:
             return self.masks
         return self.proposals[None] == np.arange(len(self.stored_embeddings), dtype=np.int32)[:, None, None]
 
+    def nonempty_masks(self) -> np.ndarray:
+        """(M,) bool: the proposal's mask (as `mask_stack` gives it) has at least one pixel."""
+        if self.soft_masks is not None:
+            return self.soft_masks.has_pixels()
+        if self.masks is not None:
+            return self.masks.reshape(len(self.masks), -1).any(1)
+        covered = self.proposals[self.proposals >= 0]
+        return np.bincount(covered, minlength=len(self.stored_embeddings))[:len(self.stored_embeddings)] > 0
+
 
 def pool_regions(dense: torch.Tensor, regions: np.ndarray, num_regions: int) -> torch.Tensor:
     """Area-weighted mean of dense features under each region, L2-normalised.

@@ -7,7 +7,12 @@ features by default, DINOv2, or the segmenter's own mask embeddings; benchmark/m
 to the database with its class id. One pass, no gradient: nothing is ever overwritten, so nothing is forgotten.
 predict: the mask proposals of a whole batch of images are embedded and searched at once (k neighbours
 each); their votes give P_ret, fused with P_base; the fused probabilities go through the segmenter's usual
-inference (MaskFormer-style for overlapping masks of model=cached).
+inference (MaskFormer-style for overlapping masks of model=cached). A proposal whose mask is empty (no pixel
+at the 0.5 cut) or that has no embedding is not searched and keeps P_base: pooled over no pixel, its
+embedding says nothing about it.
+
+The embedder `auto` (default) is the paper's DINOv2 with a real base model (model=cached, or an open_clip
+model with pretrained weights) and the segmenter's own CLIP features on the random demo model (`resolve_embedder`).
 """
 from __future__ import annotations
 
@@ -55,7 +60,7 @@ class KnnClip(ContinualMethod):
         index: str = "auto"  # auto (exact while small, then IVF-SQ8, retrained as it grows) | a faiss factory string
         exact_max: int = 4096  # index=auto: entries searched exactly before switching to the compressed index
         backend: str = "auto"  # faiss | torch (exact search on the device) | auto: torch on CUDA, else faiss
-        embedder: str = "clip"  # clip | segmenter | dinov2_vits14 | dinov2_vitb14 | dinov2_vitl14 | dinov2_vitg14
+        embedder: str = "auto"  # auto | clip | segmenter | dinov2_vits14 | dinov2_vitb14 | dinov2_vitl14 | dinov2_vitg14
         embedder_input_size: int = 224  # dinov2_*: short side of the input, a multiple of 14 (aspect ratio kept)
         embedder_pretrained: bool = True  # dinov2_*: timm's pretrained weights; false = random (seeded)
         embedder_depth: Optional[int] = None  # dinov2_*: keep the first N blocks only (cheap tests); None = all
@@ -72,7 +77,8 @@ class KnnClip(ContinualMethod):
 
     def __init__(self, config, segmenter, num_classes: int, seed: int = 0) -> None:
         super().__init__(config, segmenter, num_classes, seed)
-        self.embedder = build_embedder(config.embedder, segmenter, input_size=config.embedder_input_size,
+        self.embedder_name = resolve_embedder(config.embedder, segmenter)
+        self.embedder = build_embedder(self.embedder_name, segmenter, input_size=config.embedder_input_size,
                                        pretrained=config.embedder_pretrained, depth=config.embedder_depth,
                                        match_fraction=config.match_fraction, seed=seed,
                                        device=str(getattr(segmenter, "device", "cpu")))
@@ -122,7 +128,11 @@ class KnnClip(ContinualMethod):
         probs = p_base
         if len(self.database):
             queries = torch.cat(self.embedder.proposal_embeddings(images, features))  # (M, D)
-            similarities, labels = self.database.search(queries, self.config.k)  # (M, k) each, one search
+            searched = torch.from_numpy(np.concatenate([f.nonempty_masks() for f in features])) \
+                & (queries.norm(dim=1) > 0)  # (M,) the others keep P_base (no neighbours, no fusion)
+            similarities = torch.zeros(len(queries), self.config.k)
+            labels = torch.full((len(queries), self.config.k), -1, dtype=torch.long)
+            similarities[searched], labels[searched] = self.database.search(queries[searched], self.config.k)
             p_ret = retrieval_probs(similarities, labels, vocab.ids, self.config.tau, self.config.vote)
             confidence = retrieval_confidence(p_ret, similarities, labels, self.config.confidence)
             probs, void = fuse(p_base, p_ret, confidence, self.config.T, self.config.lambda_, void, self.config.void)
@@ -133,22 +143,35 @@ class KnnClip(ContinualMethod):
                 for s, f, p, v in zip(images, features, torch.split(probs, counts), torch.split(void, counts))]
 
     def state_dict(self) -> dict:
-        return {"database": self.database.state_dict(), "embedder": self.config.embedder}
+        return {"database": self.database.state_dict(), "embedder": self.embedder_name}
 
     def load_state_dict(self, state: dict) -> None:
-        if state.get("embedder", self.config.embedder) != self.config.embedder:
+        if state.get("embedder", self.embedder_name) != self.embedder_name:
             raise UserError(f"the persisted database was built with method.embedder={state['embedder']}, this run "
-                            f"uses {self.config.embedder}; use the same embedder to resume")
+                            f"uses {self.embedder_name}; use the same embedder to resume")
         self.database.load_state_dict(state["database"])
 
     def memory_bytes(self) -> int:
         return self.database.memory_bytes()
 
 
+PAPER_EMBEDDER = "dinov2_vitl14"  # the paper builds its database from DINOv2 features (the variant is our choice)
+
+
+def resolve_embedder(name: str, segmenter) -> str:
+    """`auto`: the paper's DINOv2 for a real base model (model=cached, or open_clip with pretrained weights);
+    the segmenter's CLIP features (`clip`) on a random one such as the demo's, which needs no download."""
+    if name != "auto":
+        return name
+    model = segmenter.config
+    real = getattr(model, "kind", "open_clip") == "cached" or bool(getattr(model, "pretrained", None))
+    return PAPER_EMBEDDER if real else "clip"
+
+
 def check_config(config) -> None:
     """One clear error for a bad parameter, before any work."""
-    if config.embedder not in EMBEDDERS:
-        raise UserError(f"method.embedder='{config.embedder}' is not one of: {', '.join(EMBEDDERS)}")
+    if config.embedder not in ("auto", *EMBEDDERS):
+        raise UserError(f"method.embedder='{config.embedder}' is not one of: auto, {', '.join(EMBEDDERS)}")
     if config.backend not in ("auto", "faiss", "torch"):
         raise UserError(f"method.backend={config.backend} is not one of: auto, faiss, torch")
     if config.vote not in ("similarity", "uniform"):
