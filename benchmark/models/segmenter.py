@@ -136,6 +136,16 @@ class ImageFeatures:
         return np.bincount(covered, minlength=len(self.stored_embeddings))[:len(self.stored_embeddings)] > 0
 
 
+def blocks_take_batch_first(transformer) -> bool:
+    """Whether open_clip's ViT blocks take (B, L, D) tokens, read from the modules themselves: open_clip
+    >= 2.26 builds them batch-first, 2.24 (the version FC-CLIP needs) sequence-first and its Transformer has no
+    `batch_first` attribute at all; the attention module (nn.MultiheadAttention or open_clip's own) says which."""
+    attention = transformer.resblocks[0].attn
+    if hasattr(attention, "batch_first"):
+        return bool(attention.batch_first)
+    return bool(getattr(transformer, "batch_first", False))
+
+
 def pool_regions(dense: torch.Tensor, regions: np.ndarray, num_regions: int) -> torch.Tensor:
     """Area-weighted mean of dense features under each region, L2-normalised.
 
@@ -268,7 +278,7 @@ class OpenVocabSegmenter:
         cls = visual.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1)
         x = torch.cat([cls, x], dim=1) + self._positional_embedding(grid).to(x.dtype)
         x = visual.ln_pre(x)
-        batch_first = getattr(visual.transformer, "batch_first", True)
+        batch_first = blocks_take_batch_first(visual.transformer)
         if not batch_first:
             x = x.transpose(0, 1)
         for block in visual.transformer.resblocks[:-1]:
