@@ -269,3 +269,16 @@ def test_check_labels_boundaries(dtype, ignore) -> None:
         labels = np.append(valid, dtype(bad))
         with pytest.raises(DataError, match=f"holds value {bad},"):
             check_labels(labels, num_classes, Path("bad.png"), ignore_value=ignore)
+
+
+def test_images_are_turned_upright_by_their_exif_orientation(tmp_path: Path) -> None:
+    """detectron2's read_image applies the EXIF orientation (its _apply_exif_orientation); so does read_image."""
+    pixels = np.zeros((4, 6, 3), np.uint8)
+    pixels[0, 0] = 255  # top-left corner marked
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored rotated: display needs a 90 degree clockwise turn
+    Image.fromarray(pixels).save(tmp_path / "rotated.png", exif=exif)
+    upright = read_image(tmp_path / "rotated.png")
+    assert upright.shape == (6, 4, 3) and upright[0, -1].tolist() == [255, 255, 255]
+    Image.fromarray(pixels).save(tmp_path / "plain.png")
+    assert np.array_equal(read_image(tmp_path / "plain.png"), pixels)

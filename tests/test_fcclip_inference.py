@@ -237,7 +237,8 @@ def test_semantic_at_input_is_fcclip_a847_order_bit_for_bit(tmp_path, monkeypatc
 
 
 def test_panoptic_uses_the_producers_thresholds(tmp_path):
-    """FC-CLIP's ADE20K config sets OBJECT_MASK_THRESHOLD 0.0: recorded in meta.json, applied by zero-shot."""
+    """FC-CLIP's ADE20K eval config sets OBJECT_MASK_THRESHOLD 0.0 (and its COCO one inherits it): recorded in
+    meta.json, applied by zero-shot."""
     from baselines.zeroshot import ZeroShot
     from benchmark.models.cached import read_image_predictions
     from benchmark.models.mask_inference import decode_mask_logits

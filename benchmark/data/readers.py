@@ -14,19 +14,22 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from benchmark.data.types import IGNORE_LABEL, SegmentationDataset, Sample, SegmentInfo, Vocabulary
 from benchmark.errors import DataError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
+ORIENTATION_TAG = 0x0112  # EXIF orientation: 1 = upright
 
 
 def _read_pixels(path: Path, mode: str) -> np.ndarray:
-    """A writable (H, W, C) uint8 copy of the image in PIL `mode`; a clear DataError naming the file when it
-    is missing or corrupt."""
+    """A writable (H, W, C) uint8 copy of the image in PIL `mode`, turned upright by its EXIF orientation as
+    detectron2's `read_image` does; a clear DataError naming the file when it is missing or corrupt."""
     try:
         with Image.open(path) as img:
+            if img.getexif().get(ORIENTATION_TAG, 1) != 1:
+                img = ImageOps.exif_transpose(img)
             return np.array(img if img.mode == mode else img.convert(mode))  # convert() copies: only when needed
     except FileNotFoundError:
         raise DataError(f"image file missing: {path}") from None
