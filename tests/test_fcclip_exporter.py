@@ -85,6 +85,18 @@ def test_class_names_compare_as_fcclip_splits_them():
     assert synonym_sets_differ(ours, ["building,buildings,edifice,edifices", "wall", "clouds"]) == [1, 2]
 
 
+def test_missing_compiled_op_is_named():
+    """FC-CLIP raises ModuleNotFoundError(its build instructions) without a module name for its op."""
+    from benchmark.exporters.fcclip import import_error_message
+
+    fcclip_error = ModuleNotFoundError("\n\nPlease compile MultiScaleDeformableAttention CUDA op with the following "
+                                       "commands:\n\t`cd fcclip/modeling/pixel_decoder/ops`\n\t`sh make.sh`\n")
+    message = import_error_message(fcclip_error)
+    assert "MultiScaleDeformableAttention" in message and "sh make.sh" in message and "\n" not in message
+    assert "None" not in import_error_message(ImportError("cannot import name 'x' from 'y'"))
+    assert "(cannot import detectron2)" in import_error_message(ModuleNotFoundError(name="detectron2"))
+
+
 def test_exporter_needs_fcclip_and_says_so(tmp_path, capsys):
     try:
         import detectron2  # noqa: F401

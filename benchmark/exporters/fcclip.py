@@ -80,6 +80,17 @@ def synonym_sets_differ(ours: Sequence[Sequence[str]], fcclip_names: Sequence[st
             if set(synonyms) != set(name.replace(", ", ",").split(","))]
 
 
+def import_error_message(exc: ImportError) -> str:
+    """One line for a failed import of detectron2 or FC-CLIP. FC-CLIP's error for its missing compiled op
+    (fcclip/modeling/pixel_decoder/ops/functions/ms_deform_attn_func.py l. 21-29) names no module."""
+    if exc.name == "MultiScaleDeformableAttention" or "MultiScaleDeformableAttention" in str(exc):
+        return ("FC-CLIP cannot import its compiled op MultiScaleDeformableAttention; build it: cd "
+                "fcclip/modeling/pixel_decoder/ops && sh make.sh (FC-CLIP's INSTALL.md)")
+    missing = exc.name or " ".join(str(exc).split())
+    return (f"the FC-CLIP exporter runs inside an FC-CLIP checkout with detectron2 installed (cannot import "
+            f"{missing}); see benchmark/exporters/fcclip.py")
+
+
 class FcclipCapture:  # pragma: no cover - needs detectron2 and FC-CLIP (see the module doc)
     """Runs a built FC-CLIP model on images and returns each image's `fcclip_image_arrays`; `mismatches` counts
     images whose final class scores this project's ensemble did not reproduce bit for bit."""
@@ -153,11 +164,7 @@ def build_fcclip(config_file: str, weights: str, options: list[str], device: str
         from detectron2.projects.deeplab import add_deeplab_config
         from fcclip import add_fcclip_config, add_maskformer2_config
     except ImportError as exc:
-        if exc.name is None:  # FC-CLIP's own message for its compiled op (ms_deform_attn_func.py) names no module
-            raise UserError(f"FC-CLIP cannot import its compiled op MultiScaleDeformableAttention; build it: cd "
-                            f"fcclip/modeling/pixel_decoder/ops && sh make.sh (FC-CLIP's INSTALL.md)") from None
-        raise UserError(f"the FC-CLIP exporter runs inside an FC-CLIP checkout with detectron2 installed "
-                        f"(cannot import {exc.name}); see benchmark/exporters/fcclip.py") from None
+        raise UserError(import_error_message(exc)) from None
     cfg = get_cfg()
     add_deeplab_config(cfg)
     add_maskformer2_config(cfg)
