@@ -124,3 +124,76 @@ def test_perf_predictions_prints_bytes_per_image(capsys):
     assert rows[5120][0] > 0.01 > rows[5120][1]
     assert main([*args[:-2], "--image-size", "40by50"]) == 2
     assert "--image-size 40by50 is not HEIGHTxWIDTH" in capsys.readouterr().err
+
+
+def test_capture_hooks_on_a_model_shaped_like_fcclip(monkeypatch):
+    """FcclipCapture's hooks on a stand-in with FCCLIP's attributes and forward structure (fcclip.py l. 312-322,
+    350-402: backbone, sem_seg_head, module-level get_classification_logits, the ensemble, semantic_inference
+    per image): what it captures is what went in, and its bit-for-bit check of the ensemble passes."""
+    import sys
+    import types
+
+    from torch import nn
+
+    from benchmark.exporters.fcclip import FcclipCapture
+    from test_fcclip_inference import fcclip_ensemble
+
+    queries, classes, grid = 5, 4, (4, 6)
+    generator = torch.Generator().manual_seed(1)
+    # one image per batch, as the exporter and FC-CLIP's evaluation run it (torch's CPU pow rounds a tensor's
+    # vectorised body and its tail differently, so a batch of two changes the last bits)
+    pred_logits = torch.randn(1, queries, classes + 1, generator=generator) * 3
+    pred_masks = torch.randn(1, queries, *grid, generator=generator) * 4
+    pooled = torch.randn(1, queries, 8, generator=generator)
+    out_vocab = torch.randn(1, queries, classes + 1, generator=generator) * 3
+    module = types.ModuleType("fcclip.fcclip")
+    module.get_classification_logits = lambda x, *args: out_vocab
+    monkeypatch.setitem(sys.modules, "fcclip", types.ModuleType("fcclip"))
+    monkeypatch.setitem(sys.modules, "fcclip.fcclip", module)
+
+    class Backbone(nn.Module):
+        def forward(self, x):
+            return {"clip_vis_dense": torch.zeros(len(x), 8, 2, 3)}
+
+    class Head(nn.Module):
+        def forward(self, features):
+            return {"pred_logits": pred_logits, "pred_masks": pred_masks}
+
+    class StandIn(nn.Module):
+        def __init__(self, on_valid_mask):
+            super().__init__()
+            self.backbone, self.sem_seg_head = Backbone(), Head()
+            self.category_overlapping_mask = torch.tensor([1, 0, 1, 1])
+            self.geometric_ensemble_alpha, self.geometric_ensemble_beta = 0.4, 0.8
+            self.ensemble_on_valid_mask = on_valid_mask
+            self.seen = []
+
+        def forward(self, batched_inputs):
+            images = torch.stack([x["image"] for x in batched_inputs])  # padded (H_pad, W_pad) = 4 x grid
+            features = self.backbone(images)
+            outputs = self.sem_seg_head(features)
+            out_vocab_cls_results = sys.modules["fcclip.fcclip"].get_classification_logits(pooled, None, None, None)
+            mask_cls_results = fcclip_ensemble(outputs["pred_logits"], out_vocab_cls_results, outputs["pred_masks"],
+                                               features["clip_vis_dense"].shape, self.category_overlapping_mask,
+                                               0.4, 0.8, self.ensemble_on_valid_mask)
+            for mask_cls_result, mask_pred_result in zip(mask_cls_results, outputs["pred_masks"]):
+                self.semantic_inference(mask_cls_result, mask_pred_result)
+
+        def semantic_inference(self, mask_cls, mask_pred):
+            self.seen.append(mask_cls)
+
+    for on_valid_mask in (False, True):
+        model = StandIn(on_valid_mask)
+        capture = FcclipCapture(model)
+        inputs = [{"image": torch.zeros(3, 4 * grid[0], 4 * grid[1])}]
+        arrays = capture(inputs)
+        assert capture.mismatches == 0 and len(model.seen) == 1
+        for i, image in enumerate(arrays):
+            assert torch.equal(torch.from_numpy(image["class_logits"]), pred_logits[i])
+            assert torch.equal(torch.from_numpy(image["out_vocab_logits"]), out_vocab[i, :, :-1])
+            assert torch.equal(torch.from_numpy(image["embeddings"]), pooled[i])
+            assert image["padded_size"].tolist() == [16, 24] and image["mask_logits"].shape == (queries, *grid)
+            assert ("valid_masks" in image) == on_valid_mask
+        model.geometric_ensemble_alpha = 0.5  # what the capture reads no longer what the forward ran: noticed
+        capture(inputs)
+        assert capture.mismatches == 1
