@@ -45,7 +45,8 @@ bilinearly to the padded input, cropped, upsampled to the image and passed throu
 probabilities over an asked vocabulary S (with void) are the softmax of S's columns and void of
 `class_logits`, or, with "ensemble", the softmax of FC-CLIP's `mask_cls_results` computed from S's columns
 (`mask_inference.fcclip_class_logits`: the geometric ensemble and the void step over S, as FC-CLIP run with S's
-class names computes them); void then kept apart (`void_probs`). Mask logits are stored rather than
+class names computes them, bit for bit at one image per batch on the same device and thread count, see its
+doc); void then kept apart (`void_probs`). Mask logits are stored rather than
 probabilities because FC-CLIP upsamples logits: interpolating probabilities would change mask borders.
 
 Older versions (still read): v2 stores `mask_logits` as uint16 codes over +-`mask_logit_bound` (clipped
