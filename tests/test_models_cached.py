@@ -31,6 +31,23 @@ def test_v3_write_read_round_trip(tmp_path):
     assert (tmp_path / "dir__img_1.npz").is_file()
 
 
+@pytest.mark.parametrize("ensemble, void", [({"alpha": 0.4, "beta": 0.8, "on_valid_mask": False}, True),
+                                           ({"alpha": 0.4, "beta": 0.8, "on_valid_mask": False,
+                                             "category_overlap": [1]}, True),
+                                           ({"alpha": 0.4, "beta": 0.8, "on_valid_mask": False,
+                                             "category_overlap": [1, 0]}, False)])
+def test_bad_ensemble_settings_name_the_file(tmp_path, ensemble, void):
+    from omegaconf import OmegaConf
+
+    from benchmark.errors import DataError
+    from benchmark.io import atomic_write_json
+
+    atomic_write_json(tmp_path / "meta.json", {"format": "covseg-predictions", "version": 3, "vocabulary": "toy",
+                                               "class_ids": [3, 5], "void": void, "ensemble": ensemble})
+    with pytest.raises(DataError, match="meta.json: \"ensemble\" needs"):
+        CachedSegmenter(OmegaConf.create({"kind": "cached", "predictions_dir": str(tmp_path), "batch_size": 2}))
+
+
 def test_v2_folders_still_read_with_a_warning(tmp_path):
     from omegaconf import OmegaConf
 

@@ -264,9 +264,11 @@ class CachedSegmenter:
         self.logit_scale = float(self.meta.get("logit_scale", 100.0))
         self.ensemble = self.meta.get("ensemble") if self.version >= 3 else None  # FC-CLIP's settings, or None
         if self.ensemble is not None:
-            if not self.void or len(self.ensemble.get("category_overlap", ())) != len(self.class_ids):
-                raise DataError(f"{meta_path}: an ensemble needs \"void\": true and one category_overlap entry per "
-                                f"class ({len(self.class_ids)})")
+            missing = sorted({"alpha", "beta", "on_valid_mask", "category_overlap"} - set(self.ensemble))
+            if missing or not self.void or len(self.ensemble["category_overlap"]) != len(self.class_ids):
+                raise DataError(f"{meta_path}: \"ensemble\" needs alpha, beta, on_valid_mask and one category_overlap "
+                                f"entry per class ({len(self.class_ids)}), and \"void\": true"
+                                + (f"; missing {', '.join(missing)}" if missing else ""))
             self.category_overlap = torch.tensor(self.ensemble["category_overlap"], dtype=torch.long)
         # one row of class scores per query: the class logits (+ void), then the out-of-vocabulary logits
         self.score_width = len(self.class_ids) + self.void + (len(self.class_ids) if self.ensemble else 0)
