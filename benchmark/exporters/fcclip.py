@@ -48,6 +48,7 @@ import torch.nn.functional as F
 
 from benchmark.errors import UserError
 from benchmark.models.cached import image_arrays
+from benchmark.models.mask_inference import fcclip_class_logits
 
 
 def fcclip_image_arrays(class_logits: torch.Tensor, out_vocab_logits: torch.Tensor, mask_pred: torch.Tensor,
@@ -133,8 +134,6 @@ class FcclipCapture:  # pragma: no cover - needs detectron2 and FC-CLIP (see the
 
     @torch.no_grad()
     def __call__(self, inputs: list[dict]) -> list[dict[str, np.ndarray]]:
-        from benchmark.models.mask_inference import fcclip_class_logits
-
         self.captured = {}
         self.model(inputs)
         padded = tuple(int(s) for s in self.captured["padded"])
