@@ -257,7 +257,7 @@ class CachedSegmenter:
         self.class_ids = [int(i) for i in self.meta["class_ids"]]
         self.column = {class_id: c for c, class_id in enumerate(self.class_ids)}  # dataset class id -> column
         self.void = bool(self.meta.get("void" if self.version >= 2 else "no_object", False))
-        self.mask_logit_bound = float(self.meta.get("mask_logit_bound", DEFAULT_MASK_LOGIT_BOUND))
+        self.mask_logit_bound = float(self.meta.get("mask_logit_bound", DEFAULT_MASK_LOGIT_BOUND))  # v2's codes
         self.semantic_at_input = bool(self.meta.get("semantic_at_input", False))
         self.thresholds = (float(self.meta.get("object_threshold", 0.8)), float(self.meta.get("overlap_threshold", 0.8)))
         self.embed_dim = self.meta.get("embedding_dim")
@@ -294,15 +294,16 @@ class CachedSegmenter:
                 embeddings = F.normalize(torch.from_numpy(arrays["embeddings"].astype(np.float32)), dim=-1)
             else:
                 embeddings = torch.zeros(len(logits), 0)
-            valid = arrays.get("valid_masks") if self.ensemble and self.ensemble["on_valid_mask"] else None
-            if valid is None and self.ensemble and self.ensemble["on_valid_mask"]:
+            on_valid_mask = bool(self.ensemble and self.ensemble["on_valid_mask"])
+            valid = arrays.get("valid_masks") if on_valid_mask else None
+            if on_valid_mask and valid is None:
                 raise DataError(f"{path}: no valid_masks, which meta.json's ensemble.on_valid_mask needs")
             all_columns = list(range(len(self.class_ids)))
             confidence = self._logits_over(logits, all_columns, None if valid is None else torch.from_numpy(valid)) \
                 .softmax(dim=1)[:, :len(self.class_ids)].max(dim=1).values  # (M,)
             size = (sample.height, sample.width)
             if self.version >= 2:
-                soft = SoftMasks(arrays["mask_logits"], float(self.meta.get("mask_logit_bound", DEFAULT_MASK_LOGIT_BOUND)),
+                soft = SoftMasks(arrays["mask_logits"], self.mask_logit_bound,
                                  tuple(arrays["input_size"].tolist()), tuple(arrays["padded_size"].tolist()), size,
                                  str(self.device), self.semantic_at_input, *self.thresholds, valid=valid)
                 if len(soft) != len(logits):
