@@ -286,8 +286,8 @@ def stream_images(cfg):
 
 def export_main(argv: list[str]) -> int:
     """`export-predictions --out DIR key=value ...`: the configured base segmenter's predictions (mask proposals,
-    class log-probabilities, mask embeddings) for every training and validation image the configured stream
-    uses, in format v2 of benchmark/models/cached.py; later runs read them with `model=cached model.predictions_dir=DIR`
+    class logits, mask embeddings) for every training and validation image the configured stream
+    uses, in format v3 of benchmark/models/cached.py; later runs read them with `model=cached model.predictions_dir=DIR`
     instead of running the backbone. Resumable: files already in DIR are kept."""
     parser = argparse.ArgumentParser(prog="python -m benchmark export-predictions",
                                      description="Export the base segmenter's predictions for model=cached.")

@@ -114,10 +114,11 @@ def test_perf_predictions_prints_bytes_per_image(capsys):
             "64", "--embedding-dim", "8", "--images", "1", "--label-images", "1"]
     assert main(args) == 0
     out = capsys.readouterr().out
-    # input 64x80 padded to 64x96; 4 queries x (16 x 24) float16 mask logits + 4 x 6 float32 logits + two
-    # int32 pairs, exactly
+    # input 64x80 padded to 64x96; 4 queries x (16 x 24) float16 mask logits + 4 x 6 float32 class logits + 4 x 5
+    # float32 out-of-vocabulary logits + two int32 pairs, exactly
     assert "masks 16x24" in out
-    assert out.splitlines()[2].split()[:5] == ["v3", "(float16", "mask", "logits)", str(4 * 16 * 24 * 2 + 4 * 6 * 4 + 16)]
+    expected = 4 * 16 * 24 * 2 + 4 * 6 * 4 + 4 * 5 * 4 + 16
+    assert out.splitlines()[2].split()[:5] == ["v3", "(float16", "mask", "logits)", str(expected)]
     # label changes against float32 logits: v2's clipping at +-64 changes labels at large scales, float16 not
     table = out.split("mask logit scale")[1].splitlines()[1:]
     rows = {int(line.split()[0]): [float(v) for v in line.split()[1:]] for line in table}

@@ -160,8 +160,8 @@ def test_export_predictions_covers_the_stream_and_resumes(demo_root, exported, c
 
 
 def test_cached_segmenter_reproduces_its_source(run_demo, exported):
-    """Round trip: format v2 written by export-predictions (partition masks as +-64 logits, log-softmax class
-    scores) gives the source segmenter's zero-shot summary, every metric."""
+    """Round trip: format v3 written by export-predictions (partition masks as +-64 logits, class logits)
+    gives the source segmenter's zero-shot summary, every metric."""
     _, direct = run_demo("method=zeroshot", "model.cache_dir=off", *RUN_ARGS)
     _, cached = run_demo("method=zeroshot", "model=cached", f"model.predictions_dir={exported}", *RUN_ARGS)
     assert cached["metrics"].keys() == direct["metrics"].keys()

@@ -79,7 +79,7 @@ class ImageFeatures:
         self.masks = masks  # (M, H, W) bool overlapping mask proposals (cached external models);
         # None = `proposals` is the partition itself. With masks, `proposals` shows each pixel's best-scoring mask.
         self.logits = logits  # (M, K) class logits of an external model over its class list
-        self.soft_masks = soft_masks  # soft mask proposals (cached format v2, FC-CLIP-style inference)
+        self.soft_masks = soft_masks  # soft mask proposals (cached formats v2, v3: FC-CLIP-style inference)
 
     @property
     def proposals(self) -> np.ndarray:

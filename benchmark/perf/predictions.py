@@ -5,10 +5,13 @@ to a 640 short side (FC-CLIP's INPUT.MIN_SIZE_TEST), padded to multiples of 32, 
 upsampling to the image) is printed beside.
 
 References in the same run: the same predictions as float32 logits (what FC-CLIP holds before its
-post-processing), format v2 (uint16 mask logits over +-64) and v1 (binary masks at the image's size). The uncompressed sizes are exact; the
-compressed ones depend on the masks, here synthetic: smooth random fields (bilinear upsampling of a coarse
-grid), mostly confidently negative as trained mask logits are, so the numbers for real FC-CLIP outputs will
-differ and should be measured on an export (`du -b DIR/*.npz`).
+post-processing), format v2 (uint16 mask logits over +-64) and v1 (binary masks at the image's size). The
+uncompressed sizes are exact; the compressed ones depend on the masks, here synthetic: smooth random fields
+(bilinear upsampling of a coarse grid), mostly confidently negative as trained mask logits are, so the numbers
+for real FC-CLIP outputs will differ and should be measured on an export (`du -b DIR/*.npz`).
+
+Then the error of the stored mask logits: the share of semantic labels that change against float32 logits,
+v2's uint16 codes and v3's float16, at mask logit scales from 1 to 5120 (`print_label_changes`).
 """
 from __future__ import annotations
 
@@ -84,7 +87,8 @@ def main(argv: list[str]) -> int:
             mask_logits = synthetic_mask_logits(args.queries, grid, seed)
             logits = torch.randn(args.queries, args.classes + 1)
             embeddings = torch.randn(args.queries, args.embedding_dim)
-            v3 = image_arrays(mask_logits, logits, input_size, padded, embeddings)
+            out_vocab = torch.randn(args.queries, args.classes)  # FC-CLIP's second classifier (format v3)
+            v3 = image_arrays(mask_logits, logits, input_size, padded, embeddings, out_vocab_logits=out_vocab)
             without = {k: v for k, v in v3.items() if k != "embeddings"}
             binary = F.interpolate(mask_logits[None, :, :input_size[0] // 4, :input_size[1] // 4], size=(height, width),
                                    mode="bilinear", align_corners=False)[0] > 0
