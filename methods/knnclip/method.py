@@ -129,7 +129,7 @@ class KnnClip(ContinualMethod):
         if len(self.database):
             queries = torch.cat(self.embedder.proposal_embeddings(images, features))  # (M, D)
             searched = torch.from_numpy(np.concatenate([f.nonempty_masks() for f in features])) \
-                & (queries.norm(dim=1) > 0)  # (M,) the others keep P_base (no neighbours, no fusion)
+                & (queries.norm(dim=1) > 0).cpu()  # (M,) the others keep P_base (no neighbours, no fusion)
             similarities = torch.zeros(len(queries), self.config.k)
             labels = torch.full((len(queries), self.config.k), -1, dtype=torch.long)
             similarities[searched], labels[searched] = self.database.search(queries[searched], self.config.k)
