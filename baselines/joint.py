@@ -47,9 +47,9 @@ class Joint(TrainedHeadMethod):
         for sample in step.samples():
             row = self.seen.setdefault(sample.image_id, None)
             grid = self._grid(sample)
-            if row is not None:  # the classes of different steps label disjoint pixels
-                known = self.store.targets.read([row])[0]
-                self.store.targets.write(row, np.where(grid != IGNORE_LABEL, grid, known))
+            if row is not None:  # the classes of different steps label disjoint pixels; a protocol's background
+                known = self.store.targets.read([row])[0]  # (earlier classes relabelled) never overwrites them
+                self.store.targets.write(row, np.where(np.isin(grid, step.new_classes), grid, known))
                 continue
             if np.any(grid != IGNORE_LABEL):
                 labelled.append(sample.image_id)

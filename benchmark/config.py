@@ -29,7 +29,7 @@ def _shipped_config_dir() -> Path:
 
 
 CONFIG_DIR = _shipped_config_dir()
-GROUPS = ("method", "stream", "model", "data", "logger")
+GROUPS = ("method", "stream", "protocol", "model", "data", "logger")
 PLUGIN_GROUP = "covseg_bench.plugins"  # entry point group of installed packages that add methods (benchmark.plugins)
 PLUGIN_PATH_ENV = "COVSEG_PATH"  # folders of one's own methods and configs, os.pathsep-separated
 
@@ -120,6 +120,18 @@ class LoggerConfig:
 
 
 @dataclass
+class ProtocolConfig:
+    """A CSS paper's protocol around the stream (benchmark/protocol.py; presets in configs/protocol/)."""
+
+    name: str = "covseg"  # preset name, recorded in the manifest and shown on the leaderboard
+    train_labels: str = "ignore"  # pixels of classes other than C_t in training samples: ignore | background
+    train_void: str = "ignore"  # void pixels in training samples: ignore | background | background_if_no_class
+    eval_images: str = "all"  # all | with_scored: only validation images with a pixel of a class scored at the step
+    eval_unseen: str = "ignore"  # ground truth of classes not scored at the step: ignore | background (a scored row)
+    eval_void: str = "ignore"  # void ground truth: ignore | background | background_if_no_class
+
+
+@dataclass
 class EvalConfig:
     vocabulary: str = "seen"  # seen: segment with S_t, ignore unseen classes; all: every class (forward transfer)
     miou_mode: str = "present"  # present (detectron2 >= 2022) | legacy (detectron2 v0.6)
@@ -132,6 +144,7 @@ class EvalConfig:
 class RunConfig:
     method: Any = field(default_factory=dict)  # checked against the method's own Config dataclass
     stream: StreamConfig = field(default_factory=StreamConfig)
+    protocol: ProtocolConfig = field(default_factory=ProtocolConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
@@ -283,7 +296,8 @@ def _schema_error(exc: OmegaConfBaseException, schema: DictConfig, prefix: str =
 
 
 def _check_choices(cfg: DictConfig) -> None:
-    from streams.builder import order_presets
+    from benchmark.protocol import CHOICES as PROTOCOL_CHOICES
+    from streams.builder import order_presets, warn_unpublished_order
 
     choices = {
         "stream.order": ("random", "frequency", "natural", *order_presets()),
@@ -295,11 +309,13 @@ def _check_choices(cfg: DictConfig) -> None:
         "eval.vocabulary": ("seen", "all"),
         "eval.miou_mode": ("present", "legacy"),
         "logger.name": ("none", "wandb"),
+        **PROTOCOL_CHOICES,
     }
     for key, allowed in choices.items():
         value = OmegaConf.select(cfg, key)
         if value not in allowed:
             raise UserError(f"{key}={value} is not one of: {', '.join(allowed)}")
+    warn_unpublished_order(cfg.stream)
     if cfg.threads is not None and cfg.threads <= 0:
         raise UserError(f"threads must be positive (or null: automatic), got {cfg.threads}")
     positive = ("model.input_size", "model.batch_size", "eval.batch_size", "model.superpixel_segments",

@@ -23,7 +23,8 @@ from benchmark.registry import Registry
 
 class StepData:
     """What a method may learn from at step t, and nothing else: the step's training samples with labels already
-    filtered to C_t (pixels of other classes are IGNORE_LABEL, panoptic segments of other classes dropped), the
+    filtered to C_t (pixels of other classes are IGNORE_LABEL, or background under a protocol that says so: the
+    vocabulary's background class, else BACKGROUND_LABEL; panoptic segments of other classes dropped), the
     classes revealed so far and their names (`vocabulary` holds S_t only). There is no handle to the dataset,
     to future classes or to validation data; a method that needs earlier steps' data keeps its own copy (and
     counts it in `memory_bytes`). Under torchrun, `sharded_samples` gives this rank's share."""
@@ -42,13 +43,18 @@ class StepData:
 
     @classmethod
     def of_stream(cls, step: int, new_classes: list[int], seen_classes: list[int], vocabulary: Vocabulary,
-                  dataset: SegmentationDataset, indices: list[int], progress: Any = None) -> "StepData":
-        """The runner's constructor: step t over `indices` of `dataset`, labels filtered to `new_classes`."""
+                  dataset: SegmentationDataset, indices: list[int], progress: Any = None,
+                  relabel: Callable[[Sample, Sample, list[int]], Sample] | None = None) -> "StepData":
+        """The runner's constructor: step t over `indices` of `dataset`, labels filtered to `new_classes`, then
+        `relabel(sample, filtered, new_classes)` (the protocol's background, benchmark/protocol.py) if given."""
         indices, keep = list(indices), list(new_classes)
 
         def load(position: int) -> Sample | None:
             sample = dataset.load(indices[position])
-            return None if sample is None else filter_sample(sample, keep)
+            if sample is None:
+                return None
+            filtered = filter_sample(sample, keep)
+            return filtered if relabel is None else relabel(sample, filtered, keep)
 
         return cls(step, keep, seen_classes, vocabulary.subset(seen_classes), len(indices), load, progress)
 

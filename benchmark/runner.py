@@ -21,6 +21,7 @@ from benchmark.evaluation.semantic import SemanticEvaluator
 from benchmark.method import METHODS, ContinualMethod, StepData, filter_sample
 from benchmark.models import build_segmenter
 from benchmark.models.feature_cache import FeatureCache, directory_bytes
+from benchmark.protocol import Protocol
 from benchmark.reporting.progress import Progress
 from benchmark.checkpoint import load_checkpoint, rng_states, save_checkpoint, set_rng_states
 from benchmark.reporting.results import RunWriter, find_resumable, torch_environment
@@ -43,6 +44,7 @@ class RunContext:
     val: SegmentationDataset
     method: ContinualMethod
     progress: Progress
+    protocol: Protocol  # the CSS protocol's training labels and evaluation rules (configs/protocol/)
 
 
 def open_stream_data(cfg: DictConfig, progress: Progress) -> tuple[SegmentationDataset, SegmentationDataset, Stream]:
@@ -81,7 +83,7 @@ def prepare_run(cfg: DictConfig) -> RunContext:
     segmenter = build_segmenter(cfg.model, seed=cfg.seed, device=device)
     method_cls = METHODS.get(cfg.method.name)
     method = method_cls(method_config(cfg), segmenter, len(train.vocabulary), seed=cfg.seed)
-    return RunContext(cfg, stream, train, val, method, progress)
+    return RunContext(cfg, stream, train, val, method, progress, Protocol.of(cfg.protocol, train.vocabulary))
 
 
 def ground_truth_access(cfg: DictConfig) -> str | None:
@@ -93,13 +95,14 @@ def ground_truth_access(cfg: DictConfig) -> str | None:
 def evaluate_step(ctx: RunContext, vocab: Vocabulary, step: int) -> dict[str, np.ndarray]:
     """Predict every validation image with `vocab` and return the raw statistics of the step (-1: the initial
     evaluation before step 0): the confusion matrix and, on panoptic streams, the per-class PQ sums. Ground
-    truth outside `vocab` is ignored (VOID).
+    truth outside `vocab` is ignored (VOID), or a background row, and images may not count: as the protocol says
+    (ctx.protocol, benchmark/protocol.py).
     The method sees `ImageInput`s only (pixels, no labels); the ground truth stays here, for the evaluator.
     Under torchrun each rank predicts its shard of the images and the statistics are summed."""
     cfg = ctx.cfg
     full_vocab = ctx.train.vocabulary
-    semantic = SemanticEvaluator(len(full_vocab))
-    per_image = PerImageCounts(len(full_vocab))  # sparse per-image counts: bootstrap intervals over images
+    semantic = SemanticEvaluator(ctx.protocol.confusion_size)  # K, or K + 1 with a background row
+    per_image = PerImageCounts(ctx.protocol.confusion_size)  # sparse per-image counts: bootstrap intervals over images
     panoptic = PanopticEvaluator([c.isthing for c in full_vocab.classes]) if ctx.stream.panoptic else None
     indices = distributed.shard(range(validation_count(cfg, ctx.val)))
     batch_size = cfg.eval.batch_size
@@ -108,12 +111,15 @@ def evaluate_step(ctx: RunContext, vocab: Vocabulary, step: int) -> dict[str, np
                                   desc=f"eval step {step}" if step >= 0 else "eval initial",
                                   total=(len(indices) + batch_size - 1) // batch_size):
         loaded = [(i, ctx.val.load(i)) for i in indices[start:start + batch_size]]
-        batch = [s for _, s in loaded if s is not None]
+        # the protocol's ground truth; None: the image does not count at this step (and is not predicted)
+        truths = [(i, s, ctx.protocol.evaluation_truth(s, filter_sample(s, vocab.ids), vocab.ids))
+                  for i, s in loaded if s is not None]
+        counted = [(i, s, gt) for i, s, gt in truths if gt is not None]
+        batch = [s for _, s, _ in counted]
         outputs = ctx.method.predict([ImageInput.of(s, ctx.stream.panoptic, oracle) for s in batch], vocab)
         if len(outputs) != len(batch):
             raise RuntimeError(f"method {cfg.method.name} returned {len(outputs)} outputs for {len(batch)} images")
-        for image_index, sample, output in zip([i for i, s in loaded if s is not None], batch, outputs):
-            gt = filter_sample(sample, vocab.ids)
+        for (image_index, sample, gt), output in zip(counted, outputs):
             if output.sem_seg.shape != gt.sem_seg.shape:
                 raise RuntimeError(f"method {cfg.method.name}: prediction of image {sample.image_id} is "
                                    f"{output.sem_seg.shape}, its image {gt.sem_seg.shape}")
@@ -160,7 +166,8 @@ def open_run(cfg: DictConfig, ctx: RunContext) -> tuple[RunWriter | None, Path, 
     writer.manifest["threads"] = torch.get_num_threads()  # per process: the timings depend on it
     writer.manifest["environment"] = torch_environment()
     # what the method was allowed to see: the leaderboard ranks sealed runs only
-    writer.manifest["protocol"] = {"ground_truth_access": ground_truth_access(cfg), "vocabulary": cfg.eval.vocabulary}
+    writer.manifest["protocol"] = {"ground_truth_access": ground_truth_access(cfg), "vocabulary": cfg.eval.vocabulary,
+                                   "preset": ctx.protocol.describe(cfg.stream)}
     distributed.broadcast_object((writer.run_dir, first_step))
     return writer, writer.run_dir, first_step
 
@@ -226,7 +233,8 @@ def _run_steps(cfg: DictConfig, ctx: RunContext, writer: RunWriter | None, run_d
         evaluate_initial(ctx, writer)
     for t in range(first_step, stream.num_steps):
         step = StepData.of_stream(t, stream.step_classes[t], stream.seen_classes(t), full_vocab, ctx.train,
-                                  stream.train_indices[t], progress=ctx.progress.bar)
+                                  stream.train_indices[t], progress=ctx.progress.bar,
+                                  relabel=ctx.protocol.training_labels)
         started = time.perf_counter()
         method.learn(step)
         learn_seconds = time.perf_counter() - started

@@ -102,6 +102,27 @@ def load_order_preset(name: str, vocabulary: Vocabulary) -> list[int]:
     return order
 
 
+def warn_unpublished_order(cfg) -> None:
+    """`stream.order=NAME` whose preset lists the settings its source published (`published`: step sizes, semantic
+    or panoptic) warns when the stream's setting is none of them: the order is the source's, that split is not."""
+    import warnings
+
+    import yaml
+
+    if cfg.order not in order_presets():
+        return
+    preset = yaml.safe_load((ORDER_PRESETS_DIR / f"{cfg.order}.yaml").read_text())
+    published = preset.get("published")
+    setting = {"step_sizes": step_sizes(cfg, len(preset["order"])), "panoptic": bool(cfg.panoptic)}
+    if published and setting not in published:
+        kind = "panoptic" if cfg.panoptic else "semantic"
+        known = "; ".join(f"{'-'.join(map(str, p['step_sizes']))} {'panoptic' if p['panoptic'] else 'semantic'}"
+                          for p in published)
+        warnings.warn(f"stream.order={cfg.order} on stream '{cfg.name}' ({kind}, step sizes {setting['step_sizes']}): "
+                      f"a setting its source never published ({preset['source']} published {known}); the class "
+                      "order is the source's, this split is not", stacklevel=2)
+
+
 def class_order(cfg, vocabulary: Vocabulary, frequency: list[float] | None = None) -> list[int]:
     ids = vocabulary.ids
     if cfg.order == "natural":

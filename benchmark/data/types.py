@@ -15,6 +15,9 @@ import numpy as np
 from benchmark.errors import DataError
 
 IGNORE_LABEL = 65535  # uint16 label maps of the detectron2 layouts (ADE20K-847, PC-459)
+# training labels only, under a protocol whose label policy is `background` (benchmark/protocol.py) on a vocabulary
+# without a background class (ADE20K): "labelled, but none of the step's classes" (MiB's class 0). Never a class id.
+BACKGROUND_LABEL = 65534
 
 VOCABULARY_DIR = Path(__file__).parent / "vocabularies"
 

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from benchmark import distributed
-from benchmark.data.types import IGNORE_LABEL, ImageInput, Sample, Vocabulary
+from benchmark.data.types import BACKGROUND_LABEL, IGNORE_LABEL, ImageInput, Sample, Vocabulary
 from benchmark.errors import UserError
 from benchmark.method import ContinualMethod, SegmentationOutput, StepData, register_method
 from benchmark.models.inference import outputs_from_probs
@@ -42,8 +42,8 @@ def segment_regions(sample: Sample) -> tuple[np.ndarray, np.ndarray]:
             regions[sample.pan_seg == seg.id] = r
         return regions, np.array([s.category_id for s in segments], dtype=np.int64)
     classes = np.unique(sample.sem_seg)
-    classes = classes[classes != IGNORE_LABEL]
-    regions = np.where(sample.sem_seg != IGNORE_LABEL, np.searchsorted(classes, sample.sem_seg), -1)
+    classes = classes[(classes != IGNORE_LABEL) & (classes != BACKGROUND_LABEL)]  # a protocol's background: no class
+    regions = np.where(np.isin(sample.sem_seg, classes), np.searchsorted(classes, sample.sem_seg), -1)
     return regions.astype(np.int32), classes.astype(np.int64)
 
 
