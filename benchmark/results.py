@@ -26,7 +26,7 @@ recorded), `superseded`,
 `step` (0..T-1; -1 the initial evaluation before step 0), `group`, `metric`, `value`, `higher_is_better`:
 
     group "seen"     metric miou | pq     score on S_t after step t (percent)
-    group "old"      metric miou          score on S_{t-1} after step t (t >= 1); "new": on C_t after step t
+    group "previous" metric miou          score on S_{t-1} after step t (t >= 1); "last": on C_t after step t
     group "C<j>"     metric miou | pq     R[t][j]: score on the classes of step j after step t (-1: initial)
     group "stream"   metric miou.final, miou.forgetting_max, pq.bwt, ...   stream metrics, at the last step
     group "cost"     metric memory_bytes | learn_seconds | eval_seconds      per step

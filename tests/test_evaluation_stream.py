@@ -51,7 +51,8 @@ def test_semantic_stream_present_and_legacy_golden():
     assert present["seen"] == pytest.approx([75, 75, 70])
     summary = present["summary"]
     assert summary["final"] == pytest.approx(70) and summary["avg_incremental"] == pytest.approx(220 / 3)
-    assert [summary[k] for k in ("old", "new", "base", "novel")] == pytest.approx([75, 60, 75, 60])
+    assert [summary[k] for k in ("previous", "last", "base", "novel")] == pytest.approx([75, 60, 75, 60])
+    assert (summary["old"], summary["new"]) == (summary["base"], summary["novel"])  # MiB's / PLOP's names
     assert np.isnan(summary["forward_transfer"]) and present["initial"] is None
 
     # initial evaluation: class 0 IoU 1, class 1 1/2 (one pixel predicted as 2), class 2 1/2, class 3 absent
@@ -67,7 +68,9 @@ def test_semantic_stream_present_and_legacy_golden():
     legacy = semantic_stream_results([CONFUSION] * 3, STEPS, miou_mode="legacy")
     np.testing.assert_allclose(legacy["matrix"], [[75, 0, 60]] * 3)
     assert legacy["seen"] == pytest.approx([75, 50, 52.5])
-    assert [legacy["summary"][k] for k in ("old", "new", "base", "novel")] == pytest.approx([50, 60, 75, 30])
+    # previous = S_1 = {0, 1, 2}, last = C_2 = {3}; MiB / PLOP's old = C_0, new = C_1 ∪ C_2 (= base / novel)
+    assert [legacy["summary"][k] for k in ("previous", "last", "base", "novel", "old", "new")] == pytest.approx(
+        [50, 60, 75, 30, 75, 30])
 
 
 def test_semantic_stream_forgetting_from_confusions():
@@ -77,7 +80,7 @@ def test_semantic_stream_forgetting_from_confusions():
     # IoU after step 1: class 0 2/4, class 1 4/6, class 2 1
     assert result["matrix"][1, 0] == pytest.approx(100 * (0.5 + 2 / 3) / 2)
     assert result["summary"]["forgetting_first"] == pytest.approx(100 - 100 * (0.5 + 2 / 3) / 2)
-    assert result["summary"]["new"] == pytest.approx(100) and result["summary"]["base"] == result["matrix"][1, 0]
+    assert result["summary"]["last"] == pytest.approx(100) and result["summary"]["base"] == result["matrix"][1, 0]
 
 
 def test_panoptic_stream_golden():

@@ -244,3 +244,31 @@ def test_cold_and_warm_feature_caches_are_timed_apart(tmp_path):
     assert zero["seconds_per_step_cold_mean"] == zero["seconds_per_step_warm_mean"] == ""
     markdown = (root / "LEADERBOARD.md").read_text()
     assert "| 4.0 s cold, 1.2 s warm |" in markdown and "| 2.0 s |" in markdown
+
+
+def test_protocols_get_their_own_rows_and_older_summaries_keep_their_meaning(tmp_path):
+    """A config from before `protocol` (#23) ran covseg and shares its row; another preset gets its own, labelled.
+    Older summaries' old / new (S_{T-1} / C_T) read as previous / last; old / new are MiB's base / novel now."""
+    from benchmark.config import ProtocolConfig
+    from dataclasses import asdict
+
+    root = tmp_path / "results"
+    make_run(root, "a", KNN_DEFAULTS, 30.0, seed=0)  # legacy: no protocol key, summary with old = 29, new = 31
+    for run_id, seed, final, preset in (("b", 1, 32.0, "covseg"), ("c", 0, 40.0, "mib")):
+        run_dir = make_run(root, run_id, KNN_DEFAULTS, final, seed=seed)
+        config = yaml.safe_load((run_dir / "config.yaml").read_text())
+        config["protocol"] = {**asdict(ProtocolConfig()), "name": preset}
+        (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
+        summary = json.loads((run_dir / "summary.json").read_text())
+        summary["metrics"]["miou"] = {"final": final, "previous": final - 1, "last": final + 1, "base": final - 2,
+                                      "novel": final + 2, "old": final - 2, "new": final + 2}
+        (run_dir / "summary.json").write_text(json.dumps(summary))
+    assert main([f"results_dir={root}"]) == 0
+    mib, covseg = read_csv(root)
+    assert mib["label"] == "knnclip [protocol mib]" and int(mib["n_runs"]) == 1
+    assert covseg["label"] == "knnclip" and int(covseg["n_runs"]) == 2  # the legacy run and run b
+    assert float(covseg["miou_previous_mean"]) == pytest.approx((29 + 31) / 2)  # legacy old -> previous
+    assert float(covseg["miou_last_mean"]) == pytest.approx((31 + 33) / 2)
+    assert float(covseg["miou_old_mean"]) == pytest.approx(30)  # run b's base: the legacy run has none
+    assert float(mib["miou_new_mean"]) == pytest.approx(42)
+    assert "old / new = mIoU on C_0 / C_1..C_T" in (root / "LEADERBOARD.md").read_text()

@@ -40,9 +40,10 @@ def test_load_gives_one_row_per_run_step_group_metric(two_methods):
     assert final["value"].item() == pytest.approx(summary["metrics"]["miou"]["final"]) and final["higher_is_better"].item()
     assert not rows.query("metric == 'miou.forgetting_max'")["higher_is_better"].item()
     assert set(rows["seed"]) == {0} and rows["method_digest"].str.len().eq(64).all()
-    new = rows.query("group == 'new' and metric == 'miou'").sort_values("step")["value"].tolist()
-    assert new[0] == pytest.approx(summary["matrices"]["miou"][0][0])  # C_0 after step 0
-    assert rows.query("group == 'old' and step == 1")["value"].item() == pytest.approx(summary["metrics"]["miou"]["old"])
+    last = rows.query("group == 'last' and metric == 'miou'").sort_values("step")["value"].tolist()
+    assert last[0] == pytest.approx(summary["matrices"]["miou"][0][0])  # C_0 after step 0
+    previous = rows.query("group == 'previous' and step == 1")["value"].item()
+    assert previous == pytest.approx(summary["metrics"]["miou"]["previous"])
     assert rows["config_hash"].nunique() == 1
     assert not frame.duplicated(["run", "step", "group", "metric"]).any()
 
@@ -73,7 +74,7 @@ def test_leaderboard_interval_and_paired_difference(two_methods):
     assert (results / "results.csv").is_file()
     markdown = (results / "LEADERBOARD.md").read_text()
     assert "final mIoU 95% CI (images)" in markdown and "(n=1) vs zeroshot" in markdown
-    for figure in ("miou_seen_old_new", "pareto", "forgetting"):  # comparison figures, linked from the table
+    for figure in ("miou_seen_previous_last", "pareto", "forgetting"):  # comparison figures, linked from the table
         [path] = (results / "plots").glob(f"*-{figure}.png")
         assert path.stat().st_size > 10_000 and f"](plots/{path.name})" in markdown
 

@@ -24,8 +24,12 @@ are NaN otherwise. T denotes the last step index; S_t = C_0 ∪ … ∪ C_t.
 - excess forgetting: a method's forgetting_max minus zero-shot's forgetting_max on the same stream, model and
   seed; the part of the forgetting not explained by the vocabulary's growth (old classes lose IoU to new
   classes' names even when nothing is learned). Computed by the leaderboard, which has both runs.
-- old / new: score on S_{T-1} / on C_T after the last step.   base / novel: score on C_0 / on C_1 ∪ … ∪ C_T
-  after the last step. These are class means over the union (like final), not means of R entries.
+- after the last step T, class means over the union (like final), not means of R entries:
+  previous / last: score on S_{T-1} (the classes before the last step) / on C_T (the last step's classes);
+  base / novel: score on C_0 / on C_1 ∪ … ∪ C_T;
+  old / new: MiB's and PLOP's convention, the same numbers as base / novel (their tables: classes 1-100 / 101-150
+  on ADE 100-50; PLOP's average_csv.py:21-32 averages the classes of step 0 and the later ones). ECLIPSE's
+  evaluator names previous / last mIoU_old / mIoU_new (continual/evaluation/continual_evaluation.py:155-158).
 
 A "score on a set of classes" is always the mean of the per-class scores of the classes in the set that are
 scored at that step (semantic: IoU over classes with ground truth, or the legacy rule; panoptic: PQ over
@@ -90,8 +94,8 @@ def excess_forgetting(R: np.ndarray, R_zero_shot: np.ndarray) -> float:
 def stream_summary(R: np.ndarray, seen_scores: list[float], split_scores: dict[str, float] | None = None,
                    initial: np.ndarray | None = None) -> dict[str, float]:
     """`seen_scores[t]` is the score on S_t after step t (its last entry is `final`); `split_scores` holds
-    old / new / base / novel when the caller has the per-class scores (see `split_scores`); `initial` is the
-    initial row R[-1] (None when the run has no initial evaluation)."""
+    previous / last / base / novel / old / new when the caller has the per-class scores (see `split_scores`);
+    `initial` is the initial row R[-1] (None when the run has no initial evaluation)."""
     R = np.asarray(R, dtype=np.float64)
     summary = {
         "final": float(seen_scores[-1]),
@@ -112,14 +116,16 @@ def _class_mean(scores: np.ndarray, scored: np.ndarray, classes: list[int]) -> f
 
 
 def split_scores(scores: np.ndarray, scored: np.ndarray, step_classes: list[list[int]]) -> dict[str, float]:
-    """old (S_{T-1}), new (C_T), base (C_0), novel (C_1 ∪ … ∪ C_T) from the last step's per-class scores."""
+    """previous (S_{T-1}), last (C_T), base (C_0), novel (C_1 ∪ … ∪ C_T) and MiB / PLOP's old / new (= base /
+    novel) from the last step's per-class scores."""
     T = len(step_classes) - 1
     flatten = lambda steps: [c for classes in steps for c in classes]  # noqa: E731
+    base = _class_mean(scores, scored, step_classes[0])
+    novel = _class_mean(scores, scored, flatten(step_classes[1:]))
     return {
-        "old": _class_mean(scores, scored, flatten(step_classes[:T])),
-        "new": _class_mean(scores, scored, step_classes[T]),
-        "base": _class_mean(scores, scored, step_classes[0]),
-        "novel": _class_mean(scores, scored, flatten(step_classes[1:])),
+        "previous": _class_mean(scores, scored, flatten(step_classes[:T])),
+        "last": _class_mean(scores, scored, step_classes[T]),
+        "base": base, "novel": novel, "old": base, "new": novel,
     }
 
 
@@ -134,9 +140,9 @@ def stream_results(class_scores: list[np.ndarray], scored: list[np.ndarray], ste
     `class_scores[t]` (K,) holds per-class scores in percent after learning step t and `scored[t]` (K,) says
     which classes count at that step; `step_classes[j]` is C_j; `initial` is (scores, scored) of the initial
     evaluation, or None. Returns {"matrix", "initial", "learning_gain", "seen", "summary"} ("initial" is the
-    row R[-1] or None); the old / new / base / novel splits come from the last evaluated step, taken as step T
-    of the stream. With an initial evaluation the summary also has `initial`: its score on every class of the
-    stream.
+    row R[-1] or None); the previous / last / base / novel / old / new splits come from the last evaluated step,
+    taken as step T of the stream. With an initial evaluation the summary also has `initial`: its score on every
+    class of the stream.
     """
     R = np.array([_row(scores, counted, step_classes) for scores, counted in zip(class_scores, scored)])
     seen_scores = []

@@ -112,7 +112,7 @@ def _stream_section(table: StreamTable, results_dir: Path, figures: dict[str, Pa
              _e(time_cell(row)), _e(row["n_runs"]), f"<code>{_e(row['config_hash'])}</code>",
              _e(provenance_cell(row))] for rank, row in enumerate(table.rows, 1)]
     captions = {"miou": "mIoU on S_t after each step", "pq": "PQ on S_t after each step",
-                "curves": "mIoU on seen, old and new classes", "pareto": "final mIoU vs memory",
+                "curves": "mIoU on seen, previous and last classes", "pareto": "final mIoU vs memory",
                 "forgetting": "forgetting"}
     return "".join([
         f"<h{3 if table.analysis else 2}>{_e(table.name)} (version {_e(table.version)})</h{3 if table.analysis else 2}>",

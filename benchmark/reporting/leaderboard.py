@@ -10,7 +10,7 @@ them), prints each stream table's main columns in the terminal and writes into `
   results.csv               the counted runs' records of `benchmark.results` (run x step x class group x metric)
   class_iou-<table>.csv     per class: the step that taught it and each variant's final IoU (mean over runs)
   leaderboard.tex           with `--format latex`: booktabs tables (mean ± std, best in bold) for \input
-  plots/<table>-*.png       per stream table: the score on S_t after each step, mIoU on seen / old / new
+  plots/<table>-*.png       per stream table: the score on S_t after each step, mIoU on seen / previous / last
                             classes, final mIoU vs memory (Pareto) and forgetting, one colour and marker per
                             variant in every figure (benchmark.reporting.leaderboard_figures)
 Variants are labelled by a run's `name=` when set, else compactly from the method keys that differ from the

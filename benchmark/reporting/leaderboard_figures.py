@@ -1,7 +1,7 @@
 """The leaderboard's figures, per stream table, into <results_dir>/plots/:
 
     <slug>-miou_seen.png (-pq_seen)   the score on S_t after each step, one line per row (variant)
-    <slug>-miou_seen_old_new.png      mIoU on all seen / old / new classes after each step, side by side
+    <slug>-miou_seen_previous_last.png  mIoU on all seen / previous / last classes after each step, side by side
     <slug>-pareto.png                 final mIoU vs memory after the last step, with the Pareto front
     <slug>-forgetting.png             forgetting per variant, best (least) at the top
 
@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 
 from benchmark.reporting.plots import METRIC_LABELS, new_figure, save_figure
+from benchmark.reporting.runs import step_groups
 from benchmark.reporting.statistics import StreamTable, curve
 
 if TYPE_CHECKING:
@@ -91,7 +92,7 @@ def _sized_figure(axes_width: float, axes_height: float, labels: Sequence[str]) 
 
 def curves_figure(panels: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]], styles: dict[str, Style],
                   title: str, caption: str, metric: str = "miou") -> Figure:
-    """Side by side, one panel per class group (e.g. all seen / old / new classes; one panel: the score on
+    """Side by side, one panel per class group (e.g. all seen / previous / last classes; one panel: the score on
     S_t), one line per variant with a band of ± std over runs. `styles`: by the curves' names."""
     label = METRIC_LABELS.get(metric, metric)
     names = list(dict.fromkeys(name for curves in panels.values() for name in curves))
@@ -199,16 +200,15 @@ def table_figures(table: StreamTable, styles: dict[tuple, Style]) -> dict[str, F
         if curves:
             figures[metric] = curves_figure({"S_t": curves}, by_name, f"{heading}: {METRIC_LABELS[metric]} on all "
                                             "classes seen so far after each step", caption, metric)
-    seen, old, new = ("all classes seen so far ($S_t$)", "classes of earlier steps ($S_{t-1}$)",
-                      "classes of step t ($C_t$)")
-    panels = {seen: {}, old: {}, new: {}}
+    seen, previous, last = ("all classes seen so far ($S_t$)", "classes of earlier steps ($S_{t-1}$)",
+                            "classes of step t ($C_t$)")
+    panels = {seen: {}, previous: {}, last: {}}
     for row in table.rows:
         name = _row_name(row, with_model)
         if "miou" in row["curves"]:
             panels[seen][name] = row["curves"]["miou"]
-        for group, panel in (("old", old), ("new", new)):
-            values = curve(row["runs"], "miou",
-                           lambda run, g=group: (run.summary.get("old_new") or {}).get("miou", {}).get(g))
+        for group, panel in (("previous", previous), ("last", last)):
+            values = curve(row["runs"], "miou", lambda run, g=group: step_groups(run.summary).get("miou", {}).get(g))
             if np.isfinite(values[0]).any():
                 panels[panel][name] = values
     if any(panels.values()):
@@ -224,7 +224,7 @@ def table_figures(table: StreamTable, styles: dict[tuple, Style]) -> dict[str, F
     return figures
 
 
-FILE_NAMES = {"miou": "miou_seen", "pq": "pq_seen", "curves": "miou_seen_old_new", "pareto": "pareto",
+FILE_NAMES = {"miou": "miou_seen", "pq": "pq_seen", "curves": "miou_seen_previous_last", "pareto": "pareto",
               "forgetting": "forgetting"}
 
 

@@ -13,12 +13,12 @@ import csv
 import functools
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from benchmark.config import EvalConfig, ModelConfig, config_file
+from benchmark.config import EvalConfig, ModelConfig, ProtocolConfig, config_file
 from benchmark.reporting.results import REPO_ROOT, file_sha256, source_digest
 
 # provenance problems of a run, their footnote marks and explanations (in this order in every cell)
@@ -90,8 +90,10 @@ def _yaml_defaults(group: str, name: str) -> dict:
 
 
 def config_identity(config: dict) -> dict:
-    """The resolved config without EXECUTION_KEYS: what a row's runs share."""
+    """The resolved config without EXECUTION_KEYS: what a row's runs share. A config from before `protocol` existed
+    (#23) ran the default protocol, and gets its keys, so its runs share a row with today's."""
     identity = json.loads(json.dumps(config, default=str))
+    identity.setdefault("protocol", asdict(ProtocolConfig()))
     for dotted in EXECUTION_KEYS:
         *parents, leaf = dotted.split(".")
         node = identity
@@ -128,7 +130,8 @@ class Run:
 
     def variant(self) -> str:
         """The run's short label: its `name=` if set, else the method's compact label (`compact_label`) with the
-        evaluation settings that differ from the defaults and any ground truth access."""
+        evaluation settings that differ from the defaults, a CSS protocol other than covseg and any ground truth
+        access."""
         if self.config.get("name"):
             return str(self.config["name"])
         method = self.method_config
@@ -136,6 +139,7 @@ class Run:
         eval_changed = non_default(self.eval_setting(), {k: getattr(EvalConfig(), k) for k in EVAL_KEYS})
         access = self.ground_truth_access
         return (label + (f" [eval {', '.join(eval_changed)}]" if eval_changed else "")
+                + (f" [protocol {self.protocol}]" if self.protocol != "covseg" else "")
                 + (f" [ground truth: {access}]" if access else ""))
 
     def model_label(self) -> str:
@@ -150,6 +154,11 @@ class Run:
     def ground_truth_access(self) -> str | None:
         """The manifest's `protocol.ground_truth_access` (None: the sealed protocol, also for older manifests)."""
         return (self.manifest.get("protocol") or {}).get("ground_truth_access")
+
+    @property
+    def protocol(self) -> str:
+        """The CSS protocol preset the run followed (covseg: the default, also for configs before #23)."""
+        return (self.config.get("protocol") or {}).get("name", "covseg")
 
     @property
     def config_hash(self) -> str:
@@ -297,6 +306,26 @@ def _number(value) -> float:
     return float("nan") if value is None else float(value)
 
 
+def current_names(metrics: dict) -> dict:
+    """A summary's stream metrics under today's names. Summaries before #23 had `old` / `new` for what is now
+    `previous` / `last` (S_{T-1} / C_T); `old` / `new` are now MiB's and PLOP's, equal to `base` / `novel`."""
+    if "old" not in metrics or "previous" in metrics:
+        return metrics
+    renamed = {**metrics, "previous": metrics["old"], "last": metrics["new"]}
+    renamed.update(old=metrics.get("base"), new=metrics.get("novel"))
+    return renamed
+
+
+def step_groups(summary: dict) -> dict:
+    """{metric: {"previous": [...], "last": [...]}}: the per-step scores on S_{t-1} and C_t (`old_new`, with
+    groups old / new, before #23)."""
+    if "previous_last" in summary:
+        return summary["previous_last"]
+    legacy = summary.get("old_new") or {}
+    return {metric: {{"old": "previous", "new": "last"}.get(g, g): v for g, v in groups.items()}
+            for metric, groups in legacy.items()}
+
+
 def run_records(run: Run, results_dir: Path | None = None, superseded: bool = False) -> list[dict]:
     """The rows of one complete run (see benchmark/results.py); `superseded`: a later run repeats it."""
     summary, manifest = run.summary, run.manifest
@@ -326,12 +355,12 @@ def run_records(run: Run, results_dir: Path | None = None, superseded: bool = Fa
                 add(-1, f"C{j}", metric, value)
         for step, value in enumerate((summary.get("seen") or {}).get(metric) or []):
             add(step, "seen", metric, value)
-        for group, values in ((summary.get("old_new") or {}).get(metric) or {}).items():
+        for group, values in step_groups(summary).get(metric, {}).items():
             for step, value in enumerate(values):
                 if value is not None:
                     add(step, group, metric, value)
     for metric, values in (summary.get("metrics") or {}).items():
-        for key, value in values.items():
+        for key, value in current_names(values).items():
             add(num_steps - 1, "stream", f"{metric}.{key}", value)
     seconds = summary.get("seconds") or {}
     for step, value in enumerate(summary.get("memory_bytes") or []):

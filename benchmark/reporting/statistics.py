@@ -25,7 +25,7 @@ METRIC_COLUMNS = [
     ("miou", "final", "final mIoU"), ("pq", "final", "final PQ"), ("miou", "avg_incremental", "avg inc. mIoU"),
     ("miou", "forgetting_max", "forgetting"), ("miou", EXCESS_FORGETTING, "excess forgetting"), ("miou", "bwt", "BWT"),
     ("miou", "forward_transfer", "FWT"), ("miou", "learning_gain", "learning gain"), ("miou", "old", "old"),
-    ("miou", "new", "new"),
+    ("miou", "new", "new"), ("miou", "previous", "previous"), ("miou", "last", "last"),
 ]
 
 

@@ -144,10 +144,11 @@ def build_summary(run_dir: Path, step_classes: list[list[int]], stream: str, met
         "learning_gain": {name: r["learning_gain"] for name, r in results.items()},
         "seen": {name: r["seen"] for name, r in results.items()},
         # per step t: mIoU on the classes of earlier steps (S_{t-1}; none at step 0) and on the step's own C_t
-        "old_new": {"miou": {
-            "old": [mean_iou(s["confusion"], [c for j in range(t) for c in step_classes[j]], miou_mode) if t else None
-                    for t, s in enumerate(step_stats)],
-            "new": [mean_iou(s["confusion"], step_classes[t], miou_mode) for t, s in enumerate(step_stats)]}},
+        # (summaries before #23 called them old / new: runs.step_groups reads both)
+        "previous_last": {"miou": {
+            "previous": [mean_iou(s["confusion"], [c for j in range(t) for c in step_classes[j]], miou_mode)
+                         if t else None for t, s in enumerate(step_stats)],
+            "last": [mean_iou(s["confusion"], step_classes[t], miou_mode) for t, s in enumerate(step_stats)]}},
         "memory_bytes": [s["memory_bytes"] for s in steps],
         "trainable_parameters": [s.get("trainable_parameters", 0) for s in steps],
         "seconds": {"learn": [s["learn_seconds"] for s in steps], "eval": [s["eval_seconds"] for s in steps]},

@@ -118,7 +118,7 @@ def _table_lines(table: StreamTable, results_dir: Path, curve_files: dict[str, d
               + (f", only stream hash `{table.split_hash}` (the data differs between runs of this definition)"
                  if table.split_hash else "") + f"; stream hash per class order: {orders}.", ""]
     captions = {"miou": "mIoU on S_t after each step", "pq": "PQ on S_t after each step",
-                "curves": "mIoU on seen, old and new classes after each step", "pareto": "final mIoU vs memory",
+                "curves": "mIoU on seen, previous and last classes after each step", "pareto": "final mIoU vs memory",
                 "forgetting": "forgetting with error bars"}
     for name, path in curve_files.get(table.slug, {}).items():
         lines += [f"![{captions[name]}]({link(path, results_dir)})", ""]
@@ -185,7 +185,9 @@ def render_markdown(tables: list[StreamTable], results_dir: Path, curve_files: d
         + "). Scores in percent: mean ± sample std over the runs of a row "
         "(seeds × class orders), n = distinct runs (repeats of one seed and class order count once: the latest). "
         "forgetting = forgetting_max (Chaudhry), BWT = backward transfer, "
-        "old / new = mIoU on S_{T-1} / C_T after the last step. memory = method state after the last step; "
+        "after the last step T: old / new = mIoU on C_0 / C_1..C_T (MiB's and PLOP's old and new classes), "
+        "previous / last = mIoU on S_{T-1} / C_T; [protocol X] = a CSS paper's protocol (README, Protocols). "
+        "memory = method state after the last step; "
         "time/step = learn + evaluation, apart for runs whose per-image features came mostly from the disk cache "
         "(warm) and the others (cold). Plots: the first run of the row. provenance: `ok` when every run of the "
         "row ran committed, registered, unchanged method code; marks are explained below the tables. "
