@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from baselines.training_set import IGNORE_INDEX, TrainingSet
-from benchmark.data.types import IGNORE_LABEL, ImageInput, Sample, Vocabulary
+from benchmark.data.types import BACKGROUND_LABEL, IGNORE_LABEL, ImageInput, Sample, Vocabulary
 from benchmark.errors import UserError
 from benchmark.method import SegmentationOutput
 from benchmark.models.inference import outputs_from_probs
@@ -57,8 +57,9 @@ class ScoreHead(nn.Module):
 
 def proposal_votes(masks: np.ndarray, sem_seg: np.ndarray) -> np.ndarray:
     """(M, 3) int64 per (M, H, W) bool mask: (labelled class covering most of it, its pixel count, the mask's
-    area); class IGNORE_LABEL and count 0 where no labelled pixel falls inside."""
-    labelled = sem_seg != IGNORE_LABEL
+    area); class IGNORE_LABEL and count 0 where no labelled pixel falls inside. A protocol's BACKGROUND_LABEL is
+    no class: it does not vote (the dense baselines skip it too)."""
+    labelled = (sem_seg != IGNORE_LABEL) & (sem_seg != BACKGROUND_LABEL)
     votes = np.zeros((len(masks), 3), dtype=np.int64)
     votes[:, 0] = IGNORE_LABEL
     for m, mask in enumerate(masks):

@@ -5,10 +5,13 @@ it keeps its own copy of what it trains on, each seen image's frozen input and l
 step adds that step's labels to the ones it already has (merged on the label grid: nearest sampling commutes
 with the merge, so this is the grid of the merged label map). In overlap mode (every training
 image with a pixel of C_t belongs to step t) that is exactly the image labelled with S_t; in disjoint or
-partition mode it is what the stream revealed, no more."""
+partition mode it is what the stream revealed, no more. Only the pixels of each step's own classes are kept:
+under a protocol that relabels the other classes as background (benchmark/protocol.py) that background would
+overwrite the classes earlier steps revealed."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from itertools import repeat
 from typing import Iterator
 
 import numpy as np
@@ -18,6 +21,11 @@ from baselines import cached_head
 from baselines.trainable import GATHER_CHUNK, TrainConfig, TrainedHeadMethod, TrainingSet, label_grid
 from benchmark.data.types import IGNORE_LABEL, Sample
 from benchmark.method import StepData, register_method
+
+
+def revealed(sample: Sample, new_classes: list[int]) -> Sample:
+    """The sample labelled with the step's own classes only (IGNORE_LABEL elsewhere)."""
+    return replace(sample, sem_seg=np.where(np.isin(sample.sem_seg, new_classes), sample.sem_seg, IGNORE_LABEL))
 
 
 @register_method("joint")
@@ -44,12 +52,12 @@ class Joint(TrainedHeadMethod):
     def _new_images(self, step: StepData, labelled: list[str]) -> Iterator[Sample]:
         """The step's images without a row yet (noting in `labelled` those with a labelled sample, in order);
         the known ones get the step's labels merged into their stored grid instead."""
-        for sample in step.samples():
+        for sample in map(revealed, step.samples(), repeat(step.new_classes)):
             row = self.seen.setdefault(sample.image_id, None)
             grid = self._grid(sample)
-            if row is not None:  # the classes of different steps label disjoint pixels; a protocol's background
-                known = self.store.targets.read([row])[0]  # (earlier classes relabelled) never overwrites them
-                self.store.targets.write(row, np.where(np.isin(grid, step.new_classes), grid, known))
+            if row is not None:  # the classes of different steps label disjoint pixels
+                known = self.store.targets.read([row])[0]
+                self.store.targets.write(row, np.where(grid != IGNORE_LABEL, grid, known))
                 continue
             if np.any(grid != IGNORE_LABEL):
                 labelled.append(sample.image_id)
@@ -74,7 +82,7 @@ class Joint(TrainedHeadMethod):
         self.after_step(step, data)
 
     def _learn_cached(self, step: StepData) -> None:
-        samples = list(step.samples())
+        samples = list(map(revealed, step.samples(), repeat(step.new_classes)))
         for start in range(0, len(samples), self.segmenter.config.batch_size):
             batch = samples[start:start + self.segmenter.config.batch_size]
             for sample, votes in zip(batch, self.cached.image_votes(batch)):

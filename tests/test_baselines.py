@@ -180,3 +180,39 @@ def test_nan_loss_stops_the_run_naming_method_and_step_and_keeps_earlier_steps(r
     assert isinstance(error.value, UserError) and "\n" not in str(error.value)
     steps = list((tmp_path / "results").glob("demo_4steps/finetune/*/stats/step_*.npz"))
     assert [p.name for p in steps] == ["step_000.npz"]
+
+
+def test_learning_from_a_background_protocols_labels(demo_parts):
+    """protocol=mib relabels other classes and void as BACKGROUND_LABEL (benchmark/protocol.py): joint keeps the
+    classes earlier steps revealed (a later step's background must not overwrite them), kNN-CLIP stores no
+    background entry, and the trained baselines skip it."""
+    from benchmark.config import load_config
+    from benchmark.data.types import BACKGROUND_LABEL
+    from benchmark.method import StepData, filter_sample
+    from benchmark.protocol import Protocol
+
+    segmenter, train, samples = demo_parts
+    vocab = train.vocabulary
+    mib = Protocol.of(load_config(["protocol=mib"]).protocol, vocab)
+    first, second = list(range(0, 20)), list(range(20, 40))
+    images = [i for i in range(len(train)) if set(train.classes_present(i)) & set(first)
+              and set(train.classes_present(i)) & set(second)][:4]  # each image in both steps (overlap)
+
+    def steps():
+        return [StepData.of_stream(t, classes, seen, vocab, train, images, relabel=mib.training_labels)
+                for t, (classes, seen) in enumerate(((first, first), (second, first + second)))]
+
+    assert any((s.sem_seg == BACKGROUND_LABEL).any() for s in steps()[1].samples())
+    joint = build("joint", segmenter, vocab, epochs=1)
+    knn = build("knnclip", segmenter, vocab)
+    for step in steps():
+        joint.learn(step)
+        knn.learn(step)
+    for image, row in joint.seen.items():
+        sample = train.load(images[[train.image_id(i) for i in images].index(image)])
+        expected = label_grid(filter_sample(sample, first + second).sem_seg, joint.grid,
+                              joint.config.label_samples_per_cell)
+        assert np.array_equal(joint.store.targets.read([row])[0], expected)
+    assert knn.database.labels.max() < len(vocab)
+    for output in knn.predict(samples, vocab) + joint.predict(samples, vocab):
+        assert set(np.unique(output.sem_seg)) <= set(vocab.ids)
