@@ -63,7 +63,8 @@ def config_file_entries(path: Path) -> tuple[str, list[tuple[str, str, str]]]:
     values = OmegaConf.to_container(OmegaConf.load(path), resolve=False) or {}
     for line in path.read_text().splitlines():
         if line.startswith("#") and not entries:
-            description.append(line.lstrip("#").strip())
+            if not line.lstrip("#").strip().startswith("@package"):  # Hydra's package header (configs/protocol/)
+                description.append(line.lstrip("#").strip())
             continue
         match = re.match(r"([A-Za-z_]\w*):[^#]*(?:#\s*(.*))?$", line)
         if match and match.group(1) in values and match.group(1) != "name":
@@ -174,13 +175,14 @@ def check_launcher(overrides: list[str]) -> None:
 
 
 def list_main(argv: list[str]) -> int:
-    """`list [methods|streams|models|data|loggers] [-v]`: the options of each config group; a method is listed by
+    """`list [methods|streams|protocols|models|data|loggers] [-v]`: the options of each config group; a method is listed by
     its configs/method/<name>.yaml (what `method=NAME` chooses). `-v`: each option's description, and for
     methods every key with its default and meaning. Read from the config files: nothing is imported."""
     verbose = any(a in ("-v", "--verbose") for a in argv)
     argv = [a for a in argv if a not in ("-v", "--verbose")]
     what = argv[0] if argv else None
-    kinds = {"methods": "method", "streams": "stream", "models": "model", "data": "data", "loggers": "logger"}
+    kinds = {"methods": "method", "streams": "stream", "protocols": "protocol", "models": "model", "data": "data",
+             "loggers": "logger"}
     if what is not None and what not in kinds:
         raise UserError(f"cannot list '{what}'{suggest(what, list(kinds))}; choose from: {', '.join(kinds)}")
     for kind, group in kinds.items():
