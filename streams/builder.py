@@ -113,7 +113,10 @@ def warn_unpublished_order(cfg) -> None:
         return
     preset = yaml.safe_load((ORDER_PRESETS_DIR / f"{cfg.order}.yaml").read_text())
     published = preset.get("published")
-    setting = {"step_sizes": step_sizes(cfg, len(preset["order"])), "panoptic": bool(cfg.panoptic)}
+    try:
+        setting = {"step_sizes": step_sizes(cfg, len(preset["order"])), "panoptic": bool(cfg.panoptic)}
+    except UserError:  # another vocabulary's order: load_order_preset says so when the stream is built
+        return
     if published and setting not in published:
         kind = "panoptic" if cfg.panoptic else "semantic"
         known = "; ".join(f"{'-'.join(map(str, p['step_sizes']))} {'panoptic' if p['panoptic'] else 'semantic'}"
