@@ -9,6 +9,8 @@
     export-fcclip --config-file C --weights W --out DIR [key=value ...]
                                                   FC-CLIP's outputs (inside an FC-CLIP checkout with detectron2)
     report RUN_DIR                                recompute a finished run's metrics and tables from raw stats
+    show RUN_DIR --out DIR [--images N] [--steps initial,last] [--predictions DIR]
+                                                  image, ground truth and predictions as colour overlays (PNGs)
     leaderboard [--strict] [stream=NAME ...]      tables over every run under results/
     miou / pq                                     the evaluator on folders of predictions (drop-in tools)
     perf eval|data|retrieval|startup|predictions  throughput (or bytes) against references measured in the same run
@@ -33,6 +35,7 @@ SUBCOMMANDS = {
     "export-predictions": "benchmark.cli:export_main",
     "export-fcclip": "benchmark.exporters.fcclip:main",
     "report": "benchmark.reporting.report:main",
+    "show": "benchmark.reporting.show:main",
     "leaderboard": "benchmark.reporting.leaderboard:main",
     "miou": "benchmark.evaluation.tools:miou_main",
     "pq": "benchmark.evaluation.tools:pq_main",

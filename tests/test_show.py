@@ -1,0 +1,76 @@
+"""`show`: the predictions it draws are the ones the run scored (re-predicted by the method restored from the
+run's checkpoint, with the step's vocabulary), and it writes one readable PNG per image."""
+import numpy as np
+import pytest
+from PIL import Image
+
+from benchmark.data.types import IGNORE_LABEL
+from benchmark.errors import UserError
+from benchmark.method import filter_sample
+from benchmark.reporting import show
+
+
+def per_image_counts(labels: np.ndarray, gt: np.ndarray) -> set[tuple[int, int, int, int]]:
+    """(class, tp, gt pixels, predicted pixels) over the scored pixels: what the run's npz stores per image."""
+    scored = gt != IGNORE_LABEL
+    p, g = labels[scored], gt[scored]
+    classes = np.union1d(np.unique(p), np.unique(g))
+    return {(int(c), int(((p == c) & (g == c)).sum()), int((g == c).sum()), int((p == c).sum())) for c in classes}
+
+
+def stored_counts(npz, image: int) -> set[tuple[int, int, int, int]]:
+    rows = npz["image_index"] == image
+    return set(zip(*(npz[key][rows].tolist() for key in ("image_class", "image_tp", "image_gt", "image_pred"))))
+
+
+@pytest.fixture
+def knn_run(run_demo):
+    run_dir, _ = run_demo("method=knnclip", "stream.num_steps=2", "eval.max_images=3",
+                          "stream.max_train_images_per_step=12")
+    return run_dir
+
+
+def test_show_draws_what_the_run_scored(knn_run, tmp_path, capsys):
+    cfg, manifest = show.read_run(knn_run)
+    from benchmark.config import data_root
+    from streams.builder import open_dataset
+
+    val = open_dataset(cfg.stream.dataset, "val", data_root(cfg), cfg.data.demo_seed)
+    samples = [val.load(i) for i in range(3)]
+    columns = show.predictions(cfg, manifest, knn_run, [-1, 1], samples, val.vocabulary, None)
+    assert [len(vocab) for _, vocab, _ in columns] == [40, len({c for s in manifest["step_classes"] for c in s})]
+    for (title, vocab, labels), stats in zip(columns, ("initial", "step_001")):
+        npz = np.load(knn_run / "stats" / f"{stats}.npz")
+        for i, sample in enumerate(samples):
+            gt = filter_sample(sample, vocab.ids).sem_seg
+            assert per_image_counts(labels[i], gt) == stored_counts(npz, i), (title, i)
+    # the restored method differs from the untouched one (the checkpoint was loaded)
+    assert not np.array_equal(columns[0][2][0], columns[1][2][0])
+
+    assert show.main([str(knn_run), "--images", "2", "--out", str(tmp_path / "png")]) == 0
+    pictures = sorted((tmp_path / "png").glob("*.png"))
+    assert [p.name for p in pictures] == ["demo_val_00000.png", "demo_val_00001.png"]
+    with Image.open(pictures[0]) as picture:  # four panels side by side, with room for the legend below
+        assert picture.width > 3 * picture.height / 2 and len(np.unique(np.asarray(picture))) > 50
+    assert "columns: image, ground truth, initial (untouched), after step 1" in capsys.readouterr().out
+
+
+def test_show_says_which_steps_a_run_keeps(knn_run, tmp_path):
+    with pytest.raises(UserError, match=r"keeps step 1's checkpoint .* step\(s\) 0 cannot be drawn; choose from: "
+                                        r"initial, 1"):
+        show.main([str(knn_run), "--steps", "0,last", "--out", str(tmp_path / "png")])
+    with pytest.raises(UserError, match="'first' is not a step number"):
+        show.main([str(knn_run), "--steps", "first", "--out", str(tmp_path / "png")])
+    with pytest.raises(UserError, match="is not a run folder"):
+        show.main([str(tmp_path), "--out", str(tmp_path / "png")])
+    assert not (tmp_path / "png").exists()
+
+
+def test_overlay_colours_classes_and_leaves_unlabelled_pixels_dim():
+    image = np.full((4, 4, 3), 200, dtype=np.uint8)
+    labels = np.array([[0, 0, 5, 5]] * 3 + [[IGNORE_LABEL] * 4])
+    drawn = show.overlay(image, labels)
+    assert np.allclose(drawn[3], 0.5 * 200 / 255)  # unlabelled: the image, dimmed
+    assert np.allclose(drawn[0, 0], 0.4 * 200 / 255 + 0.6 * np.array(show.class_colour(0)))
+    assert np.allclose(drawn[0, 2], 1.0) and not np.allclose(drawn[0, 1], 1.0)  # the border between 0 and 5
+    assert len({show.class_colour(c) for c in range(847)}) == 847
