@@ -14,6 +14,7 @@
     leaderboard [--strict] [stream=NAME ...]      tables over every run under results/
     miou / pq                                     the evaluator on folders of predictions (drop-in tools)
     perf eval|data|retrieval|startup|predictions  throughput (or bytes) against references measured in the same run
+    new-method NAME [--dir DIR]                   scaffold a method of one's own as a package (module, YAML, test)
 
 User errors print one line and exit with code 2 (add debug=true or --debug for the traceback).
 """
@@ -40,6 +41,7 @@ SUBCOMMANDS = {
     "miou": "benchmark.evaluation.tools:miou_main",
     "pq": "benchmark.evaluation.tools:pq_main",
     "perf": "benchmark.perf:main",
+    "new-method": "benchmark.scaffold:main",
 }
 
 

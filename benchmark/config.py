@@ -104,7 +104,7 @@ class ModelConfig:
 @dataclass
 class DataConfig:
     name: str = "default"
-    root: Optional[str] = None  # data root; None = $DETECTRON2_DATASETS or ./datasets
+    root: Optional[str] = None  # data root; None = $DETECTRON2_DATASETS or ./datasets (demo: the cache folder)
     demo_seed: int = 0  # seed of the synthetic demo dataset
     demo_scale: int = 1  # the demo dataset at N x its default size (300·N train / 100·N val images)
     on_error: str = "raise"  # raise | skip: unreadable samples are counted and reported instead
@@ -180,6 +180,11 @@ def _check_group_choices(overrides: list[str]) -> None:
         if match and match.group(1) in GROUPS:
             group, option = match.groups()
             options = group_options(group)
+            if option not in options and group == "method":
+                from benchmark.plugins import missing_config  # only here: a plugin's method without its YAML
+
+                if missing_config(option):
+                    raise UserError(missing_config(option))
             if option not in options:
                 raise UserError(
                     f"unknown {group} '{option}'{suggest(option, options)}; available: {', '.join(options)}"
@@ -326,7 +331,11 @@ def _check_choices(cfg: DictConfig) -> None:
 
 
 def data_root(cfg: DictConfig) -> Path:
-    """data.root, else $DETECTRON2_DATASETS (detectron2's convention), else ./datasets."""
+    """data.root, else (the generated demo datasets) the cache folder, else $DETECTRON2_DATASETS (detectron2's
+    convention), else ./datasets."""
     from benchmark.data.datasets import default_data_root
+    from benchmark.data.demo import DEMO_DATASETS, demo_cache_root
 
-    return Path(cfg.data.root).expanduser() if cfg.data.root else default_data_root()
+    if cfg.data.root:
+        return Path(cfg.data.root).expanduser()
+    return demo_cache_root() if cfg.stream.dataset in DEMO_DATASETS else default_data_root()

@@ -19,11 +19,12 @@ def shared_fixtures() -> Path:
 
 
 @pytest.fixture(scope="session")
-def demo_root(tmp_path_factory) -> Path:
-    """A data root holding the generated demo dataset (generated once per test session)."""
-    from benchmark.data.demo import ensure_demo_dataset
+def demo_root() -> Path:
+    """The data root holding the generated demo dataset, generated once per test session where runs without
+    `data.root` look for it (the session's fresh $XDG_CACHE_HOME): subprocesses reuse it too."""
+    from benchmark.data.demo import demo_cache_root, ensure_demo_dataset
 
-    root = tmp_path_factory.mktemp("datasets")
+    root = demo_cache_root()
     ensure_demo_dataset(root, seed=0)
     return root
 

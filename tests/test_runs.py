@@ -4,11 +4,10 @@ import json
 import numpy as np
 import pytest
 
-import benchmark.plugins  # noqa: F401
-from benchmark.method import METHODS
+from project_methods import project_methods
 
 
-@pytest.mark.parametrize("method", METHODS.names())
+@pytest.mark.parametrize("method", project_methods())
 def test_every_method_runs_two_steps(run_demo, method):
     run_dir, summary = run_demo(f"method={method}", "stream.num_steps=2", "eval.max_images=8",
                                 "stream.max_train_images_per_step=12")

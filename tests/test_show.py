@@ -74,3 +74,24 @@ def test_overlay_colours_classes_and_leaves_unlabelled_pixels_dim():
     assert np.allclose(drawn[0, 0], 0.4 * 200 / 255 + 0.6 * np.array(show.class_colour(0)))
     assert np.allclose(drawn[0, 2], 1.0) and not np.allclose(drawn[0, 1], 1.0)  # the border between 0 and 5
     assert len({show.class_colour(c) for c in range(847)}) == 847
+
+
+def test_show_adds_the_exported_predictions_column(knn_run, tmp_path):
+    """`--predictions DIR`: the base model's exported outputs classified zero-shot; exported from the run's own
+    base model, over every class, they are the untouched kNN-CLIP's (its empty database: zero-shot) predictions."""
+    from benchmark.config import data_root
+    from benchmark.models import build_segmenter
+    from benchmark.models.cached import export_predictions
+    from streams.builder import open_dataset
+
+    cfg, manifest = show.read_run(knn_run)
+    val = open_dataset(cfg.stream.dataset, "val", data_root(cfg), cfg.data.demo_seed)
+    export_predictions(build_segmenter(cfg.model, seed=cfg.seed), [(val, range(2))], tmp_path / "exported",
+                       val.vocabulary)
+    samples = [val.load(i) for i in range(2)]
+    columns = show.predictions(cfg, manifest, knn_run, [-1], samples, val.vocabulary, tmp_path / "exported")
+    assert [title for title, _, _ in columns] == ["initial (untouched)", "exported, zero-shot (exported)"]
+    for initial, exported in zip(columns[0][2], columns[1][2]):
+        assert (initial == exported).mean() > 0.99
+    with pytest.raises(UserError, match="no meta.json there"):
+        show.main([str(knn_run), "--predictions", str(tmp_path), "--out", str(tmp_path / "png")])
