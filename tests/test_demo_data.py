@@ -41,3 +41,15 @@ def test_layout_and_formats_match_the_real_readers(demo_root):
     data = json.loads((root / "panoptic_training.json").read_text())
     used = {seg["category_id"] for ann in data["annotations"] for seg in ann["segments_info"]}
     assert used <= {c["id"] for c in data["categories"]}
+
+
+def test_the_demo_goes_to_the_cache_folder_unless_data_root_is_set(tmp_path, monkeypatch):
+    """Generated data is a cache: never into the folder the user runs from ($DETECTRON2_DATASETS is for real data)."""
+    from benchmark.config import data_root, load_config
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("DETECTRON2_DATASETS", str(tmp_path / "real"))
+    assert data_root(load_config(["stream=demo_4steps"])) == tmp_path / "cache" / "covseg-bench" / "datasets"
+    assert data_root(load_config(["stream=demo_panoptic_4steps"])) == tmp_path / "cache" / "covseg-bench" / "datasets"
+    assert data_root(load_config(["stream=demo_4steps", f"data.root={tmp_path / 'mine'}"])) == tmp_path / "mine"
+    assert data_root(load_config(["stream=ade847_10steps"])) == tmp_path / "real"

@@ -196,6 +196,7 @@ def _fine_tuning_training_set(demo_root: str) -> tuple[torch.Tensor, torch.Tenso
     return inputs, targets, len(computed)
 
 
+@pytest.mark.slow  # two processes training three baselines: half a minute; CI runs -m slow
 def test_learning_baselines_split_their_frozen_features_over_ranks(demo_root, tmp_path, one_thread):
     _run_two_processes(_training_set_worker, str(demo_root), str(tmp_path), timeout=180)
     ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]

@@ -197,6 +197,7 @@ def test_proposal_targets_golden():
     assert proposal_targets(masks, sem_seg, 0.6).tolist() == [1, NO, NO, NO]
 
 
+@pytest.mark.slow  # four demo runs training a head: over a minute; CI runs -m slow
 def test_learning_baselines_on_cached_predictions(run_demo, exported):
     """finetune / replay / joint train the score head on the exported demo; joint (all labels so far) beats
     finetune (the last step's labels only), which forgets."""

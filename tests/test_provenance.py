@@ -112,6 +112,31 @@ def test_dirty_flag_follows_git_status(tmp_path, monkeypatch):
     assert git_state()["dirty"] is True
 
 
+def test_a_wheel_install_records_its_distribution_and_a_venv_is_not_a_change(tmp_path, monkeypatch):
+    """A wheel installed into a .venv inside some checkout: git answers for that checkout, not for the installed
+    files, so the manifest records the distribution (version, RECORD digest) instead; a virtual environment
+    made inside a checkout does not make its tree dirty."""
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty", "-m", "a"],
+                   cwd=tmp_path, check=True)
+    site = tmp_path / ".venv" / "lib" / "python3" / "site-packages"
+    dist_info = site / "covseg_bench-0.1.0.dist-info"
+    dist_info.mkdir(parents=True)
+    (dist_info / "METADATA").write_text("Metadata-Version: 2.1\nName: covseg-bench\nVersion: 0.1.0\n")
+    (dist_info / "RECORD").write_text("benchmark/__init__.py,sha256=47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU,0\n")
+    (tmp_path / ".venv" / "pyvenv.cfg").write_text("home = /usr/bin\n")
+    monkeypatch.setattr(results_module, "REPO_ROOT", site)
+    state = git_state()
+    assert state["commit"] is None and state["dirty"] is None
+    assert state["distribution"] == {"name": "covseg-bench", "version": "0.1.0",
+                                     "record_sha256": sha(dist_info / "RECORD")}
+
+    monkeypatch.setattr(results_module, "REPO_ROOT", tmp_path)  # the checkout itself, with its .venv untracked
+    assert git_state()["dirty"] is False
+    (tmp_path / "notes.txt").write_text("")
+    assert git_state()["changes"] == ["notes.txt"]  # anything else untracked still counts
+
+
 # --- the leaderboard ----------------------------------------------------------------------------------------
 
 @pytest.fixture

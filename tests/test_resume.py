@@ -36,11 +36,14 @@ def _run_and_die_in_step(overrides, kill_step):
 METRIC_KEYS = ("metrics", "matrices", "seen", "memory_bytes", "trainable_parameters")
 
 
+# knnclip in the default suite; the learning baselines' (half a minute each) under -m slow, which CI runs
 @pytest.mark.parametrize("method, extra", [
-    ("knnclip", []), ("finetune", []),
-    ("joint", []),  # its training store goes to checkpoint side files (benchmark/disk_rows.py)
+    ("knnclip", []), pytest.param("finetune", [], marks=pytest.mark.slow),
+    # its training store goes to checkpoint side files (benchmark/disk_rows.py)
+    pytest.param("joint", [], marks=pytest.mark.slow),
     # an avalanche strategy whose state (the replay buffer) lives in avalanche objects
-    ("avalanche", ["method.strategy=Replay", "+method.strategy_args.mem_size=12", "method.epochs=2"]),
+    pytest.param("avalanche", ["method.strategy=Replay", "+method.strategy_args.mem_size=12", "method.epochs=2"],
+                 marks=pytest.mark.slow),
 ], ids=["knnclip", "finetune", "joint", "avalanche-replay"])
 def test_sigkill_during_step_3_then_resume_gives_same_summary(demo_root, tmp_path, method, extra):
     import benchmark.plugins  # noqa: F401

@@ -22,6 +22,7 @@ def test_every_method_runs_two_steps(run_demo, method):
     assert len(summary["memory_bytes"]) == 2 and len(summary["seconds"]["learn"]) == 2
 
 
+@pytest.mark.slow  # two full demo runs (the README's headline); CI runs -m slow
 def test_knnclip_beats_zeroshot_by_15_points_on_demo(run_demo):
     from benchmark.evaluation.stream_metrics import excess_forgetting
 

@@ -23,11 +23,15 @@ def stored_counts(npz, image: int) -> set[tuple[int, int, int, int]]:
     return set(zip(*(npz[key][rows].tolist() for key in ("image_class", "image_tp", "image_gt", "image_pred"))))
 
 
-@pytest.fixture
-def knn_run(run_demo):
-    run_dir, _ = run_demo("method=knnclip", "stream.num_steps=2", "eval.max_images=3",
-                          "stream.max_train_images_per_step=12")
-    return run_dir
+@pytest.fixture(scope="module")
+def knn_run(demo_root, tmp_path_factory):
+    """One small kNN-CLIP run (two steps) for every test here."""
+    from benchmark.config import load_config
+    from benchmark.runner import run_stream
+
+    return run_stream(load_config([f"data.root={demo_root}", f"results_dir={tmp_path_factory.mktemp('results')}",
+                                   "quiet=true", "method=knnclip", "stream.num_steps=2", "eval.max_images=3",
+                                   "stream.max_train_images_per_step=12"]))
 
 
 def test_show_draws_what_the_run_scored(knn_run, tmp_path, capsys):

@@ -64,19 +64,51 @@ def _git(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
 
 
+def checkout_root() -> Path | None:
+    """REPO_ROOT when it is the top of a git working tree (a source checkout; editable installs run from one), else
+    None: an installed wheel, also one installed into a .venv inside some checkout (git would answer for that
+    checkout, not for the installed files)."""
+    try:
+        top = _git("rev-parse", "--show-toplevel")
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return REPO_ROOT if top.returncode == 0 and Path(top.stdout.strip()).resolve() == REPO_ROOT.resolve() else None
+
+
+def distribution_state() -> dict | None:
+    """The installed covseg-bench distribution the code runs from (its dist-info beside the packages): version and
+    sha256 of its RECORD, which lists every installed file with the file's own sha256. None when there is none."""
+    for distribution in metadata.distributions(path=[str(REPO_ROOT)]):
+        if (distribution.metadata["Name"] or "").lower().replace("_", "-") == "covseg-bench":
+            record = distribution.read_text("RECORD") or ""
+            return {"name": "covseg-bench", "version": distribution.version,
+                    "record_sha256": hashlib.sha256(record.encode()).hexdigest() if record else None}
+    return None
+
+
+def _is_virtual_environment(change: str) -> bool:
+    """An untracked folder holding pyvenv.cfg: a virtual environment made inside the checkout (venv/, env/)."""
+    return change.endswith("/") and (REPO_ROOT / change / "pyvenv.cfg").is_file()
+
+
 def git_state() -> dict:
     """HEAD and whether the working tree differs from it: `dirty` is True when `git status --porcelain` lists
-    anything (modified, staged or untracked files; ignored ones and anything under results/, the run outputs
-    and tables that may be committed, do not count), None when this is not a git checkout. `changes` names up
-    to 50 of the listed paths."""
+    anything (modified, staged or untracked files; ignored ones, virtual environments and anything under
+    results/, the run outputs and tables that may be committed, do not count). Outside a checkout (an installed
+    wheel) `commit` and `dirty` are None and `distribution` identifies the installed code (`distribution_state`).
+    `changes` names up to 50 of the listed paths."""
+    outside = {"commit": None, "dirty": None, "changes": []}
+    if checkout_root() is None:
+        return {**outside, "distribution": distribution_state()}
     try:
         head = _git("rev-parse", "HEAD")
         status = _git("status", "--porcelain", "--", ".", ":(exclude)results")
     except (OSError, subprocess.SubprocessError):
-        return {"commit": None, "dirty": None, "changes": []}
+        return outside
     if head.returncode or status.returncode:
-        return {"commit": None, "dirty": None, "changes": []}
+        return outside
     changes = [line[3:] for line in status.stdout.splitlines() if line.strip()]
+    changes = [change for change in changes if not _is_virtual_environment(change)]
     return {"commit": head.stdout.strip() or None, "dirty": bool(changes), "changes": changes[:50]}
 
 
@@ -151,7 +183,7 @@ def method_source(name: str) -> dict:
     untracked: list[str] = []
     in_repo = [key for key in files if not key.startswith("/")]
     try:
-        if in_repo and _git("rev-parse", "--is-inside-work-tree").returncode == 0:
+        if in_repo and checkout_root() is not None:  # an installed wheel has no tracked files to compare
             tracked = set(_git("ls-files", "--", *in_repo).stdout.splitlines())
             untracked = [key for key in in_repo if key not in tracked]
     except (OSError, subprocess.SubprocessError):
