@@ -4,7 +4,8 @@
                                                   run -h: groups, settings, the method's keys; --cfg job: the config
     list [methods|streams|models] [-v]            what can be chosen; -v: descriptions, every method's keys
     streams show NAME                             a stream's steps, classes, image counts and hash
-    prepare DATASET --src RAW --dst ROOT          convert a raw dataset release to the layout the readers use
+    prepare DATASET --root ROOT [--src RAW]       convert a dataset release to the layout the readers use (-h: which
+                                                  datasets take --src, the raw release kept elsewhere)
     export-predictions --out DIR [key=value ...]  the base model's outputs on a stream's images, for model=cached
     export-fcclip --config-file C --weights W --out DIR [key=value ...]
                                                   FC-CLIP's outputs (inside an FC-CLIP checkout with detectron2)
@@ -13,7 +14,8 @@
                                                   image, ground truth and predictions as colour overlays (PNGs)
     leaderboard [--strict] [stream=NAME ...]      tables over every run under results/
     miou / pq                                     the evaluator on folders of predictions (drop-in tools)
-    perf eval|data|retrieval|startup|predictions  throughput (or bytes) against references measured in the same run
+    perf eval|data|retrieval|startup|predictions|stream
+                                                  throughput (or bytes) against references measured in the same run
     new-method NAME [--dir DIR]                   scaffold a method of one's own as a package (module, YAML, test)
 
 User errors print one line and exit with code 2 (add debug=true or --debug for the traceback).

@@ -58,13 +58,19 @@ def run_main(argv: list[str]) -> int:
 
 def config_file_entries(path: Path) -> tuple[str, list[tuple[str, str, str]]]:
     """A YAML config file read as text (no method module imported): its leading comment (the file's
-    description) and (key, default value, trailing comment) for every top-level key but `name`."""
+    description) and (key, default value, trailing comment) for every top-level key but `name`; a comment
+    continued on the indented comment-only lines below a key is joined to that key's."""
     description, entries = [], []
     values = OmegaConf.to_container(OmegaConf.load(path), resolve=False) or {}
     for line in path.read_text().splitlines():
         if line.startswith("#") and not entries:
             if not line.lstrip("#").strip().startswith("@package"):  # Hydra's package header (configs/protocol/)
                 description.append(line.lstrip("#").strip())
+            continue
+        continued = re.match(r"\s+#\s*(.*)$", line)
+        if continued and entries:
+            key, value, comment = entries[-1]
+            entries[-1] = (key, value, f"{comment} {continued.group(1).strip()}".strip())
             continue
         match = re.match(r"([A-Za-z_]\w*):[^#]*(?:#\s*(.*))?$", line)
         if match and match.group(1) in values and match.group(1) != "name":
@@ -88,8 +94,14 @@ def schema_entries(schema: type, prefix: str = "") -> list[tuple[str, str, str]]
 
 
 def _format_entries(entries: list[tuple[str, str, str]], indent: str = "  ") -> list[str]:
+    """`key=value  comment`, long comments wrapped under the comment column."""
     width = min(34, max((len(f"{k}={v}") for k, v, _ in entries), default=0))
-    return [f"{indent}{f'{key}={value}':<{width}}  {comment}".rstrip() for key, value, comment in entries]
+    lines = []
+    for key, value, comment in entries:
+        head = f"{indent}{f'{key}={value}':<{width}}  "
+        wrapped = textwrap.wrap(comment, width=max(40, 118 - len(head)), break_on_hyphens=False) or [""]
+        lines += [(head + wrapped[0]).rstrip(), *(" " * len(head) + rest for rest in wrapped[1:])]
+    return lines
 
 
 def default_choice(group: str) -> str:
@@ -135,6 +147,7 @@ def multirun(overrides: list[str]) -> int:
         parsed = OverridesParser.create().parse_overrides(config_overrides)
     except Exception as exc:  # hydra's OverrideParseException
         raise UserError(f"invalid sweep override: {str(exc).splitlines()[0]}") from None
+    swept = {override.key_or_group for override in parsed if override.is_sweep_override()}
     for batch in BasicSweeper.split_arguments(parsed, None):
         for job_overrides in batch:
             load_config(job_overrides)
@@ -142,8 +155,14 @@ def multirun(overrides: list[str]) -> int:
 
     @hydra.main(config_path=str(CONFIG_DIR), config_name="config", version_base=None)
     def run_job(cfg) -> None:
+        from hydra.core.hydra_config import HydraConfig
+
+        from benchmark.reporting.progress import Progress
         from benchmark.runner import run_stream
 
+        job = HydraConfig.get()  # jobs of a parallel launcher print at once: each line names its job by its values
+        values = [item for item in job.overrides.task if item.split("=", 1)[0].lstrip("+~") in swept]
+        Progress.prefix = f"[job {job.job.num}: {' '.join(values)}] "
         run_stream(validate(cfg))
 
     saved_argv = sys.argv
@@ -170,7 +189,11 @@ def check_launcher(overrides: list[str]) -> None:
         key, _, name = item.partition("=")
         if key == "hydra/launcher" and name in LAUNCHERS:
             module, install = LAUNCHERS[name]
-            if importlib.util.find_spec(module) is None:
+            try:
+                found = importlib.util.find_spec(module) is not None
+            except ModuleNotFoundError:  # not even the hydra_plugins namespace: no launcher plugin at all
+                found = False
+            if not found:
                 raise UserError(f"hydra/launcher={name} needs its Hydra plugin, which is not installed: {install}")
 
 

@@ -201,7 +201,11 @@ def _key_error(cfg: DictConfig, dotted: str) -> UserError:
             continue
         prefix = "".join(p + "." for p in parts[:depth])
         siblings = [str(k) for k in node.keys()] if isinstance(node, DictConfig) else []
-        return UserError(f"unknown config key '{dotted}'{suggest(part, siblings, prefix)}")
+        hint = suggest(part, siblings, prefix)
+        if depth == 0 and not hint:  # `k=3` for `method.k=3`: the same key inside a section
+            nested = [f"{section}.{part}" for section, value in cfg.items() if isinstance(value, DictConfig) and part in value]
+            hint = f" (did you mean: {', '.join(nested)}?)" if nested else ""
+        return UserError(f"unknown config key '{dotted}'{hint}")
     return UserError(f"invalid config key '{dotted}'")
 
 

@@ -39,7 +39,7 @@ def opencv_nearest(src: int, dst: int) -> np.ndarray:
 
 def test_prepare_ade20k_full_matches_raw_seg(shared_fixtures: Path, tmp_path: Path) -> None:
     src = shared_fixtures / "ade20k_full_raw"  # the parent of ADE20K_2021_17_01
-    assert main(["ade20k_full", "--src", str(src), "--dst", str(tmp_path)]) == 0
+    assert main(["ade20k_full", "--src", str(src), "--root", str(tmp_path)]) == 0
     raw_to_train = {c["ade_raw_id"]: c["id"] for c in vocabulary_classes("ade20k_847")}
     out = tmp_path / "ADE20K_2021_17_01"
     raw_images = sorted((shared_fixtures / ADE_STREET).glob("*.jpg"))
@@ -82,7 +82,7 @@ def test_prepare_ade20k_full_matches_raw_seg(shared_fixtures: Path, tmp_path: Pa
 
 def test_prepare_ade20k_full_dataset_reads_back(shared_fixtures: Path, tmp_path: Path) -> None:
     main(
-        ["ade20k_full", "--src", str(shared_fixtures / "ade20k_full_raw" / "ADE20K_2021_17_01"), "--dst", str(tmp_path)]
+        ["ade20k_full", "--src", str(shared_fixtures / "ade20k_full_raw" / "ADE20K_2021_17_01"), "--root", str(tmp_path)]
     )
     dataset = build_dataset("ade20k_847", "train", tmp_path)
     assert len(dataset) == 3
@@ -108,24 +108,26 @@ def test_prepare_ade20k_full_val_split_small_image_and_resume(tmp_path: Path, ca
     raw_class[:, 20:30] = 5  # an index outside the 847 -> ignore
     write_ade_release(tmp_path / "raw", "ADE_val_00000001", raw_class)
     dst = tmp_path / "root"
-    main(["ade20k_full", "--src", str(tmp_path / "raw" / "ADE20K_2021_17_01"), "--dst", str(dst)])
+    main(["ade20k_full", "--src", str(tmp_path / "raw" / "ADE20K_2021_17_01"), "--root", str(dst)])
     labels = read_raw_label_map(dst / "ADE20K_2021_17_01/annotations_detectron2/validation/ADE_val_00000001.tif")
     assert labels.shape == (30, 40)  # short side <= 512: not resized
     assert (labels[:, :10] == 0).all() and (labels[:, 10:20] == 846).all()
     assert (labels[:, 20:] == 65535).all()  # unmapped index and unlabelled 0
     assert not (dst / "ADE20K_2021_17_01/images_detectron2/training").exists()
     capsys.readouterr()
-    main(["ade20k_full", "--src", str(tmp_path / "raw"), "--dst", str(dst)])
-    assert "wrote 0 image(s), kept 1" in capsys.readouterr().out
-    main(["ade20k_full", "--src", str(tmp_path / "raw"), "--dst", str(dst), "--overwrite"])
+    main(["ade20k_full", "--src", str(tmp_path / "raw"), "--dst", str(dst)])  # the old spelling: still read
+    out, err = capsys.readouterr()
+    assert "wrote 0 image(s), kept 1" in out
+    assert err.splitlines()[0] == f"warning: prepare --dst is deprecated, use --root {dst} (the data root to write into)"
+    main(["ade20k_full", "--src", str(tmp_path / "raw"), "--root", str(dst), "--overwrite"])
     assert "wrote 1 image(s)" in capsys.readouterr().out
 
 
 def test_prepare_ade20k_full_wrong_src(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="no images/ADE folder"):
-        main(["ade20k_full", "--src", str(tmp_path), "--dst", str(tmp_path / "out")])
+        main(["ade20k_full", "--src", str(tmp_path), "--root", str(tmp_path / "out")])
     with pytest.raises(DataError, match="is not a folder"):
-        main(["ade20k_full", "--src", str(tmp_path / "missing"), "--dst", str(tmp_path / "out")])
+        main(["ade20k_full", "--src", str(tmp_path / "missing"), "--root", str(tmp_path / "out")])
 
 
 def test_output_path_refuses_escaping_names(tmp_path: Path) -> None:
@@ -173,7 +175,7 @@ def test_prepare_pascal_context_459_and_59(tmp_path: Path) -> None:
         {"train": ["2008_000001"], "val": ["2008_000002"]},
     )
     dst = tmp_path / "root"
-    assert main(["pascal_context", "--src", str(tmp_path / "src"), "--dst", str(dst)]) == 0
+    assert main(["pascal_context", "--src", str(tmp_path / "src"), "--root", str(dst)]) == 0
 
     labels_459 = tifffile.imread(dst / "pascal_ctx_d2/annotations_ctx459/training/2008_000001.tif")
     assert labels_459.dtype == np.uint16
@@ -199,16 +201,16 @@ def test_pc59_labelmap_values_name_the_pc59_classes() -> None:
 def test_prepare_pascal_context_bad_inputs(tmp_path: Path) -> None:
     write_voc2010(tmp_path / "a", {"x1": np.ones((4, 5))}, {"train": ["x1"], "val": []}, image_sizes={"x1": (4, 6)})
     with pytest.raises(DataError, match=r"x1\.mat: LabelMap is 5x4 but .*x1\.jpg is 6x4"):
-        main(["pascal_context", "--src", str(tmp_path / "a"), "--dst", str(tmp_path / "out")])
+        main(["pascal_context", "--src", str(tmp_path / "a"), "--root", str(tmp_path / "out")])
     write_voc2010(tmp_path / "b", {"x2": np.full((4, 5), 460)}, {"train": ["x2"], "val": []})
     with pytest.raises(DataError, match=r"x2\.mat: LabelMap holds value 460"):
-        main(["pascal_context", "--src", str(tmp_path / "b"), "--dst", str(tmp_path / "out")])
+        main(["pascal_context", "--src", str(tmp_path / "b"), "--root", str(tmp_path / "out")])
     voc = write_voc2010(tmp_path / "c", {}, {})
     shutil.rmtree(voc / "ImageSets")
     with pytest.raises(DataError, match="no split lists"):
-        main(["pascal_context", "--src", str(voc), "--dst", str(tmp_path / "out")])
+        main(["pascal_context", "--src", str(voc), "--root", str(tmp_path / "out")])
     with pytest.raises(DataError, match="no JPEGImages folder"):
-        main(["pascal_context", "--src", str(tmp_path), "--dst", str(tmp_path / "out")])
+        main(["pascal_context", "--src", str(tmp_path), "--root", str(tmp_path / "out")])
     assert not (tmp_path / "out").exists()  # every failure above happened before anything was written
 
 
@@ -321,3 +323,15 @@ def test_prepare_ade20k_150_panoptic_bad_inputs(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="has no annotation .*annotations_instance"):
         main(["ade20k_150_panoptic", "--root", str(tmp_path)])
     assert not (tmp_path / "ADEChallengeData2016" / "ade20k_panoptic_val.json").exists()
+
+
+def test_every_prepare_command_takes_root(capsys) -> None:
+    """One form for every dataset: `prepare DATASET --root ROOT`, plus `--src RAW` where the release lies elsewhere."""
+    from benchmark.data.datasets import PREPARE_COMMANDS
+    from benchmark.data.prepare import build_parser
+
+    parser = build_parser()
+    for name in PREPARE_COMMANDS.names():
+        with pytest.raises(SystemExit):
+            parser.parse_args([name, "--help"])
+        assert "--root ROOT" in capsys.readouterr().out, name

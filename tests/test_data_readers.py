@@ -185,7 +185,7 @@ def test_missing_root_message_names_path_setting_and_command(tmp_path: Path) -> 
     assert "\n" not in message
     assert str(tmp_path / "nowhere" / "ADE20K_2021_17_01" / "images_detectron2" / "validation") in message
     assert "data.root=" in message and "DETECTRON2_DATASETS" in message
-    assert f"python -m benchmark prepare ade20k_full --src ADE20K_2021_17_01 --dst {tmp_path / 'nowhere'}" in message
+    assert f"python -m benchmark prepare ade20k_full --src ADE20K_2021_17_01 --root {tmp_path / 'nowhere'}" in message
     for name, command in (
         ("pascal_context_459", "prepare pascal_context"),
         ("pascal_context_59", "prepare pascal_context"),

@@ -10,7 +10,7 @@ from benchmark.errors import UserError
 QUICK = ("stream.num_steps=2", "eval.max_images=16", "stream.max_train_images_per_step=20", "quiet=true")
 
 
-def test_multirun_two_methods_two_seeds_gives_four_run_folders(demo_root, tmp_path, monkeypatch, one_thread):
+def test_multirun_two_methods_two_seeds_gives_four_run_folders(demo_root, tmp_path, monkeypatch, one_thread, capsys):
     cwd = tmp_path / "cwd"
     cwd.mkdir()
     monkeypatch.chdir(cwd)
@@ -26,6 +26,9 @@ def test_multirun_two_methods_two_seeds_gives_four_run_folders(demo_root, tmp_pa
     assert all("max_images: 16" in c for c in configs)
     assert list(cwd.iterdir()) == []  # no outputs/ or multirun/ litter where the command ran
     assert sorted(p.name for p in results.iterdir()) == ["demo_4steps", "multirun"]  # hydra's sweep dir
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.strip()]
+    assert all(line.startswith("[job ") for line in lines)  # parallel jobs' lines stay apart
+    assert any(line.startswith("[job 3: method=zeroshot seed=1] step 2/2: mIoU") for line in lines)
 
 
 def test_multirun_refuses_a_bad_combination_before_running(demo_root, tmp_path):

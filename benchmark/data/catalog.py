@@ -57,8 +57,8 @@ class DatasetSpec:
 @dataclass(frozen=True)
 class PrepareCommand:
     """`python -m benchmark prepare NAME`: converts a dataset release into the layout its `DatasetSpec` reads.
-    Every command also gets --workers and --overwrite; `--src` / `--dst` / `--root` default to the data root
-    when they are declared with default None."""
+    Every command takes `--root ROOT` (the data root it writes into, default the configured one), `--workers` and
+    `--overwrite`; commands that read a raw release from elsewhere also take `--src RAW`."""
 
     name: str  # subcommand name, e.g. ade20k_full
     help: str  # one line for `prepare --help`
@@ -80,16 +80,22 @@ def register_prepare(command: PrepareCommand) -> PrepareCommand:
     return command
 
 
+class _DeprecatedDst(argparse.Action):
+    """`--dst ROOT`, the old spelling of `--root` for the commands with `--src`: still read, with one line saying so."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        import sys
+
+        print(f"warning: prepare {option_string} is deprecated, use --root {values} (the data root to write into)",
+              file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
 def add_root_argument(parser: argparse.ArgumentParser) -> None:
-    """`--root`: the arguments of a `prepare` command that converts files in place under the data root."""
-    parser.add_argument("--root", type=Path, default=None, help="data root (default: $DETECTRON2_DATASETS or ./datasets)")
-
-
-def add_dst_argument(parser: argparse.ArgumentParser) -> None:
-    """`--dst`: the data root a `prepare` command that converts a raw release (`--src`) writes into."""
-    parser.add_argument(
-        "--dst", type=Path, default=None, help="data root to write into (default: $DETECTRON2_DATASETS or ./datasets)"
-    )
+    """`--root`: the data root every `prepare` command writes into (and `--dst`, its deprecated spelling)."""
+    parser.add_argument("--root", type=Path, default=None,
+                        help="data root to write into (default: $DETECTRON2_DATASETS or ./datasets)")
+    parser.add_argument("--dst", type=Path, dest="root", action=_DeprecatedDst, help=argparse.SUPPRESS)
 
 
 def semseg_layout(image_dir: str, label_dir: str, label_ext: str, label_ignore: int = IGNORE_LABEL) -> Callable:

@@ -31,9 +31,8 @@ def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     if getattr(args, "src", None) is not None and not args.src.is_dir():
         raise DataError(f"--src {args.src} is not a folder")
-    for key in ("dst", "root"):
-        if key in args and getattr(args, key) is None:
-            setattr(args, key, default_data_root())
+    if args.root is None:
+        args.root = default_data_root()
     if args.workers < 1:
         raise UserError(f"--workers {args.workers}: must be at least 1")
     return PREPARE_COMMANDS.get(args.dataset).run(args)

@@ -32,12 +32,15 @@ class LineWriter:
 
 
 class Progress:
+    prefix = ""  # put before every line and bar of this process (the job of a Hydra multirun: benchmark.cli)
+
     def __init__(self, quiet: bool = False, stream: TextIO | None = None) -> None:
         self.quiet = quiet
         self.stream = stream  # None: sys.stderr at the time a bar starts (so pytest's capture is honoured)
 
     def bar(self, iterable: Iterable[T], desc: str = "", total: int | None = None) -> Iterator[T]:
         stream = self.stream or sys.stderr
+        desc = self.prefix + desc
         if _isatty(stream):
             return iter(tqdm(iterable, desc=desc, total=total, disable=self.quiet, leave=False, dynamic_ncols=True,
                              mininterval=0.1, file=stream))
@@ -46,7 +49,7 @@ class Progress:
 
     def log(self, line: str) -> None:
         """A line that stays (above any live bar)."""
-        tqdm.write(line, file=sys.stdout)
+        tqdm.write("\n".join(self.prefix + part for part in line.split("\n")), file=sys.stdout)
 
 
 def _isatty(stream: TextIO) -> bool:

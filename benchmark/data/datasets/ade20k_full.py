@@ -2,7 +2,7 @@
 `prepare_ade20k_full_sem_seg.py`: `ADE20K_2021_17_01/{images,annotations}_detectron2/{training,validation}/`,
 labels as uint16 `.tif` of A-847 train ids (65535 = unlabelled).
 
-`prepare ade20k_full --src RAW --dst ROOT` writes that layout from the release, as MaskFormer's script does:
+`prepare ade20k_full --src RAW --root ROOT` writes that layout from the release, as MaskFormer's script does:
 short side above 512 resized (bilinear image, nearest labels), raw class index -> train id.
 """
 
@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmark.data.catalog import DatasetSpec, PrepareCommand, register_dataset, register_prepare, semseg_layout
-from benchmark.data.catalog import add_dst_argument, vocabulary_field
+from benchmark.data.catalog import add_root_argument, vocabulary_field
 from benchmark.data.readers import read_image
 from benchmark.data.types import IGNORE_LABEL
 from benchmark.data.writing import output_path, report, run_jobs, save_jpeg, save_tif16
@@ -31,7 +31,7 @@ register_dataset(
             "ADE20K_2021_17_01/images_detectron2/{folder}", "ADE20K_2021_17_01/annotations_detectron2/{folder}", ".tif"
         ),
         "ADE20K_2021_17_01",
-        "python -m benchmark prepare ade20k_full --src ADE20K_2021_17_01 --dst {root}",
+        "python -m benchmark prepare ade20k_full --src ADE20K_2021_17_01 --root {root}",
     )
 )
 
@@ -129,7 +129,7 @@ def convert_ade_image(job: tuple[Path, Path, Path, Path, bool]) -> bool:
 
 def prepare_ade20k_full(args: argparse.Namespace) -> int:
     release = find_ade_release(args.src)
-    out_root = output_path(args.dst, "ADE20K_2021_17_01")
+    out_root = output_path(args.root, "ADE20K_2021_17_01")
     jobs, missing_seg = [], 0
     # Walk the folders instead of reading index_ade20k.pkl: it lists the same images and is not always there.
     for image_path in sorted((release / "images" / "ADE").rglob("*.jpg")):
@@ -157,7 +157,7 @@ def prepare_ade20k_full(args: argparse.Namespace) -> int:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--src", type=Path, required=True, help="the ADE20K_2021_17_01 folder or its parent")
-    add_dst_argument(parser)
+    add_root_argument(parser)
 
 
 register_prepare(

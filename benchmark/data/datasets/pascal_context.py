@@ -2,7 +2,7 @@
 `prepare_pascal_ctx_sem_seg.py`: `pascal_ctx_d2/images/{training,validation}/*.jpg`,
 `annotations_ctx459/*.tif` (uint16, 65535 = unlabelled) and `annotations_ctx59/*.png` (uint8, 255 = ignore).
 
-`prepare pascal_context --src VOC2010 --dst ROOT` writes both from VOC2010 + the Pascal Context `.mat` files.
+`prepare pascal_context --src VOC2010 --root ROOT` writes both from VOC2010 + the Pascal Context `.mat` files.
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ import numpy as np
 from PIL import Image
 
 from benchmark.data.catalog import SPLIT_FOLDERS, DatasetSpec, PrepareCommand, register_dataset, register_prepare
-from benchmark.data.catalog import add_dst_argument, semseg_layout
+from benchmark.data.catalog import add_root_argument, semseg_layout
 from benchmark.data.types import IGNORE_LABEL
 from benchmark.data.writing import copy_file, output_path, report, run_jobs, save_png8, save_tif16
 from benchmark.errors import DataError
 
-PREPARE = "python -m benchmark prepare pascal_context --src VOCdevkit/VOC2010 --dst {root}"
+PREPARE = "python -m benchmark prepare pascal_context --src VOCdevkit/VOC2010 --root {root}"
 PC459_NUM_CLASSES = 459
 # PC-59 classes as 1-based PC-459 LabelMap values, in PC-59 id order (the Detail API subset used by
 # ODISE / FC-CLIP prepare_pascal_ctx_sem_seg.py); every other value is ignore in the 59-class maps
@@ -132,7 +132,7 @@ def convert_pascal_image(job: tuple[Path, Path, Path, Path, Path, bool]) -> bool
 
 def prepare_pascal_context(args: argparse.Namespace) -> int:
     voc = find_voc2010(args.src)
-    out_root = output_path(args.dst, "pascal_ctx_d2")
+    out_root = output_path(args.root, "pascal_ctx_d2")
     jobs = []
     for split, ids in read_split_lists(voc, args.splits).items():
         folder = SPLIT_FOLDERS[split]
@@ -153,7 +153,7 @@ def prepare_pascal_context(args: argparse.Namespace) -> int:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--src", type=Path, required=True, help="the VOC2010 folder (JPEGImages/, trainval/*.mat)")
-    add_dst_argument(parser)
+    add_root_argument(parser)
     parser.add_argument(
         "--splits",
         type=Path,
