@@ -139,7 +139,10 @@ TEST = '''\
 into $XDG_CACHE_HOME/covseg-bench/datasets) and learns something."""
 import json
 
+import pytest
+
 from benchmark.config import load_config
+from benchmark.errors import UserError
 from benchmark.runner import run_stream
 
 
@@ -150,6 +153,11 @@ def test_{name}_runs_two_steps(tmp_path):
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["method"] == "{name}" and len(summary["matrices"]["miou"]) == 2
     assert summary["memory_bytes"][-1] > 0  # prototypes were learned
+
+
+def test_{name}_refuses_a_bad_weight():
+    with pytest.raises(UserError, match="method.weight=2.0 must lie in"):
+        load_config(["method={name}", "method.weight=2"])
 '''
 
 README = '''\

@@ -156,6 +156,7 @@ def _finetune_worker(rank: int, world: int, port: int, demo_root: str, results: 
                             "run_id=ddp", *QUICK]))
 
 
+@pytest.mark.slow  # two processes training; the bitwise two-process evaluation stays in the default suite
 def test_finetune_completes_with_ddp_on_two_gloo_processes(demo_root, tmp_path):
     _run_two_processes(_finetune_worker, str(demo_root), str(tmp_path))
     run_dir = tmp_path / "demo_4steps" / "finetune" / "ddp"

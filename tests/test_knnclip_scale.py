@@ -114,6 +114,7 @@ def test_method_state_round_trip_gives_identical_predictions(demo_root):
         assert np.array_equal(a.sem_seg, b.sem_seg)
 
 
+@pytest.mark.slow  # three demo runs; the IVF-PQ state round trip above stays in the default suite
 def test_ivfpq_database_beats_zeroshot_on_demo(run_demo):
     """IVF with 4-bit fast-scan PQ (32 bytes per 128-d entry), trained on the first 100 entries."""
     medium = ("stream.num_steps=2", "eval.max_images=24", "stream.max_train_images_per_step=40")

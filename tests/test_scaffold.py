@@ -3,6 +3,7 @@ another folder as is; a plugin whose YAML did not reach the wheel is named with 
 own tests still collect with such a plugin installed."""
 import importlib.util
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -48,19 +49,14 @@ def test_the_scaffolded_package_runs_its_test_from_another_folder(installed, dem
     elsewhere.mkdir()
     tests = installed.parent / "covseg-protos" / "tests"
     result = python("-m", "pytest", "-q", "-p", "no:cacheprovider", str(tests), site=installed, cwd=elsewhere)
-    assert result.returncode == 0 and "1 passed" in result.stdout, result.stdout + result.stderr
+    assert result.returncode == 0 and "2 passed" in result.stdout, result.stdout + result.stderr
     assert not (elsewhere / "datasets").exists()  # the demo comes from the cache folder, not the working folder
     listed = python("-m", "benchmark", "list", "methods", site=installed, cwd=elsewhere)
     assert "protos" in listed.stdout.split(": ", 1)[1].split(", ")
-    bad = python("-m", "benchmark", "run", "method=protos", "method.weight=2", "--cfg", "job", site=installed,
-                 cwd=elsewhere)
-    assert bad.returncode == 2 and bad.stderr.strip() == "error: method.weight=2.0 must lie in [0, 1]"
 
 
 def test_a_plugin_without_its_yaml_says_which_module_and_which_file(installed, tmp_path):
     site = tmp_path / "site"
-    import shutil
-
     shutil.copytree(installed, site)
     yaml = site / "covseg_protos" / "configs" / "method" / "protos.yaml"
     yaml.unlink()  # what a wheel built without package-data holds
@@ -69,8 +65,6 @@ def test_a_plugin_without_its_yaml_says_which_module_and_which_file(installed, t
     assert (f"error: method 'protos' is registered by module covseg_protos.method (entry point protos of group "
             f"covseg_bench.plugins), but its config {yaml} is missing") in result.stderr
     assert "package-data" in result.stderr
-    typo = python("-m", "benchmark", "run", "method=protoz", "--cfg", "job", site=site, cwd=tmp_path)
-    assert typo.returncode == 2 and "unknown method 'protoz'" in typo.stderr  # other names: as before
 
 
 def test_the_harness_tests_collect_with_a_plugin_installed(installed):
