@@ -137,6 +137,17 @@ def test_a_wheel_install_records_its_distribution_and_a_venv_is_not_a_change(tmp
     assert git_state()["changes"] == ["notes.txt"]  # anything else untracked still counts
 
 
+def test_a_run_from_a_wheel_has_provenance_on_the_leaderboard():
+    from benchmark.reporting.runs import provenance_issues
+
+    source = method_source("knnclip")
+    wheel = {"commit": None, "dirty": None, "changes": [],
+             "distribution": {"name": "covseg-bench", "version": "0.1.0", "record_sha256": "ab" * 32}}
+    assert provenance_issues({"method_source": source, "git": wheel}) == []
+    bare = {"commit": None, "dirty": None, "changes": [], "distribution": None}  # neither git nor an installed copy
+    assert provenance_issues({"method_source": source, "git": bare}) == ["no provenance"]
+
+
 # --- the leaderboard ----------------------------------------------------------------------------------------
 
 @pytest.fixture

@@ -50,7 +50,7 @@ Provenance: the `provenance` column marks each row whose runs cannot be traced t
   † dirty tree                  the git working tree had changes (or the method's files were untracked) at the run
   ‡ source changed since run    the method's source files (manifest `method_source.files`) differ on disk now
   § unregistered source         the method's module lies outside this repository's methods/ and baselines/
-  ? no provenance               the manifest predates `method_source` (or has no git state)
+  ? no provenance               the manifest predates `method_source` (or has no git state nor installed version)
 `--strict` leaves every marked run out (and says how many, and why).
 """
 from __future__ import annotations

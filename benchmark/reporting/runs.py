@@ -27,7 +27,8 @@ PROVENANCE_MARKS = {
     "source changed since run": ("‡", "the method's source files differ now from their digest in the manifest"),
     "source changed during run": ("‡", "the run was resumed with other method source files than it started with"),
     "unregistered source": ("§", "the method's module is not in this repository's methods/ or baselines/"),
-    "no provenance": ("?", "the manifest records no method source digest or no git state (an older run)"),
+    "no provenance": ("?", "the manifest records no method source digest, or neither a git state nor an installed "
+                           "distribution (an older run)"),
 }
 EVAL_KEYS = ("vocabulary", "miou_mode", "max_images")  # evaluation settings that change the numbers
 # config keys left out of a row's identity: they vary between the runs of a row (seed, class order) or change
@@ -243,7 +244,7 @@ def provenance_issues(manifest: dict, digests: dict | None = None) -> list[str]:
             issues.append("source changed during run")
         if not source.get("registered"):
             issues.append("unregistered source")
-    if not source or git.get("dirty") is None:
+    if not source or (git.get("dirty") is None and not git.get("distribution")):  # a wheel: its distribution
         issues.append("no provenance")
     return issues
 
