@@ -172,6 +172,9 @@ def multirun(overrides: list[str]) -> int:
         run_job()
     finally:
         sys.argv = saved_argv
+        from benchmark.reporting.progress import Progress
+
+        Progress.prefix = ""  # the basic launcher ran the jobs in this process
     return 0
 
 
