@@ -181,7 +181,7 @@ def _check_group_choices(overrides: list[str]) -> None:
             group, option = match.groups()
             options = group_options(group)
             if option not in options and group == "method":
-                from benchmark.plugins import missing_config  # only here: a plugin's method without its YAML
+                from benchmark.plugin_config import missing_config  # only here: a plugin's method without its YAML
 
                 if missing_config(option):
                     raise UserError(missing_config(option))
