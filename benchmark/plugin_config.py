@@ -10,9 +10,8 @@ from pathlib import Path
 
 def missing_config(method: str) -> str | None:
     """One line for a plugin method without its YAML, or None when no plugin registered `method`."""
-    import benchmark.plugins  # noqa: F401  (registers every method)
-    from benchmark.config import PLUGIN_GROUP, plugin_folders
     from benchmark.method import METHODS
+    from benchmark.plugins import PLUGIN_GROUP, plugin_folders  # importing it registers every method
 
     if method not in METHODS:
         return None
