@@ -17,7 +17,7 @@ def test_run_help_keeps_comments_continued_on_the_next_lines():
     index = next(i for i, line in enumerate(lines) if line.strip().startswith("method.index=auto"))
     block = " ".join(line.strip() for line in lines[index:index + 4])
     assert "retrained as the database grows; or a faiss index factory string" in block
-    for option in ("dinov2_vitg14", "renormalise (P_base / (1 - p_void), void 0)", "recorded in its meta.json"):
+    for option in ("dinov2_vitg14", "renormalise (P_base / (1 - p_void), void 0)", "| drop (P_base as given, void 0)"):
         assert option in " ".join(text.split()), option
     assert all(len(line) <= 120 for line in lines if line.startswith("  method."))
 
