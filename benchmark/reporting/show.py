@@ -169,7 +169,7 @@ def draw(sample, columns: list[tuple[str, Vocabulary, list[np.ndarray]]], index:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmark show", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmark show", description=" ".join(__doc__.split("\n\n")[1].split()))
     parser.add_argument("run_dir", type=Path, help="a run folder (results/<stream>/<method>/<run-id>)")
     parser.add_argument("--images", type=int, default=4, help="the first N validation images (default 4)")
     parser.add_argument("--steps", default=None,
