@@ -28,6 +28,7 @@ import sys
 
 from benchmark.errors import UserError
 from benchmark.registry import suggest
+from benchmark.run_state import Terminated
 
 # subcommand -> "module:function" taking the remaining argv and returning an exit code
 SUBCOMMANDS = {
@@ -98,6 +99,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Terminated as exc:  # SIGTERM / SIGHUP during a run (benchmark.run_state): the shell's code for it
+        print(f"interrupted by {exc}", file=sys.stderr)
+        return 128 + exc.signum
     except BrokenPipeError:  # output piped into a reader that stopped early (`| head`): not an error
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115  (the interpreter flushes stdout at exit)
         return 0

@@ -4,17 +4,16 @@ of an uninterrupted run. The raw statistics of steps 0..t are already on disk (w
 
 Memory stays O(state in memory), never O(what lives on disk): the state is written straight to a temporary
 file (no in-memory copy of the whole pickle), tensors are written from their own storage, faiss indexes in
-the state (kNN-CLIP's database) go to side files `checkpoint-<t>-<n>.faiss` through faiss's own writer, and
+the state (kNN-CLIP's database) go to side files `checkpoint-<t>-<n>.faiss` through faiss's writer, and
 disk-backed row stores (`DiskRows`: joint's training store) are streamed to side files
 `checkpoint-<t>-<n>.rows` a chunk at a time. The checkpoint names its side files, and the previous step's are
-removed once the new checkpoint is in place. Loading gives a new index / a new store holding a copy.
+removed once the new checkpoint is in place. Every file is written under a temporary name and renamed when
+whole (benchmark.io). Loading gives a new index / a new store holding a copy.
 """
 from __future__ import annotations
 
-import os
 import random
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ import torch
 
 from benchmark.disk_rows import DiskRows
 from benchmark.errors import UserError
+from benchmark.io import atomic_write_stream
 
 CHECKPOINT_FILE = "checkpoint.pt"
 
@@ -45,17 +45,16 @@ def _is_faiss_index(value: Any) -> bool:
 def _externalise(value: Any, write) -> Any:
     """`value` with every faiss index replaced by {"__faiss_index__": file name} and every DiskRows by
     {"__disk_rows__": file name, its row shape, dtype and count} (`write(suffix, save)` -> the file name,
-    `save(path)` writing the file)."""
+    `save(handle)` writing the file's content to an open binary file)."""
     if _is_faiss_index(value):
         import faiss
 
-        return {"__faiss_index__": write("faiss", lambda path: faiss.write_index(value, str(path)))}
-    if isinstance(value, DiskRows):
-        def save_rows(path: Path) -> None:
-            with open(path, "wb") as handle:
-                value.copy_to(handle)
+        def save_index(handle) -> None:  # through Python's file object: faiss's own file writer only prints
+            faiss.write_index(value, faiss.PyCallbackIOWriter(handle.write))  # a failed final flush (disk full)
 
-        return {"__disk_rows__": write("rows", save_rows), "row_shape": list(value.row_shape),
+        return {"__faiss_index__": write("faiss", save_index)}
+    if isinstance(value, DiskRows):
+        return {"__disk_rows__": write("rows", value.copy_to), "row_shape": list(value.row_shape),
                 "dtype": value.dtype.str, "count": len(value)}
     if isinstance(value, dict):
         return {key: _externalise(item, write) for key, item in value.items()}
@@ -80,30 +79,29 @@ def _internalise(value: Any, directory: Path) -> Any:
 
 
 def save_checkpoint(run_dir: Path, completed_step: int, method_state: dict) -> None:
+    """Every file is written under a temporary name and renamed once whole and on disk (side files before the
+    checkpoint that names them), so a failure (a full disk: a one-line UserError) leaves the previous step's
+    checkpoint as it was and nothing half-written. Each call saves a new step (the runner saves each once):
+    its side files are new names, removed again when the save fails."""
     run_dir = Path(run_dir)
     written: list[str] = []
 
     def write_side_file(suffix: str, save) -> str:
         name = f"checkpoint-{completed_step}-{len(written)}.{suffix}"
-        save(run_dir / name)
-        with open(run_dir / name, "rb+") as handle:  # on disk before checkpoint.pt names it
-            os.fsync(handle.fileno())
+        atomic_write_stream(run_dir / name, save)
         written.append(name)
         return name
 
-    state = {"completed_step": completed_step, "method": _externalise(method_state, write_side_file), "rng": rng_states()}
-    fd, tmp = tempfile.mkstemp(prefix=f".{CHECKPOINT_FILE}.", suffix=".tmp", dir=run_dir)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(state, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, run_dir / CHECKPOINT_FILE)
+        state = {"completed_step": completed_step, "method": _externalise(method_state, write_side_file),
+                 "rng": rng_states()}
+        atomic_write_stream(run_dir / CHECKPOINT_FILE, lambda handle: torch.save(state, handle))
     except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        for name in written:  # no checkpoint names them
+            (run_dir / name).unlink(missing_ok=True)
         raise
-    for old in run_dir.glob("checkpoint-*"):  # the previous step's side files
+    # the previous step's side files, and temporary files a killed process left
+    for old in [*run_dir.glob("checkpoint-*"), *run_dir.glob(".checkpoint*.tmp")]:
         if old.name not in written:
             old.unlink()
 
@@ -118,4 +116,5 @@ def load_checkpoint(run_dir: Path) -> dict | None:
         checkpoint = torch.load(path, map_location="cpu", weights_only=False)
         return {**checkpoint, "method": _internalise(checkpoint["method"], Path(run_dir))}
     except Exception as exc:
-        raise UserError(f"cannot read checkpoint {path}: {exc}; start a new run instead of resuming") from None
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise UserError(f"cannot read checkpoint {path}: {reason}") from None

@@ -24,7 +24,10 @@ from benchmark.models.feature_cache import FeatureCache, directory_bytes
 from benchmark.protocol import Protocol
 from benchmark.reporting.progress import Progress
 from benchmark.checkpoint import load_checkpoint, rng_states, save_checkpoint, set_rng_states
-from benchmark.reporting.results import RunWriter, find_resumable, torch_environment
+from benchmark.errors import UserError
+from benchmark.reporting.results import (RunWriter, check_resumable, find_resumable, mark_unresumable,
+                                         torch_environment)
+from benchmark.run_state import interrupt_on_signals
 from streams.builder import Stream, build_stream, cache_dir_for, open_dataset
 
 
@@ -179,8 +182,14 @@ def _open_run_main(cfg: DictConfig, ctx: RunContext) -> tuple[RunWriter, int]:
         ctx.progress.log(f"run {writer.run_dir}  ({ctx.stream.name}: {ctx.stream.num_steps} steps, "
                          f"{len(ctx.stream.vocabulary)} classes; method {cfg.method.name})")
         return writer, 0
+    check_resumable(run_dir, cfg, ctx.stream)
+    try:  # before the manifest says `running` again: a broken folder is reported once, then passed over
+        checkpoint = load_checkpoint(run_dir)
+    except UserError as exc:
+        mark_unresumable(run_dir, str(exc))
+        raise UserError(f"resume: {exc}; that run is now marked failed and resume=auto passes over "
+                        "it, so the same command starts fresh (delete the folder if you no longer need it)") from None
     writer = RunWriter.reopen(run_dir, cfg, ctx.stream)
-    checkpoint = load_checkpoint(run_dir)
     if checkpoint is None:
         ctx.progress.log(f"resume {run_dir}: no step completed yet, starting at step 0")
         return writer, 0
@@ -215,15 +224,17 @@ def encoder_passes(ctx: RunContext, first_step: int) -> dict:
 def run_stream(cfg: DictConfig) -> Path:
     """Run one method over one stream; returns the run folder. Under torchrun only rank 0 writes it.
     Every run folder ends in a state: `complete`, or `failed` / `interrupted` with a one-line reason in the
-    manifest (the steps written before stay, and `resume=` continues after them)."""
-    ctx = prepare_run(cfg)
-    writer, run_dir, first_step = open_run(cfg, ctx)
-    try:
-        return _run_steps(cfg, ctx, writer, run_dir, first_step)
-    except BaseException as exc:
-        if writer is not None:
-            writer.mark_ended(exc)
-        raise
+    manifest (the steps written before stay, and `resume=` continues after them). SIGTERM and SIGHUP
+    interrupt it like Ctrl-C (benchmark.run_state)."""
+    with interrupt_on_signals():
+        ctx = prepare_run(cfg)
+        writer, run_dir, first_step = open_run(cfg, ctx)
+        try:
+            return _run_steps(cfg, ctx, writer, run_dir, first_step)
+        except BaseException as exc:
+            if writer is not None:
+                writer.mark_ended(exc)
+            raise
 
 
 def _run_steps(cfg: DictConfig, ctx: RunContext, writer: RunWriter | None, run_dir: Path, first_step: int) -> Path:

@@ -1,6 +1,11 @@
 """Every run folder ends in a state: a run that raises is marked `failed` with a one-line reason (Ctrl-C:
-`interrupted`), the leaderboard lists such runs apart; avalanche strategies are checked before a folder exists."""
+`interrupted`), the leaderboard lists such runs apart; avalanche strategies are checked before a folder exists.
+SIGTERM and SIGHUP interrupt a run too; a full disk leaves nothing half-written, and a run whose process died
+while it was `running` reads as `stale`."""
+import contextlib
+import errno
 import json
+import os
 
 import pytest
 
@@ -136,3 +141,228 @@ def test_run_files_get_the_users_umask_not_0600(tmp_path):
     finally:
         os.umask(previous)
     assert stat.S_IMODE((tmp_path / "a.json").stat().st_mode) == 0o640
+
+
+# ---------------------------------------------------------------- faults from outside: signals, a full disk, a dead process
+
+def _main_stopping_in_step_1(argv, marker, fill_disk_from_step_1=False):
+    """Child process: `python -m benchmark` with ZeroShot.learn of step 1 touching `marker` and then waiting
+    (a SIGTERM arrives mid-step), or with the disk full for good from step 1's checkpoint on."""
+    import pathlib
+    import sys
+    import time
+
+    import benchmark.runner
+    from baselines.zeroshot import ZeroShot
+    from benchmark.__main__ import main
+
+    def learn(self, step):
+        if step.step == 1 and not fill_disk_from_step_1:
+            pathlib.Path(marker).touch()
+            time.sleep(60)
+
+    ZeroShot.learn = learn
+    if fill_disk_from_step_1:
+        real_save = benchmark.runner.save_checkpoint
+
+        def save_checkpoint(run_dir, step, state):
+            if step == 1:
+                fill_disk(0)  # and it stays full
+            real_save(run_dir, step, state)
+
+        benchmark.runner.save_checkpoint = save_checkpoint
+    sys.exit(main(argv))
+
+
+@pytest.mark.parametrize("signum", ["SIGTERM", "SIGHUP"])
+def test_a_termination_signal_mid_step_marks_the_run_interrupted(demo_root, tmp_path, signum):
+    """What SLURM sends at a time limit or on preemption (SIGTERM), or a closed terminal (SIGHUP): the run
+    unwinds like Ctrl-C, its manifest says `interrupted`, and the process exits with 128 + the signal."""
+    import multiprocessing
+    import signal
+    import time
+
+    marker = tmp_path / "in_step_1"
+    argv = ["run", "method=zeroshot", *SMALL, f"data.root={demo_root}", f"results_dir={tmp_path / 'results'}",
+            "quiet=true"]
+    child = multiprocessing.get_context("spawn").Process(target=_main_stopping_in_step_1, args=(argv, str(marker)))
+    child.start()
+    deadline = time.monotonic() + 60
+    while not marker.exists() and child.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert marker.exists(), "the child never reached step 1"
+    os.kill(child.pid, getattr(signal, signum))
+    child.join(30)
+    assert child.exitcode == 128 + getattr(signal, signum)
+    [manifest] = manifests(tmp_path / "results")
+    assert manifest["status"] == "interrupted" and manifest["failure"] == f"Terminated: {signum}" and manifest["finished"]
+    assert manifest["process"]["pid"] == child.pid
+
+
+class _FullDisk:
+    """A file whose writes fail with ENOSPC once the (shared) byte budget is spent."""
+
+    def __init__(self, handle, budget):
+        self._handle, self._budget = handle, budget
+
+    def write(self, data):
+        size = len(memoryview(data).cast("B"))
+        if size > self._budget[0]:
+            self._handle.write(bytes(memoryview(data).cast("B")[: self._budget[0]]))  # what fitted
+            self._budget[0] = 0
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        self._budget[0] -= size
+        return self._handle.write(data)
+
+    def __getattr__(self, name):
+        return getattr(self._handle, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._handle.close()
+
+
+def fill_disk(free_bytes):
+    """From now on, every file opened for writing with os.fdopen (the atomic writes of benchmark.io) shares
+    `free_bytes` of space; beyond it, writes fail with ENOSPC. Returns the function that frees the disk."""
+    real, budget = os.fdopen, [free_bytes]
+
+    def fdopen(fd, mode="r", *args, **kwargs):
+        handle = real(fd, mode, *args, **kwargs)
+        return _FullDisk(handle, budget) if "w" in mode else handle
+
+    os.fdopen = fdopen
+    return lambda: setattr(os, "fdopen", real)
+
+
+@contextlib.contextmanager
+def full_disk(free_bytes):
+    free = fill_disk(free_bytes)
+    try:
+        yield
+    finally:
+        free()
+
+
+@pytest.mark.parametrize("free_bytes", [0, 3000, 9000], ids=["first-side-file", "second-side-file", "checkpoint"])
+def test_a_full_disk_while_checkpointing_leaves_the_previous_checkpoint_whole(tmp_path, free_bytes):
+    """Side files and checkpoint.pt are written under temporary names and renamed: wherever the disk fills up,
+    nothing half-written is left, the previous step's checkpoint still loads, and the error names the folder."""
+    import faiss
+    import numpy as np
+
+    from benchmark.checkpoint import load_checkpoint, save_checkpoint
+    from benchmark.disk_rows import DiskRows
+
+    def state(value):
+        index = faiss.IndexFlatL2(4)
+        index.add(np.full((100, 4), value, dtype=np.float32))  # 1.6 kB of vectors
+        rows = DiskRows((4,), np.float32)
+        rows.append(np.full((500, 4), value, dtype=np.float32))  # 8 kB
+        return {"index": index, "rows": rows}
+
+    save_checkpoint(tmp_path, 0, state(0.0))
+    before = sorted(p.name for p in tmp_path.iterdir())
+    with full_disk(free_bytes), pytest.raises(UserError, match=f"no space left on the device of {tmp_path} "):
+        save_checkpoint(tmp_path, 1, state(1.0))
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    restored = load_checkpoint(tmp_path)
+    assert restored["completed_step"] == 0 and restored["method"]["index"].ntotal == 100
+    assert np.all(restored["method"]["rows"].read(range(500)) == 0)
+
+
+def test_a_full_disk_mid_run_is_recorded_as_failed(run_demo, monkeypatch, tmp_path):
+    import benchmark.runner
+    from benchmark.checkpoint import load_checkpoint
+
+    real_save = benchmark.runner.save_checkpoint
+
+    def save_checkpoint(run_dir, step, state):
+        with full_disk(0 if step == 1 else 2**40):  # space is back by the time the manifest is written
+            real_save(run_dir, step, state)
+
+    monkeypatch.setattr(benchmark.runner, "save_checkpoint", save_checkpoint)
+    with pytest.raises(UserError, match="no space left on the device"):
+        run_demo("method=zeroshot", *SMALL)
+    [run_dir] = (tmp_path / "results").glob("*/*/*")
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["status"] == "failed"
+    assert manifest["failure"].startswith(f"no space left on the device of {run_dir} (writing checkpoint.pt)")
+    assert not list(run_dir.rglob("*.tmp")) and load_checkpoint(run_dir)["completed_step"] == 0
+
+
+def test_a_run_whose_process_died_while_running_is_stale(demo_root, tmp_path):
+    """The disk stays full, so not even the manifest can say `failed`: it keeps `running`, with the process
+    (host, pid, start time), and once that process has ended readers show the run as `stale`."""
+    import multiprocessing
+
+    from benchmark.run_state import observed_status, process_identity
+
+    argv = ["run", "method=zeroshot", *SMALL, f"data.root={demo_root}", f"results_dir={tmp_path / 'results'}",
+            "quiet=true"]
+    child = multiprocessing.get_context("spawn").Process(target=_main_stopping_in_step_1,
+                                                         args=(argv, "", True))
+    child.start()
+    child.join(60)
+    assert child.exitcode == 2  # the one-line error
+    [manifest] = manifests(tmp_path / "results")
+    assert manifest["status"] == "running" and manifest["process"]["pid"] == child.pid
+    assert observed_status(manifest) == "stale"
+    assert observed_status({**manifest, "process": process_identity()}) == "running"  # alive: this process
+    assert observed_status({**manifest, "process": {**manifest["process"], "host": "elsewhere"}}) == "running"
+
+
+def test_an_unreadable_checkpoint_is_reported_once_then_passed_over(run_demo, monkeypatch, tmp_path):
+    """resume=auto on a run whose checkpoint cannot be read: one error naming the folder and how to start
+    fresh, the run marked failed (no `resumed` record added); the same command then starts a new run."""
+    from baselines.zeroshot import ZeroShot
+
+    def learn(self, step):
+        if step.step == 1:
+            raise RuntimeError("crash")
+
+    monkeypatch.setattr(ZeroShot, "learn", learn)
+    with pytest.raises(RuntimeError):
+        run_demo("method=zeroshot", *SMALL)
+    monkeypatch.undo()
+    [broken] = (tmp_path / "results").glob("*/*/*")
+    (broken / "checkpoint.pt").write_bytes(b"truncated")
+    with pytest.raises(UserError) as error:
+        run_demo("method=zeroshot", *SMALL, "resume=auto")
+    message = str(error.value)
+    assert f"cannot read checkpoint {broken / 'checkpoint.pt'}" in message and "starts fresh" in message
+    assert "\n" not in message
+    [manifest] = manifests(tmp_path / "results")
+    assert "resumed" not in manifest and manifest["status"] == "failed" and manifest["unresumable"]
+
+    run_dir, summary = run_demo("method=zeroshot", *SMALL, "resume=auto")
+    assert run_dir != broken and summary["num_steps"] == 2
+    assert "resumed" not in json.loads((broken / "manifest.json").read_text())
+
+
+def test_resume_auto_passes_over_a_run_another_live_process_is_writing(tmp_path):
+    import socket
+    import subprocess
+    import sys
+    from types import SimpleNamespace
+
+    from benchmark.config import load_config
+    from benchmark.io import atomic_write_json
+    from benchmark.reporting.results import RunWriter, check_resumable, find_resumable
+
+    stream = SimpleNamespace(name="demo_4steps", version=1, hash="h", step_hashes=lambda: ["a"], step_classes=[[0]],
+                             vocabulary=SimpleNamespace(name="demo_40"))
+    cfg = load_config([f"results_dir={tmp_path}", "method=zeroshot", "quiet=true"])
+    writer = RunWriter.create(cfg, stream)
+    with subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"]) as other:
+        try:
+            atomic_write_json(writer.run_dir / "manifest.json", {
+                **writer.manifest, "process": {"host": socket.gethostname(), "pid": other.pid, "start_ticks": None}})
+            assert find_resumable(cfg, stream) is None
+            with pytest.raises(UserError, match=f"still going \\(process {other.pid} on this host\\)"):
+                check_resumable(writer.run_dir, cfg, stream)
+        finally:
+            other.kill()
+    assert find_resumable(cfg, stream) == writer.run_dir  # its process ended: stale, and resumable

@@ -37,6 +37,7 @@ from benchmark.errors import UserError
 from benchmark.evaluation.panoptic import per_class_pq
 from benchmark.evaluation.semantic import mean_iou
 from benchmark.io import atomic_save_npz, atomic_write_json, atomic_write_text
+from benchmark.run_state import Terminated, process_gone, process_identity
 from benchmark.reporting.loggers import RunLogger, build_logger
 from benchmark.reporting.plots import write_run_plots
 from benchmark.reporting.summary import (INITIAL_STATS, build_summary, finite, format_summary, load_confusions,
@@ -292,7 +293,8 @@ class RunWriter:
             "seeds": {"seed": cfg.seed, "stream.order_seed": cfg.stream.order_seed,
                       "data.demo_seed": cfg.data.demo_seed},
             "git": git_state(), "method_source": method_source(cfg.method.name), "packages": package_versions(), "python": platform.python_version(),
-            "host": socket.gethostname(), "platform": platform.platform(), "hardware": hardware(),
+            "host": socket.gethostname(), "process": process_identity(), "platform": platform.platform(),
+            "hardware": hardware(),
             "device": cfg.device, "started": utc_now(), "finished": None,
             "tracker_id": secrets.token_hex(8),  # the experiment tracker's run id, so a resumed run continues it
         }
@@ -302,27 +304,16 @@ class RunWriter:
 
     @classmethod
     def reopen(cls, run_dir: Path, cfg: DictConfig, stream) -> "RunWriter":
-        """An interrupted run folder, checked to belong to the same configuration and stream version."""
+        """An interrupted run folder (`check_resumable`), its manifest `running` again with a `resumed` record."""
         run_dir = Path(run_dir)
-        manifest_path = run_dir / "manifest.json"
-        if not manifest_path.is_file():
-            raise UserError(f"resume={run_dir}: not a run folder (no manifest.json)")
-        manifest = json.loads(manifest_path.read_text())
-        if manifest.get("status") == "complete":
-            raise UserError(f"resume={run_dir}: this run is already complete (see its summary.json)")
-        differing = config_differences(OmegaConf.load(run_dir / "config.yaml"), cfg)
-        if differing:
-            raise UserError(f"resume={run_dir}: that run has another config ({', '.join(differing[:4])}); "
-                            "resume with the same overrides or start a new run")
-        if manifest.get("stream_hash") != stream.hash:
-            raise UserError(f"resume={run_dir}: the stream changed since that run (hash {manifest.get('stream_hash')} "
-                            f"vs {stream.hash}); start a new run")
+        manifest = check_resumable(run_dir, cfg, stream)
         writer = cls(run_dir, cfg, stream)
         resumption = {"at": utc_now(), "host": socket.gethostname(), "hardware": hardware(), "git": git_state(),
                       "method_source": method_source(cfg.method.name),
                       "previous": {"status": manifest.get("status"), "failure": manifest.get("failure")}}
         manifest.pop("failure", None)
-        writer.manifest = {**manifest, "status": "running", "resumed": [*manifest.get("resumed", []), resumption]}
+        writer.manifest = {**manifest, "status": "running", "process": process_identity(),
+                           "resumed": [*manifest.get("resumed", []), resumption]}
         atomic_write_json(run_dir / "manifest.json", writer.manifest)
         writer.logger.start(run_dir, cfg, writer.manifest)
         return writer
@@ -366,12 +357,14 @@ class RunWriter:
         return summary
 
     def mark_ended(self, exc: BaseException) -> None:
-        """Record why the run stopped: `interrupted` (Ctrl-C, SIGTERM) or `failed`, with a one-line reason."""
-        status = "interrupted" if isinstance(exc, (KeyboardInterrupt, SystemExit)) else "failed"
+        """Record why the run stopped: `interrupted` (Ctrl-C, SIGTERM, SIGHUP) or `failed`, with a one-line
+        reason. When even the manifest cannot be written (a full disk), it keeps `running` and its readers show
+        `stale` once this process has ended (benchmark.run_state)."""
+        status = "interrupted" if isinstance(exc, (KeyboardInterrupt, SystemExit, Terminated)) else "failed"
         self.manifest.update(status=status, failure=failure_reason(exc), finished=utc_now())
         try:
             atomic_write_json(self.run_dir / "manifest.json", self.manifest)
-        except OSError:  # the original error matters more than a manifest we cannot write
+        except (OSError, UserError):  # the original error matters more than a manifest we cannot write
             pass
 
     def write_plots(self, summary: dict) -> list[Path]:
@@ -410,8 +403,52 @@ def config_differences(old: DictConfig, new: DictConfig) -> list[str]:
     return sorted(f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in set(a) | set(b) if a.get(k) != b.get(k))
 
 
+def _running_elsewhere(manifest: dict) -> bool:
+    """Another live process of this host is writing the run folder now."""
+    process = manifest.get("process") or {}
+    return (manifest.get("status") == "running" and process.get("host") == socket.gethostname()
+            and process.get("pid") != os.getpid() and not process_gone(process))
+
+
+def check_resumable(run_dir: Path, cfg: DictConfig, stream) -> dict:
+    """The manifest of an unfinished run folder that `cfg` may continue: same configuration and stream version,
+    not marked unresumable, and no live process of this host writing it. UserError saying why not."""
+    manifest_path = Path(run_dir) / "manifest.json"
+    if not manifest_path.is_file():
+        raise UserError(f"resume={run_dir}: not a run folder (no manifest.json)")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except ValueError as exc:
+        raise UserError(f"resume={run_dir}: its manifest.json cannot be read ({exc}); start a new run") from None
+    if manifest.get("status") == "complete":
+        raise UserError(f"resume={run_dir}: this run is already complete (see its summary.json)")
+    if manifest.get("unresumable"):
+        raise UserError(f"resume={run_dir}: {manifest['unresumable']}; start a new run (without resume=)")
+    differing = config_differences(OmegaConf.load(Path(run_dir) / "config.yaml"), cfg)
+    if differing:
+        raise UserError(f"resume={run_dir}: that run has another config ({', '.join(differing[:4])}); "
+                        "resume with the same overrides or start a new run")
+    if manifest.get("stream_hash") != stream.hash:
+        raise UserError(f"resume={run_dir}: the stream changed since that run (hash {manifest.get('stream_hash')} "
+                        f"vs {stream.hash}); start a new run")
+    if _running_elsewhere(manifest):
+        raise UserError(f"resume={run_dir}: that run is still going (process {manifest['process']['pid']} on this "
+                        "host); wait for it or stop it first")
+    return manifest
+
+
+def mark_unresumable(run_dir: Path, reason: str) -> None:
+    """Record in a run's manifest that it cannot be continued (`failed`, `unresumable`: the reason), so that
+    resume=auto passes over it from now on instead of trying it again on every start."""
+    path = Path(run_dir) / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest.update(status="failed", failure=reason, unresumable=reason, finished=manifest.get("finished") or utc_now())
+    atomic_write_json(path, manifest)
+
+
 def find_resumable(cfg: DictConfig, stream) -> Path | None:
-    """resume=auto: the most recently started unfinished run of the same config and stream version."""
+    """resume=auto: the most recently started unfinished run of the same config and stream version, passing
+    over runs marked unresumable and runs whose process is still going on this host."""
     candidates = []
     for manifest_path in (Path(cfg.results_dir) / stream.name / cfg.method.name).glob("*/manifest.json"):
         try:
@@ -419,6 +456,7 @@ def find_resumable(cfg: DictConfig, stream) -> Path | None:
             same = not config_differences(OmegaConf.load(manifest_path.parent / "config.yaml"), cfg)
         except (OSError, ValueError):
             continue
-        if manifest.get("status") != "complete" and manifest.get("stream_hash") == stream.hash and same:
+        if (manifest.get("status") != "complete" and manifest.get("stream_hash") == stream.hash and same
+                and not manifest.get("unresumable") and not _running_elsewhere(manifest)):
             candidates.append((manifest.get("started") or "", manifest_path.parent))
     return max(candidates)[1] if candidates else None
