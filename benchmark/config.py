@@ -227,12 +227,31 @@ def load_config(overrides: list[str]) -> DictConfig:
                 kept = [o for o in overrides if not o.startswith(key.group(1) + "=")]
                 base = compose(config_name="config", overrides=[*kept, *search_path_override()])
                 raise _key_error(base, key.group(1)) from None
+            in_file = re.search(r"In '(\w+)/([^']+)'.*full_key: (\S+)", message, flags=re.S)
+            if in_file:  # a key of a group's YAML file that the schema lacks
+                path = config_file(in_file.group(1), in_file.group(2))
+                raise UserError(f"{path}: {_key_error(OmegaConf.structured(RunConfig), in_file.group(3))}") from None
             merging = re.search(r"Error merging override ([^=\s]+)=", message)
             if merging:  # a value of the wrong type: hydra keeps omegaconf's reason in the cause
                 reason = str(exc.__cause__ or exc).splitlines()[0]
                 raise UserError(f"invalid value for {_key_name_dotted(merging.group(1))}: {reason}") from None
             raise UserError(f"invalid override: {message.splitlines()[0]}") from None
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:  # `???` left in the schema: an empty or incomplete group file
+        files = [str(config_file(group, _chosen_option(group, overrides)))
+                 for group in GROUPS if any(key.startswith(group + ".") for key in missing)]
+        raise UserError(f"{', '.join(files) or 'the configuration'} leaves {', '.join(missing)} unset; set "
+                        f"{'them' if len(missing) > 1 else 'it'} there or as an override")
     return validate(cfg)
+
+
+def _chosen_option(group: str, overrides: list[str]) -> str:
+    """The option of `group` that `overrides` choose, else the one of configs/config.yaml's defaults list."""
+    chosen = [item.split("=", 1)[1] for item in overrides if item.startswith(group + "=")]
+    if chosen:
+        return chosen[-1]
+    defaults = OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "config.yaml")).get("defaults", [])
+    return next((item[group] for item in defaults if isinstance(item, dict) and group in item), "")
 
 
 def validate(cfg: DictConfig) -> DictConfig:
@@ -327,6 +346,11 @@ def _check_choices(cfg: DictConfig) -> None:
     warn_unpublished_order(cfg.stream)
     if cfg.threads is not None and cfg.threads <= 0:
         raise UserError(f"threads must be positive (or null: automatic), got {cfg.threads}")
+    for key in ("stream.num_steps", "eval.max_images"):  # 0 would mean "unset" to a truth test, or no images
+        if OmegaConf.select(cfg, key) is not None and OmegaConf.select(cfg, key) <= 0:
+            raise UserError(f"{key} must be positive (or null), got {OmegaConf.select(cfg, key)}")
+    if not cfg.results_dir.strip():
+        raise UserError("results_dir is empty; give the folder that run folders go to (default: results)")
     positive = ("model.input_size", "model.batch_size", "eval.batch_size", "model.superpixel_segments",
                 "data.demo_scale", "model.cache_memory_mb")
     for key in positive:

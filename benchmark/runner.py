@@ -19,7 +19,7 @@ from benchmark.evaluation.panoptic import PanopticEvaluator
 from benchmark.evaluation.per_image import PerImageCounts
 from benchmark.evaluation.semantic import SemanticEvaluator
 from benchmark.method import METHODS, ContinualMethod, StepData, filter_sample
-from benchmark.models import build_segmenter
+from benchmark.models import build_segmenter, check_device
 from benchmark.models.feature_cache import FeatureCache, directory_bytes
 from benchmark.protocol import Protocol
 from benchmark.reporting.progress import Progress
@@ -79,6 +79,7 @@ def thread_count(setting: int | None) -> int:
 
 def prepare_run(cfg: DictConfig) -> RunContext:
     seed_everything(cfg.seed)
+    check_device(cfg.device)
     device = distributed.init_from_env(cfg.device)  # torchrun: join the process group, one device per rank
     torch.set_num_threads(thread_count(cfg.threads))
     progress = Progress(quiet=cfg.quiet or not distributed.is_main())

@@ -93,12 +93,19 @@ def load_order_preset(name: str, vocabulary: Vocabulary) -> list[int]:
     subtracted to get this vocabulary's ids), checked to list every class of `vocabulary` once."""
     import yaml
 
-    preset = yaml.safe_load((ORDER_PRESETS_DIR / f"{name}.yaml").read_text())
-    if preset["vocabulary"] != vocabulary.name:
-        raise UserError(f"stream.order={name} is a class order of {preset['vocabulary']}, not of {vocabulary.name}")
-    order = [int(c) - preset["source_id_offset"] for c in preset["order"]]
+    path = ORDER_PRESETS_DIR / f"{name}.yaml"
+    try:
+        preset = yaml.safe_load(path.read_text())
+        order = [int(c) - int(preset["source_id_offset"]) for c in preset["order"]]
+        source = preset["vocabulary"]
+    except (yaml.YAMLError, KeyError, TypeError, ValueError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise UserError(f"{path}: not a class order file (vocabulary, source_id_offset and a list `order` of "
+                        f"class ids): {type(exc).__name__} {reason}") from None
+    if source != vocabulary.name:
+        raise UserError(f"stream.order={name} is a class order of {source}, not of {vocabulary.name}")
     if sorted(order) != vocabulary.ids:
-        raise UserError(f"{ORDER_PRESETS_DIR / name}.yaml does not list each of the {len(vocabulary)} classes once")
+        raise UserError(f"{path} does not list each of the {len(vocabulary)} classes once")
     return order
 
 
@@ -175,11 +182,38 @@ def frozen_definition(cfg, vocabulary: Vocabulary) -> dict | None:
     path = FROZEN_DIR / f"{cfg.name}.json"
     if not path.is_file():
         return None
-    frozen = json.loads(path.read_text())
-    key = (frozen["version"], frozen["vocabulary_hash"], frozen["order"], frozen["order_seed"], frozen["step_sizes"])
+    try:
+        frozen = json.loads(path.read_text())
+        key = (frozen["version"], frozen["vocabulary_hash"], frozen["order"], frozen["order_seed"], frozen["step_sizes"])
+    except (ValueError, KeyError, TypeError) as exc:  # empty, truncated, or a field missing
+        reason = f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}"
+        raise UserError(f"{path}: not a frozen stream ({reason}); write it again with "
+                        f"`python -m benchmark streams freeze {cfg.name}`") from None
     if key != (cfg.version, vocabulary_hash(vocabulary), cfg.order, cfg.order_seed, step_sizes(cfg, len(vocabulary))):
         return None
+    _check_frozen_split(path, frozen, vocabulary)
     return frozen
+
+
+def _check_frozen_split(path: Path, frozen: dict, vocabulary: Vocabulary) -> None:
+    """The frozen class order and steps: every class of `vocabulary` exactly once, steps of the frozen sizes."""
+    ids = set(vocabulary.ids)
+    steps = frozen.get("step_classes")
+    if not isinstance(steps, list) or not all(isinstance(step, list) for step in steps):
+        raise UserError(f"{path}: step_classes must be a list of lists of class ids")
+    seen: dict[int, int] = {}
+    for t, step in enumerate(steps):
+        for c in step:
+            if c not in ids:
+                raise UserError(f"{path}: step {t} names class {c}, which {vocabulary.name} does not have")
+            if c in seen:
+                raise UserError(f"{path}: class {c} is in step {seen[c]} and in step {t}")
+            seen[c] = t
+    if len(seen) != len(ids) or [len(step) for step in steps] != frozen["step_sizes"]:
+        raise UserError(f"{path}: step_classes hold {len(seen)} of the {len(ids)} classes in steps of "
+                        f"{[len(step) for step in steps]}, not the frozen step_sizes {frozen['step_sizes']}")
+    if sorted(frozen.get("class_order") or []) != sorted(ids):
+        raise UserError(f"{path}: class_order does not list each of the {len(ids)} classes once")
 
 
 def split_classes(cfg, vocabulary: Vocabulary, per_image: list[list[int]]) -> tuple[list[int], list[list[int]]]:
@@ -257,7 +291,10 @@ def read_train_lists(folder: Path | str, num_steps: int, train: SegmentationData
     for t in range(num_steps):
         path = found[t][0]
         if path.suffix == ".npy":
-            indices = np.load(path, allow_pickle=False)
+            try:
+                indices = np.load(path, allow_pickle=False)
+            except (OSError, ValueError, EOFError) as exc:  # truncated, or not an .npy file
+                raise UserError(f"{path}: not a readable .npy array ({str(exc).splitlines()[0]})") from None
             if indices.ndim != 1 or indices.dtype.kind not in "iu":
                 raise UserError(f"{path}: expected a 1-D array of image indices, got {indices.dtype} {indices.shape}")
             bad = indices[(indices < 0) | (indices >= len(train))]

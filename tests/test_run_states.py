@@ -2,14 +2,13 @@
 `interrupted`), the leaderboard lists such runs apart; avalanche strategies are checked before a folder exists.
 SIGTERM and SIGHUP interrupt a run too; a full disk leaves nothing half-written, and a run whose process died
 while it was `running` reads as `stale`."""
-import contextlib
-import errno
 import json
 import os
 
 import pytest
 
 from benchmark.errors import UserError
+from full_disk import fill_disk, full_disk
 
 SMALL = ("stream.num_steps=2", "eval.max_images=4", "stream.max_train_images_per_step=6")
 
@@ -197,53 +196,6 @@ def test_a_termination_signal_mid_step_marks_the_run_interrupted(demo_root, tmp_
     [manifest] = manifests(tmp_path / "results")
     assert manifest["status"] == "interrupted" and manifest["failure"] == f"Terminated: {signum}" and manifest["finished"]
     assert manifest["process"]["pid"] == child.pid
-
-
-class _FullDisk:
-    """A file whose writes fail with ENOSPC once the (shared) byte budget is spent."""
-
-    def __init__(self, handle, budget):
-        self._handle, self._budget = handle, budget
-
-    def write(self, data):
-        size = len(memoryview(data).cast("B"))
-        if size > self._budget[0]:
-            self._handle.write(bytes(memoryview(data).cast("B")[: self._budget[0]]))  # what fitted
-            self._budget[0] = 0
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        self._budget[0] -= size
-        return self._handle.write(data)
-
-    def __getattr__(self, name):
-        return getattr(self._handle, name)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self._handle.close()
-
-
-def fill_disk(free_bytes):
-    """From now on, every file opened for writing with os.fdopen (the atomic writes of benchmark.io) shares
-    `free_bytes` of space; beyond it, writes fail with ENOSPC. Returns the function that frees the disk."""
-    real, budget = os.fdopen, [free_bytes]
-
-    def fdopen(fd, mode="r", *args, **kwargs):
-        handle = real(fd, mode, *args, **kwargs)
-        return _FullDisk(handle, budget) if "w" in mode else handle
-
-    os.fdopen = fdopen
-    return lambda: setattr(os, "fdopen", real)
-
-
-@contextlib.contextmanager
-def full_disk(free_bytes):
-    free = fill_disk(free_bytes)
-    try:
-        yield
-    finally:
-        free()
 
 
 @pytest.mark.parametrize("free_bytes", [0, 3000, 9000], ids=["first-side-file", "second-side-file", "checkpoint"])

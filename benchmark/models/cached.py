@@ -63,6 +63,8 @@ from __future__ import annotations
 
 import json
 import warnings
+import zipfile
+import zlib
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -153,13 +155,19 @@ def write_image_predictions(directory: Path | str, image_id: str, arrays: dict[s
     atomic_save_npz(prediction_file(directory, image_id), **arrays)
 
 
-def read_image_predictions(directory: Path | str, image_id: str) -> dict[str, np.ndarray]:
+def read_image_predictions(directory: Path | str, image_id: str, names: list[str] | None = None
+                           ) -> dict[str, np.ndarray]:
+    """One image's exported arrays (those of `names` it holds, default all)."""
     path = prediction_file(directory, image_id)
     if not path.is_file():
         raise DataError(f"no predictions for image '{image_id}': {path} is missing; export every training and "
                         f"validation image of the stream (benchmark/models/cached.py)")
-    with np.load(path, allow_pickle=False) as data:
-        return {name: data[name] for name in data.files}
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {name: data[name] for name in (names or data.files) if name in data.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:  # truncated, foreign
+        reason = f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}"
+        raise DataError(f"{path}: unreadable predictions ({reason}); export this image again") from None
 
 
 def check_folder(directory: Path, producer: str, vocabulary: str) -> None:
@@ -339,11 +347,8 @@ class CachedSegmenter:
 
     def class_scores(self, image_id: str) -> torch.Tensor:
         """(M, score_width) one image's exported class scores alone (its masks are not read)."""
-        path = prediction_file(self.directory, image_id)
-        if not path.is_file():
-            read_image_predictions(self.directory, image_id)  # raises the missing-file error
-        with np.load(path, allow_pickle=False) as data:
-            return self._scores(data, path)
+        arrays = read_image_predictions(self.directory, image_id, [SCORE_KEYS[self.version], "out_vocab_logits"])
+        return self._scores(arrays, prediction_file(self.directory, image_id))
 
     def cached_image_features(self, samples: list[Image]) -> list[ImageFeatures]:
         """`image_features` with a bounded in-memory cache keyed by image id and size."""

@@ -206,6 +206,10 @@ class OpenVocabSegmenter:
         if config.arch not in open_clip.list_models():
             raise UserError(f"model.arch='{config.arch}' is not an open_clip architecture (see open_clip.list_models())")
         torch.manual_seed(seed)  # random-weight models are reproducible from the run seed
+        if config.pretrained:
+            from benchmark.models.weights import check_open_clip_weights
+
+            check_open_clip_weights(config.arch, config.pretrained)
         if not config.pretrained:  # random weights are intended here: silence open_clip's "no weights" warning
             logging.disable(logging.WARNING)
         try:
