@@ -25,8 +25,8 @@ from benchmark.protocol import Protocol
 from benchmark.reporting.progress import Progress
 from benchmark.checkpoint import load_checkpoint, rng_states, save_checkpoint, set_rng_states
 from benchmark.errors import UserError
-from benchmark.reporting.results import (RunWriter, check_resumable, find_resumable, mark_unresumable,
-                                         torch_environment)
+from benchmark.reporting.results import RunWriter, torch_environment
+from benchmark.resume import check_resumable, find_resumable, mark_unresumable
 from benchmark.run_state import interrupt_on_signals
 from streams.builder import Stream, build_stream, cache_dir_for, open_dataset
 

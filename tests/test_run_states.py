@@ -245,7 +245,7 @@ def test_a_full_disk_mid_run_is_recorded_as_failed(run_demo, monkeypatch, tmp_pa
     assert not list(run_dir.rglob("*.tmp")) and load_checkpoint(run_dir)["completed_step"] == 0
 
 
-def test_a_run_whose_process_died_while_running_is_stale(demo_root, tmp_path):
+def test_a_run_whose_process_died_while_running_is_stale(demo_root, tmp_path, capsys):
     """The disk stays full, so not even the manifest can say `failed`: it keeps `running`, with the process
     (host, pid, start time), and once that process has ended readers show the run as `stale`."""
     import multiprocessing
@@ -262,6 +262,14 @@ def test_a_run_whose_process_died_while_running_is_stale(demo_root, tmp_path):
     [manifest] = manifests(tmp_path / "results")
     assert manifest["status"] == "running" and manifest["process"]["pid"] == child.pid
     assert observed_status(manifest) == "stale"
+    from benchmark.reporting.report import main as report
+    from benchmark.reporting.runs import read_runs
+
+    [run_dir] = (tmp_path / "results").glob("*/*/*")
+    runs, [(skipped_dir, state)] = read_runs(tmp_path / "results")  # the leaderboard's "Unfinished runs"
+    assert not runs and skipped_dir == run_dir and state.startswith(f"status 'stale' (left running by process {child.pid}")
+    assert report([str(run_dir)]) == 0
+    assert "is an unfinished run (status 'stale' (left running by process" in capsys.readouterr().out
     assert observed_status({**manifest, "process": process_identity()}) == "running"  # alive: this process
     assert observed_status({**manifest, "process": {**manifest["process"], "host": "elsewhere"}}) == "running"
 
@@ -302,7 +310,8 @@ def test_resume_auto_passes_over_a_run_another_live_process_is_writing(tmp_path)
 
     from benchmark.config import load_config
     from benchmark.io import atomic_write_json
-    from benchmark.reporting.results import RunWriter, check_resumable, find_resumable
+    from benchmark.reporting.results import RunWriter
+    from benchmark.resume import check_resumable, find_resumable
 
     stream = SimpleNamespace(name="demo_4steps", version=1, hash="h", step_hashes=lambda: ["a"], step_classes=[[0]],
                              vocabulary=SimpleNamespace(name="demo_40"))

@@ -18,6 +18,7 @@ from benchmark.evaluation.stream_metrics import forward_transfer_gem
 from benchmark.reporting.plots import write_run_plots
 from benchmark.reporting.summary import (build_summary, format_summary, load_confusions, vocabulary_names,
                                         write_class_scores, write_summary)
+from benchmark.reporting.runs import state_line
 
 
 def main(argv: list[str]) -> int:
@@ -38,8 +39,9 @@ def main(argv: list[str]) -> int:
     run_mode = OmegaConf.load(run_dir / "config.yaml").eval.miou_mode
     miou_mode = args.miou_mode or run_mode
     summary = build_summary(run_dir, manifest["step_classes"], manifest["stream"], manifest["method"], miou_mode)
-    if summary["num_steps"] != len(summary["memory_bytes"]):
-        print(f"note: {run_dir} holds {len(summary['memory_bytes'])} of {summary['num_steps']} steps (unfinished run)")
+    if manifest.get("status") != "complete" or summary["num_steps"] != len(summary["memory_bytes"]):
+        print(f"note: {run_dir} is an unfinished run ({state_line(manifest)}) holding "
+              f"{len(summary['memory_bytes'])} of {summary['num_steps']} steps")
     if manifest.get("status") == "complete" and miou_mode == run_mode:  # another mode is only printed
         write_summary(run_dir, summary)
         confusions = load_confusions(run_dir)

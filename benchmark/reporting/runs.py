@@ -20,6 +20,7 @@ from omegaconf import OmegaConf
 
 from benchmark.config import EvalConfig, ModelConfig, ProtocolConfig, config_file
 from benchmark.reporting.results import REPO_ROOT, file_sha256, source_digest
+from benchmark.run_state import observed_status
 
 # provenance problems of a run, their footnote marks and explanations (in this order in every cell)
 PROVENANCE_MARKS = {
@@ -249,6 +250,15 @@ def provenance_issues(manifest: dict, digests: dict | None = None) -> list[str]:
     return issues
 
 
+def state_line(manifest: dict) -> str:
+    """An unfinished run's state in words; `stale`: left `running` by a process that has ended."""
+    status = observed_status(manifest)
+    if status == "stale":
+        process = manifest["process"]
+        return f"status 'stale' (left running by process {process['pid']} on {process['host']}, which has ended)"
+    return f"status {status!r}"
+
+
 def read_runs(results_dir: Path, stream: str | None = None) -> tuple[list[Run], list[tuple[Path, str]]]:
     """Complete runs under `results_dir` (optionally of one stream) and (folder, reason) for every other one
     (failed runs: `failed: <reason>`)."""
@@ -266,7 +276,7 @@ def read_runs(results_dir: Path, stream: str | None = None) -> tuple[list[Run], 
             skipped.append((run_dir, f"failed: {manifest.get('failure') or 'no reason recorded'}"))
             continue
         if manifest.get("status") != "complete":
-            skipped.append((run_dir, f"status {manifest.get('status')!r}"))
+            skipped.append((run_dir, state_line(manifest)))
             continue
         try:
             summary = json.loads((run_dir / "summary.json").read_text())
