@@ -31,7 +31,8 @@ class Terminated(BaseException):
 
 @contextlib.contextmanager
 def interrupt_on_signals() -> Iterator[None]:
-    """Within the block, SIGTERM and SIGHUP raise `Terminated`. The first signal puts the previous handlers
+    """Within the block, SIGTERM and SIGHUP raise `Terminated`, unless they were ignored (`nohup` ignores
+    SIGHUP: a run started so keeps going when its terminal closes). The first signal puts the previous handlers
     back, so a second one acts as it would have (by default: the process ends at once). Only the main thread
     may set handlers; elsewhere the block runs unchanged."""
     if threading.current_thread() is not threading.main_thread():
@@ -44,7 +45,8 @@ def interrupt_on_signals() -> Iterator[None]:
             signal.signal(number, action)
         raise Terminated(signum)
 
-    previous.update({number: signal.signal(number, handler) for number in SIGNALS})
+    previous.update({number: signal.signal(number, handler) for number in SIGNALS
+                     if signal.getsignal(number) is not signal.SIG_IGN})
     try:
         yield
     finally:

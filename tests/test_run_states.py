@@ -198,6 +198,29 @@ def test_a_termination_signal_mid_step_marks_the_run_interrupted(demo_root, tmp_
     assert manifest["process"]["pid"] == child.pid
 
 
+def test_signals_raise_once_and_ignored_ones_stay_ignored():
+    """A signal ignored before the run (nohup ignores SIGHUP) stays ignored; the first SIGTERM raises, and puts
+    the previous handler back for a second one."""
+    import signal
+    import time
+
+    from benchmark.run_state import Terminated, interrupt_on_signals
+
+    previous = {number: signal.getsignal(number) for number in (signal.SIGTERM, signal.SIGHUP)}
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        with pytest.raises(Terminated) as stopped, interrupt_on_signals():
+            os.kill(os.getpid(), signal.SIGHUP)  # ignored: nothing happens
+            assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # not reached: the handler raises as soon as os.kill returns
+        assert stopped.value.signum == signal.SIGTERM
+        assert signal.getsignal(signal.SIGTERM) is previous[signal.SIGTERM]
+    finally:
+        for number, action in previous.items():
+            signal.signal(number, action)
+
+
 @pytest.mark.parametrize("free_bytes", [0, 3000, 9000], ids=["first-side-file", "second-side-file", "checkpoint"])
 def test_a_full_disk_while_checkpointing_leaves_the_previous_checkpoint_whole(tmp_path, free_bytes):
     """Side files and checkpoint.pt are written under temporary names and renamed: wherever the disk fills up,
