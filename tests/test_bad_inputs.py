@@ -263,11 +263,9 @@ def test_a_truncated_cached_predictions_file_is_named(tmp_path, damage):
     from omegaconf import OmegaConf
 
     from benchmark.data.types import Sample
-    from benchmark.io import atomic_write_json
-    from benchmark.models.cached import CachedSegmenter, image_arrays, write_image_predictions
+    from benchmark.models.cached import CachedSegmenter, image_arrays, write_image_predictions, write_meta
 
-    atomic_write_json(tmp_path / "meta.json", {"format": "covseg-predictions", "version": 2, "vocabulary": "toy",
-                                               "class_ids": [3, 5], "void": False, "embedding_dim": None})
+    write_meta(tmp_path, "toy", [3, 5], producer="test")
     write_image_predictions(tmp_path, "a", image_arrays(np.zeros((1, 4, 4), np.float32), np.zeros((1, 2), np.float32),
                                                         (4, 4), (4, 4)))
     path = tmp_path / "a.npz"
