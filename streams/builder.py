@@ -88,24 +88,32 @@ def order_presets() -> list[str]:
     return sorted(p.stem for p in ORDER_PRESETS_DIR.glob("*.yaml"))
 
 
-def load_order_preset(name: str, vocabulary: Vocabulary) -> list[int]:
-    """A published class order (streams/orders/NAME.yaml: `order` in the source's class numbering, `source_id_offset`
-    subtracted to get this vocabulary's ids), checked to list every class of `vocabulary` once."""
+def read_order_preset(name: str) -> tuple[dict, list[int]]:
+    """streams/orders/NAME.yaml and its `order` as this vocabulary's ids (the source's numbering minus
+    `source_id_offset`); one line naming the file when it is not such a file."""
     import yaml
 
     path = ORDER_PRESETS_DIR / f"{name}.yaml"
     try:
         preset = yaml.safe_load(path.read_text())
         order = [int(c) - int(preset["source_id_offset"]) for c in preset["order"]]
-        source = preset["vocabulary"]
+        if not isinstance(preset["vocabulary"], str):
+            raise TypeError("vocabulary is not a name")
     except (yaml.YAMLError, KeyError, TypeError, ValueError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise UserError(f"{path}: not a class order file (vocabulary, source_id_offset and a list `order` of "
                         f"class ids): {type(exc).__name__} {reason}") from None
-    if source != vocabulary.name:
-        raise UserError(f"stream.order={name} is a class order of {source}, not of {vocabulary.name}")
+    return preset, order
+
+
+def load_order_preset(name: str, vocabulary: Vocabulary) -> list[int]:
+    """A published class order (streams/orders/NAME.yaml: `order` in the source's class numbering, `source_id_offset`
+    subtracted to get this vocabulary's ids), checked to list every class of `vocabulary` once."""
+    preset, order = read_order_preset(name)
+    if preset["vocabulary"] != vocabulary.name:
+        raise UserError(f"stream.order={name} is a class order of {preset['vocabulary']}, not of {vocabulary.name}")
     if sorted(order) != vocabulary.ids:
-        raise UserError(f"{path} does not list each of the {len(vocabulary)} classes once")
+        raise UserError(f"{ORDER_PRESETS_DIR / name}.yaml does not list each of the {len(vocabulary)} classes once")
     return order
 
 
@@ -114,14 +122,12 @@ def warn_unpublished_order(cfg) -> None:
     or panoptic) warns when the stream's setting is none of them: the order is the source's, that split is not."""
     import warnings
 
-    import yaml
-
     if cfg.order not in order_presets():
         return
-    preset = yaml.safe_load((ORDER_PRESETS_DIR / f"{cfg.order}.yaml").read_text())
+    preset, order = read_order_preset(cfg.order)
     published = preset.get("published")
     try:
-        setting = {"step_sizes": step_sizes(cfg, len(preset["order"])), "panoptic": bool(cfg.panoptic)}
+        setting = {"step_sizes": step_sizes(cfg, len(order)), "panoptic": bool(cfg.panoptic)}
     except UserError:  # another vocabulary's order: load_order_preset says so when the stream is built
         return
     if published and setting not in published:
