@@ -16,9 +16,9 @@ from omegaconf import OmegaConf
 from benchmark.errors import UserError
 from benchmark.evaluation.stream_metrics import forward_transfer_gem
 from benchmark.reporting.plots import write_run_plots
+from benchmark.reporting.runs import state_line
 from benchmark.reporting.summary import (build_summary, format_summary, load_confusions, vocabulary_names,
                                         write_class_scores, write_summary)
-from benchmark.reporting.runs import state_line
 
 
 def main(argv: list[str]) -> int:
