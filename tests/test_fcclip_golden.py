@@ -40,7 +40,8 @@ def fcclip_outputs(name: str, subset: bool) -> tuple[dict, dict]:
     config = RECORDING["configs"][name]
     prefix = "subset_" if subset else ""
     with np.load(FIXTURES / config["fcclip_outputs"]) as data:
-        arrays = {image["image_id"]: {key: data[f"{image['image_id']}/{prefix}{key}"] for key in ("sem", "sem_margin", "pan")
+        arrays = {image["image_id"]: {key: data[f"{image['image_id']}/{prefix}{key}"]
+                                      for key in ("sem", "sem_margin", "pan")
                                       if f"{image['image_id']}/{prefix}{key}" in data.files} for image in IMAGES}
     return arrays, config[f"{prefix}segments"]
 
@@ -100,7 +101,8 @@ def test_golden_subset_is_not_the_full_vocabulary_restricted(name):
     differ = 0
     for image, feats in zip(images, segmenter.image_features(images)):
         probs = segmenter.class_logits(feats.logits, full)[:, columns].softmax(dim=1)
-        out = mask_inference.outputs_from_soft_masks(feats.soft_masks, probs[:, :-1], probs[:, -1], subset, panoptic=False)
+        out = mask_inference.outputs_from_soft_masks(feats.soft_masks, probs[:, :-1], probs[:, -1], subset,
+                                                     panoptic=False)
         differ += int((out.sem_seg != np.asarray(subset.ids)[golden[image.image_id]["sem"]]).sum())
     assert differ > 0
 
@@ -114,8 +116,8 @@ def float16_copy(name: str, folder: Path) -> dict[str, torch.Tensor]:
     for image in IMAGES:
         arrays = read_image_predictions(folder, image["image_id"])
         assert arrays["mask_logits"].dtype == np.float32  # the fixtures are unquantised
-        largest[image["image_id"]] = torch.from_numpy(np.abs(arrays["mask_logits"]).reshape(len(arrays["mask_logits"]), -1)
-                                                      .max(1))
+        logits = arrays["mask_logits"]
+        largest[image["image_id"]] = torch.from_numpy(np.abs(logits).reshape(len(logits), -1).max(1))
         arrays["mask_logits"] = mask_inference.store_mask_logits(arrays["mask_logits"], "float16")
         prediction_file(folder, image["image_id"]).unlink()
         write_image_predictions(folder, image["image_id"], arrays)
@@ -137,7 +139,8 @@ def test_golden_float16_changes_labels_only_within_the_stated_bound(name, tmp_pa
         expected = golden[image.image_id]
         rows, cols = np.nonzero(out.sem_seg != expected["sem"])
         changed += len(rows)
-        ours, theirs = torch.from_numpy(out.sem_seg[rows, cols]), torch.from_numpy(expected["sem"][rows, cols].astype(np.int64))
+        ours = torch.from_numpy(out.sem_seg[rows, cols])
+        theirs = torch.from_numpy(expected["sem"][rows, cols].astype(np.int64))
         bound = ((probs[:, ours] + probs[:, theirs]) * largest[image.image_id][:, None] / 8192).sum(0)
         margin = torch.from_numpy(expected["sem_margin"][rows, cols])
         assert torch.all(margin <= bound * (1 + 1e-4)), (image.image_id, margin.max().item())

@@ -160,10 +160,8 @@ def fcclip_result_arrays(result: dict, prefix: str) -> tuple[dict[str, np.ndarra
 
 
 def record_config(name: str, args, samples, vocabulary_name: str, config_file: str) -> dict:
-    import detectron2.data.transforms as T
-
     from benchmark.data.types import Vocabulary
-    from benchmark.exporters.fcclip import FcclipCapture, build_fcclip
+    from benchmark.exporters.fcclip import FcclipCapture, build_fcclip, fcclip_inputs
     from benchmark.models.cached import ensemble_settings, write_image_predictions, write_meta
 
     options = ["MODEL.FC_CLIP.CLIP_PRETRAINED_WEIGHTS=", f"MODEL.MASK_FORMER.NUM_OBJECT_QUERIES={args.queries}",
@@ -187,14 +185,7 @@ def record_config(name: str, args, samples, vocabulary_name: str, config_file: s
     capture = FcclipCapture(model, "float32")  # unquantised: the test quantises a copy itself
     results = {}
     model.register_forward_hook(lambda _module, _inputs, out: results.__setitem__("last", out))
-    # fed as the exporter feeds FC-CLIP (benchmark/exporters/fcclip.py main: detectron2's DefaultPredictor)
-    resize = T.ResizeShortestEdge([fcclip_cfg.INPUT.MIN_SIZE_TEST] * 2, fcclip_cfg.INPUT.MAX_SIZE_TEST)
-    inputs = []
-    for sample in samples:
-        image = sample.image if fcclip_cfg.INPUT.FORMAT == "RGB" else sample.image[:, :, ::-1]
-        image = resize.get_transform(image).apply_image(image)
-        inputs.append({"image": torch.as_tensor(image.astype("float32").transpose(2, 0, 1)),
-                       "height": sample.height, "width": sample.width})
+    inputs = fcclip_inputs(samples, fcclip_cfg)  # one image per forward, as the exporter runs FC-CLIP
     arrays, segments, predicted = {}, {}, set()
     for sample, item in zip(samples, inputs):
         write_image_predictions(predictions, sample.image_id, capture([item])[0])
@@ -256,7 +247,8 @@ def main(argv: list[str]) -> int:
                for name, (config_file, vocabulary) in CONFIGS.items()}
     recording = {
         "command": "python tools/record_fcclip_golden.py " + " ".join(argv),
-        "fcclip": {"repository": "bytedance/fc-clip", "head": git_head(args.fcclip), "fcclip_dir_equals": FCCLIP_COMMIT},
+        "fcclip": {"repository": "bytedance/fc-clip", "head": git_head(args.fcclip),
+                   "fcclip_dir_equals": FCCLIP_COMMIT},
         "detectron2": {"repository": "facebookresearch/detectron2", "head": git_head(args.detectron2)},
         # blob hashes name the code that wrote the files whatever commit it ends up in (rebases keep them)
         "this_project": {"head": git_head(REPO), "blobs": {path: git_blob(REPO / path) for path in (

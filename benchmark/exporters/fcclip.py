@@ -30,7 +30,7 @@ they are installed; it hooks into FC-CLIP's own code (bytedance/fc-clip `fcclip/
   (`mask_inference.fcclip_class_logits`) on the captured logits reproduces it bit for bit, and says if not.
 
 The images are read by this project's dataset readers and fed as detectron2's DefaultPredictor does
-(detectron2/engine/defaults.py: ResizeShortestEdge(MIN_SIZE_TEST, MAX_SIZE_TEST), INPUT.FORMAT channel order,
+(`fcclip_inputs`; detectron2/engine/defaults.py: ResizeShortestEdge(MIN_SIZE_TEST, MAX_SIZE_TEST), INPUT.FORMAT channel order,
 "height"/"width" of the original image). Class columns are FC-CLIP's test classes in its contiguous order,
 which must be the vocabulary file's order: checked by count, and each class's synonym set against FC-CLIP's
 (its `*_with_prompt_eng.txt` lists, split at commas as FC-CLIP's `prepare_class_names_from_metadata` does).
@@ -180,6 +180,22 @@ def build_fcclip(config_file: str, weights: str, options: list[str], device: str
     return cfg, model, MetadataCatalog.get(cfg.DATASETS.TEST[0])
 
 
+def fcclip_inputs(samples, fcclip_cfg) -> list[dict]:  # pragma: no cover - needs detectron2
+    """FC-CLIP's input dicts for this project's samples, as detectron2's DefaultPredictor makes them
+    (detectron2/engine/defaults.py): ResizeShortestEdge(MIN_SIZE_TEST, MAX_SIZE_TEST), INPUT.FORMAT channel
+    order, the original "height" and "width"."""
+    import detectron2.data.transforms as T
+
+    resize = T.ResizeShortestEdge([fcclip_cfg.INPUT.MIN_SIZE_TEST] * 2, fcclip_cfg.INPUT.MAX_SIZE_TEST)
+    inputs = []
+    for sample in samples:
+        image = sample.image if fcclip_cfg.INPUT.FORMAT == "RGB" else sample.image[:, :, ::-1]
+        image = resize.get_transform(image).apply_image(image)
+        inputs.append({"image": torch.as_tensor(image.astype("float32").transpose(2, 0, 1)),
+                       "height": sample.height, "width": sample.width})
+    return inputs
+
+
 def main(argv: list[str]) -> int:  # pragma: no cover - the parts that need FC-CLIP
     parser = argparse.ArgumentParser(prog="python -m benchmark.exporters.fcclip",
                                      description="Export FC-CLIP's predictions (format v3) for model=cached.")
@@ -225,21 +241,9 @@ def main(argv: list[str]) -> int:  # pragma: no cover - the parts that need FC-C
     write_meta(out, vocabulary.name, vocabulary.ids, void=True, embedding_dim=int(model.backbone.dim_latent),
                producer=producer, ensemble=ensemble, semantic_at_input=not model.sem_seg_postprocess_before_inference,
                object_threshold=model.object_mask_threshold, overlap_threshold=model.overlap_threshold)
-    import detectron2.data.transforms as T
-
-    resize = T.ResizeShortestEdge([fcclip_cfg.INPUT.MIN_SIZE_TEST] * 2, fcclip_cfg.INPUT.MAX_SIZE_TEST)
     capture = FcclipCapture(model, args.mask_dtype)
-
-    def predict(samples):
-        inputs = []
-        for sample in samples:
-            image = sample.image if fcclip_cfg.INPUT.FORMAT == "RGB" else sample.image[:, :, ::-1]
-            image = resize.get_transform(image).apply_image(image)
-            inputs.append({"image": torch.as_tensor(image.astype("float32").transpose(2, 0, 1)),
-                           "height": sample.height, "width": sample.width})
-        return capture(inputs)
-
-    written, kept = export_images(images, out, 1, predict, progress.bar)
+    written, kept = export_images(images, out, 1, lambda samples: capture(fcclip_inputs(samples, fcclip_cfg)),
+                                  progress.bar)
     if capture.mismatches:
         print(f"warning: on {capture.mismatches} of {written} image(s) FC-CLIP's final class scores differ from "
               f"mask_inference.fcclip_class_logits on its captured logits: model=cached will not be exact",
