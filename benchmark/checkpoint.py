@@ -42,7 +42,7 @@ def _is_faiss_index(value: Any) -> bool:
     return faiss is not None and isinstance(value, faiss.Index)
 
 
-def _externalise(value: Any, write) -> Any:
+def externalise(value: Any, write) -> Any:
     """`value` with every faiss index replaced by {"__faiss_index__": file name} and every DiskRows by
     {"__disk_rows__": file name, its row shape, dtype and count} (`write(suffix, save)` -> the file name,
     `save(handle)` writing the file's content to an open binary file)."""
@@ -57,13 +57,13 @@ def _externalise(value: Any, write) -> Any:
         return {"__disk_rows__": write("rows", value.copy_to), "row_shape": list(value.row_shape),
                 "dtype": value.dtype.str, "count": len(value)}
     if isinstance(value, dict):
-        return {key: _externalise(item, write) for key, item in value.items()}
+        return {key: externalise(item, write) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
-        return type(value)(_externalise(item, write) for item in value)
+        return type(value)(externalise(item, write) for item in value)
     return value
 
 
-def _internalise(value: Any, directory: Path) -> Any:
+def internalise(value: Any, directory: Path) -> Any:
     if isinstance(value, dict):
         if set(value) == {"__faiss_index__"}:
             import faiss
@@ -72,9 +72,9 @@ def _internalise(value: Any, directory: Path) -> Any:
         if "__disk_rows__" in value:
             return DiskRows.from_file(directory / value["__disk_rows__"], tuple(value["row_shape"]),
                                       np.dtype(value["dtype"]), int(value["count"]))
-        return {key: _internalise(item, directory) for key, item in value.items()}
+        return {key: internalise(item, directory) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
-        return type(value)(_internalise(item, directory) for item in value)
+        return type(value)(internalise(item, directory) for item in value)
     return value
 
 
@@ -93,7 +93,7 @@ def save_checkpoint(run_dir: Path, completed_step: int, method_state: dict) -> N
         return name
 
     try:
-        state = {"completed_step": completed_step, "method": _externalise(method_state, write_side_file),
+        state = {"completed_step": completed_step, "method": externalise(method_state, write_side_file),
                  "rng": rng_states()}
         atomic_write_stream(run_dir / CHECKPOINT_FILE, lambda handle: torch.save(state, handle))
     except BaseException:
@@ -114,7 +114,7 @@ def load_checkpoint(run_dir: Path) -> dict | None:
     try:
         # our own file, written by save_checkpoint: it holds numpy arrays and RNG tuples, hence weights_only=False
         checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-        return {**checkpoint, "method": _internalise(checkpoint["method"], Path(run_dir))}
+        return {**checkpoint, "method": internalise(checkpoint["method"], Path(run_dir))}
     except Exception as exc:
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise UserError(f"cannot read checkpoint {path}: {reason}") from None

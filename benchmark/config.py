@@ -8,7 +8,6 @@ own parameters are checked against its `Config` dataclass.
 from __future__ import annotations
 
 import keyword
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,8 +17,8 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from benchmark.errors import UserError
+from benchmark.plugins import load_methods, plugin_config_folders
 from benchmark.registry import suggest
-
 
 
 def _shipped_config_dir() -> Path:
@@ -30,29 +29,13 @@ def _shipped_config_dir() -> Path:
 
 CONFIG_DIR = _shipped_config_dir()
 GROUPS = ("method", "stream", "protocol", "model", "data", "logger")
-PLUGIN_GROUP = "covseg_bench.plugins"  # entry point group of installed packages that add methods (benchmark.plugins)
-PLUGIN_PATH_ENV = "COVSEG_PATH"  # folders of one's own methods and configs, os.pathsep-separated
-
-
-def plugin_folders() -> list[Path]:
-    """The folders of $COVSEG_PATH (each: top-level *.py modules and a configs/ folder)."""
-    return [Path(p).expanduser().resolve() for p in os.environ.get(PLUGIN_PATH_ENV, "").split(os.pathsep) if p]
 
 
 def config_search_path() -> list[Path]:
     """Where config groups are looked up, first match wins: the project's configs/, then the `configs/` folder
     of every $COVSEG_PATH folder and beside every `covseg_bench.plugins` entry point's module (found without
     importing it): Hydra's `hydra.searchpath`, filled from the plugins."""
-    import importlib.util
-    from importlib.metadata import entry_points
-
-    folders = [CONFIG_DIR, *(folder / "configs" for folder in plugin_folders())]
-    for entry_point in entry_points(group=PLUGIN_GROUP):
-        top = entry_point.value.split(":")[0].split(".")[0]
-        spec = importlib.util.find_spec(top)
-        if spec is not None and spec.origin:
-            module_dir = Path(spec.origin).parent
-            folders += [module_dir / "configs"]
+    folders = [CONFIG_DIR, *plugin_config_folders()]
     return [folder for folder in dict.fromkeys(folders) if folder.is_dir()]
 
 
@@ -159,6 +142,7 @@ class RunConfig:
     device: str = "cpu"  # torch device
     resume: Optional[str] = None  # RUN_DIR of an interrupted run, or auto: the latest unfinished run of this config
     threads: Optional[int] = None  # torch CPU threads per process; None: $OMP_NUM_THREADS, else usable cores / local ranks
+    isolate: bool = False  # the method (and all plugin code) runs in a worker process that never sees labels or data paths
 
 
 def register_schema() -> None:
@@ -174,13 +158,18 @@ def group_options(group: str) -> list[str]:
     return sorted({p.stem for folder in config_search_path() for p in (folder / group).glob("*.yaml")})
 
 
+def _isolated(overrides: list[str]) -> bool:
+    """isolate=true among the overrides: then no plugin may be imported here, not even to diagnose an error."""
+    return any(item.lower() in ("isolate=true", "isolate=yes", "isolate=on", "isolate=1") for item in overrides)
+
+
 def _check_group_choices(overrides: list[str]) -> None:
     for item in overrides:
         match = re.fullmatch(r"([a-z_]+)=(.*)", item)
         if match and match.group(1) in GROUPS:
             group, option = match.groups()
             options = group_options(group)
-            if option not in options and group == "method":
+            if option not in options and group == "method" and not _isolated(overrides):
                 from benchmark.plugin_config import missing_config  # only here: a plugin's method without its YAML
 
                 if missing_config(option):
@@ -257,7 +246,6 @@ def _chosen_option(group: str, overrides: list[str]) -> str:
 def validate(cfg: DictConfig) -> DictConfig:
     """Merge into the typed schema (unknown keys, wrong types) and check the method's parameters."""
     from benchmark.method import METHODS
-    import benchmark.plugins  # noqa: F401  (registers methods)
 
     cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
     if "hydra" in cfg:
@@ -270,6 +258,19 @@ def validate(cfg: DictConfig) -> DictConfig:
     name = method.get("name")
     if not name:
         raise UserError("config has no method.name; choose one with method=NAME (see `python -m benchmark list methods`)")
+    load_methods(foreign=not typed.isolate)  # isolate=true: plugin code is imported by the method's worker only
+    # a plugin's method under isolation: its keys are checked in its worker (benchmark.isolation), not here
+    unchecked = typed.isolate and name not in METHODS
+    typed.method = OmegaConf.create(dict(method)) if unchecked else check_method_config(name, method)
+    _check_choices(typed)
+    _check_extras(typed)
+    return typed
+
+
+def check_method_config(name: str, method: DictConfig) -> DictConfig:
+    """The method's keys checked against its Config dataclass, defaults filled in (`name` first)."""
+    from benchmark.method import METHODS
+
     method_cls = METHODS.get(name)
     params = {_field_name(k): v for k, v in method.items() if k != "name"}
     try:
@@ -278,10 +279,7 @@ def validate(cfg: DictConfig) -> DictConfig:
         schema = OmegaConf.create({_key_name(k): v for k, v in OmegaConf.structured(method_cls.Config).items()})
         raise _schema_error(exc, schema, prefix="method.") from None
     OmegaConf.to_object(checked)  # runs the method Config's __post_init__ checks (ranges, choices)
-    typed.method = OmegaConf.create({"name": name, **{_key_name(k): v for k, v in checked.items()}})
-    _check_choices(typed)
-    _check_extras(typed)
-    return typed
+    return OmegaConf.create({"name": name, **{_key_name(k): v for k, v in checked.items()}})
 
 
 def _check_extras(cfg: DictConfig) -> None:

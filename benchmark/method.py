@@ -11,6 +11,7 @@ The protocol is sealed by types:
 """
 from __future__ import annotations
 
+import copy
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Iterator
@@ -56,10 +57,17 @@ class StepData:
             filtered = filter_sample(sample, keep)
             return filtered if relabel is None else relabel(sample, filtered, keep)
 
-        return cls(step, keep, seen_classes, vocabulary.subset(seen_classes), len(indices), load, progress)
+        # a deep copy: a method that mutates its vocabulary (frozen dataclasses yield to object.__setattr__)
+        # cannot change the runner's
+        return cls(step, keep, seen_classes, copy.deepcopy(vocabulary.subset(seen_classes)), len(indices), load,
+                   progress)
 
     def __len__(self) -> int:
         return self._count
+
+    def sample_at(self, position: int) -> Sample | None:
+        """The filtered training sample at `position` (0..len-1) of the step, None when unreadable."""
+        return self._load(position)
 
     def samples(self) -> Iterator[Sample]:
         """Training samples of this step with the label policy applied (unreadable ones left out)."""

@@ -11,8 +11,9 @@ from pathlib import Path
 def missing_config(method: str) -> str | None:
     """One line for a plugin method without its YAML, or None when no plugin registered `method`."""
     from benchmark.method import METHODS
-    from benchmark.plugins import PLUGIN_GROUP, plugin_folders  # importing it registers every method
+    from benchmark.plugins import PLUGIN_GROUP, load_methods, plugin_folders
 
+    load_methods()
     if method not in METHODS:
         return None
     module = METHODS.get(method).__module__

@@ -2,6 +2,7 @@
 stream's matrices and summary. Every derived number is recomputed from the persisted raw statistics."""
 from __future__ import annotations
 
+import copy
 import os
 import random
 import time
@@ -18,9 +19,11 @@ from benchmark.data.types import ImageInput, SegmentationDataset, Vocabulary
 from benchmark.evaluation.panoptic import PanopticEvaluator
 from benchmark.evaluation.per_image import PerImageCounts
 from benchmark.evaluation.semantic import SemanticEvaluator
+from benchmark.isolation.parent import IsolatedMethod, isolated_provenance
 from benchmark.method import METHODS, ContinualMethod, StepData, filter_sample
 from benchmark.models import build_segmenter, check_device
 from benchmark.models.feature_cache import FeatureCache, directory_bytes
+from benchmark.plugins import code_records, foreign_module_files
 from benchmark.protocol import Protocol
 from benchmark.reporting.progress import Progress
 from benchmark.checkpoint import load_checkpoint, rng_states, save_checkpoint, set_rng_states
@@ -45,7 +48,7 @@ class RunContext:
     stream: Stream
     train: SegmentationDataset
     val: SegmentationDataset
-    method: ContinualMethod
+    method: ContinualMethod | IsolatedMethod  # isolate=true: the method in its worker process
     progress: Progress
     protocol: Protocol  # the CSS protocol's training labels and evaluation rules (configs/protocol/)
 
@@ -84,10 +87,15 @@ def prepare_run(cfg: DictConfig) -> RunContext:
     torch.set_num_threads(thread_count(cfg.threads))
     progress = Progress(quiet=cfg.quiet or not distributed.is_main())
     train, val, stream = open_stream_data(cfg, progress)
+    protocol = Protocol.of(cfg.protocol, train.vocabulary)
+    if cfg.isolate:
+        method = IsolatedMethod.start(cfg, len(train.vocabulary), device, quiet=cfg.quiet or not distributed.is_main())
+        cfg.method = method.started["method"]  # a plugin's keys, checked (and completed) by its worker
+        return RunContext(cfg, stream, train, val, method, progress, protocol)
     segmenter = build_segmenter(cfg.model, seed=cfg.seed, device=device)
     method_cls = METHODS.get(cfg.method.name)
     method = method_cls(method_config(cfg), segmenter, len(train.vocabulary), seed=cfg.seed)
-    return RunContext(cfg, stream, train, val, method, progress, Protocol.of(cfg.protocol, train.vocabulary))
+    return RunContext(cfg, stream, train, val, method, progress, protocol)
 
 
 def ground_truth_access(cfg: DictConfig) -> str | None:
@@ -101,7 +109,8 @@ def evaluate_step(ctx: RunContext, vocab: Vocabulary, step: int) -> dict[str, np
     evaluation before step 0): the confusion matrix and, on panoptic streams, the per-class PQ sums. Ground
     truth outside `vocab` is ignored (VOID), or a background row, and images may not count: as the protocol says
     (ctx.protocol, benchmark/protocol.py).
-    The method sees `ImageInput`s only (pixels, no labels); the ground truth stays here, for the evaluator.
+    The method sees `ImageInput`s only (pixels, no labels) and a copy of `vocab`; the ground truth stays here,
+    for the evaluator, filtered with the runner's own `vocab`.
     Under torchrun each rank predicts its shard of the images and the statistics are summed."""
     cfg = ctx.cfg
     full_vocab = ctx.train.vocabulary
@@ -111,16 +120,17 @@ def evaluate_step(ctx: RunContext, vocab: Vocabulary, step: int) -> dict[str, np
     indices = distributed.shard(range(validation_count(cfg, ctx.val)))
     batch_size = cfg.eval.batch_size
     oracle = ground_truth_access(cfg) == "oracle_proposals"
+    scored = list(vocab.ids)
     for start in ctx.progress.bar(range(0, len(indices), batch_size),
                                   desc=f"eval step {step}" if step >= 0 else "eval initial",
                                   total=(len(indices) + batch_size - 1) // batch_size):
         loaded = [(i, ctx.val.load(i)) for i in indices[start:start + batch_size]]
         # the protocol's ground truth; None: the image does not count at this step (and is not predicted)
-        truths = [(i, s, ctx.protocol.evaluation_truth(s, filter_sample(s, vocab.ids), vocab.ids))
+        truths = [(i, s, ctx.protocol.evaluation_truth(s, filter_sample(s, scored), scored))
                   for i, s in loaded if s is not None]
         counted = [(i, s, gt) for i, s, gt in truths if gt is not None]
         batch = [s for _, s, _ in counted]
-        outputs = ctx.method.predict([ImageInput.of(s, ctx.stream.panoptic, oracle) for s in batch], vocab)
+        outputs = ctx.method.predict([ImageInput.of(s, ctx.stream.panoptic, oracle) for s in batch], copy.deepcopy(vocab))
         if len(outputs) != len(batch):
             raise RuntimeError(f"method {cfg.method.name} returned {len(outputs)} outputs for {len(batch)} images")
         for (image_index, sample, gt), output in zip(counted, outputs):
@@ -143,12 +153,12 @@ def evaluate_initial(ctx: RunContext, writer: RunWriter | None) -> None:
     """Row -1 of R: the untouched method (before learning step 0) evaluated with every class of the vocabulary,
     persisted as raw statistics like a step. The reference of forward transfer and learning gain; for an
     open-vocabulary method it is the zero-shot model. The global RNG states are restored afterwards, so the
-    steps that follow draw exactly what they would without it."""
-    states = rng_states()
+    steps that follow draw exactly what they would without it (in the worker's process under isolate=true)."""
+    states = ctx.method.rng_states() if ctx.cfg.isolate else rng_states()
     started = time.perf_counter()
     stats = evaluate_step(ctx, ctx.train.vocabulary, step=-1)
     eval_seconds = time.perf_counter() - started
-    set_rng_states(states)
+    (ctx.method.set_rng_states if ctx.cfg.isolate else set_rng_states)(states)
     if writer is not None:
         record = writer.write_initial(stats, eval_seconds)
         ctx.progress.log(f"initial evaluation (every class, before step 0): mIoU {record['miou_all']:.1f}  "
@@ -171,15 +181,27 @@ def open_run(cfg: DictConfig, ctx: RunContext) -> tuple[RunWriter | None, Path, 
     writer.manifest["environment"] = torch_environment()
     # what the method was allowed to see: the leaderboard ranks sealed runs only
     writer.manifest["protocol"] = {"ground_truth_access": ground_truth_access(cfg), "vocabulary": cfg.eval.vocabulary,
-                                   "preset": ctx.protocol.describe(cfg.stream)}
+                                   "preset": ctx.protocol.describe(cfg.stream), "isolate": cfg.isolate}
     distributed.broadcast_object((writer.run_dir, first_step))
     return writer, writer.run_dir, first_step
 
 
 def _open_run_main(cfg: DictConfig, ctx: RunContext) -> tuple[RunWriter, int]:
     run_dir = find_resumable(cfg, ctx.stream) if cfg.resume == "auto" else (Path(cfg.resume) if cfg.resume else None)
+    # provenance: computed here from the files on disk (under isolate=true no plugin code ever ran here); every
+    # module imported from COVSEG_PATH or an entry point is listed, whether or not it registered the method
+    if cfg.isolate:
+        source, plugins = isolated_provenance(cfg.method.name, ctx.method.started)
+    else:
+        source, plugins = None, code_records(foreign_module_files())
+    writer, first_step = _open_writer(cfg, ctx, run_dir, source)
+    writer.manifest["plugins"] = plugins
+    return writer, first_step
+
+
+def _open_writer(cfg: DictConfig, ctx: RunContext, run_dir: Path | None, source: dict | None) -> tuple[RunWriter, int]:
     if run_dir is None:
-        writer = RunWriter.create(cfg, ctx.stream)
+        writer = RunWriter.create(cfg, ctx.stream, source)
         ctx.progress.log(f"run {writer.run_dir}  ({ctx.stream.name}: {ctx.stream.num_steps} steps, "
                          f"{len(ctx.stream.vocabulary)} classes; method {cfg.method.name})")
         return writer, 0
@@ -190,7 +212,7 @@ def _open_run_main(cfg: DictConfig, ctx: RunContext) -> tuple[RunWriter, int]:
         mark_unresumable(run_dir, str(exc))
         raise UserError(f"resume: {exc}; that run is now marked failed and resume=auto passes over "
                         "it, so the same command starts fresh (delete the folder if you no longer need it)") from None
-    writer = RunWriter.reopen(run_dir, cfg, ctx.stream)
+    writer = RunWriter.reopen(run_dir, cfg, ctx.stream, source)
     if checkpoint is None:
         ctx.progress.log(f"resume {run_dir}: no step completed yet, starting at step 0")
         return writer, 0
@@ -201,14 +223,10 @@ def _open_run_main(cfg: DictConfig, ctx: RunContext) -> tuple[RunWriter, int]:
     return writer, first_step
 
 
-def encoder_passes(ctx: RunContext, first_step: int) -> dict:
-    """Images through the frozen backbone(s) and prompts through the text encoder in this process, against the
-    distinct images the run touched (steps first_step..T): a bound the caches must keep, backbone passes <=
-    distinct images."""
-    segmenter = ctx.method.segmenter
-    training = {image_id for ids in ctx.stream.train_image_ids[first_step:] for image_id in ids}
-    validation = len(distributed.shard(range(validation_count(ctx.cfg, ctx.val))))
-    embedder = getattr(ctx.method, "embedder", None)
+def encoder_counters(method: ContinualMethod) -> dict:
+    """Images through the frozen backbone(s) and prompts through the text encoder in the method's process."""
+    segmenter = method.segmenter
+    embedder = getattr(method, "embedder", None)
     disk = getattr(segmenter, "cache_dir", None)
     # per-image features read from / written to the disk cache: a run that mostly read them ran warm (faster)
     disk_caches = [cache for owner in (segmenter, embedder) for name in ("disk_cache", "dense_disk_cache")
@@ -218,8 +236,16 @@ def encoder_passes(ctx: RunContext, first_step: int) -> dict:
             "disk_cache_writes": sum(cache.writes for cache in disk_caches),
             "backbone_images": getattr(segmenter, "backbone_images", None),
             "embedder_images": getattr(embedder, "backbone_images", None),  # DINOv2 embedders only
-            "text_prompts": getattr(segmenter, "text_prompts", None),
-            "distinct_images": len(training) + validation, "distinct_training_images": len(training)}
+            "text_prompts": getattr(segmenter, "text_prompts", None)}
+
+
+def encoder_passes(ctx: RunContext, first_step: int) -> dict:
+    """`encoder_counters` against the distinct images the run touched (steps first_step..T): a bound the caches
+    must keep, backbone passes <= distinct images."""
+    training = {image_id for ids in ctx.stream.train_image_ids[first_step:] for image_id in ids}
+    validation = len(distributed.shard(range(validation_count(ctx.cfg, ctx.val))))
+    counters = ctx.method.encoder_counters() if ctx.cfg.isolate else encoder_counters(ctx.method)
+    return {**counters, "distinct_images": len(training) + validation, "distinct_training_images": len(training)}
 
 
 def run_stream(cfg: DictConfig) -> Path:
@@ -229,13 +255,17 @@ def run_stream(cfg: DictConfig) -> Path:
     interrupt it like Ctrl-C (benchmark.run_state)."""
     with interrupt_on_signals():
         ctx = prepare_run(cfg)
-        writer, run_dir, first_step = open_run(cfg, ctx)
         try:
-            return _run_steps(cfg, ctx, writer, run_dir, first_step)
-        except BaseException as exc:
-            if writer is not None:
-                writer.mark_ended(exc)
-            raise
+            writer, run_dir, first_step = open_run(cfg, ctx)
+            try:
+                return _run_steps(cfg, ctx, writer, run_dir, first_step)
+            except BaseException as exc:
+                if writer is not None:
+                    writer.mark_ended(exc)
+                raise
+        finally:
+            if cfg.isolate:
+                ctx.method.close()
 
 
 def _run_steps(cfg: DictConfig, ctx: RunContext, writer: RunWriter | None, run_dir: Path, first_step: int) -> Path:

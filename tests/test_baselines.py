@@ -6,11 +6,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import benchmark.plugins  # noqa: F401
 from baselines.trainable import IGNORE_INDEX, class_index_targets, label_grid, pixel_cross_entropy
 from benchmark.checkpoint import load_checkpoint
 from benchmark.data.types import IGNORE_LABEL, ImageInput
 from benchmark.errors import UserError
+from benchmark.plugins import load_methods
+
+load_methods()
 
 
 def test_pixel_cross_entropy_equals_cross_entropy_of_nearest_upsampled_logits():

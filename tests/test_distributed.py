@@ -179,12 +179,13 @@ def _training_set_worker(rank: int, world: int, port: int, demo_root: str, out: 
 
 
 def _fine_tuning_training_set(demo_root: str) -> tuple[torch.Tensor, torch.Tensor, int]:
-    import benchmark.plugins  # noqa: F401
     from benchmark.config import method_config
     from benchmark.method import METHODS
     from benchmark.models import build_segmenter
+    from benchmark.plugins import load_methods
     from streams.builder import open_dataset
 
+    load_methods()
     cfg = load_config(["method=finetune", f"data.root={demo_root}", "model.cache_dir=off"])
     segmenter = build_segmenter(cfg.model, seed=0)
     computed = []

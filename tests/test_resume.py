@@ -46,9 +46,10 @@ METRIC_KEYS = ("metrics", "matrices", "seen", "memory_bytes", "trainable_paramet
                  marks=pytest.mark.slow),
 ], ids=["knnclip", "finetune", "joint", "avalanche-replay"])
 def test_sigkill_during_step_3_then_resume_gives_same_summary(demo_root, tmp_path, method, extra):
-    import benchmark.plugins  # noqa: F401
     from benchmark.method import METHODS
+    from benchmark.plugins import load_methods
 
+    load_methods()
     if method not in METHODS:
         pytest.skip(f"method {method} is not registered in this checkout")
     base = [f"method={method}", *extra, f"data.root={demo_root}", "quiet=true", "eval.max_images=24",

@@ -174,14 +174,19 @@ def method_source(name: str) -> dict:
     relative to the repository), `registered` (the defining module lies in this repository's methods/ or
     baselines/), `module` and `untracked` (recorded files git does not track; [] outside a checkout)."""
     from benchmark.method import METHODS
+    from benchmark.plugins import load_methods
 
     if name not in METHODS:
-        import benchmark.plugins  # noqa: F401  (registers every method of methods/ and baselines/)
+        load_methods()
     method_cls = METHODS.get(name)
-    paths = method_source_files(method_cls)
-    files = {_source_key(path): file_sha256(path) for path in paths}
     defining = Path(inspect.getsourcefile(method_cls) or "").resolve()
     registered = _in_repo(defining) and defining.relative_to(REPO_ROOT).parts[0] in PLUGIN_ROOTS
+    return source_record(method_source_files(method_cls), registered, method_cls.__module__, method_cls.__qualname__)
+
+
+def source_record(paths: list[Path], registered: bool, module: str, qualname: str) -> dict:
+    """`method_source`'s record of the source files `paths` (hashed here, from disk)."""
+    files = {_source_key(path): file_sha256(path) for path in paths}
     untracked: list[str] = []
     in_repo = [key for key in files if not key.startswith("/")]
     try:
@@ -191,7 +196,7 @@ def method_source(name: str) -> dict:
     except (OSError, subprocess.SubprocessError):
         pass
     return {"digest": source_digest(files), "files": files, "registered": bool(registered),
-            "module": method_cls.__module__, "class": method_cls.__qualname__, "untracked": untracked}
+            "module": module, "class": qualname, "untracked": untracked}
 
 
 def current_source_state(recorded: dict) -> tuple[str | None, list[str]]:
@@ -275,7 +280,9 @@ class RunWriter:
         self.logger: RunLogger = build_logger(cfg.logger)
 
     @classmethod
-    def create(cls, cfg: DictConfig, stream) -> "RunWriter":
+    def create(cls, cfg: DictConfig, stream, source: dict | None = None) -> "RunWriter":
+        """A new run folder; `source`: the method's provenance when the caller computed it (isolate=true),
+        else `method_source` of the configured method."""
         run_id = cfg.run_id or f"{dt.datetime.now(dt.timezone.utc):%Y%m%d-%H%M%S}-s{cfg.seed}-{secrets.token_hex(3)}"
         run_dir = Path(cfg.results_dir) / stream.name / cfg.method.name / run_id
         try:
@@ -293,7 +300,8 @@ class RunWriter:
             "model": OmegaConf.to_container(cfg.model), "seed": cfg.seed,
             "seeds": {"seed": cfg.seed, "stream.order_seed": cfg.stream.order_seed,
                       "data.demo_seed": cfg.data.demo_seed},
-            "git": git_state(), "method_source": method_source(cfg.method.name), "packages": package_versions(), "python": platform.python_version(),
+            "git": git_state(), "method_source": source or method_source(cfg.method.name),
+            "packages": package_versions(), "python": platform.python_version(),
             "host": socket.gethostname(), "process": process_identity(), "platform": platform.platform(),
             "hardware": hardware(),
             "device": cfg.device, "started": utc_now(), "finished": None,
@@ -304,13 +312,14 @@ class RunWriter:
         return writer
 
     @classmethod
-    def reopen(cls, run_dir: Path, cfg: DictConfig, stream) -> "RunWriter":
-        """An interrupted run folder (`check_resumable`), its manifest `running` again with a `resumed` record."""
+    def reopen(cls, run_dir: Path, cfg: DictConfig, stream, source: dict | None = None) -> "RunWriter":
+        """An interrupted run folder (`check_resumable`), its manifest `running` again with a `resumed` record
+        (`source` as in `create`)."""
         run_dir = Path(run_dir)
         manifest = check_resumable(run_dir, cfg, stream)
         writer = cls(run_dir, cfg, stream)
         resumption = {"at": utc_now(), "host": socket.gethostname(), "hardware": hardware(), "git": git_state(),
-                      "method_source": method_source(cfg.method.name),
+                      "method_source": source or method_source(cfg.method.name),
                       "previous": {"status": manifest.get("status"), "failure": manifest.get("failure")}}
         manifest.pop("failure", None)
         writer.manifest = {**manifest, "status": "running", "process": process_identity(),

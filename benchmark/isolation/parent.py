@@ -1,0 +1,189 @@
+"""The parent's side of isolate=true: `IsolatedMethod` starts the worker and stands in for the method."""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+import benchmark
+from benchmark.checkpoint import rng_states
+from benchmark.data.types import ImageInput, Sample, Vocabulary
+from benchmark.disk_rows import DiskRows
+from benchmark.errors import UserError
+from benchmark.isolation.channel import Channel
+from benchmark.method import METHODS, SegmentationOutput, StepData
+from benchmark.plugins import code_records, foreign_module_files, foreign_roots, is_under, load_methods
+from benchmark.reporting.results import _in_repo, method_source, source_record
+
+HARNESS_ROOT = Path(benchmark.__file__).resolve().parents[1]  # holds benchmark/, baselines/, methods/, streams/
+# what the worker's environment keeps: locale, temp and cache folders, thread and GPU settings, model weight
+# caches, and the plugin folders it imports; everything else (DETECTRON2_DATASETS, torchrun's rendezvous, ...)
+# stays behind
+KEPT_VARIABLES = ("PATH", "HOME", "USER", "LANG", "TZ", "TMPDIR", "XDG_CACHE_HOME", "COVSEG_PATH", "LD_LIBRARY_PATH",
+                  "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "TORCH_HOME", "WANDB_MODE")
+KEPT_PREFIXES = ("LC_", "CUDA_", "HF_", "NVIDIA_")
+
+
+class WorkerError(UserError):
+    """The method's worker failed or broke the protocol: one line here, its traceback on stderr above."""
+
+
+def worker_environment() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k in KEPT_VARIABLES or k.startswith(KEPT_PREFIXES)}
+    # the harness the parent runs (a checkout may differ from an installed copy), then the user's PYTHONPATH
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(HARNESS_ROOT), os.environ.get("PYTHONPATH")) if p)
+    return env
+
+
+def _absolute(path: str | None) -> str | None:
+    return path if path in (None, "off") else str(Path(path).expanduser().resolve())
+
+
+class IsolatedMethod:
+    """The method in its worker process, called as the runner calls a ContinualMethod. `started` is the
+    worker's first reply: the method's checked config and the source files its class comes from."""
+
+    def __init__(self, process: subprocess.Popen, channel: Channel, scratch: Path, name: str) -> None:
+        self.process = process
+        self.channel = channel
+        self.scratch = scratch
+        self.name = name
+        self.started: dict = {}
+
+    @classmethod
+    def start(cls, cfg: DictConfig, num_classes: int, device: str, quiet: bool) -> "IsolatedMethod":
+        scratch = Path(tempfile.mkdtemp(prefix="covseg-worker-"))  # its working directory and state files
+        ours, theirs = socket.socketpair()
+        process = subprocess.Popen([sys.executable, "-m", "benchmark.isolation.worker", str(theirs.fileno())],
+                                   env=worker_environment(), cwd=scratch, pass_fds=[theirs.fileno()])
+        theirs.close()
+        method = cls(process, Channel(Connection(ours.detach()), restricted=True), scratch, cfg.method.name)
+        model = OmegaConf.to_container(cfg.model)
+        model.update(cache_dir=_absolute(model["cache_dir"]), predictions_dir=_absolute(model["predictions_dir"]))
+        rng = rng_states()
+        setup = {"method": OmegaConf.to_container(cfg.method), "model": model, "seed": cfg.seed, "device": device,
+                 "threads": torch.get_num_threads(), "num_classes": num_classes, "quiet": quiet,
+                 "rng": {**rng, "torch": rng["torch"].numpy()}, "scratch": str(scratch)}
+        try:
+            method.started = method.request("start", setup)
+            if method.started["method"].get("name") != cfg.method.name:
+                raise WorkerError(f"method {cfg.method.name}: its worker built {method.started['method'].get('name')}")
+        except BaseException:
+            method.close()
+            raise
+        return method
+
+    def request(self, op: str, *args: Any, samples: Callable[[int], Sample | None] | None = None) -> Any:
+        """Send one request and return its reply; during `learn`, answer the worker's sample requests."""
+        try:
+            self.channel.send((op, *args))
+            while True:
+                kind, payload = self.channel.recv()
+                if kind == "ok":
+                    return payload
+                if kind == "error":
+                    raise WorkerError(f"method {self.name} failed in its worker ({op}): "
+                                      + (payload["message"] if payload["user"] else f"{payload['type']}: {payload['message']}"))
+                if kind == "sample" and samples is not None and isinstance(payload, int):
+                    self.channel.send(("ok", samples(payload)))
+                    continue
+                raise WorkerError(f"method {self.name}: its worker sent '{kind}' during {op} (protocol violation)")
+        except (EOFError, OSError) as exc:
+            code = self.process.poll()
+            raise WorkerError(f"method {self.name}: its worker died during {op} "
+                              f"({'exit code ' + str(code) if code is not None else type(exc).__name__}); "
+                              "its error, if any, is above") from None
+        except Exception as exc:  # an unpicklable reply, a refused global
+            if isinstance(exc, WorkerError):
+                raise
+            raise WorkerError(f"method {self.name}: unusable reply from its worker during {op} ({exc})") from None
+
+    def learn(self, step: StepData) -> None:
+        def sample(position: int) -> Sample | None:
+            if not 0 <= position < len(step):
+                raise WorkerError(f"method {self.name} asked for training sample {position} of a step of {len(step)}")
+            return step.sample_at(position)
+
+        self.request("learn", {"step": step.step, "new_classes": step.new_classes, "seen_classes": step.seen_classes,
+                               "vocabulary": step.vocabulary, "count": len(step)}, samples=sample)
+
+    def predict(self, images: list[ImageInput], vocab: Vocabulary) -> list[SegmentationOutput]:
+        outputs = self.request("predict", images, vocab)
+        if not isinstance(outputs, list) or not all(isinstance(o, SegmentationOutput) for o in outputs):
+            raise WorkerError(f"method {self.name}: predict did not return a list of SegmentationOutput")
+        return outputs
+
+    def state_dict(self) -> dict:
+        """The worker's state as it sent it (opaque bytes, never unpickled here) with its side files as byte
+        stores, which the checkpoint writes as side files of its own."""
+        state = self.request("state_dict")
+        files = {}
+        for name in state["files"]:
+            path = self.scratch / name
+            files[name] = DiskRows.from_file(path, (1,), np.uint8, path.stat().st_size)
+            path.unlink()
+        return {"isolated": state["pickle"], "files": files}
+
+    def load_state_dict(self, state: dict) -> None:
+        for name, rows in state["files"].items():
+            with open(self.scratch / name, "wb") as handle:
+                rows.copy_to(handle)
+        self.request("load_state_dict", {"pickle": state["isolated"], "files": list(state["files"])})
+
+    def memory_bytes(self) -> int:
+        return int(self.request("memory_bytes"))
+
+    def trainable_parameters(self) -> int:
+        return int(self.request("trainable_parameters"))
+
+    def rng_states(self) -> dict:
+        return self.request("rng_states")
+
+    def set_rng_states(self, states: dict) -> None:
+        self.request("set_rng_states", states)
+
+    def encoder_counters(self) -> dict:
+        return self.request("counters")
+
+    def close(self) -> None:
+        """Ask the worker to exit (kill it if it does not within 30 s) and remove its scratch folder."""
+        try:
+            if self.process.poll() is None:
+                self.channel.send(("close",))
+                self.process.wait(timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            self.process.kill()
+            self.process.wait()
+        self.channel.close()
+        shutil.rmtree(self.scratch, ignore_errors=True)
+
+
+def isolated_provenance(name: str, started: dict) -> tuple[dict, list[dict]]:
+    """The manifest's `method_source` and `plugins` of an isolated run, hashed here from the files on disk:
+    a project method's as without isolation; a plugin's from the files its worker names, accepted only inside
+    the plugins' folders (its class) or this repository (its bases), and never `registered`. `plugins`: the
+    foreign modules on disk, and those the worker says it imported from the plugins' folders."""
+    load_methods(foreign=False)
+    roots = foreign_roots()
+    reported = {module: Path(path).resolve() for module, path in started["foreign"].items()}
+    plugins = code_records({**{m: p for m, p in reported.items() if is_under(p, roots)},
+                            **foreign_module_files(imported=False)})
+    if name in METHODS:
+        return method_source(name), plugins
+    files = [Path(path).resolve() for path in started["files"]]
+    defining = next((path for path in files if is_under(path, roots)), None)
+    if defining is None:
+        raise WorkerError(f"method {name} is not one of the project's, and its worker names no file of a plugin "
+                          f"folder or entry point as its source ({', '.join(map(str, files))})")
+    kept = [path for path in files if path == defining or _in_repo(path)]
+    return source_record(kept, False, started["module"], started["class"]), plugins

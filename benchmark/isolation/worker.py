@@ -1,0 +1,145 @@
+"""The method's process under isolate=true: `python -m benchmark.isolation.worker FD`, FD its end of the socket.
+It imports the plugins, builds the method, and answers the parent's requests (see benchmark/isolation)."""
+from __future__ import annotations
+
+import inspect
+import pickle
+import sys
+import traceback
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import OmegaConf
+
+from benchmark.checkpoint import externalise, internalise, rng_states, set_rng_states
+from benchmark.config import check_method_config, method_config
+from benchmark.data.types import ImageInput, Vocabulary
+from benchmark.errors import UserError
+from benchmark.isolation.channel import Channel
+from benchmark.method import METHODS, ContinualMethod, StepData
+from benchmark.models import build_segmenter
+from benchmark.plugins import foreign_module_files, load_methods
+from benchmark.reporting.progress import Progress
+
+
+def portable_rng_states() -> dict:
+    """The RNG states with torch's as a numpy array (the parent accepts no torch objects from a worker)."""
+    states = rng_states()
+    return {**states, "torch": states["torch"].numpy()}
+
+
+def set_portable_rng_states(states: dict) -> None:
+    set_rng_states({**states, "torch": torch.from_numpy(np.asarray(states["torch"]))})
+
+
+def class_files(method_cls: type) -> list[str]:
+    """The source files of the method's class and its bases (the parent decides which to record)."""
+    files = []
+    for klass in method_cls.__mro__:
+        try:
+            files.append(inspect.getsourcefile(klass))
+        except TypeError:  # builtins (object)
+            continue
+    return [str(Path(f).resolve()) for f in files if f]
+
+
+class Worker:
+    def __init__(self, channel: Channel, setup: dict) -> None:
+        self.channel = channel
+        self.scratch = Path(setup["scratch"])
+        self.progress = Progress(quiet=setup["quiet"])
+        torch.set_num_threads(setup["threads"])
+        load_methods()  # the plugins: here, never in the parent
+        checked = check_method_config(setup["method"]["name"], OmegaConf.create(setup["method"]))
+        set_portable_rng_states(setup["rng"])  # where the parent's RNG stood: as if the method were built there
+        segmenter = build_segmenter(OmegaConf.create(setup["model"]), seed=setup["seed"], device=setup["device"])
+        method_cls = METHODS.get(checked.name)
+        self.method: ContinualMethod = method_cls(method_config(OmegaConf.create({"method": checked})), segmenter,
+                                                  setup["num_classes"], seed=setup["seed"])
+        self.started = {"method": OmegaConf.to_container(checked), "module": method_cls.__module__,
+                        "class": method_cls.__qualname__, "files": class_files(method_cls),
+                        "foreign": {module: str(path) for module, path in foreign_module_files().items()}}
+
+    def learn(self, step: dict) -> None:
+        def load(position: int):
+            self.channel.send(("sample", position))
+            _, sample = self.channel.recv()
+            return sample
+
+        self.method.learn(StepData(step["step"], step["new_classes"], step["seen_classes"], step["vocabulary"],
+                                   step["count"], load, progress=self.progress.bar))
+
+    def predict(self, images: list[ImageInput], vocab: Vocabulary) -> list:
+        for image in images:
+            image.image.flags.writeable = False  # as the runner hands them over in-process
+        return list(self.method.predict(images, vocab))
+
+    def state_dict(self) -> dict:
+        """The state pickled (opaque to the parent) and its faiss indexes / row stores as scratch files."""
+        files: list[str] = []
+
+        def write(suffix: str, save) -> str:
+            name = f"state-{len(files)}.{suffix}"
+            save(self.scratch / name)
+            files.append(name)
+            return name
+
+        state = {"method": externalise(self.method.state_dict(), write), "rng": rng_states()}
+        return {"pickle": pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL), "files": files}
+
+    def load_state_dict(self, state: dict) -> None:
+        restored = pickle.loads(state["pickle"])
+        self.method.load_state_dict(internalise(restored["method"], self.scratch))
+        set_rng_states(restored["rng"])
+
+    def counters(self) -> dict:
+        from benchmark.runner import encoder_counters
+
+        return encoder_counters(self.method)
+
+    def handle(self, op: str, args: tuple) -> Any:
+        handlers = {
+            "learn": self.learn, "predict": self.predict, "state_dict": self.state_dict,
+            "load_state_dict": self.load_state_dict, "memory_bytes": self.method.memory_bytes,
+            "trainable_parameters": self.method.trainable_parameters, "rng_states": portable_rng_states,
+            "set_rng_states": set_portable_rng_states, "counters": self.counters,
+        }
+        return handlers[op](*args)
+
+
+def error_reply(exc: BaseException) -> tuple[str, dict]:
+    """("error", ...) with the exception's one line; its traceback goes to this process's stderr."""
+    if not isinstance(exc, UserError):
+        traceback.print_exc()
+    lines = str(exc).strip().splitlines()
+    return "error", {"type": type(exc).__name__, "message": lines[0] if lines else "", "user": isinstance(exc, UserError)}
+
+
+def serve(channel: Channel) -> int:
+    try:
+        _, setup = channel.recv()
+        worker = Worker(channel, setup)
+    except Exception as exc:  # noqa: BLE001  (reported to the parent, which fails the run with it)
+        channel.send(error_reply(exc))
+        return 1
+    channel.send(("ok", worker.started))
+    while True:
+        try:
+            op, *args = channel.recv()
+        except EOFError:  # the parent is gone
+            return 0
+        if op == "close":
+            channel.send(("ok", None))
+            return 0
+        try:
+            reply = ("ok", worker.handle(op, tuple(args)))
+        except Exception as exc:  # noqa: BLE001
+            reply = error_reply(exc)
+        channel.send(reply)
+
+
+if __name__ == "__main__":
+    sys.exit(serve(Channel(Connection(int(sys.argv[1])), restricted=False)))
