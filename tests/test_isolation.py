@@ -1,0 +1,150 @@
+"""isolate=true: the cheating plugins of tests/cheats/ reach 100 mIoU in-process and score like chance (or are
+recorded truthfully) when the method lives in its worker; honest methods give the same numbers either way."""
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+CHEATS = Path(__file__).parent / "cheats"
+# demo_4steps, 4 validation images, 2 training images per step: enough for every cheat to show
+TINY = ("stream=demo_4steps", "eval.max_images=4", "stream.max_train_images_per_step=2", "eval.initial=false")
+CHANCE = 20.0  # far above what zero-shot with random weights reaches on 40 classes, far below a cheat's 100
+
+
+@pytest.fixture
+def covseg_path(monkeypatch):
+    """covseg_path(*folders of tests/cheats) puts them on COVSEG_PATH for one test, and undoes afterwards what
+    importing them did to this process (in-process runs import them; isolated runs must not)."""
+    import benchmark.reporting.results as results
+    from benchmark.evaluation.semantic import SemanticEvaluator
+    from benchmark.method import METHODS
+    from benchmark.models.segmenter import PROMPT_TEMPLATES
+
+    saved = (SemanticEvaluator.process, results.method_source, dict(PROMPT_TEMPLATES), set(sys.modules), list(sys.path))
+
+    def use(*folders: str) -> None:
+        monkeypatch.setenv("COVSEG_PATH", os.pathsep.join(str(CHEATS / folder) for folder in folders))
+
+    yield use
+    SemanticEvaluator.process, results.method_source = saved[0], saved[1]
+    PROMPT_TEMPLATES.clear()
+    PROMPT_TEMPLATES.update(saved[2])
+    for name in [name for name in METHODS.names() if from_cheats(sys.modules.get(METHODS.get(name).__module__))]:
+        del METHODS._entries[name]
+    for name in set(sys.modules) - saved[3]:
+        if from_cheats(sys.modules[name]):
+            del sys.modules[name]
+    sys.path[:] = saved[4]
+
+
+def from_cheats(module) -> bool:
+    return CHEATS in Path(getattr(module, "__file__", None) or "/").parents
+
+
+def final(summary: dict) -> float:
+    return summary["metrics"]["miou"]["final"]
+
+
+def manifest(run_dir: Path) -> dict:
+    return json.loads((run_dir / "manifest.json").read_text())
+
+
+def assert_parent_untouched(*modules: str) -> None:
+    from benchmark.evaluation.semantic import SemanticEvaluator, add_confusion  # noqa: F401
+
+    assert not set(modules) & set(sys.modules), "the parent imported plugin code"
+    assert SemanticEvaluator.process.__module__ == "benchmark.evaluation.semantic"
+
+
+@pytest.mark.parametrize("method", ["cheat_gc", "cheat_frames", "cheat_closure"])
+def test_a_method_reaching_for_labels_scores_like_chance_only_under_isolation(run_demo, covseg_path, method):
+    covseg_path("peek")
+    isolated_dir, isolated = run_demo(f"method={method}", "isolate=true", *TINY)
+    assert_parent_untouched("peek")
+    assert final(isolated) < CHANCE and manifest(isolated_dir)["protocol"]["isolate"] is True
+    _, in_process = run_demo(f"method={method}", *TINY)
+    assert final(in_process) > 99  # the cheat works where it can reach the labels
+
+
+@pytest.mark.parametrize("isolate", ["false", "true"])
+def test_mutating_the_vocabulary_handed_to_predict_does_not_change_what_is_scored(run_demo, covseg_path, demo_root,
+                                                                                  isolate):
+    from benchmark.data.types import IGNORE_LABEL
+    from streams.builder import open_dataset
+
+    covseg_path("peek")
+    run_dir, summary = run_demo("method=cheat_vocab", f"isolate={isolate}", *TINY)
+    val = open_dataset("demo", "val", demo_root)
+    labelled = sum(int((val.load(i).sem_seg != IGNORE_LABEL).sum()) for i in range(4))
+    # after the last step every class is seen: every labelled pixel is scored, not only those of the one class
+    # the method left in the vocabulary object it was handed
+    assert np.load(run_dir / "stats" / "step_003.npz")["confusion"].sum() == labelled
+    assert final(summary) < CHANCE
+
+
+def test_a_plugin_patching_the_evaluator_changes_nothing_under_isolation_and_is_recorded(run_demo, covseg_path):
+    covseg_path("patch_evaluator")
+    isolated_dir, isolated = run_demo("method=zeroshot", "isolate=true", *TINY)
+    assert_parent_untouched("patch_evaluator")
+    assert final(isolated) < CHANCE
+    in_process_dir, in_process = run_demo("method=zeroshot", *TINY)
+    assert final(in_process) > 99
+    for run_dir in (isolated_dir, in_process_dir):
+        [plugin] = manifest(run_dir)["plugins"]
+        assert plugin["module"] == "patch_evaluator" and plugin["path"] == str(CHEATS / "patch_evaluator" / "patch_evaluator.py")
+
+
+def test_provenance_is_computed_by_the_parent_under_isolation(run_demo, covseg_path):
+    covseg_path("forge")
+    isolated_dir, _ = run_demo("method=forged", "isolate=true", *TINY)
+    assert_parent_untouched("forge")
+    source = manifest(isolated_dir)["method_source"]
+    assert source["module"] == "forge" and source["registered"] is False
+    assert "tests/cheats/forge/forge.py" in source["files"]  # a path relative to the repository, which holds it
+    in_process_dir, _ = run_demo("method=forged", *TINY)
+    assert manifest(in_process_dir)["method_source"]["registered"] is True  # forged where the plugin runs
+
+
+def test_foreign_code_is_listed_even_when_it_registers_no_method(run_demo, covseg_path):
+    covseg_path("prompts")
+    run_dir, _ = run_demo("method=zeroshot", *TINY)
+    [plugin] = manifest(run_dir)["plugins"]
+    assert plugin["module"] == "prompts" and len(plugin["sha256"]) == 64
+
+
+def numbers(summary: dict) -> dict:
+    return {k: summary[k] for k in ("metrics", "matrices", "seen", "memory_bytes", "trainable_parameters")}
+
+
+def test_zero_shot_gives_the_same_numbers_isolated(run_demo):
+    short = (*TINY, "stream.num_steps=3")
+    _, reference = run_demo("method=zeroshot", *short)
+    _, isolated = run_demo("method=zeroshot", "isolate=true", *short)
+    assert numbers(isolated) == numbers(reference)
+
+
+def test_knnclip_isolated_and_resumed_in_a_new_worker_gives_the_same_numbers(run_demo, monkeypatch, tmp_path):
+    """Interrupted before step 2's evaluation, resumed in a new worker whose state (a faiss index) came back
+    through the parent's checkpoint."""
+    import benchmark.runner as runner
+
+    short = (*TINY, "stream.num_steps=3")
+    _, reference = run_demo("method=knnclip", *short)
+    evaluate_step = runner.evaluate_step
+
+    def interrupted_at_step_2(ctx, vocab, step):
+        if step == 2:
+            raise KeyboardInterrupt
+        return evaluate_step(ctx, vocab, step)
+
+    monkeypatch.setattr(runner, "evaluate_step", interrupted_at_step_2)
+    with pytest.raises(KeyboardInterrupt):
+        run_demo("method=knnclip", "isolate=true", "run_id=cut", *short)
+    monkeypatch.setattr(runner, "evaluate_step", evaluate_step)
+    run_dir = tmp_path / "results" / "demo_4steps" / "knnclip" / "cut"
+    assert manifest(run_dir)["status"] == "interrupted"
+    _, resumed = run_demo("method=knnclip", "isolate=true", f"resume={run_dir}", *short)
+    assert numbers(resumed) == numbers(reference)
