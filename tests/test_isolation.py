@@ -148,3 +148,46 @@ def test_knnclip_isolated_and_resumed_in_a_new_worker_gives_the_same_numbers(run
     assert manifest(run_dir)["status"] == "interrupted"
     _, resumed = run_demo("method=knnclip", "isolate=true", f"resume={run_dir}", *short)
     assert numbers(resumed) == numbers(reference)
+
+
+CRASHING = '''
+import os
+
+from baselines.zeroshot import ZeroShot
+from benchmark.method import register_method
+
+
+@register_method("crash_raise")
+class Raising(ZeroShot):
+    def learn(self, step):
+        if step.step == 1:
+            raise ZeroDivisionError("a bug in the method")
+
+
+@register_method("crash_exit")
+class Exiting(ZeroShot):
+    def learn(self, step):
+        if step.step == 1:
+            os._exit(3)
+'''
+
+
+@pytest.mark.parametrize("method, reason", [
+    ("crash_raise", "method crash_raise failed in its worker (learn): ZeroDivisionError: a bug in the method"),
+    ("crash_exit", "method crash_exit: its worker died during learn (exit code 3)"),
+])
+def test_a_crashing_worker_fails_the_run_with_one_line(run_demo, monkeypatch, tmp_path, method, reason):
+    from benchmark.isolation.parent import WorkerError
+
+    folder = tmp_path / "crashing"
+    (folder / "configs" / "method").mkdir(parents=True)
+    (folder / "crashing.py").write_text(CRASHING)
+    for name in ("crash_raise", "crash_exit"):
+        (folder / "configs" / "method" / f"{name}.yaml").write_text(f"name: {name}\n")
+    monkeypatch.setenv("COVSEG_PATH", str(folder))
+    with pytest.raises(WorkerError) as raised:
+        run_demo(f"method={method}", "isolate=true", *TINY)
+    assert str(raised.value).startswith(reason) and "\n" not in str(raised.value)
+    [run_dir] = (tmp_path / "results" / "demo_4steps" / method).iterdir()
+    assert manifest(run_dir)["status"] == "failed" and manifest(run_dir)["failure"].startswith(reason)
+    assert (run_dir / "stats" / "step_000.npz").is_file()  # step 0 stays, for the record

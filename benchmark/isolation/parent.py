@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, Callable
@@ -59,9 +60,12 @@ class IsolatedMethod:
         self.scratch = scratch
         self.name = name
         self.started: dict = {}
+        self.startup_seconds = 0.0  # from spawning the worker to its method being built
+        self.bytes_moved: dict[str, int] = {}  # per request kind, both directions (perf isolate)
 
     @classmethod
     def start(cls, cfg: DictConfig, num_classes: int, device: str, quiet: bool) -> "IsolatedMethod":
+        began = time.perf_counter()
         scratch = Path(tempfile.mkdtemp(prefix="covseg-worker-"))  # its working directory and state files
         ours, theirs = socket.socketpair()
         process = subprocess.Popen([sys.executable, "-m", "benchmark.isolation.worker", str(theirs.fileno())],
@@ -81,10 +85,18 @@ class IsolatedMethod:
         except BaseException:
             method.close()
             raise
+        method.startup_seconds = time.perf_counter() - began
         return method
 
     def request(self, op: str, *args: Any, samples: Callable[[int], Sample | None] | None = None) -> Any:
         """Send one request and return its reply; during `learn`, answer the worker's sample requests."""
+        moved = self.channel.sent + self.channel.received
+        try:
+            return self._exchange(op, args, samples)
+        finally:
+            self.bytes_moved[op] = self.bytes_moved.get(op, 0) + self.channel.sent + self.channel.received - moved
+
+    def _exchange(self, op: str, args: tuple, samples: Callable[[int], Sample | None] | None) -> Any:
         try:
             self.channel.send((op, *args))
             while True:
@@ -99,7 +111,10 @@ class IsolatedMethod:
                     continue
                 raise WorkerError(f"method {self.name}: its worker sent '{kind}' during {op} (protocol violation)")
         except (EOFError, OSError) as exc:
-            code = self.process.poll()
+            try:
+                code = self.process.wait(timeout=10)  # the socket closes just before the process ends
+            except subprocess.TimeoutExpired:
+                code = None
             raise WorkerError(f"method {self.name}: its worker died during {op} "
                               f"({'exit code ' + str(code) if code is not None else type(exc).__name__}); "
                               "its error, if any, is above") from None
