@@ -9,9 +9,10 @@ registry is read:
   a `configs/` folder beside that module holds its YAML (configs/method/<name>.yaml, ...);
 - a folder of one's own: every folder of $COVSEG_PATH (os.pathsep-separated) is put on sys.path and each of
   its top-level `*.py` modules imported; its `configs/` folder holds the YAML.
-The last two are foreign code: `code_records(foreign_module_files())` lists every module of theirs (module, path, sha256) for the
-manifest, and under `isolate=true` only the method's worker process imports them (`load_methods(foreign=False)`
-in the parent); `plugin_config_folders` finds their `configs/` folders without importing anything.
+The last two are foreign code: `code_records(foreign_module_files())` lists every module of theirs (module,
+path, sha256) for the manifest, and under `isolate=true` only the method's worker process imports them (the
+parent calls `load_methods(foreign=False)`); `plugin_config_folders` finds their `configs/` folders without
+importing anything.
 """
 from __future__ import annotations
 

@@ -130,7 +130,8 @@ def evaluate_step(ctx: RunContext, vocab: Vocabulary, step: int) -> dict[str, np
                   for i, s in loaded if s is not None]
         counted = [(i, s, gt) for i, s, gt in truths if gt is not None]
         batch = [s for _, s, _ in counted]
-        outputs = ctx.method.predict([ImageInput.of(s, ctx.stream.panoptic, oracle) for s in batch], copy.deepcopy(vocab))
+        images = [ImageInput.of(s, ctx.stream.panoptic, oracle) for s in batch]
+        outputs = ctx.method.predict(images, copy.deepcopy(vocab))
         if len(outputs) != len(batch):
             raise RuntimeError(f"method {cfg.method.name} returned {len(outputs)} outputs for {len(batch)} images")
         for (image_index, sample, gt), output in zip(counted, outputs):

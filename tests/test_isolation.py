@@ -53,7 +53,7 @@ def manifest(run_dir: Path) -> dict:
 
 
 def assert_parent_untouched(*modules: str) -> None:
-    from benchmark.evaluation.semantic import SemanticEvaluator, add_confusion  # noqa: F401
+    from benchmark.evaluation.semantic import SemanticEvaluator
 
     assert not set(modules) & set(sys.modules), "the parent imported plugin code"
     assert SemanticEvaluator.process.__module__ == "benchmark.evaluation.semantic"
@@ -94,7 +94,8 @@ def test_a_plugin_patching_the_evaluator_changes_nothing_under_isolation_and_is_
     assert final(in_process) > 99
     for run_dir in (isolated_dir, in_process_dir):
         [plugin] = manifest(run_dir)["plugins"]
-        assert plugin["module"] == "patch_evaluator" and plugin["path"] == str(CHEATS / "patch_evaluator" / "patch_evaluator.py")
+        assert plugin == {"module": "patch_evaluator", "path": str(CHEATS / "patch_evaluator" / "patch_evaluator.py"),
+                          "sha256": plugin["sha256"]} and len(plugin["sha256"]) == 64
 
 
 def test_provenance_is_computed_by_the_parent_under_isolation(run_demo, covseg_path):

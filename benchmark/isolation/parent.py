@@ -104,8 +104,8 @@ class IsolatedMethod:
                 if kind == "ok":
                     return payload
                 if kind == "error":
-                    raise WorkerError(f"method {self.name} failed in its worker ({op}): "
-                                      + (payload["message"] if payload["user"] else f"{payload['type']}: {payload['message']}"))
+                    reason = payload["message"] if payload["user"] else f"{payload['type']}: {payload['message']}"
+                    raise WorkerError(f"method {self.name} failed in its worker ({op}): {reason}")
                 if kind == "sample" and samples is not None and isinstance(payload, int):
                     self.channel.send(("ok", samples(payload)))
                     continue

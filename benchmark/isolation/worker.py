@@ -115,7 +115,8 @@ def error_reply(exc: BaseException) -> tuple[str, dict]:
     if not isinstance(exc, UserError):
         traceback.print_exc()
     lines = str(exc).strip().splitlines()
-    return "error", {"type": type(exc).__name__, "message": lines[0] if lines else "", "user": isinstance(exc, UserError)}
+    message = lines[0] if lines else ""
+    return "error", {"type": type(exc).__name__, "message": message, "user": isinstance(exc, UserError)}
 
 
 def serve(channel: Channel) -> int:

@@ -48,7 +48,8 @@ def run(overrides: list[str], work: Path, name: str) -> dict:
             "step_seconds": (sum(seconds["learn"]) + sum(seconds["eval"])) / len(seconds["learn"]),
             "eval_seconds": sum(seconds["eval"]) / len(seconds["eval"]),
             "startup": getattr(method, "startup_seconds", 0.0),
-            "eval_bytes": moved.get("predict", 0) / passes, "learn_bytes": moved.get("learn", 0) / len(seconds["learn"]),
+            "eval_bytes": moved.get("predict", 0) / passes,
+            "learn_bytes": moved.get("learn", 0) / len(seconds["learn"]),
             "final": summary["metrics"]["miou"]["final"]}
 
 
