@@ -192,3 +192,42 @@ def test_a_crashing_worker_fails_the_run_with_one_line(run_demo, monkeypatch, tm
     [run_dir] = (tmp_path / "results" / "demo_4steps" / method).iterdir()
     assert manifest(run_dir)["status"] == "failed" and manifest(run_dir)["failure"].startswith(reason)
     assert (run_dir / "stats" / "step_000.npz").is_file()  # step 0 stays, for the record
+
+
+# --- the leaderboard ----------------------------------------------------------------------------------------
+
+def test_leaderboard_marks_foreign_code_and_isolated_runs_and_ranks_isolated_only(tmp_path, capsys):
+    import csv
+
+    import yaml
+
+    from benchmark.reporting.leaderboard import main
+    from benchmark.reporting.results import method_source
+    from test_reporting_leaderboard import KNN_DEFAULTS, make_run
+
+    root = tmp_path / "results"
+    clean = {"method_source": method_source("knnclip"), "git": {"commit": "abc", "dirty": False}}
+    make_run(root, "in_process", KNN_DEFAULTS, 30.0, manifest_extra=clean)
+    isolated = make_run(root, "isolated", KNN_DEFAULTS, 30.0,
+                        manifest_extra={**clean, "protocol": {"ground_truth_access": None, "isolate": True}})
+    config = yaml.safe_load((isolated / "config.yaml").read_text())
+    (isolated / "config.yaml").write_text(yaml.safe_dump({**config, "isolate": True}))
+    plugin = {"module": "prompts", "path": "/somewhere/prompts.py", "sha256": "0" * 64}
+    make_run(root, "foreign", {**KNN_DEFAULTS, "k": 2}, 99.0, manifest_extra={**clean, "plugins": [plugin]})
+
+    def rows() -> dict:
+        with open(root / "leaderboard.csv") as handle:
+            return {r["runs"].split("/")[-1]: r for r in csv.DictReader(handle)}
+
+    assert main([f"results_dir={root}"]) == 0
+    ranked = rows()
+    assert ranked["foreign"]["provenance"] == "foreign code=1" and ranked["in_process"]["provenance"] == ""
+    assert ranked["isolated"]["isolated"] == "True" and ranked["in_process"]["isolated"] == "False"
+    assert "[isolated]" in ranked["isolated"]["label"] and "[isolated]" not in ranked["in_process"]["label"]
+    assert "¶ foreign code" in (root / "LEADERBOARD.md").read_text()
+    assert main([f"results_dir={root}", "--strict"]) == 0
+    assert sorted(rows()) == ["in_process", "isolated"]
+    capsys.readouterr()
+    assert main([f"results_dir={root}", "--isolated-only"]) == 0
+    assert sorted(rows()) == ["isolated"]
+    assert "--isolated-only: left out 2 run(s)" in capsys.readouterr().out

@@ -1,5 +1,5 @@
 """`python -m benchmark leaderboard [stream=NAME] [results_dir=PATH] [bootstrap=N] [--format text|latex]
-[--strict]`: tables over every finished run.
+[--strict] [--isolated-only]`: tables over every finished run.
 
 Reads every run folder `<results_dir>/<stream>/<method>/<run-id>/` (summary.json, manifest.json,
 config.yaml; benchmark.reporting.runs), ignores runs whose manifest is not `"status": "complete"` (and lists
@@ -51,7 +51,12 @@ Provenance: the `provenance` column marks each row whose runs cannot be traced t
   ‡ source changed since run    the method's source files (manifest `method_source.files`) differ on disk now
   § unregistered source         the method's module lies outside this repository's methods/ and baselines/
   ? no provenance               the manifest predates `method_source` (or has no git state nor installed version)
+  ¶ foreign code                modules from COVSEG_PATH or an entry point were imported (manifest `plugins`)
 `--strict` leaves every marked run out (and says how many, and why).
+
+Isolation: runs made with isolate=true (manifest `protocol.isolate`: the method ran in a worker process that
+never saw labels, data paths or the evaluator) carry "[isolated]" in their label; isolate is part of a row's
+configuration, so isolated and in-process runs never share a row. `--isolated-only` ranks isolated runs only.
 """
 from __future__ import annotations
 
@@ -72,13 +77,14 @@ from benchmark.reporting.tables import leaderboard_frame, render_markdown, text_
 # bootstrap: image resamples (0: none); format: text (the terminal table) | latex (also leaderboard.tex)
 OPTIONS = {"stream": None, "results_dir": "results", "bootstrap": "1000", "format": "text"}
 FORMATS = ("text", "latex")
-FLAGS = ("--strict",)
-USAGE = "it takes stream=NAME results_dir=PATH bootstrap=N --format text|latex --strict"
+FLAGS = ("--strict", "--isolated-only")
+USAGE = "it takes stream=NAME results_dir=PATH bootstrap=N --format text|latex --strict --isolated-only"
 
 
 def parse_options(argv: list[str]) -> dict:
-    """key=value options (OPTIONS; `--format X` and `--format=X` too) and the flag --strict (options["strict"])."""
-    options = {**OPTIONS, "strict": False}
+    """key=value options (OPTIONS; `--format X` and `--format=X` too) and the flags (options["strict"],
+    options["isolated-only"])."""
+    options = {**OPTIONS, "strict": False, "isolated-only": False}
     items = list(argv)
     while items:
         item = items.pop(0)
@@ -141,6 +147,12 @@ def main(argv: list[str]) -> int:
         where = f" of stream '{stream}'{suggest(stream, streams)}" if stream else ""
         raise UserError(f"no complete run{where} under {results_dir} ({len(skipped)} incomplete); "
                         "run one with `python -m benchmark run method=NAME stream=NAME`")
+    not_isolated = [run for run in runs if not run.isolated] if options["isolated-only"] else []
+    if not_isolated:
+        runs = [run for run in runs if run.isolated]
+        if not runs:
+            raise UserError(f"leaderboard --isolated-only: none of the {len(not_isolated)} complete run(s) under "
+                            f"{results_dir} ran with isolate=true")
     digests: dict = {}  # current sha256 of method source files, shared by all runs
     left_out = [(run, run.provenance(digests)) for run in runs] if options["strict"] else []
     left_out = [(run, issues) for run, issues in left_out if issues]
@@ -168,8 +180,10 @@ def main(argv: list[str]) -> int:
         print(f"{analysis} analysis run(s) that used ground truth on purpose are listed apart, not ranked")
     marked = sum(1 for t in tables for row in t.rows for issues in row["run_provenance"] if issues)
     if marked:
-        print(f"{marked} run(s) marked for provenance (dirty tree, changed or unregistered source, or none "
-              "recorded); --strict leaves them out")
+        print(f"{marked} run(s) marked for provenance (dirty tree, changed or unregistered source, foreign code "
+              "or none recorded); --strict leaves them out")
+    if options["isolated-only"]:
+        print(f"--isolated-only: left out {len(not_isolated)} run(s) that did not run with isolate=true")
     if options["strict"]:
         print(f"--strict: left out {len(left_out)} run(s) without clean provenance" + (":" if left_out else ""))
         for run, issues in left_out:

@@ -30,6 +30,8 @@ PROVENANCE_MARKS = {
     "unregistered source": ("§", "the method's module is not in this repository's methods/ or baselines/"),
     "no provenance": ("?", "the manifest records no method source digest, or neither a git state nor an installed "
                            "distribution (an older run)"),
+    "foreign code": ("¶", "modules from COVSEG_PATH or an entry point were imported (manifest `plugins`), whether or "
+                          "not they registered the method (under isolate=true: in the method's worker only)"),
 }
 EVAL_KEYS = ("vocabulary", "miou_mode", "max_images")  # evaluation settings that change the numbers
 # config keys left out of a row's identity: they vary between the runs of a row (seed, class order) or change
@@ -142,7 +144,7 @@ class Run:
         access = self.ground_truth_access
         return (label + (f" [eval {', '.join(eval_changed)}]" if eval_changed else "")
                 + (f" [protocol {self.protocol}]" if self.protocol != "covseg" else "")
-                + (f" [ground truth: {access}]" if access else ""))
+                + (f" [ground truth: {access}]" if access else "") + (" [isolated]" if self.isolated else ""))
 
     def model_label(self) -> str:
         model = self.config["model"]
@@ -161,6 +163,11 @@ class Run:
     def protocol(self) -> str:
         """The CSS protocol preset the run followed (covseg: the default, also for configs before #23)."""
         return (self.config.get("protocol") or {}).get("name", "covseg")
+
+    @property
+    def isolated(self) -> bool:
+        """The method ran in its own worker process (isolate=true, manifest `protocol.isolate`)."""
+        return (self.manifest.get("protocol") or {}).get("isolate") is True
 
     @property
     def config_hash(self) -> str:
@@ -247,6 +254,8 @@ def provenance_issues(manifest: dict, digests: dict | None = None) -> list[str]:
             issues.append("unregistered source")
     if not source or (git.get("dirty") is None and not git.get("distribution")):  # a wheel: its distribution
         issues.append("no provenance")
+    if manifest.get("plugins"):
+        issues.append("foreign code")
     return issues
 
 

@@ -198,7 +198,7 @@ def aggregate_rows(runs: list[Run], digests: dict | None = None) -> list[dict]:
         first = members[0]
         row = {
             "method": method, "config_hash": config_hash, "label": first.variant(),
-            "ground_truth_access": access,
+            "ground_truth_access": access, "isolated": all(r.isolated for r in members),
             "model": first.model_label(), "n_runs": len(members),
             "seeds": sorted({r.config.get("seed") for r in members}, key=_order),
             "order_seeds": sorted({r.order_seed for r in members}, key=_order),

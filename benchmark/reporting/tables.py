@@ -240,6 +240,7 @@ def leaderboard_frame(tables: list[StreamTable], results_dir: Path) -> pd.DataFr
             record["runs"] = ";".join(link(r.path, results_dir) for r in row["runs"])
             record["superseded_runs"] = ";".join(link(r.path, results_dir) for r in row["superseded"])
             record["ground_truth_access"] = row["ground_truth_access"]
+            record["isolated"] = row["isolated"]
             record["provenance"] = ";".join(f"{issue}={count}" for issue, count in row["provenance"].items())
             records.append(record)
     return pd.DataFrame.from_records(records)
