@@ -142,7 +142,8 @@ class RunConfig:
     device: str = "cpu"  # torch device
     resume: Optional[str] = None  # RUN_DIR of an interrupted run, or auto: the latest unfinished run of this config
     threads: Optional[int] = None  # torch CPU threads per process; None: $OMP_NUM_THREADS, else usable cores / local ranks
-    isolate: bool = False  # the method (and all plugin code) runs in a worker process that never sees labels or data paths
+    isolate: bool = False  # the method (and all plugin code) in a worker process: no labels, no data paths
+    sandbox: bool = False  # with isolate=true: Linux Landlock confines the worker's file access
 
 
 def register_schema() -> None:
@@ -342,6 +343,8 @@ def _check_choices(cfg: DictConfig) -> None:
         if value not in allowed:
             raise UserError(f"{key}={value} is not one of: {', '.join(allowed)}")
     warn_unpublished_order(cfg.stream)
+    if cfg.sandbox and not cfg.isolate:
+        raise UserError("sandbox=true confines the method's worker process: set isolate=true as well")
     if cfg.threads is not None and cfg.threads <= 0:
         raise UserError(f"threads must be positive (or null: automatic), got {cfg.threads}")
     for key in ("stream.num_steps", "eval.max_images"):  # 0 would mean "unset" to a truth test, or no images

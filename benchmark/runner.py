@@ -182,7 +182,8 @@ def open_run(cfg: DictConfig, ctx: RunContext) -> tuple[RunWriter | None, Path, 
     writer.manifest["environment"] = torch_environment()
     # what the method was allowed to see: the leaderboard ranks sealed runs only
     writer.manifest["protocol"] = {"ground_truth_access": ground_truth_access(cfg), "vocabulary": cfg.eval.vocabulary,
-                                   "preset": ctx.protocol.describe(cfg.stream), "isolate": cfg.isolate}
+                                   "preset": ctx.protocol.describe(cfg.stream), "isolate": cfg.isolate,
+                                   "sandbox": cfg.sandbox}
     distributed.broadcast_object((writer.run_dir, first_step))
     return writer, writer.run_dir, first_step
 

@@ -194,6 +194,24 @@ def test_a_crashing_worker_fails_the_run_with_one_line(run_demo, monkeypatch, tm
     assert (run_dir / "stats" / "step_000.npz").is_file()  # step 0 stays, for the record
 
 
+def test_isolation_alone_does_not_stop_reading_labels_from_disk_but_the_sandbox_does(run_demo, monkeypatch,
+                                                                                     tmp_path, demo_root):
+    import shutil
+
+    from benchmark.isolation.sandbox import landlock_abi
+
+    if not landlock_abi():
+        pytest.skip("Linux Landlock is not available here")
+    folder = tmp_path / "disk"
+    shutil.copytree(CHEATS / "disk", folder)
+    (folder / "guessed_root.txt").write_text(str(demo_root))
+    monkeypatch.setenv("COVSEG_PATH", str(folder))
+    _, isolated = run_demo("method=cheat_disk", "isolate=true", *TINY)
+    assert final(isolated) > 99  # what the README says isolation does not stop
+    run_dir, sandboxed = run_demo("method=cheat_disk", "isolate=true", "sandbox=true", *TINY)
+    assert final(sandboxed) < CHANCE and manifest(run_dir)["protocol"]["sandbox"] is True
+
+
 # --- the leaderboard ----------------------------------------------------------------------------------------
 
 def test_leaderboard_marks_foreign_code_and_isolated_runs_and_ranks_isolated_only(tmp_path, capsys):

@@ -22,6 +22,7 @@ from benchmark.data.types import ImageInput, Sample, Vocabulary
 from benchmark.disk_rows import DiskRows
 from benchmark.errors import UserError
 from benchmark.isolation.channel import Channel
+from benchmark.isolation.sandbox import allowed_paths, check_available
 from benchmark.method import METHODS, SegmentationOutput, StepData
 from benchmark.plugins import code_records, foreign_module_files, foreign_roots, is_under, load_methods
 from benchmark.reporting.results import _in_repo, method_source, source_record
@@ -39,8 +40,9 @@ class WorkerError(UserError):
     """The method's worker failed or broke the protocol: one line here, its traceback on stderr above."""
 
 
-def worker_environment() -> dict[str, str]:
+def worker_environment(scratch: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k in KEPT_VARIABLES or k.startswith(KEPT_PREFIXES)}
+    env["TMPDIR"] = str(scratch)  # its temporary files (row stores) in its own folder
     # the harness the parent runs (a checkout may differ from an installed copy), then the user's PYTHONPATH
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(HARNESS_ROOT), os.environ.get("PYTHONPATH")) if p)
     return env
@@ -66,10 +68,12 @@ class IsolatedMethod:
     @classmethod
     def start(cls, cfg: DictConfig, num_classes: int, device: str, quiet: bool) -> "IsolatedMethod":
         began = time.perf_counter()
+        if cfg.sandbox:
+            check_available()
         scratch = Path(tempfile.mkdtemp(prefix="covseg-worker-"))  # its working directory and state files
         ours, theirs = socket.socketpair()
         process = subprocess.Popen([sys.executable, "-m", "benchmark.isolation.worker", str(theirs.fileno())],
-                                   env=worker_environment(), cwd=scratch, pass_fds=[theirs.fileno()])
+                                   env=worker_environment(scratch), cwd=scratch, pass_fds=[theirs.fileno()])
         theirs.close()
         method = cls(process, Channel(Connection(ours.detach()), restricted=True), scratch, cfg.method.name)
         model = OmegaConf.to_container(cfg.model)
@@ -77,7 +81,9 @@ class IsolatedMethod:
         rng = rng_states()
         setup = {"method": OmegaConf.to_container(cfg.method), "model": model, "seed": cfg.seed, "device": device,
                  "threads": torch.get_num_threads(), "num_classes": num_classes, "quiet": quiet,
-                 "rng": {**rng, "torch": rng["torch"].numpy()}, "scratch": str(scratch)}
+                 "rng": {**rng, "torch": rng["torch"].numpy()}, "scratch": str(scratch),
+                 "sandbox": allowed_paths(scratch, foreign_roots(), [Path(p) for p in (model["predictions_dir"],) if p])
+                 if cfg.sandbox else None}
         try:
             method.started = method.request("start", setup)
             if method.started["method"].get("name") != cfg.method.name:

@@ -19,6 +19,7 @@ from benchmark.config import check_method_config, method_config
 from benchmark.data.types import ImageInput, Vocabulary
 from benchmark.errors import UserError
 from benchmark.isolation.channel import Channel
+from benchmark.isolation.sandbox import confine
 from benchmark.method import METHODS, ContinualMethod, StepData
 from benchmark.models import build_segmenter
 from benchmark.plugins import foreign_module_files, load_methods
@@ -50,6 +51,8 @@ class Worker:
     def __init__(self, channel: Channel, setup: dict) -> None:
         self.channel = channel
         self.scratch = Path(setup["scratch"])
+        if setup["sandbox"]:
+            confine(setup["sandbox"])  # before any plugin is imported
         self.progress = Progress(quiet=setup["quiet"])
         torch.set_num_threads(setup["threads"])
         load_methods()  # the plugins: here, never in the parent
