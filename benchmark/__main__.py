@@ -14,7 +14,7 @@
                                                   image, ground truth and predictions as colour overlays (PNGs)
     leaderboard [--strict] [stream=NAME ...]      tables over every run under results/
     miou / pq                                     the evaluator on folders of predictions (drop-in tools)
-    perf eval|data|retrieval|startup|predictions|stream
+    perf eval|data|retrieval|startup|predictions|stream|isolate
                                                   throughput (or bytes) against references measured in the same run
     new-method NAME [--dir DIR]                   scaffold a method of one's own as a package (module, YAML, test)
 
