@@ -20,5 +20,6 @@ Messages are pickled tuples over a socket pair (channel.py); each request gets o
 The worker starts from a scrubbed environment (no data root, no DETECTRON2_DATASETS, no results folder; see
 `parent.worker_environment`), an argv holding only its socket's descriptor, and a fresh empty working
 directory. The parent never unpickles anything but numbers, strings, numpy arrays and the output dataclasses
-from it (`channel.RESTRICTED`), so a worker cannot run code in the parent by sending a crafted pickle.
+from it (`channel.RESTRICTED`), so a worker cannot run code in the parent by sending a crafted pickle. With
+sandbox=true the worker also confines its own file access with Linux Landlock (sandbox.py).
 """
