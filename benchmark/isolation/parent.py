@@ -31,7 +31,7 @@ HARNESS_ROOT = Path(benchmark.__file__).resolve().parents[1]  # holds benchmark/
 # what the worker's environment keeps: locale, temp and cache folders, thread and GPU settings, model weight
 # caches, and the plugin folders it imports; everything else (DETECTRON2_DATASETS, torchrun's rendezvous, ...)
 # stays behind
-KEPT_VARIABLES = ("PATH", "HOME", "USER", "LANG", "TZ", "TMPDIR", "XDG_CACHE_HOME", "COVSEG_PATH", "LD_LIBRARY_PATH",
+KEPT_VARIABLES = ("PATH", "HOME", "USER", "LANG", "TZ", "XDG_CACHE_HOME", "COVSEG_PATH", "LD_LIBRARY_PATH",
                   "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "TORCH_HOME", "WANDB_MODE")
 KEPT_PREFIXES = ("LC_", "CUDA_", "HF_", "NVIDIA_")
 
@@ -79,11 +79,11 @@ class IsolatedMethod:
         model = OmegaConf.to_container(cfg.model)
         model.update(cache_dir=_absolute(model["cache_dir"]), predictions_dir=_absolute(model["predictions_dir"]))
         rng = rng_states()
+        predictions = [Path(model["predictions_dir"])] if model["predictions_dir"] else []  # model=cached reads them
         setup = {"method": OmegaConf.to_container(cfg.method), "model": model, "seed": cfg.seed, "device": device,
                  "threads": torch.get_num_threads(), "num_classes": num_classes, "quiet": quiet,
                  "rng": {**rng, "torch": rng["torch"].numpy()}, "scratch": str(scratch),
-                 "sandbox": allowed_paths(scratch, foreign_roots(), [Path(p) for p in (model["predictions_dir"],) if p])
-                 if cfg.sandbox else None}
+                 "sandbox": allowed_paths(scratch, foreign_roots(), predictions) if cfg.sandbox else None}
         try:
             method.started = method.request("start", setup)
             if method.started["method"].get("name") != cfg.method.name:
@@ -103,31 +103,41 @@ class IsolatedMethod:
             self.bytes_moved[op] = self.bytes_moved.get(op, 0) + self.channel.sent + self.channel.received - moved
 
     def _exchange(self, op: str, args: tuple, samples: Callable[[int], Sample | None] | None) -> Any:
+        self._send(op, (op, *args))
+        while True:
+            kind, payload = self._receive(op)
+            if kind == "ok":
+                return payload
+            if kind == "error":
+                reason = payload["message"] if payload["user"] else f"{payload['type']}: {payload['message']}"
+                raise WorkerError(f"method {self.name} failed in its worker ({op}): {reason}")
+            if kind == "sample" and samples is not None and isinstance(payload, int):
+                self._send(op, ("ok", samples(payload)))
+                continue
+            raise WorkerError(f"method {self.name}: its worker sent '{kind}' during {op} (protocol violation)")
+
+    def _send(self, op: str, message: tuple) -> None:
         try:
-            self.channel.send((op, *args))
-            while True:
-                kind, payload = self.channel.recv()
-                if kind == "ok":
-                    return payload
-                if kind == "error":
-                    reason = payload["message"] if payload["user"] else f"{payload['type']}: {payload['message']}"
-                    raise WorkerError(f"method {self.name} failed in its worker ({op}): {reason}")
-                if kind == "sample" and samples is not None and isinstance(payload, int):
-                    self.channel.send(("ok", samples(payload)))
-                    continue
-                raise WorkerError(f"method {self.name}: its worker sent '{kind}' during {op} (protocol violation)")
-        except (EOFError, OSError) as exc:
-            try:
-                code = self.process.wait(timeout=10)  # the socket closes just before the process ends
-            except subprocess.TimeoutExpired:
-                code = None
-            raise WorkerError(f"method {self.name}: its worker died during {op} "
-                              f"({'exit code ' + str(code) if code is not None else type(exc).__name__}); "
-                              "its error, if any, is above") from None
-        except Exception as exc:  # an unpicklable reply, a refused global
-            if isinstance(exc, WorkerError):
-                raise
+            self.channel.send(message)
+        except OSError:
+            raise self._died(op, "broken socket") from None
+
+    def _receive(self, op: str) -> tuple:
+        try:
+            kind, payload = self.channel.recv()
+        except (EOFError, OSError):
+            raise self._died(op, "end of stream") from None
+        except Exception as exc:  # noqa: BLE001  (a refused global, a malformed pickle or message)
             raise WorkerError(f"method {self.name}: unusable reply from its worker during {op} ({exc})") from None
+        return kind, payload
+
+    def _died(self, op: str, what: str) -> WorkerError:
+        try:
+            code = self.process.wait(timeout=10)  # the socket closes just before the process ends
+        except subprocess.TimeoutExpired:
+            code = None
+        return WorkerError(f"method {self.name}: its worker died during {op} "
+                           f"({'exit code ' + str(code) if code is not None else what}); its error, if any, is above")
 
     def learn(self, step: StepData) -> None:
         def sample(position: int) -> Sample | None:
@@ -181,11 +191,14 @@ class IsolatedMethod:
         try:
             if self.process.poll() is None:
                 self.channel.send(("close",))
-                self.process.wait(timeout=30)
-        except (OSError, subprocess.TimeoutExpired):
+        except OSError:
+            pass
+        self.channel.close()  # a worker still waiting for an answer sees the stream end, and exits
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
-        self.channel.close()
         shutil.rmtree(self.scratch, ignore_errors=True)
 
 
