@@ -212,6 +212,17 @@ def test_isolation_alone_does_not_stop_reading_labels_from_disk_but_the_sandbox_
     assert final(sandboxed) < CHANCE and manifest(run_dir)["protocol"]["sandbox"] is True
 
 
+def test_the_worker_environment_holds_no_data_or_results_paths(monkeypatch, tmp_path):
+    from benchmark.isolation.parent import HARNESS_ROOT, worker_environment
+
+    monkeypatch.setenv("DETECTRON2_DATASETS", "/data")
+    monkeypatch.setenv("COVSEG_RESULTS", "/results")
+    monkeypatch.setenv("COVSEG_PATH", "/plugins")
+    env = worker_environment(tmp_path)
+    assert "DETECTRON2_DATASETS" not in env and "COVSEG_RESULTS" not in env and env["COVSEG_PATH"] == "/plugins"
+    assert env["TMPDIR"] == str(tmp_path) and env["PYTHONPATH"].split(os.pathsep)[0] == str(HARNESS_ROOT)
+
+
 # --- the leaderboard ----------------------------------------------------------------------------------------
 
 def test_leaderboard_marks_foreign_code_and_isolated_runs_and_ranks_isolated_only(tmp_path, capsys):
