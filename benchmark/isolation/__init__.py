@@ -15,7 +15,7 @@ Messages are pickled tuples over a socket pair (channel.py); each request gets o
     ("state_dict",)             -> {pickle, files}: the state as opaque bytes plus side files (faiss indexes,
                                    row stores) in the worker's scratch folder, kept by the parent for checkpoints
     ("load_state_dict", state), ("memory_bytes",), ("trainable_parameters",), ("rng_states",),
-    ("set_rng_states", states), ("counters",), ("close",)
+    ("set_rng_states", states), ("counters",), ("close",) (no reply: the worker exits)
 
 The worker starts from a scrubbed environment (no data root, no DETECTRON2_DATASETS, no results folder; see
 `parent.worker_environment`), an argv holding only its socket's descriptor, and a fresh empty working

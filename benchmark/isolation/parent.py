@@ -24,6 +24,7 @@ from benchmark.errors import UserError
 from benchmark.isolation.channel import Channel
 from benchmark.isolation.sandbox import allowed_paths, check_available
 from benchmark.method import METHODS, SegmentationOutput, StepData
+from benchmark.models import feature_cache_dir
 from benchmark.plugins import code_records, foreign_module_files, foreign_roots, is_under, load_methods
 from benchmark.reporting.results import _in_repo, method_source, source_record
 
@@ -83,7 +84,8 @@ class IsolatedMethod:
         setup = {"method": OmegaConf.to_container(cfg.method), "model": model, "seed": cfg.seed, "device": device,
                  "threads": torch.get_num_threads(), "num_classes": num_classes, "quiet": quiet,
                  "rng": {**rng, "torch": rng["torch"].numpy()}, "scratch": str(scratch),
-                 "sandbox": allowed_paths(scratch, foreign_roots(), predictions) if cfg.sandbox else None}
+                 "sandbox": allowed_paths(scratch, foreign_roots(), predictions, feature_cache_dir(cfg.model))
+                 if cfg.sandbox else None}
         try:
             method.started = method.request("start", setup)
             if method.started["method"].get("name") != cfg.method.name:

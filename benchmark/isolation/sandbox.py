@@ -1,8 +1,8 @@
 """`sandbox=true` (with isolate=true): the worker confines its own file access with Linux Landlock (kernel
 5.13+) before it imports any plugin. It may then read only the system folders, the Python installation, the
-harness's packages, the plugin folders and the cached model weights, and write only its scratch folder, the
-cache folder and /dev: a data root, the run folders under results/ and the rest of the file system are out of
-its reach (open() fails with PermissionError). Landlock is not a full sandbox: /proc still shows other
+harness's packages and the plugin folders, and write only its scratch folder, the feature cache, the model
+weights' caches and /dev: a data root (the demo's in $XDG_CACHE_HOME too), the run folders under results/ and
+the rest of the file system are out of its reach (open() fails with PermissionError). Landlock is not a full sandbox: /proc still shows other
 processes' command lines, and the network stays open."""
 from __future__ import annotations
 
@@ -43,8 +43,11 @@ def check_available() -> None:
                         "run with sandbox=false (isolate=true alone still keeps the method in its own process)")
 
 
-def allowed_paths(scratch: Path, plugin_roots: list[Path], extra_read: list[Path]) -> dict[str, list[str]]:
-    """{"read": [...], "write": [...]} for the worker: computed by the parent, applied by the worker."""
+def allowed_paths(scratch: Path, plugin_roots: list[Path], extra_read: list[Path],
+                  feature_cache: Path | None) -> dict[str, list[str]]:
+    """{"read": [...], "write": [...]} for the worker: computed by the parent, applied by the worker. Of the
+    cache folders only the feature cache and the model weights' (torch, Hugging Face): the rest of
+    $XDG_CACHE_HOME/covseg-bench holds the generated demo dataset."""
     read = [Path(p) for p in (*SYSTEM_READ, sys.prefix, sys.base_prefix, sys.exec_prefix)]
     read.append(Path(sys.executable).resolve().parent.parent)
     for entry in sys.path:
@@ -55,8 +58,11 @@ def allowed_paths(scratch: Path, plugin_roots: list[Path], extra_read: list[Path
             read.append(path)
     read += [*plugin_roots, *extra_read]
     home_cache = Path(os.environ.get("HOME", "/nonexistent")) / ".cache"
-    write = [scratch, Path("/dev"), home_cache,
-             *(Path(os.environ[v]) for v in ("XDG_CACHE_HOME", "TORCH_HOME", "HF_HOME") if os.environ.get(v))]
+    weights = [Path(os.environ.get("TORCH_HOME") or home_cache / "torch"),
+               Path(os.environ.get("HF_HOME") or home_cache / "huggingface")]
+    if feature_cache is not None:
+        feature_cache.mkdir(parents=True, exist_ok=True)  # a rule needs the folder to exist
+    write = [scratch, Path("/dev"), *weights, *([feature_cache] if feature_cache is not None else [])]
     existing = lambda paths: sorted({str(p.resolve()) for p in paths if p.exists()})  # noqa: E731
     return {"read": existing(read), "write": existing(write)}
 

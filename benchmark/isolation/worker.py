@@ -136,7 +136,6 @@ def serve(channel: Channel) -> int:
         except EOFError:  # the parent is gone
             return 0
         if op == "close":
-            channel.send(("ok", None))
             return 0
         try:
             reply = ("ok", worker.handle(op, tuple(args)))
