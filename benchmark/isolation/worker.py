@@ -86,7 +86,8 @@ class Worker:
 
         def write(suffix: str, save) -> str:
             name = f"state-{len(files)}.{suffix}"
-            save(self.scratch / name)
+            with open(self.scratch / name, "wb") as handle:
+                save(handle)
             files.append(name)
             return name
 
