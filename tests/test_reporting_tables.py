@@ -72,6 +72,21 @@ def test_latex_booktabs_mean_std_best_in_bold(results):
     assert zero[forgetting] == r"$\mathbf{1.0}$" and knn[forgetting] == r"$5.0 \pm 1.4$"  # least forgetting is best
 
 
+def test_latex_compiles_with_booktabs(results, tmp_path):
+    import shutil
+    import subprocess
+
+    if shutil.which("pdflatex") is None or shutil.which("kpsewhich") is None or not subprocess.run(
+            ["kpsewhich", "booktabs.sty"], capture_output=True, text=True).stdout.strip():
+        pytest.skip("no pdflatex with booktabs (Debian: texlive-latex-base texlive-latex-recommended)")
+    assert main([f"results_dir={results}", "bootstrap=0", "--format", "latex"]) == 0
+    (tmp_path / "paper.tex").write_text("\\documentclass{article}\\usepackage[T1]{fontenc}\\usepackage{booktabs}"
+                                        "\\begin{document}\\input{%s}\\end{document}\n" % (results / "leaderboard.tex"))
+    result = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "paper.tex"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout[-2000:]
+
+
 def test_latex_format_is_checked(results):
     from benchmark.errors import UserError
 

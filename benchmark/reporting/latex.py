@@ -31,9 +31,9 @@ def _score(stat: tuple[float, float, int], best: bool) -> str:
 
 
 def _best(values: list[float], higher: bool) -> float | None:
-    """The best of the rounded means as shown (None when there is none), so ties are all bold."""
+    """The best of the rounded means as shown, so ties are all bold; None when fewer than two differ."""
     finite = [round(v, 1) for v in values if not math.isnan(v)]
-    return (max(finite) if higher else min(finite)) if len(finite) > 1 else None
+    return (max(finite) if higher else min(finite)) if len(set(finite)) > 1 else None
 
 
 def latex_table(table: StreamTable) -> str:
