@@ -134,7 +134,7 @@ class RunConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     seed: int = 0  # seeds python, numpy and torch; random-weight models are drawn from it
     name: Optional[str] = None  # the run's short label in the leaderboard and results.load; None: derived from the config
-    tags: list[str] = field(default_factory=list)  # free labels recorded with the run (results.load's `tags`)
+    tags: Optional[list[str]] = None  # free labels recorded with the run, e.g. tags=[ablation,k-sweep] (results.load: `tags`)
     results_dir: str = "results"  # run folders go to results_dir/<stream>/<method>/<run-id>/
     run_id: Optional[str] = None  # default: <UTC time>-s<seed>-<random suffix>
     quiet: bool = False  # no progress bars (batch jobs)

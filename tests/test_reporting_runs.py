@@ -77,3 +77,15 @@ def test_load_columns_name_tags_model_vocabulary_steps(results):
     assert plain["variant"] == "knnclip" and pd.isna(plain["name"]) and plain["tags"] == ""
     assert plain["model"] == "tiny_random" and plain["eval_vocabulary"] == "seen" and plain["num_steps"] == 2
     assert list(frame.columns) == list(benchmark.results.COLUMNS)
+
+
+def test_name_and_tags_are_run_options_that_label_without_changing_the_row():
+    from omegaconf import OmegaConf
+
+    from benchmark.config import load_config
+    from benchmark.reporting.runs import config_identity
+
+    named = OmegaConf.to_container(load_config(["name=kNN k32", "tags=[sweep,k]"]), resolve=True)
+    plain = OmegaConf.to_container(load_config([]), resolve=True)
+    assert named["name"] == "kNN k32" and named["tags"] == ["sweep", "k"] and plain["name"] is None
+    assert config_identity(named) == config_identity(plain)  # the same leaderboard row (config_hash)
