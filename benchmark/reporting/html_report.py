@@ -17,8 +17,7 @@ import pandas as pd
 
 from benchmark.reporting.runs import PROVENANCE_MARKS, Run
 from benchmark.reporting.statistics import StreamTable
-from benchmark.reporting.tables import (ANALYSIS_TITLE, format_difference, format_interval, format_score, human_bytes,
-                                        link, provenance_cell, shown_metrics, table_heading, time_cell)
+from benchmark.reporting.tables import ANALYSIS_TITLE, link, main_columns, rank_cell, table_heading
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1400px; padding: 0 1em; color: #222; }
@@ -102,15 +101,11 @@ def _class_table(frame: pd.DataFrame) -> str:
 
 
 def _stream_section(table: StreamTable, results_dir: Path, figures: dict[str, Path], classes: pd.DataFrame) -> str:
-    shown = shown_metrics(table)
-    header = ["#", "variant", "model", *[title for _, _, title in shown], "final mIoU 95% CI (images)",
-              "Δ final mIoU (paired)", "memory", "time/step", "n", "config", "provenance"]
-    numeric = {"#", "memory", "time/step", "n", *[title for _, _, title in shown]}
-    rows = [[_e("–" if table.analysis else rank), _e(row["label"]), _e(row["model"]),
-             *[_e(format_score(row[f"{m}_{k}"])) for m, k, _ in shown], _e(format_interval(row["miou_final_ci"])),
-             _e(format_difference(row["paired"]).replace("\\|", "|")), _e(human_bytes(row["memory_bytes"][0])),
-             _e(time_cell(row)), _e(row["n_runs"]), f"<code>{_e(row['config_hash'])}</code>",
-             _e(provenance_cell(row))] for rank, row in enumerate(table.rows, 1)]
+    columns = main_columns(table)
+    header = ["#", *[c.title for c in columns]]
+    numeric = {"#", *[c.title for c in columns if c.numeric]}
+    rows = [[_e(rank_cell(table, rank)), *[f"<code>{_e(c.cell(row))}</code>" if c.title == "config" else _e(c.cell(row))
+                                           for c in columns]] for rank, row in enumerate(table.rows, 1)]
     captions = {"miou": "mIoU on S_t after each step", "pq": "PQ on S_t after each step",
                 "curves": "mIoU on seen, previous and last classes", "pareto": "final mIoU vs memory",
                 "forgetting": "forgetting"}

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import pandas as pd
 
@@ -25,7 +27,7 @@ def format_difference(paired: tuple[str, tuple[float, float, int]]) -> str:
     if not n:
         return "–"
     spread = "" if math.isnan(std) else f" ± {std:.1f}"
-    return f"{mean:+.1f}{spread} (n={n}) vs {label}".replace("|", "\\|")
+    return f"{mean:+.1f}{spread} (n={n}) vs {label}"
 
 
 
@@ -59,19 +61,48 @@ def table_heading(table: StreamTable) -> str:
             + (" — analysis runs, ground truth used on purpose, not ranked" if table.analysis else ""))
 
 
+@dataclass(frozen=True)
+class Column:
+    """One column of a stream table's main table, shared by Markdown, HTML and the terminal (`brief`)."""
+
+    title: str
+    cell: Callable[[dict], str]  # row -> plain text
+    numeric: bool = False  # right-aligned
+    brief: bool = False  # also in the terminal table
+
+
+def main_columns(table: StreamTable) -> list[Column]:
+    """The columns every rendering of the main table shows, in order (after the rank). A new column goes here."""
+    scores = [Column(title, lambda row, field=f"{m}_{k}": format_score(row[field]), numeric=True, brief=True)
+              for m, k, title in shown_metrics(table)]
+    return [
+        Column("variant", lambda row: row["label"], brief=True),
+        Column("model", lambda row: row["model"], brief=True), *scores,
+        Column("final mIoU 95% CI (images)", lambda row: format_interval(row["miou_final_ci"])),
+        Column("Δ final mIoU (paired)", lambda row: format_difference(row["paired"])),
+        Column("memory", lambda row: human_bytes(row["memory_bytes"][0]), numeric=True, brief=True),
+        Column("time/step", lambda row: time_cell(row), numeric=True, brief=True),
+        Column("n", lambda row: str(row["n_runs"]), numeric=True, brief=True),
+        Column("config", lambda row: row["config_hash"]),
+        Column("provenance", lambda row: provenance_cell(row)),
+    ]
+
+
+def rank_cell(table: StreamTable, rank: int) -> str:
+    return "–" if table.analysis else str(rank)
+
+
 def text_table(table: StreamTable) -> str:
-    """The table's main columns, aligned for a terminal (the way lm-evaluation-harness prints its results)."""
-    shown = shown_metrics(table)
+    """The table's brief columns, aligned for a terminal (the way lm-evaluation-harness prints its results); the
+    model only when the table has several."""
     with_model = len({row["model"] for row in table.rows}) > 1
-    header = ["#", "variant", *(["model"] if with_model else []), *[title for _, _, title in shown], "memory",
-              "time/step", "n"]
-    body = [["–" if table.analysis else str(rank), row["label"], *([row["model"]] if with_model else []),
-             *[format_score(row[f"{m}_{k}"]) for m, k, _ in shown], human_bytes(row["memory_bytes"][0]),
-             time_cell(row), str(row["n_runs"])] for rank, row in enumerate(table.rows, 1)]
+    columns = [c for c in main_columns(table) if c.brief and (with_model or c.title != "model")]
+    header = ["#", *[c.title for c in columns]]
+    body = [[rank_cell(table, rank), *[c.cell(row) for c in columns]] for rank, row in enumerate(table.rows, 1)]
     widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
-    left = {"variant", "model"}
-    lines = ["  ".join(cell.ljust(width) if title in left else cell.rjust(width)
-                       for cell, width, title in zip(line, widths, header)).rstrip() for line in [header, *body]]
+    aligned = [True, *[c.numeric for c in columns]]
+    lines = ["  ".join(cell.rjust(width) if right else cell.ljust(width)
+                       for cell, width, right in zip(line, widths, aligned)).rstrip() for line in [header, *body]]
     return "\n".join([table_heading(table), *lines[:1], "  ".join("-" * w for w in widths), *lines[1:]])
 
 
@@ -122,11 +153,9 @@ def _table_lines(table: StreamTable, results_dir: Path, curve_files: dict[str, d
                 "forgetting": "forgetting with error bars"}
     for name, path in curve_files.get(table.slug, {}).items():
         lines += [f"![{captions[name]}]({link(path, results_dir)})", ""]
-    shown = shown_metrics(table)
-    header = ["#", "variant", "model", *[title for _, _, title in shown], "final mIoU 95% CI (images)",
-              "Δ final mIoU (paired)", "memory", "time/step", "n", "config", "provenance", "runs", "plots"]
-    numeric = {"#", "memory", "time/step", "n", *[title for _, _, title in shown]}
-    alignment = ["---:" if title in numeric else "---" for title in header]
+    columns = main_columns(table)
+    header = ["#", *[c.title for c in columns], "runs", "plots"]
+    alignment = ["---:", *["---:" if c.numeric else "---" for c in columns], "---", "---"]
     lines += ["| " + " | ".join(header) + " |", "|" + "|".join(alignment) + "|"]
     for rank, row in enumerate(table.rows, 1):
         runs = " ".join(f"[s{r.config.get('seed')}/o{r.order_seed}]({link(r.path, results_dir)}/)" + _marks(issues)
@@ -139,11 +168,8 @@ def _table_lines(table: StreamTable, results_dir: Path, curve_files: dict[str, d
                          for name, file in (("R", "matrix_miou.png"), ("R PQ", "matrix_pq.png"),
                                             ("forgotten", "forgetting_classes.png"))
                          if (plots_dir / file).is_file())
-        cells = ["–" if table.analysis else str(rank), row["label"].replace("|", "\\|"),
-                 row["model"].replace("|", "\\|"), *[format_score(row[f"{m}_{k}"]) for m, k, _ in shown],
-                 format_interval(row["miou_final_ci"]), format_difference(row["paired"]), human_bytes(row["memory_bytes"][0]), time_cell(row),
-                 str(row["n_runs"]), f"`{row['config_hash']}`", provenance_cell(row), runs, plots or "–"]
-        lines.append("| " + " | ".join(cells) + " |")
+        cells = [f"`{c.cell(row)}`" if c.title == "config" else c.cell(row).replace("|", "\\|") for c in columns]
+        lines.append("| " + " | ".join([rank_cell(table, rank), *cells, runs, plots or "–"]) + " |")
     lines.append("")
     if class_file is not None:
         lines += [f"Final IoU per class and variant, with the step that taught each class: "
