@@ -1,4 +1,4 @@
-"""PQ against a hand-computed case and against panopticapi's algorithm (ported in benchmark.perf.eval) on
+"""PQ against a hand-computed case and against panopticapi's algorithm (ported in benchmark.perf.references) on
 seeded synthetic maps with crowd and VOID, and on the COCO panoptic sample with perturbed predictions."""
 import json
 from collections import defaultdict
@@ -10,8 +10,8 @@ from PIL import Image
 from benchmark.data.readers import rgb_to_id
 from benchmark.data.types import SegmentInfo
 from benchmark.evaluation.panoptic import PanopticEvaluator, image_pq_stats
-from benchmark.perf.eval import (panoptic_as_panopticapi, panopticapi_image_stats, panopticapi_pq_average,
-                                 perturb_panoptic, synthetic_panoptic)
+from benchmark.perf.eval import perturb_panoptic, synthetic_panoptic
+from benchmark.perf.references import panoptic_as_panopticapi, panopticapi_image_stats, panopticapi_pq_average
 
 
 def assert_same_results(ours: dict, reference: dict, per_class_keys=None):

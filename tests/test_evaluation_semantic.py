@@ -1,5 +1,5 @@
 """Semantic evaluator against hand-computed numbers, a naive per-class reference, detectron2's two mIoU
-formulas (ported in benchmark.perf.eval) and torchmetrics; every test runs on both accumulation paths (the
+formulas (ported in benchmark.perf.references) and torchmetrics; every test runs on both accumulation paths (the
 compiled kernel and the numpy fallback)."""
 import numpy as np
 import pytest
@@ -8,7 +8,8 @@ import torch
 from benchmark.data.types import IGNORE_LABEL
 from benchmark.evaluation import semantic
 from benchmark.evaluation.semantic import SemanticEvaluator, add_confusion, confusion_matrix, mean_iou
-from benchmark.perf.eval import detectron2_confusion, detectron2_semseg_metrics, synthetic_semantic
+from benchmark.perf.eval import synthetic_semantic
+from benchmark.perf.references import detectron2_confusion, detectron2_semseg_metrics
 
 K = 4
 GT = np.array([[0, 0, 1, 1], [2, IGNORE_LABEL, IGNORE_LABEL, 1]])

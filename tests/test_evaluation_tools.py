@@ -11,7 +11,8 @@ from benchmark.data.types import IGNORE_LABEL, SegmentInfo
 from benchmark.errors import UserError
 from benchmark.evaluation.semantic import SemanticEvaluator
 from benchmark.evaluation.tools import miou_main, pq_main
-from benchmark.perf.eval import panopticapi_pq_compute, perturb_panoptic, synthetic_panoptic, write_coco_panoptic
+from benchmark.perf.eval import perturb_panoptic, synthetic_panoptic, write_coco_panoptic
+from benchmark.perf.references import panopticapi_pq_compute
 
 
 def save_label_map(path, labels):
