@@ -15,6 +15,7 @@ from benchmark.reporting.statistics import METRIC_COLUMNS, StreamTable
 
 NAN = float("nan")
 ANALYSIS_TITLE = "Analysis runs (ground truth used on purpose)"
+TERMINAL_LABEL = 48  # characters of a label in the terminal table (the files hold it whole)
 
 
 def format_interval(interval: tuple[float, float]) -> str:
@@ -92,13 +93,17 @@ def rank_cell(table: StreamTable, rank: int) -> str:
     return "–" if table.analysis else str(rank)
 
 
+def _shorten(text: str, width: int = TERMINAL_LABEL) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
 def text_table(table: StreamTable) -> str:
     """The table's brief columns, aligned for a terminal (the way lm-evaluation-harness prints its results); the
     model only when the table has several."""
     with_model = len({row["model"] for row in table.rows}) > 1
     columns = [c for c in main_columns(table) if c.brief and (with_model or c.title != "model")]
     header = ["#", *[c.title for c in columns]]
-    body = [[rank_cell(table, rank), *[c.cell(row) for c in columns]] for rank, row in enumerate(table.rows, 1)]
+    body = [[rank_cell(table, rank), *[_shorten(c.cell(row)) for c in columns]] for rank, row in enumerate(table.rows, 1)]
     widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
     aligned = [True, *[c.numeric for c in columns]]
     lines = ["  ".join(cell.rjust(width) if right else cell.ljust(width)
