@@ -75,6 +75,9 @@ def test_fwt_baseline_refuses_a_panoptic_baseline_for_a_semantic_run(demo_root, 
     capsys.readouterr()
     assert main(["report", str(semantic), "--fwt-baseline", str(panoptic)]) == 2
     assert "demo_panoptic_4steps" in capsys.readouterr().err
+    fewer_images = _run(demo_root, tmp_path, "stream.num_steps=2", "eval.max_images=5")
+    assert main(["report", str(semantic), "--fwt-baseline", str(fewer_images)]) == 2
+    assert "other validation images" in capsys.readouterr().err
 
 
 def test_cached_class_lists_follow_the_label_files_and_their_checksum(demo_copy, tmp_path):

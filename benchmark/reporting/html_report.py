@@ -107,7 +107,7 @@ def _stream_section(table: StreamTable, results_dir: Path, figures: dict[str, Pa
               "Δ final mIoU (paired)", "memory", "time/step", "n", "config", "provenance"]
     numeric = {"#", "memory", "time/step", "n", *[title for _, _, title in shown]}
     rows = [[_e("–" if table.analysis else rank), _e(row["label"]), _e(row["model"]),
-             *[_e(format_score(row[f"{m}_{k}"])) for m, k, _ in shown], _e(format_interval(row["miou_final_ci"])),
+             *[_e(format_score(row[f"{m}_{k}"], row["n_runs"])) for m, k, _ in shown], _e(format_interval(row["miou_final_ci"])),
              _e(format_difference(row["paired"]).replace("\\|", "|")), _e(human_bytes(row["memory_bytes"][0])),
              _e(time_cell(row)), _e(row["n_runs"]), f"<code>{_e(row['config_hash'])}</code>",
              _e(provenance_cell(row))] for rank, row in enumerate(table.rows, 1)]

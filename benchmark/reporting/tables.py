@@ -66,7 +66,7 @@ def text_table(table: StreamTable) -> str:
     header = ["#", "variant", *(["model"] if with_model else []), *[title for _, _, title in shown], "memory",
               "time/step", "n"]
     body = [["–" if table.analysis else str(rank), row["label"], *([row["model"]] if with_model else []),
-             *[format_score(row[f"{m}_{k}"]) for m, k, _ in shown], human_bytes(row["memory_bytes"][0]),
+             *[format_score(row[f"{m}_{k}"], row["n_runs"]) for m, k, _ in shown], human_bytes(row["memory_bytes"][0]),
              time_cell(row), str(row["n_runs"])] for rank, row in enumerate(table.rows, 1)]
     widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
     left = {"variant", "model"}
@@ -83,11 +83,14 @@ def time_cell(row: dict) -> str:
     return ", ".join(parts) or "–"
 
 
-def format_score(stat: tuple[float, float, int]) -> str:
-    mean, std, _ = stat
+def format_score(stat: tuple[float, float, int], row_runs: int | None = None) -> str:
+    """mean ± std, with its own n when it covers fewer than the row's `row_runs` runs (e.g. excess forgetting:
+    only runs with a zero-shot partner; learning gain: only runs with the initial evaluation)."""
+    mean, std, n = stat
     if math.isnan(mean):
         return "–"
-    return f"{mean:.1f}" if math.isnan(std) else f"{mean:.1f} ± {std:.1f}"
+    text = f"{mean:.1f}" if math.isnan(std) else f"{mean:.1f} ± {std:.1f}"
+    return text + (f" (n={n})" if row_runs is not None and n < row_runs else "")
 
 
 def link(target: Path, base: Path) -> str:
@@ -140,7 +143,7 @@ def _table_lines(table: StreamTable, results_dir: Path, curve_files: dict[str, d
                                             ("forgotten", "forgetting_classes.png"))
                          if (plots_dir / file).is_file())
         cells = ["–" if table.analysis else str(rank), row["label"].replace("|", "\\|"),
-                 row["model"].replace("|", "\\|"), *[format_score(row[f"{m}_{k}"]) for m, k, _ in shown],
+                 row["model"].replace("|", "\\|"), *[format_score(row[f"{m}_{k}"], row["n_runs"]) for m, k, _ in shown],
                  format_interval(row["miou_final_ci"]), format_difference(row["paired"]), human_bytes(row["memory_bytes"][0]), time_cell(row),
                  str(row["n_runs"]), f"`{row['config_hash']}`", provenance_cell(row), runs, plots or "–"]
         lines.append("| " + " | ".join(cells) + " |")
@@ -226,8 +229,8 @@ def leaderboard_frame(tables: list[StreamTable], results_dir: Path) -> pd.DataFr
                 "seeds": ";".join(map(str, row["seeds"])), "order_seeds": ";".join(map(str, row["order_seeds"])),
             }
             for metric, key, _ in METRIC_COLUMNS:
-                mean, std, _ = row[f"{metric}_{key}"]
-                record[f"{metric}_{key}_mean"], record[f"{metric}_{key}_std"] = mean, std
+                mean, std, n = row[f"{metric}_{key}"]
+                record[f"{metric}_{key}_mean"], record[f"{metric}_{key}_std"], record[f"{metric}_{key}_n"] = mean, std, n
             record["miou_final_ci_low"], record["miou_final_ci_high"] = row["miou_final_ci"]
             reference, (mean, std, n) = row["paired"]
             record.update(paired_reference=reference, paired_final_diff_mean=mean, paired_final_diff_std=std,
