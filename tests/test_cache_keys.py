@@ -133,7 +133,7 @@ def test_poisoned_cache_cannot_make_an_honest_zeroshot_run_score_high(run_demo, 
     for key, arrays in poisoned.items():  # forged with the cache's own writer: the attack works
         segmenter.disk_cache.put(key, **{k: v for k, v in arrays.items() if not k.startswith("_")})
     forged, _ = run_demo(*RUN, shared)
-    assert _summary(forged)["miou"]["final"] > _summary(honest)["miou"]["final"] + 0.3
+    assert _summary(forged)["miou"]["final"] > 50 > _summary(honest)["miou"]["final"]  # percent
 
     for key, arrays in poisoned.items():  # written by other code, the old checksum kept: detected
         np.savez(segmenter.disk_cache._path(key), **arrays)
