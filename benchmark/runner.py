@@ -3,6 +3,7 @@ stream's matrices and summary. Every derived number is recomputed from the persi
 from __future__ import annotations
 
 import copy
+import hashlib
 import os
 import random
 import time
@@ -147,7 +148,23 @@ def evaluate_step(ctx: RunContext, vocab: Vocabulary, step: int) -> dict[str, np
     stats = {"confusion": semantic.confusion}
     if panoptic is not None:
         stats.update({f"pq_{name}": values for name, values in panoptic.stats.items()})
-    return {**{name: distributed.all_reduce_sum(values) for name, values in stats.items()}, **per_image.gathered()}
+    # the ids of the images scored, in validation order: which validation set the numbers are over
+    scored = distributed.gather_sorted([(i, ctx.val.image_id(i)) for i, _ in per_image.parts])
+    return {**{name: distributed.all_reduce_sum(values) for name, values in stats.items()}, **per_image.gathered(),
+            "image_ids": np.array(scored, dtype=str)}
+
+
+def data_record(ctx: RunContext, run_dir: Path) -> dict:
+    """The manifest's `data`: the validation images the last step was scored on (count and a digest of their
+    ids: the leaderboard never averages or pairs runs over different validation sets) and the images left out
+    by data.on_error=skip (validation: exact; training: those rank 0 met)."""
+    scored = [str(i) for i in np.load(run_dir / "stats" / f"step_{ctx.stream.num_steps - 1:03d}.npz")["image_ids"]]
+    expected = [ctx.val.image_id(i) for i in range(validation_count(ctx.cfg, ctx.val))]
+    kept = set(scored)
+    return {"on_error": ctx.cfg.data.on_error, "validation_images": len(scored),
+            "validation_digest": hashlib.sha256("\n".join(scored).encode()).hexdigest()[:16],
+            "skipped": {"val": [i for i in expected if i not in kept],
+                        "train": sorted(getattr(ctx.train, "skipped", {}))}}
 
 
 def evaluate_initial(ctx: RunContext, writer: RunWriter | None) -> None:
@@ -299,6 +316,7 @@ def _run_steps(cfg: DictConfig, ctx: RunContext, writer: RunWriter | None, run_d
     if writer is None:
         return run_dir
     writer.manifest["passes"] = encoder_passes(ctx, first_step)
+    writer.manifest["data"] = data_record(ctx, run_dir)
     for dataset in (ctx.train, ctx.val):
         if hasattr(dataset, "summary"):  # data.on_error=skip: say what was left out (rank 0's shard under torchrun)
             ctx.progress.log(dataset.summary())

@@ -4,13 +4,14 @@ A stream fixes: the class order (seeded permutation, frequency order, the datase
 the classes of each step C_t, and the training images of each step (overlap: every image with a pixel of C_t;
 disjoint: additionally no pixel of a future class; partition: each image in exactly one of the steps whose
 classes it holds; or the lists of `stream.train_lists`). Per-image class lists are read once per dataset split
-and cached outside the data root (`cache_dir_for`); the stream's content hash (class order + per-step image lists) goes into every
-run's manifest, so results of different stream versions are never mixed.
+and cached outside the data root (`cache_dir_for`); the stream's content hash (dataset, panoptic flag, class order, per-step
+image lists) goes into every run's manifest, so results of different streams or stream versions are never mixed.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,8 +45,10 @@ class Stream:
 
     @property
     def hash(self) -> str:
-        """Content hash: vocabulary, class order, per-step classes and image lists."""
+        """Content hash: dataset, panoptic or semantic evaluation, vocabulary, class order, per-step classes
+        and image lists (two streams over one vocabulary and image set, e.g. demo and demo_panoptic, differ)."""
         payload = {
+            "dataset": self.dataset, "panoptic": self.panoptic,
             "vocabulary": self.vocabulary.name, "classes": self.step_classes,
             "images": self.step_hashes(), "version": self.version,
         }
@@ -153,14 +156,17 @@ def class_order(cfg, vocabulary: Vocabulary, frequency: list[float] | None = Non
 
 
 def classes_per_image(dataset: SegmentationDataset, cache_dir: Path | None, progress=None) -> list[list[int]]:
-    """Class ids present in each image of the split, cached as JSON (keyed by dataset, split and size)."""
+    """Class ids present in each image of the split, cached as JSON (per dataset, split and size), reused only
+    for the same image ids and label files (`dataset.label_stamp()`: a regenerated or re-prepared dataset is
+    indexed again) and when its checksum matches (a damaged file is rebuilt, with a warning)."""
+    image_ids = [dataset.image_id(i) for i in range(len(dataset))]
+    stamp = dataset.label_stamp()
     cache = None
-    if cache_dir is not None:
+    if cache_dir is not None and stamp is not None:
         cache = Path(cache_dir) / f"classes_{dataset.name}_{dataset.split}_{len(dataset)}.json"
-        if cache.is_file():
-            data = json.loads(cache.read_text())
-            if data["image_ids"] == [dataset.image_id(i) for i in range(len(dataset))]:
-                return data["classes"]
+        cached = _read_class_lists(cache)
+        if cached is not None and cached["image_ids"] == image_ids and cached["label_stamp"] == stamp:
+            return cached["classes"]
     indices = range(len(dataset))
     if progress is not None:
         indices = progress(indices, desc=f"index {dataset.name}/{dataset.split}")
@@ -168,10 +174,26 @@ def classes_per_image(dataset: SegmentationDataset, cache_dir: Path | None, prog
     if cache is not None:
         from benchmark.io import atomic_write_text
 
+        content = {"image_ids": image_ids, "label_stamp": stamp, "classes": classes}
         cache.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(cache, json.dumps({"image_ids": [dataset.image_id(i) for i in range(len(dataset))],
-                                             "classes": classes}))
+        atomic_write_text(cache, json.dumps({**content, "checksum": _sha(json.dumps(content, sort_keys=True))}))
     return classes
+
+
+def _read_class_lists(path: Path) -> dict | None:
+    """A cached class-list file whose checksum matches, else None (missing; damaged or foreign: warned)."""
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+        checksum = data.pop("checksum")
+        if checksum == _sha(json.dumps(data, sort_keys=True)):
+            return data
+        reason = "checksum mismatch"
+    except (ValueError, KeyError, AttributeError, TypeError) as exc:  # not JSON, or not a dict with a checksum
+        reason = f"unreadable ({type(exc).__name__})"
+    warnings.warn(f"class-list cache {path}: {reason}; indexing the split again", stacklevel=3)
+    return None
 
 
 FROZEN_DIR = Path(__file__).parent / "frozen"
@@ -355,14 +377,15 @@ def open_dataset(name: str, split: str, root: Path, demo_seed: int = 0, on_error
                  demo_scale: int = 1) -> SegmentationDataset:
     """Split "train" or "val". The demo dataset is generated on first use; real datasets are read from the
     data root (benchmark.data.datasets)."""
-    from benchmark.data.datasets import SkippingDataset, build_dataset
+    from benchmark.data.catalog import with_error_policy
+    from benchmark.data.datasets import build_dataset
 
     if name in ("demo", "demo_panoptic"):
         from benchmark.data.demo import demo_dataset
 
         dataset = demo_dataset(root, {"train": "training", "val": "validation"}[split], panoptic=name == "demo_panoptic",
                                seed=demo_seed, scale=demo_scale)
-        return SkippingDataset(dataset) if on_error == "skip" else dataset
+        return with_error_policy(dataset, on_error)
     return build_dataset(name, split, root, on_error=on_error)
 
 

@@ -53,3 +53,23 @@ def test_the_demo_goes_to_the_cache_folder_unless_data_root_is_set(tmp_path, mon
     assert data_root(load_config(["stream=demo_panoptic_4steps"])) == tmp_path / "cache" / "covseg-bench" / "datasets"
     assert data_root(load_config(["stream=demo_4steps", f"data.root={tmp_path / 'mine'}"])) == tmp_path / "mine"
     assert data_root(load_config(["stream=ade847_10steps"])) == tmp_path / "real"
+
+
+def test_labels_are_not_a_function_of_the_image_id_alone(tmp_path, monkeypatch):
+    """A method knowing this module and an image id (hence its index and the default seed) cannot regenerate
+    the labels: each data root draws its own secret, stored with the generated dataset."""
+    from benchmark.data import demo
+
+    monkeypatch.setattr(demo, "TRAIN_PER_SCALE", 2)
+    monkeypatch.setattr(demo, "VAL_PER_SCALE", 1)
+    recipes = _class_textures(0)
+    public = generate_image(1_000_000, 0, recipes)[1].astype(np.int64)
+    labels = []
+    for name in ("a", "b"):
+        root = demo.ensure_demo_dataset(tmp_path / name, 0)
+        sample = demo_dataset(tmp_path / name, "validation", panoptic=False).load(0)
+        secret = json.loads((root / "DONE.json").read_text())["secret"]
+        assert (tmp_path / name / ".covseg_demo_v1_seed0.secret").read_text().strip() == str(secret)
+        assert np.array_equal(sample.sem_seg, generate_image(1_000_000, 0, recipes, secret)[1].astype(np.int64))
+        labels.append(sample.sem_seg)
+    assert not any(np.array_equal(x, public) for x in labels) and not np.array_equal(*labels)

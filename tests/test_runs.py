@@ -83,7 +83,7 @@ def test_panoptic_stream_reports_pq_and_report_recomputes_summary(run_demo, caps
     from benchmark.evaluation.per_image import KEYS as PER_IMAGE_KEYS
 
     assert set(np.load(run_dir / "stats" / "step_001.npz").files) == {"confusion", "pq_tp", "pq_fp", "pq_fn", "pq_iou_sum",
-                                                                      *PER_IMAGE_KEYS}
+                                                                      *PER_IMAGE_KEYS, "image_ids"}
     (run_dir / "summary.json").unlink()
     assert main(["report", str(run_dir)]) == 0
     assert json.loads((run_dir / "summary.json").read_text()) == summary

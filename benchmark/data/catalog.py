@@ -12,6 +12,7 @@ SAN), so numbers are comparable with published ones.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -162,8 +163,26 @@ def build_dataset(name: str, split: str, root: Path | str, on_error: OnError = "
         raise UserError(f"unknown split '{split}' for dataset {name}{suggest(split, SPLITS)}; use one of {SPLITS}")
     if on_error not in ("raise", "skip"):
         raise UserError(f"data.on_error={on_error!r} is not one of 'raise', 'skip'")
-    dataset = spec.build(spec, split, Path(root), Vocabulary.load(spec.vocabulary))
-    return SkippingDataset(dataset) if on_error == "skip" else dataset
+    return with_error_policy(spec.build(spec, split, Path(root), Vocabulary.load(spec.vocabulary)), on_error)
+
+
+def with_error_policy(dataset: SegmentationDataset, on_error: OnError) -> SegmentationDataset:
+    """`data.on_error`: "raise" refuses a split that lists a file missing on disk (one line naming it), before
+    anything runs; "skip" wraps the split in a `SkippingDataset` that leaves such images (and unreadable ones)
+    out and records them."""
+    if on_error == "skip":
+        return SkippingDataset(dataset)
+    missing = dataset.missing_files()
+    if missing:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise DataError(f"{next(iter(missing.values()))}{more}: listed in the {dataset.name} {dataset.split} split "
+                        "but missing on disk; restore it, or run with data.on_error=skip (the skipped images are "
+                        "recorded in the run's manifest)")
+    return dataset
+
+
+def json_digest(value) -> str:
+    return hashlib.sha256(json.dumps(value).encode()).hexdigest()[:16]
 
 
 class SkippingDataset(SegmentationDataset):
@@ -175,7 +194,12 @@ class SkippingDataset(SegmentationDataset):
         self.dataset = dataset
         self.name, self.split, self.vocabulary = dataset.name, dataset.split, dataset.vocabulary
         self.panoptic = dataset.panoptic
-        self.skipped: dict[str, str] = {}
+        self.missing = dataset.missing_files()  # left out of streams too: their classes count as none
+        self.skipped: dict[str, str] = {image_id: f"missing on disk: {path}" for image_id, path in self.missing.items()}
+
+    def label_stamp(self) -> str | None:
+        stamp = self.dataset.label_stamp()
+        return None if stamp is None else f"{stamp}:{json_digest(sorted(self.missing))}"
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -191,6 +215,8 @@ class SkippingDataset(SegmentationDataset):
             return None
 
     def classes_present(self, index: int) -> np.ndarray:
+        if self.image_id(index) in self.missing:
+            return np.zeros(0, dtype=np.int64)
         try:
             return self.dataset.classes_present(index)
         except DataError as exc:

@@ -15,11 +15,19 @@ backbone can still tell classes apart by retrieval, while text-to-image zero-sho
 
 `data.demo_scale=N` generates N times the default size (300·N training, 100·N validation images) with the same
 generator, so the first 300 / 100 images of any scale are the default dataset's: scale is testable here.
+
+Each data root draws a secret the first time it generates the demo (`<root>/.covseg_demo_v1_seed<S>.secret`,
+recorded in every copy's DONE.json) and every image is drawn from (seed, index, secret): a method that knows
+this module and an image's id still cannot regenerate its labels without reading the dataset folder (which an
+isolated method is not told). Copies with different secrets are different draws of the same distribution, so
+demo numbers vary a little between data roots; secret 0 is the public draw (no secret) on which the README's
+and the tests' numbers were measured: `ensure_demo_dataset(root, secret=0)` on a fresh root reproduces them.
 """
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import tempfile
 from pathlib import Path
@@ -117,9 +125,11 @@ def _shape_mask(height: int, width: int, rng: np.random.Generator) -> np.ndarray
     return (yy >= cy - ry) & (yy <= cy + ry) & (np.abs(xx - cx) <= rx * (yy - cy + ry) / (2 * ry))
 
 
-def generate_image(index: int, seed: int, recipes: list[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[dict]]:
-    """One image: (image uint8, semantic uint16, panoptic segment ids, segments_info with contiguous ids)."""
-    rng = np.random.default_rng([seed, index])
+def generate_image(index: int, seed: int, recipes: list[dict], secret: int = 0
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[dict]]:
+    """One image: (image uint8, semantic uint16, panoptic segment ids, segments_info with contiguous ids);
+    `secret` 0 is the public draw."""
+    rng = np.random.default_rng([seed, index, secret] if secret else [seed, index])
     height, width = (int(x) for x in rng.integers(128, 257, size=2))
     image = np.zeros((height, width, 3), np.float32)
     semantic = np.full((height, width), IGNORE_LABEL, np.int64)
@@ -164,7 +174,7 @@ def generate_image(index: int, seed: int, recipes: list[dict]) -> tuple[np.ndarr
     return np.clip(image, 0, 255).astype(np.uint8), semantic.astype(np.uint16), panoptic, kept
 
 
-def _write_split(root: Path, split: str, count: int, seed: int, offset: int, recipes: list[dict]) -> None:
+def _write_split(root: Path, split: str, count: int, seed: int, offset: int, recipes: list[dict], secret: int) -> None:
     import tifffile
 
     (root / "images" / split).mkdir(parents=True)
@@ -174,7 +184,7 @@ def _write_split(root: Path, split: str, count: int, seed: int, offset: int, rec
     images, annotations = [], []
     for i in range(count):
         stem = f"demo_{SPLITS[split]}_{i:05d}"
-        image, semantic, panoptic, segments = generate_image(offset + i, seed, recipes)
+        image, semantic, panoptic, segments = generate_image(offset + i, seed, recipes, secret)
         Image.fromarray(image).save(root / "images" / split / f"{stem}.jpg", quality=95)
         tifffile.imwrite(root / "annotations" / split / f"{stem}.tif", semantic)
         # COCO-style segment ids: category * 1000 + instance, so ids are sparse like real ones
@@ -216,9 +226,28 @@ def demo_root(data_root: Path, seed: int, scale: int = 1) -> Path:
     return Path(data_root) / f"covseg_demo_v{GENERATOR_VERSION}_seed{seed}{suffix}"
 
 
-def ensure_demo_dataset(data_root: Path, seed: int = 0, scale: int = 1) -> Path:
+def demo_secret(data_root: Path, seed: int, secret: int | None = None) -> int:
+    """The data root's demo secret for `seed`: read from its file, else written there once (`secret`, or a
+    random nonzero 63-bit number when None). The file is created exclusively, so concurrent first uses agree."""
+    path = Path(data_root) / f".covseg_demo_v{GENERATOR_VERSION}_seed{seed}.secret"
+    if not path.is_file():
+        Path(data_root).mkdir(parents=True, exist_ok=True)
+        value = secrets.randbits(63) | 1 if secret is None else secret
+        try:
+            with open(path, "x") as handle:
+                handle.write(f"{value}\n")
+        except FileExistsError:  # another process wrote it first: use theirs
+            pass
+    text = path.read_text().strip()
+    if not text.isdigit():
+        raise UserError(f"{path} does not hold a non-negative integer; delete it and the demo folders beside it "
+                        "to generate a fresh demo dataset")
+    return int(text)
+
+
+def ensure_demo_dataset(data_root: Path, seed: int = 0, scale: int = 1, secret: int | None = None) -> Path:
     """Generate the demo dataset (at `scale` x its default size) under `data_root` unless it is already there;
-    returns its folder.
+    returns its folder. `secret` is used only when the data root has no demo secret yet (see the module doc).
 
     Generation writes into a temporary sibling folder and renames it at the end, so an interrupted generation
     never leaves a half-written dataset behind, and two processes generating at once both end with one copy.
@@ -228,15 +257,16 @@ def ensure_demo_dataset(data_root: Path, seed: int = 0, scale: int = 1) -> Path:
     num_train, num_val = TRAIN_PER_SCALE * scale, VAL_PER_SCALE * scale
     root = demo_root(data_root, seed, scale)
     marker = root / "DONE.json"
-    expected = {"version": GENERATOR_VERSION, "seed": seed, "num_train": num_train, "num_val": num_val}
+    secret = demo_secret(data_root, seed, secret)
+    expected = {"version": GENERATOR_VERSION, "seed": seed, "num_train": num_train, "num_val": num_val,
+                "secret": secret}
     if marker.is_file() and json.loads(marker.read_text()) == expected:
         return root
-    Path(data_root).mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=root.name + ".tmp-", dir=data_root))
     try:
         recipes = _class_textures(seed)
-        _write_split(tmp, "training", num_train, seed, 0, recipes)
-        _write_split(tmp, "validation", num_val, seed, 1_000_000, recipes)
+        _write_split(tmp, "training", num_train, seed, 0, recipes, secret)
+        _write_split(tmp, "validation", num_val, seed, 1_000_000, recipes, secret)
         (tmp / "DONE.json").write_text(json.dumps(expected))
         if root.exists():
             shutil.rmtree(root)

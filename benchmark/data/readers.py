@@ -9,7 +9,10 @@
 """
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+from collections import Counter
 from pathlib import Path
 from typing import Sequence
 
@@ -99,6 +102,23 @@ def read_panoptic_ids(path: Path) -> np.ndarray:
     return (rgba.view("<u4")[..., 0] & 0xFFFFFF).astype(np.int64)
 
 
+def listed_files(folder: Path) -> set[str]:
+    """Names of the entries of `folder` (one listing: cheaper than a stat per file on large splits)."""
+    return set(os.listdir(folder))
+
+
+def files_stamp(paths: Sequence[Path]) -> str:
+    """Digest of the names, sizes and modification times of `paths` (missing ones included as such)."""
+    digest = hashlib.sha256()
+    for path in paths:
+        try:
+            info = os.stat(path)
+            digest.update(f"{path}:{info.st_size}:{info.st_mtime_ns}\n".encode())
+        except FileNotFoundError:
+            digest.update(f"{path}:missing\n".encode())
+    return digest.hexdigest()
+
+
 def id_to_rgb(ids: np.ndarray) -> np.ndarray:
     ids = ids.astype(np.int64)
     return np.stack([ids % 256, ids // 256 % 256, ids // 65536 % 256], axis=-1).astype(np.uint8)
@@ -106,7 +126,9 @@ def id_to_rgb(ids: np.ndarray) -> np.ndarray:
 
 class SemSegFolder(SegmentationDataset):
     """Images and label maps paired by file stem (detectron2 `load_sem_seg`), or, with `image_ids` (a split
-    list), exactly those images (`<id><image_ext>`) and labels (`<id><label_ext>`), in list order.
+    list), exactly those images (`<id><image_ext>`) and labels (`<id><label_ext>`), in list order. A stem with
+    an image but no label map, or a label map but no image, stays in the split with its missing file in
+    `missing_files()` (the run fails, or skips it with data.on_error=skip), never silently dropped.
 
     `label_ignore` is the value the files use for "not labelled": 65535 in the 16-bit `.tif` layouts, 255 in
     the 8-bit `.png` layouts of MaskFormer's scripts (ADE20K-150, PC-59, COCO semantic); it is read as
@@ -137,11 +159,24 @@ class SemSegFolder(SegmentationDataset):
             return
         labels = {p.stem: p for p in self.label_dir.iterdir() if p.suffix == label_ext}
         images = {p.stem: p for p in self.image_dir.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS}
-        stems = sorted(set(labels) & set(images))
-        if not stems:
+        stems = sorted(set(labels) | set(images))
+        if not labels or not images:
             raise DataError(f"no image/label pairs ({label_ext}) in {self.image_dir} and {self.label_dir}")
-        self._images = [images[s] for s in stems]
-        self._labels = [labels[s] for s in stems]
+        usual_ext = Counter(p.suffix for p in images.values()).most_common(1)[0][0]  # names a missing image
+        self._images = [images.get(s, self.image_dir / f"{s}{usual_ext}") for s in stems]
+        self._labels = [labels.get(s, self.label_dir / f"{s}{label_ext}") for s in stems]
+
+    def missing_files(self) -> dict[str, str]:
+        present = {folder: listed_files(folder) for folder in (self.image_dir, self.label_dir)}
+        missing = {}
+        for image, label in zip(self._images, self._labels):
+            absent = [p for p in (image, label) if p.name not in present[p.parent]]
+            if absent:
+                missing[image.stem] = str(absent[0])
+        return missing
+
+    def label_stamp(self) -> str:
+        return files_stamp(self._labels)
 
     def __len__(self) -> int:
         return len(self._images)
@@ -186,6 +221,7 @@ class CocoPanopticFolder(SegmentationDataset):
         semantic_dir: Path | None = None,
     ) -> None:
         self.name, self.split, self.vocabulary = name, split, vocabulary
+        self.panoptic_json = Path(panoptic_json)
         self.image_dir, self.panoptic_dir = Path(image_dir), Path(panoptic_dir)
         self.semantic_dir = Path(semantic_dir) if semantic_dir is not None else None
         for folder in (self.image_dir, self.panoptic_dir):
@@ -218,6 +254,23 @@ class CocoPanopticFolder(SegmentationDataset):
 
     def __len__(self) -> int:
         return len(self._annotations)
+
+    def missing_files(self) -> dict[str, str]:
+        listings = {folder: listed_files(folder) for folder in (self.image_dir, self.panoptic_dir)}
+
+        def absent(folder: Path, name: str) -> bool:  # names in subfolders: one stat each
+            return not (folder / name).exists() if len(Path(name).parts) > 1 else name not in listings[folder]
+
+        missing = {}
+        for index, (ann, image_file) in enumerate(zip(self._annotations, self._image_files)):
+            files = [(self.image_dir, image_file), (self.panoptic_dir, ann["file_name"])]
+            gone = [folder / name for folder, name in files if absent(folder, name)]
+            if gone:
+                missing[self.image_id(index)] = str(gone[0])
+        return missing
+
+    def label_stamp(self) -> str:
+        return files_stamp([self.panoptic_json])  # classes_present reads the segments listed there
 
     def image_id(self, index: int) -> str:
         return Path(self._annotations[index]["file_name"]).stem

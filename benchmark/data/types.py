@@ -193,5 +193,15 @@ class SegmentationDataset:
         present = np.unique(labels)
         return present[present != IGNORE_LABEL]
 
+    def missing_files(self) -> dict[str, str]:
+        """Image id -> a file the split lists for it (by a split list, an annotation file or its counterpart
+        in the paired folder) that is not on disk. A run fails on any unless data.on_error=skip."""
+        return {}
+
+    def label_stamp(self) -> str | None:
+        """A cheap stamp of the files the labels are read from (names, sizes, modification times): cached
+        per-image class lists are reused only while it is unchanged. None: do not cache them."""
+        return None
+
     def __getitem__(self, index: int) -> Sample:
         return self.load(index)

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 
 from benchmark.errors import UserError
-from benchmark.models.feature_cache import FeatureCache, MemoryCache, config_digest, image_key
+from benchmark.models.feature_cache import FeatureCache, MemoryCache, config_digest, image_key, weights_digest
 from benchmark.models.segmenter import Image, ImageFeatures, byte_size, disk_cached_arrays, pool_masks, pool_regions
 
 DINOV2_MODELS = {
@@ -128,7 +128,7 @@ class DinoV2Embedder(Embedder):
         self.calls = 0  # backbone forward passes (tests check the caches)
         self.backbone_images = 0  # images through the backbone (the manifest's pass counts)
         self.digest = config_digest({"embedder": name, "input_size": input_size, "pretrained": pretrained,
-                                     "depth": depth, "seed": None if pretrained else seed,
+                                     "depth": depth, "weights": weights_digest(self.model),
                                      "segmenter": getattr(segmenter, "digest", "")})
         self.disk_cache = FeatureCache(cache_dir, f"embedder-{self.digest}")
         self.dense_disk_cache = FeatureCache(cache_dir, f"embedder-dense-{self.digest}")
@@ -179,8 +179,9 @@ class DinoV2Embedder(Embedder):
         return [pool_regions(d, region, count) for d, region, count in zip(dense, regions, counts)]
 
     def proposal_embeddings(self, samples, features):
-        """Pooled over each proposal; cached in memory and on disk per (embedder, segmenter, image)."""
-        keys = [image_key(s) for s in samples]
+        """Pooled over each proposal; cached in memory and on disk per (embedder, segmenter, image, proposal
+        map): the proposals of exported predictions or of the oracle can change under the same segmenter."""
+        keys = [image_key(s, feats.proposal_codes) for s, feats in zip(samples, features)]
         found: dict[int, torch.Tensor] = {}
         for i, key in enumerate(keys):
             if (cached := self._proposal_cache.get(key)) is not None:

@@ -9,12 +9,16 @@ Layout: `<root>/<namespace>/<key[:2]>/<key>.npz`, where `namespace` is a digest 
 the features (model config, weights seed, code version) and `key` a digest of the image (id, size and pixel
 content, so two datasets reusing an image id never collide). Writes are atomic (temporary file, then
 rename): two processes writing the same key both write the same bytes and the last rename wins; a reader
-never sees a partial file. A file that cannot be read is treated as missing and recomputed.
+never sees a partial file. Every entry carries a checksum of its namespace, key and arrays: an entry that
+cannot be read, lacks it or does not match it (corrupt, moved from another key, written by other code) is
+recomputed and rewritten, with one warning per cache. The checksum catches accidents and naive tampering,
+not a writer that recomputes it with this module (only keeping other code away from the cache folder does).
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
@@ -24,7 +28,8 @@ import numpy as np
 from benchmark.data.types import Sample
 from benchmark.io import atomic_save_npz
 
-FEATURES_VERSION = 2  # bump when the computation of cached features changes, so old entries are not reused
+FEATURES_VERSION = 3  # bump when the computation of cached features changes, so old entries are not reused
+CHECKSUM = "_checksum"  # the entry's own array holding the checksum of the others
 
 
 def config_digest(config: dict[str, Any]) -> str:
@@ -33,10 +38,33 @@ def config_digest(config: dict[str, Any]) -> str:
     return hashlib.sha1(text.encode()).hexdigest()[:16]
 
 
-def image_key(sample: Sample) -> str:
-    """Digest of an image: its id, size and pixels."""
+def weights_digest(module) -> str:
+    """Digest of a model's parameters and buffers (names, dtypes, shapes, values): the weights' identity, so a
+    different download, open_clip's initialisation or a seed all change the caches' namespace."""
+    digest = hashlib.sha256()
+    for name, tensor in module.state_dict().items():
+        array = tensor.detach().cpu().contiguous().numpy()
+        digest.update(f"{name}:{array.dtype.str}:{array.shape}".encode())
+        digest.update(array.data)
+    return digest.hexdigest()[:16]
+
+
+def image_key(sample: Sample, *inputs: np.ndarray) -> str:
+    """Digest of an image: its id, size and pixels, and of any further `inputs` the cached value depends on
+    (e.g. the oracle proposals drawn from a step's filtered labels)."""
     digest = hashlib.sha1(f"{sample.image_id}:{sample.height}x{sample.width}:".encode())
-    digest.update(np.ascontiguousarray(sample.image).data)
+    for array in (sample.image, *inputs):
+        digest.update(np.ascontiguousarray(array).data)
+    return digest.hexdigest()
+
+
+def entry_checksum(namespace: str, key: str, arrays: dict[str, np.ndarray]) -> str:
+    """sha256 of an entry's namespace, key and arrays (names, dtypes, shapes, values)."""
+    digest = hashlib.sha256(f"{namespace}/{key}".encode())
+    for name in sorted(arrays):
+        array = np.ascontiguousarray(arrays[name])
+        digest.update(f"|{name}:{array.dtype.str}:{array.shape}|".encode())
+        digest.update(array.data)
     return digest.hexdigest()
 
 
@@ -44,9 +72,11 @@ class FeatureCache:
     """Arrays per image under one namespace; `root=None` disables the disk (every lookup misses)."""
 
     def __init__(self, root: Path | str | None, namespace: str) -> None:
+        self.namespace = namespace
         self.directory = Path(root) / namespace if root is not None else None
         self.hits = 0  # lookups answered from disk
         self.writes = 0  # entries written
+        self.rejected = 0  # entries found unreadable or not matching their checksum (recomputed)
 
     @property
     def enabled(self) -> bool:
@@ -62,17 +92,29 @@ class FeatureCache:
         if not path.is_file():
             return None
         try:
-            with np.load(path, allow_pickle=False) as data:
-                arrays = {name: data[name] for name in data.files}
-        except (OSError, ValueError, EOFError):  # unreadable (e.g. a foreign file): recompute
-            return None
+            with open(path, "rb") as handle, np.load(handle, allow_pickle=False) as data:  # np.load(path) leaks
+                arrays = {name: data[name] for name in data.files}  # its handle on a damaged zip
+        except Exception as exc:  # zipfile, zlib and numpy raise several types for a damaged file
+            return self._reject(path, f"unreadable ({type(exc).__name__})")
+        stored = arrays.pop(CHECKSUM, None)
+        if stored is None or str(stored) != entry_checksum(self.namespace, key, arrays):
+            return self._reject(path, "no checksum" if stored is None else "checksum mismatch")
         self.hits += 1
         return arrays
+
+    def _reject(self, path: Path, reason: str) -> None:
+        """A bad entry is a miss (the caller recomputes and rewrites it); the first one of this cache warns."""
+        if not self.rejected:
+            warnings.warn(f"feature cache entry {path}: {reason}; recomputing it (and any other bad entry of "
+                          f"{self.directory}, without further warnings)", stacklevel=3)
+        self.rejected += 1
+        return None
 
     def put(self, key: str, **arrays: np.ndarray) -> None:
         if self.directory is None:
             return
-        atomic_save_npz(self._path(key), **arrays)
+        checksum = entry_checksum(self.namespace, key, arrays)
+        atomic_save_npz(self._path(key), **arrays, **{CHECKSUM: np.array(checksum)})
         self.writes += 1
 
 

@@ -197,7 +197,7 @@ class OpenVocabSegmenter:
     def __init__(self, config, seed: int = 0, device: str = "cpu", cache_dir: Path | str | None = None) -> None:
         import open_clip
 
-        from benchmark.models.feature_cache import FeatureCache, MemoryCache, config_digest
+        from benchmark.models.feature_cache import FeatureCache, MemoryCache, config_digest, weights_digest
 
         self.config = config
         self.seed = seed
@@ -231,18 +231,19 @@ class OpenVocabSegmenter:
         # used evicted). The role follows the protocol's types: predict gets ImageInput, learn gets Sample.
         budget = int(config.cache_memory_mb * 2**20)
         self.memory_caches = {role: MemoryCache(budget, byte_size) for role in ("validation", "training")}
-        # ... and on disk across runs: keyed by everything that changes the features (not the batch size, nor
-        # the in-memory budget)
+        # ... and on disk across runs. The digest is the model's identity (also in exported predictions): every
+        # config key that changes an output (not the batch size, nor the in-memory budget), the weights
+        # themselves and the prompt templates' text (a changed template changes the text classifier)
         described = {k: v for k, v in _config_items(config)
                      if k not in ("name", "batch_size", "cache_dir", "cache_memory_mb")}
-        self.digest = config_digest({"segmenter": "open_clip", **described,
-                                     "seed": seed if config.pretrained is None else None})
+        self._templates = PROMPT_TEMPLATES[config.templates]
+        self.digest = config_digest({"segmenter": "open_clip", **described, "templates": self._templates,
+                                     "weights": weights_digest(self.model)})
         self.cache_dir = cache_dir
         self.disk_cache = FeatureCache(cache_dir, f"segmenter-{self.digest}")
         self.dense_disk_cache = FeatureCache(cache_dir, f"dense-{self.digest}")
         self.backbone_images = 0  # images through the ViT (the manifest's pass counts)
         self.text_prompts = 0  # prompts through the text encoder
-        self._templates = PROMPT_TEMPLATES[config.templates]
         self.embed_dim = int(self.model.text_projection.shape[1]) if self.model.text_projection is not None else None
 
     # ---------------------------------------------------------------- dense features
@@ -325,11 +326,23 @@ class OpenVocabSegmenter:
                                      instance_proposals=instances, storage_dtype=self.storage_dtype))
         return out
 
-    def cached_per_image(self, kind: str, samples: list[Image], compute) -> list:
+    def proposal_inputs(self, sample: Image) -> tuple[np.ndarray, ...]:
+        """What an image's proposals depend on besides its pixels and the config: with model.proposals=oracle,
+        its ground-truth regions (a training image's labels are filtered to each step's classes)."""
+        return (sample.oracle_proposals().regions,) if self.config.proposals == "oracle" else ()
+
+    def cached_per_image(self, kind: str, samples: list[Image], compute, key_inputs=lambda sample: ()) -> list:
         """`compute(samples)` for the samples missing from the in-memory cache of their role (validation:
-        ImageInput, training: Sample), keyed by `kind`, image id and size; shared by the feature, dense-feature
-        and (baselines') token caches."""
-        keys = [f"{kind}:{s.image_id}:{s.height}x{s.width}" for s in samples]
+        ImageInput, training: Sample), keyed by `kind`, image id and size (and a digest of the image and
+        `key_inputs(sample)` when there are any); shared by the feature, dense-feature and (baselines') token
+        caches."""
+        from benchmark.models.feature_cache import image_key
+
+        def key(s: Image) -> str:
+            inputs = key_inputs(s)
+            return f"{kind}:{s.image_id}:{s.height}x{s.width}" + (f":{image_key(s, *inputs)}" if inputs else "")
+
+        keys = [key(s) for s in samples]
         caches = [self.memory_caches[role_of(s)] for s in samples]
         found = [cache.get(key) for cache, key in zip(caches, keys)]
         missing = [i for i, value in enumerate(found) if value is None]
@@ -345,9 +358,10 @@ class OpenVocabSegmenter:
         def compute(batch: list[Image]) -> list[ImageFeatures]:
             dense = {id(s): self.memory_caches[role_of(s)].peek(f"dense:{s.image_id}:{s.height}x{s.width}")
                      for s in batch}
-            return disk_cached(self.disk_cache, batch, lambda todo: self.image_features(todo, [dense[id(s)] for s in todo]))
+            return disk_cached(self.disk_cache, batch, lambda todo: self.image_features(todo, [dense[id(s)] for s in todo]),
+                               self.proposal_inputs)
 
-        return self.cached_per_image("features", samples, compute)
+        return self.cached_per_image("features", samples, compute, self.proposal_inputs)
 
     def cached_dense_features(self, samples: list[Image]) -> list[torch.Tensor]:
         """(g, g, D) dense features per image, cached in memory and on disk in `storage_dtype` (decode with
@@ -410,9 +424,11 @@ def role_of(sample: Image) -> str:
     return "validation" if isinstance(sample, ImageInput) else "training"
 
 
-def disk_cached(cache, samples: list[Image], compute) -> list[ImageFeatures]:
-    """ImageFeatures from the disk cache where present; the rest computed in one batch and written."""
-    return _disk_cached(cache, samples, compute, lambda feats: feats.to_arrays(), ImageFeatures.from_arrays)
+def disk_cached(cache, samples: list[Image], compute, key_inputs=lambda sample: ()) -> list[ImageFeatures]:
+    """ImageFeatures from the disk cache where present (keyed by the image and `key_inputs(sample)`); the rest
+    computed in one batch and written."""
+    return _disk_cached(cache, samples, compute, lambda feats: feats.to_arrays(), ImageFeatures.from_arrays,
+                        key_inputs)
 
 
 def disk_cached_arrays(cache, samples: list[Image], compute) -> list[torch.Tensor]:
@@ -421,12 +437,12 @@ def disk_cached_arrays(cache, samples: list[Image], compute) -> list[torch.Tenso
                         lambda arrays: torch.from_numpy(arrays["tensor"]))
 
 
-def _disk_cached(cache, samples: list[Image], compute, to_arrays, from_arrays) -> list:
+def _disk_cached(cache, samples: list[Image], compute, to_arrays, from_arrays, key_inputs=lambda sample: ()) -> list:
     from benchmark.models.feature_cache import image_key
 
     if not cache.enabled:
         return compute(samples)
-    keys = [image_key(s) for s in samples]
+    keys = [image_key(s, *key_inputs(s)) for s in samples]
     found = [cache.get(key) for key in keys]
     missing = [i for i, arrays in enumerate(found) if arrays is None]
     fresh = dict(zip(missing, compute([samples[i] for i in missing]))) if missing else {}

@@ -33,11 +33,15 @@ Grouping, so that a number only ever averages comparable runs:
   results_dir, device, threads, batch sizes, ...)), labelled with the method keys that differ from
   configs/method/<name>.yaml (e.g. `knnclip k=32`, `avalanche/EWC λ=1000`; a run's `name=` replaces it), the
   model and the evaluation settings.
+- validation set: runs scored on different validation images (manifest `data.validation_digest`, e.g. after
+  `data.on_error=skip` left a file out) are different rows, labelled with the set, and are never paired.
 - repeats: runs of one row with the same seed, class order and stream hash are one sample, not several: the
-  latest complete one (manifest `finished`) counts, the others are listed as superseded.
+  latest complete one (manifest `finished`) counts, the others are listed as superseded; for FWT and learning
+  gain, the latest one that has the initial evaluation (`eval.initial`) counts.
 Each cell is the mean ± sample standard deviation over the row's distinct runs (seeds × class orders),
-n = runs; rows are sorted by final mIoU. "excess forgetting" pairs each run with the zero-shot run of the
-same stream hash, model, seed and evaluation settings (the latest, if repeated): forgetting_max minus
+n = runs; a cell covering fewer runs than its row shows its own n; rows are sorted by final mIoU. "excess
+forgetting" pairs each run with the zero-shot run of the same stream hash, model, seed, evaluation settings
+and validation set (the latest, if repeated): forgetting_max minus
 zero-shot's (runs without one do not count); "FWT" and "learning gain" are measured against the run's
 initial evaluation (row -1 of R). Failed runs (manifest `"status": "failed"`, with the reason) and
 unfinished ones (`running`, `interrupted`) are listed apart, after the tables.

@@ -64,6 +64,10 @@ def gem_forward_transfer(summary: dict, manifest: dict, baseline_dir: Path, miou
     if baseline_manifest.get("stream_hash") != manifest.get("stream_hash"):
         raise UserError(f"--fwt-baseline {baseline_dir} ran stream {baseline_manifest.get('stream')} (hash "
                         f"{baseline_manifest.get('stream_hash')}), not this run's (hash {manifest.get('stream_hash')})")
+    digests = [(m.get("data") or {}).get("validation_digest") for m in (baseline_manifest, manifest)]
+    if digests[0] != digests[1]:
+        raise UserError(f"--fwt-baseline {baseline_dir} was scored on other validation images (set "
+                        f"{digests[0]}) than this run (set {digests[1]})")
     baseline = build_summary(baseline_dir, manifest["step_classes"], manifest["stream"], baseline_manifest["method"],
                              miou_mode)
     if not baseline["initial"]:

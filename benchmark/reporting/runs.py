@@ -173,8 +173,20 @@ class Run:
     def config_hash(self) -> str:
         return short_hash(config_identity(self.config))
 
+    @property
+    def validation_set(self) -> tuple[str | None, int | None]:
+        """(digest of the scored validation image ids, their count) from the manifest's `data`; (None, None)
+        for runs older than that record. Runs over different validation sets are never averaged or paired."""
+        data = self.manifest.get("data") or {}
+        return data.get("validation_digest"), data.get("validation_images")
+
+    @property
+    def has_initial(self) -> bool:
+        """Whether the run evaluated the untouched method first (eval.initial): FWT and learning gain need it."""
+        return bool(self.summary.get("initial"))
+
     def row_key(self) -> tuple:
-        return self.method_config["name"], self.config_hash, self.ground_truth_access
+        return self.method_config["name"], self.config_hash, self.ground_truth_access, self.validation_set[0]
 
     def repeat_key(self) -> tuple:
         """Runs of one row with equal keys repeat one experiment (same seed, class order and data)."""

@@ -20,6 +20,7 @@ import pandas as pd
 from benchmark.reporting.runs import PROVENANCE_MARKS, Run, config_identity, deduplicate, short_hash
 
 EXCESS_FORGETTING = "excess_forgetting"  # derived from two runs (see excess_forgetting_by_run), not in a summary
+INITIAL_METRICS = ("forward_transfer", "learning_gain")  # need the initial evaluation (eval.initial)
 # (summary metric, key, column title); a column is shown when some row of the table has a value
 METRIC_COLUMNS = [
     ("miou", "final", "final mIoU"), ("pq", "final", "final PQ"), ("miou", "avg_incremental", "avg inc. mIoU"),
@@ -130,7 +131,7 @@ def excess_forgetting_by_run(runs: list[Run]) -> dict[Path, float]:
     def pairing(run: Run) -> tuple:
         identity = config_identity(run.config)  # batch sizes and cache folders do not break a pair
         return (run.manifest.get("stream_hash"), short_hash(identity.get("model")), run.config.get("seed"),
-                short_hash(identity.get("eval")))
+                short_hash(identity.get("eval")), run.validation_set[0])
 
     zero_shot = {}
     for run in sorted(runs, key=lambda r: (r.finished, r.path.name)):
@@ -168,10 +169,12 @@ def final_miou_interval(runs: list[Run], samples: int, level: float = 0.95) -> t
 def add_paired_differences(rows: list[dict]) -> None:
     """row["paired"] = (reference label, (mean, std, n)): final mIoU minus that of the reference row over the
     pairs of runs on the same stream hash, seed and class order. The reference is the zero-shot row of the same
-    model and evaluation settings (the floor every continual method is compared with), else the first row."""
+    model, evaluation settings and validation set (the floor every continual method is compared with), else the
+    first row over the same validation set."""
     for row in rows:
-        reference = next((r for r in rows if r["method"] == "zeroshot" and r["model"] == row["model"]
-                          and r["runs"][0].eval_setting() == row["runs"][0].eval_setting()), rows[0])
+        same_images = [r for r in rows if r["validation_set"] == row["validation_set"]]
+        reference = next((r for r in same_images if r["method"] == "zeroshot" and r["model"] == row["model"]
+                          and r["runs"][0].eval_setting() == row["runs"][0].eval_setting()), same_images[0])
         if reference is row:
             row["paired"] = (reference["label"], (float("nan"), float("nan"), 0))
             continue
@@ -191,22 +194,30 @@ def aggregate_rows(runs: list[Run], digests: dict | None = None) -> list[dict]:
     for run in runs:
         groups[run.row_key()].append(run)
     excess = excess_forgetting_by_run(runs)
+    several_validation_sets = len({run.validation_set for run in runs}) > 1
     rows = []
-    for (method, config_hash, access), members in groups.items():
-        members, superseded = deduplicate(members)
+    for (method, config_hash, access, _), group in groups.items():
+        members, superseded = deduplicate(group)
+        # a repeat without the initial evaluation does not replace one with it in the columns that need it
+        with_initial, _ = deduplicate([r for r in group if r.has_initial])
         members.sort(key=lambda r: (_order(r.config.get("seed")), _order(r.order_seed), r.path.name))
         first = members[0]
+        digest, images = first.validation_set
         row = {
-            "method": method, "config_hash": config_hash, "label": first.variant(),
+            "method": method, "config_hash": config_hash,
+            "label": first.variant()
+            + (f" [validation set {digest or 'unrecorded'}: {images or '?'} images]" if several_validation_sets else ""),
             "ground_truth_access": access, "isolated": all(r.isolated for r in members),
+            "validation_set": first.validation_set,
             "model": first.model_label(), "n_runs": len(members),
             "seeds": sorted({r.config.get("seed") for r in members}, key=_order),
             "order_seeds": sorted({r.order_seed for r in members}, key=_order),
             "runs": members, "superseded": sorted(superseded, key=lambda r: r.path.name),
         }
         for metric, key, _ in METRIC_COLUMNS:
+            source = with_initial if key in INITIAL_METRICS else members
             row[f"{metric}_{key}"] = mean_std([excess[r.path] if key == EXCESS_FORGETTING else _metric(r, metric, key)
-                                               for r in members])
+                                               for r in source])
         row["memory_bytes"] = mean_std([float((r.summary.get("memory_bytes") or [float("nan")])[-1]) for r in members])
         row["seconds_per_step"] = mean_std([_seconds_per_step(r) for r in members])
         # cold and warm feature caches apart (None: not recorded), so a warm rerun never passes for a faster method

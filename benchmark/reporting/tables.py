@@ -74,7 +74,7 @@ class Column:
 
 def main_columns(table: StreamTable) -> list[Column]:
     """The columns every rendering of the main table shows, in order (after the rank). A new column goes here."""
-    scores = [Column(title, lambda row, field=f"{m}_{k}": format_score(row[field]), numeric=True, brief=True)
+    scores = [Column(title, lambda row, field=f"{m}_{k}": format_score(row[field], row["n_runs"]), numeric=True, brief=True)
               for m, k, title in shown_metrics(table)]
     return [
         Column("variant", lambda row: row["label"], brief=True),
@@ -119,11 +119,14 @@ def time_cell(row: dict) -> str:
     return ", ".join(parts) or "–"
 
 
-def format_score(stat: tuple[float, float, int]) -> str:
-    mean, std, _ = stat
+def format_score(stat: tuple[float, float, int], row_runs: int | None = None) -> str:
+    """mean ± std, with its own n when it covers fewer than the row's `row_runs` runs (e.g. excess forgetting:
+    only runs with a zero-shot partner; learning gain: only runs with the initial evaluation)."""
+    mean, std, n = stat
     if math.isnan(mean):
         return "–"
-    return f"{mean:.1f}" if math.isnan(std) else f"{mean:.1f} ± {std:.1f}"
+    text = f"{mean:.1f}" if math.isnan(std) else f"{mean:.1f} ± {std:.1f}"
+    return text + (f" (n={n})" if row_runs is not None and n < row_runs else "")
 
 
 def link(target: Path, base: Path) -> str:
@@ -257,8 +260,8 @@ def leaderboard_frame(tables: list[StreamTable], results_dir: Path) -> pd.DataFr
                 "seeds": ";".join(map(str, row["seeds"])), "order_seeds": ";".join(map(str, row["order_seeds"])),
             }
             for metric, key, _ in METRIC_COLUMNS:
-                mean, std, _ = row[f"{metric}_{key}"]
-                record[f"{metric}_{key}_mean"], record[f"{metric}_{key}_std"] = mean, std
+                mean, std, n = row[f"{metric}_{key}"]
+                record[f"{metric}_{key}_mean"], record[f"{metric}_{key}_std"], record[f"{metric}_{key}_n"] = mean, std, n
             record["miou_final_ci_low"], record["miou_final_ci_high"] = row["miou_final_ci"]
             reference, (mean, std, n) = row["paired"]
             record.update(paired_reference=reference, paired_final_diff_mean=mean, paired_final_diff_std=std,
