@@ -127,6 +127,7 @@ def test_zero_shot_gives_the_same_numbers_isolated(run_demo):
     assert numbers(isolated) == numbers(reference)
 
 
+@pytest.mark.slow  # ~10 s: two workers and two runs; CI runs it with -m slow
 def test_knnclip_isolated_and_resumed_in_a_new_worker_gives_the_same_numbers(run_demo, monkeypatch, tmp_path):
     """Interrupted before step 2's evaluation, resumed in a new worker whose state (a faiss index) came back
     through the parent's checkpoint."""
@@ -194,6 +195,7 @@ def test_a_crashing_worker_fails_the_run_with_one_line(run_demo, monkeypatch, tm
     assert (run_dir / "stats" / "step_000.npz").is_file()  # step 0 stays, for the record
 
 
+@pytest.mark.slow  # ~10 s: two workers and two runs; CI runs it with -m slow
 def test_isolation_alone_does_not_stop_reading_labels_from_disk_but_the_sandbox_does(run_demo, monkeypatch,
                                                                                      tmp_path, demo_root):
     import shutil
