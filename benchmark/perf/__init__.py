@@ -14,6 +14,30 @@ from benchmark.errors import UserError
 from benchmark.registry import suggest
 
 
+def timed_run(overrides: list[str]) -> tuple[Path, object, float]:
+    """One `run` in this process: its folder, its RunContext (the perf commands read the method's counters from
+    it) and its wall seconds."""
+    import time
+
+    from benchmark import runner
+    from benchmark.config import load_config
+
+    captured = {}
+    prepare_run = runner.prepare_run
+
+    def capture(cfg):
+        captured["ctx"] = prepare_run(cfg)
+        return captured["ctx"]
+
+    runner.prepare_run = capture
+    try:
+        started = time.perf_counter()
+        run_dir = runner.run_stream(load_config(overrides))
+        return run_dir, captured["ctx"], time.perf_counter() - started
+    finally:
+        runner.prepare_run = prepare_run
+
+
 def summary(name: str) -> str:
     """The first sentence of a benchmark module's docstring, read from its source (nothing imported: some import
     torch)."""

@@ -10,39 +10,23 @@ import contextlib
 import io
 import json
 import tempfile
-import time
 from pathlib import Path
 
 from benchmark.errors import UserError
+from benchmark.perf import timed_run
 
 DEFAULTS = ("method=knnclip", "stream=demo_4steps")
 
 
 def run(overrides: list[str], work: Path, name: str) -> dict:
     """One run; its timings from summary.json, and the isolated method's counters when isolate=true."""
-    from benchmark import runner
-    from benchmark.config import load_config
-
-    captured = {}
-    prepare_run = runner.prepare_run
-
-    def capture(cfg):
-        captured["ctx"] = prepare_run(cfg)
-        return captured["ctx"]
-
-    runner.prepare_run = capture
-    try:
-        started = time.perf_counter()
-        with contextlib.redirect_stdout(io.StringIO()):  # the runs' step lines and summaries
-            run_dir = runner.run_stream(load_config([*overrides, f"results_dir={work / 'results'}", f"run_id={name}",
-                                                     f"model.cache_dir={work / ('cache-' + name)}", "quiet=true"]))
-        wall = time.perf_counter() - started
-    finally:
-        runner.prepare_run = prepare_run
+    with contextlib.redirect_stdout(io.StringIO()):  # the runs' step lines and summaries
+        run_dir, ctx, wall = timed_run([*overrides, f"results_dir={work / 'results'}", f"run_id={name}",
+                                        f"model.cache_dir={work / ('cache-' + name)}", "quiet=true"])
     summary = json.loads((run_dir / "summary.json").read_text())
     seconds = summary["seconds"]
     passes = len(seconds["eval"]) + int((run_dir / "stats" / "initial.json").is_file())
-    method = captured["ctx"].method
+    method = ctx.method
     moved = getattr(method, "bytes_moved", {})
     return {"wall": wall, "steps": len(seconds["learn"]),
             "step_seconds": (sum(seconds["learn"]) + sum(seconds["eval"])) / len(seconds["learn"]),

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmark.errors import UserError
+from benchmark.perf import timed_run
 
 DATASETS = {  # train / val images and a typical image size (H, W) of the real datasets
     "A-847": (25_574, 2_000, (512, 683)),
@@ -37,24 +38,10 @@ DATASETS = {  # train / val images and a typical image size (H, W) of the real d
 
 def child_main(args: argparse.Namespace) -> int:
     """One method's run in this process; prints one JSON line with what the parent tabulates."""
-    from benchmark import runner
-    from benchmark.config import load_config
-
-    captured = {}
-    original = runner.prepare_run
-
-    def capture(cfg):
-        captured["ctx"] = original(cfg)
-        return captured["ctx"]
-
-    runner.prepare_run = capture
     overrides = [f"method={args.child}", "stream=demo_4steps", f"data.demo_scale={args.scale}",
                  f"data.root={args.data_root}", f"results_dir={args.work}/results", "quiet=true",
                  f"model.cache_dir={args.work}/cache-{args.child}-{os.getpid()}", *args.overrides]
-    started = time.perf_counter()
-    run_dir = runner.run_stream(load_config(overrides))
-    wall = time.perf_counter() - started
-    ctx = captured["ctx"]
+    run_dir, ctx, wall = timed_run(overrides)
     summary = json.loads((run_dir / "summary.json").read_text())
     manifest = json.loads((run_dir / "manifest.json").read_text())
     method = ctx.method
