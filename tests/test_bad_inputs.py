@@ -3,11 +3,9 @@ each case is tested): each gets one clear line, a non-zero exit and nothing half
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from benchmark.config import load_config
 from benchmark.data.readers import CocoPanopticFolder
