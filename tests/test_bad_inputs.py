@@ -91,6 +91,7 @@ def test_annotation_file_names_cannot_escape_the_data_root(tmp_path, file_name):
         CocoPanopticFolder("x", "val", tmp_path / "images", tmp_path / "pan.json", tmp_path / "pan", vocab, [1])
 
 
+@pytest.mark.slow  # ~11 s: two runs over a copied demo; CI runs it with -m slow
 def test_corrupt_demo_image_named_and_skip_mode_counts(demo_root, tmp_path):
     """A corrupt validation image stops the run with its path; data.on_error=skip runs and reports it."""
     import shutil

@@ -106,6 +106,7 @@ def _strip(summary: dict) -> dict:
     return {k: v for k, v in summary.items() if k not in ("run_id", "seconds")}
 
 
+@pytest.mark.slow  # ~15 s: two gloo processes and a single-process run; CI runs it with -m slow
 def test_two_gloo_processes_equal_single_process_bitwise(demo_root, tmp_path, one_thread):
     out = tmp_path / "reports"
     out.mkdir()
