@@ -89,6 +89,7 @@ class DataConfig:
     name: str = "default"
     root: Optional[str] = None  # data root; None = $DETECTRON2_DATASETS or ./datasets (demo: the cache folder)
     demo_seed: int = 0  # seed of the synthetic demo dataset
+    demo_secret: Optional[int] = None  # the demo's secret: None = the data root's own (drawn at first use); 0 = the public draw
     demo_scale: int = 1  # the demo dataset at N x its default size (300·N train / 100·N val images)
     on_error: str = "raise"  # raise | skip: unreadable samples are counted and reported instead
 

@@ -16,6 +16,7 @@ from omegaconf import DictConfig
 
 from benchmark import distributed
 from benchmark.config import data_root, method_config
+from benchmark.data.demo import DEMO_DATASETS, claim_demo_secret
 from benchmark.data.types import ImageInput, SegmentationDataset, Vocabulary
 from benchmark.evaluation.panoptic import PanopticEvaluator
 from benchmark.evaluation.per_image import PerImageCounts
@@ -58,6 +59,8 @@ def open_stream_data(cfg: DictConfig, progress: Progress) -> tuple[SegmentationD
     """The configured stream's training and validation splits and the stream drawn over them."""
     root = data_root(cfg)
     with distributed.main_first():  # rank 0 fills the on-disk caches (demo data, stream files) first
+        if cfg.data.demo_secret is not None and cfg.stream.dataset in DEMO_DATASETS:
+            claim_demo_secret(root, cfg.data.demo_seed, cfg.data.demo_secret)
         train = open_dataset(cfg.stream.dataset, "train", root, cfg.data.demo_seed, cfg.data.on_error, cfg.data.demo_scale)
         val = open_dataset(cfg.stream.dataset, "val", root, cfg.data.demo_seed, cfg.data.on_error, cfg.data.demo_scale)
         stream = build_stream(cfg.stream, train, cache_dir_for(root), progress.bar)

@@ -1,6 +1,7 @@
 import json
 
 import numpy as np
+import pytest
 import tifffile
 
 from benchmark.data.demo import demo_dataset, demo_vocabulary, generate_image, _class_textures
@@ -73,3 +74,25 @@ def test_labels_are_not_a_function_of_the_image_id_alone(tmp_path, monkeypatch):
         assert np.array_equal(sample.sem_seg, generate_image(1_000_000, 0, recipes, secret)[1].astype(np.int64))
         labels.append(sample.sem_seg)
     assert not any(np.array_equal(x, public) for x in labels) and not np.array_equal(*labels)
+
+
+def test_demo_secret_key_claims_a_fresh_root_and_refuses_one_drawn_otherwise(demo_root, tmp_path):
+    """data.demo_secret=0 draws a fresh data root publicly (the README's numbers); a root that already holds
+    another secret is refused in one line naming its secret file, before anything is generated or written."""
+    from benchmark.config import load_config
+    from benchmark.data.demo import claim_demo_secret
+    from benchmark.errors import UserError
+    from benchmark.runner import run_stream
+
+    claim_demo_secret(tmp_path / "public", 0, 0)
+    assert (tmp_path / "public" / ".covseg_demo_v1_seed0.secret").read_text().strip() == "0"
+    claim_demo_secret(demo_root, 0, 0)  # the tests' root holds the public draw already: accepted
+    (tmp_path / "own").mkdir()
+    (tmp_path / "own" / ".covseg_demo_v1_seed0.secret").write_text("12345\n")
+    cfg = load_config([f"data.root={tmp_path / 'own'}", "data.demo_secret=0", f"results_dir={tmp_path / 'results'}",
+                       "quiet=true"])
+    with pytest.raises(UserError, match=r"data.demo_secret=0, but the data root .*own already holds a demo drawn "
+                                        r"with another secret \(.*\.covseg_demo_v1_seed0\.secret\)"):
+        run_stream(cfg)
+    assert not (tmp_path / "results").exists() and sorted(p.name for p in (tmp_path / "own").iterdir()) == [
+        ".covseg_demo_v1_seed0.secret"]

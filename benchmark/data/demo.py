@@ -21,7 +21,7 @@ recorded in every copy's DONE.json) and every image is drawn from (seed, index, 
 this module and an image's id still cannot regenerate its labels without reading the dataset folder (which an
 isolated method is not told). Copies with different secrets are different draws of the same distribution, so
 demo numbers vary a little between data roots; secret 0 is the public draw (no secret) on which the README's
-and the tests' numbers were measured: `ensure_demo_dataset(root, secret=0)` on a fresh root reproduces them.
+and the tests' numbers were measured: `data.demo_secret=0` (`claim_demo_secret`) on a fresh root reproduces them.
 """
 from __future__ import annotations
 
@@ -243,6 +243,16 @@ def demo_secret(data_root: Path, seed: int, secret: int | None = None) -> int:
         raise UserError(f"{path} does not hold a non-negative integer; delete it and the demo folders beside it "
                         "to generate a fresh demo dataset")
     return int(text)
+
+
+def claim_demo_secret(data_root: Path, seed: int, secret: int) -> None:
+    """`data.demo_secret=S`: the data root draws its demo with S, or is refused (one line) when it already holds
+    another secret, since its demo folders were drawn with that one."""
+    held = demo_secret(data_root, seed, secret)
+    if held != secret:
+        raise UserError(f"data.demo_secret={secret}, but the data root {data_root} already holds a demo drawn with "
+                        f"another secret ({Path(data_root) / f'.covseg_demo_v{GENERATOR_VERSION}_seed{seed}.secret'}); "
+                        f"set data.root to another folder for this draw")
 
 
 def ensure_demo_dataset(data_root: Path, seed: int = 0, scale: int = 1, secret: int | None = None) -> Path:
