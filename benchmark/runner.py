@@ -125,6 +125,7 @@ def evaluate_step(ctx: RunContext, vocab: Vocabulary, step: int) -> dict[str, np
     batch_size = cfg.eval.batch_size
     oracle = ground_truth_access(cfg) == "oracle_proposals"
     scored = list(vocab.ids)
+    method_vocab = copy.deepcopy(vocab)  # the method's own copy: mutating it cannot change what is scored
     for start in ctx.progress.bar(range(0, len(indices), batch_size),
                                   desc=f"eval step {step}" if step >= 0 else "eval initial",
                                   total=(len(indices) + batch_size - 1) // batch_size):
@@ -135,7 +136,7 @@ def evaluate_step(ctx: RunContext, vocab: Vocabulary, step: int) -> dict[str, np
         counted = [(i, s, gt) for i, s, gt in truths if gt is not None]
         batch = [s for _, s, _ in counted]
         images = [ImageInput.of(s, ctx.stream.panoptic, oracle) for s in batch]
-        outputs = ctx.method.predict(images, copy.deepcopy(vocab))
+        outputs = ctx.method.predict(images, method_vocab)
         if len(outputs) != len(batch):
             raise RuntimeError(f"method {cfg.method.name} returned {len(outputs)} outputs for {len(batch)} images")
         for (image_index, sample, gt), output in zip(counted, outputs):
