@@ -39,7 +39,7 @@ SUBCOMMANDS = {
     "export-predictions": "benchmark.cli:export_main",
     "export-fcclip": "benchmark.exporters.fcclip:main",
     "report": "benchmark.reporting.report:main",
-    "show": "benchmark.reporting.show:main",
+    "show": "benchmark.show:main",
     "leaderboard": "benchmark.reporting.leaderboard:main",
     "miou": "benchmark.evaluation.tools:miou_main",
     "pq": "benchmark.evaluation.tools:pq_main",

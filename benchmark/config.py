@@ -261,7 +261,7 @@ def validate(cfg: DictConfig) -> DictConfig:
     if not name:
         raise UserError("config has no method.name; choose one with method=NAME (see `python -m benchmark list methods`)")
     load_methods(foreign=not typed.isolate)  # isolate=true: plugin code is imported by the method's worker only
-    # a plugin's method under isolation: its keys are checked in its worker (benchmark.isolation), not here
+    # a plugin's method under isolation: its keys are checked in its worker (benchmark.hosts.worker), not here
     unchecked = typed.isolate and name not in METHODS
     typed.method = OmegaConf.create(dict(method)) if unchecked else check_method_config(name, method)
     _check_choices(typed)

@@ -15,20 +15,18 @@ import torch
 from omegaconf import DictConfig
 
 from benchmark import distributed
-from benchmark.config import data_root, method_config
+from benchmark.config import data_root
 from benchmark.data.demo import DEMO_DATASETS, claim_demo_secret
 from benchmark.data.types import ImageInput, SegmentationDataset, Vocabulary
 from benchmark.evaluation.panoptic import PanopticEvaluator
 from benchmark.evaluation.per_image import PerImageCounts
 from benchmark.evaluation.semantic import SemanticEvaluator
-from benchmark.isolation.parent import IsolatedMethod, isolated_provenance
-from benchmark.method import METHODS, ContinualMethod, StepData, filter_sample
-from benchmark.models import build_segmenter, check_device
-from benchmark.models.feature_cache import FeatureCache, directory_bytes
-from benchmark.plugins import code_records, foreign_module_files
+from benchmark.hosts import MethodHost, make_host
+from benchmark.method import StepData, filter_sample
+from benchmark.models import check_device
 from benchmark.protocol import Protocol
 from benchmark.reporting.progress import Progress
-from benchmark.checkpoint import load_checkpoint, rng_states, save_checkpoint, set_rng_states
+from benchmark.checkpoint import load_checkpoint, save_checkpoint, set_rng_states
 from benchmark.errors import UserError
 from benchmark.reporting.results import RunWriter, torch_environment
 from benchmark.resume import check_resumable, find_resumable, mark_unresumable
@@ -50,7 +48,7 @@ class RunContext:
     stream: Stream
     train: SegmentationDataset
     val: SegmentationDataset
-    method: ContinualMethod | IsolatedMethod  # isolate=true: the method in its worker process
+    host: MethodHost  # the method, wherever it lives (benchmark.hosts)
     progress: Progress
     protocol: Protocol  # the CSS protocol's training labels and evaluation rules (configs/protocol/)
 
@@ -92,14 +90,8 @@ def prepare_run(cfg: DictConfig) -> RunContext:
     progress = Progress(quiet=cfg.quiet or not distributed.is_main())
     train, val, stream = open_stream_data(cfg, progress)
     protocol = Protocol.of(cfg.protocol, train.vocabulary)
-    if cfg.isolate:
-        method = IsolatedMethod.start(cfg, len(train.vocabulary), device, quiet=cfg.quiet or not distributed.is_main())
-        cfg.method = method.started["method"]  # a plugin's keys, checked (and completed) by its worker
-        return RunContext(cfg, stream, train, val, method, progress, protocol)
-    segmenter = build_segmenter(cfg.model, seed=cfg.seed, device=device)
-    method_cls = METHODS.get(cfg.method.name)
-    method = method_cls(method_config(cfg), segmenter, len(train.vocabulary), seed=cfg.seed)
-    return RunContext(cfg, stream, train, val, method, progress, protocol)
+    host = make_host(cfg, len(train.vocabulary), device, quiet=cfg.quiet or not distributed.is_main())
+    return RunContext(cfg, stream, train, val, host, progress, protocol)
 
 
 def ground_truth_access(cfg: DictConfig) -> str | None:
@@ -136,7 +128,7 @@ def evaluate_step(ctx: RunContext, vocab: Vocabulary, step: int) -> dict[str, np
         counted = [(i, s, gt) for i, s, gt in truths if gt is not None]
         batch = [s for _, s, _ in counted]
         images = [ImageInput.of(s, ctx.stream.panoptic, oracle) for s in batch]
-        outputs = ctx.method.predict(images, method_vocab)
+        outputs = ctx.host.predict(images, method_vocab)
         if len(outputs) != len(batch):
             raise RuntimeError(f"method {cfg.method.name} returned {len(outputs)} outputs for {len(batch)} images")
         for (image_index, sample, gt), output in zip(counted, outputs):
@@ -174,13 +166,13 @@ def data_record(ctx: RunContext, run_dir: Path) -> dict:
 def evaluate_initial(ctx: RunContext, writer: RunWriter | None) -> None:
     """Row -1 of R: the untouched method (before learning step 0) evaluated with every class of the vocabulary,
     persisted as raw statistics like a step. The reference of forward transfer and learning gain; for an
-    open-vocabulary method it is the zero-shot model. The global RNG states are restored afterwards, so the
-    steps that follow draw exactly what they would without it (in the worker's process under isolate=true)."""
-    states = ctx.method.rng_states() if ctx.cfg.isolate else rng_states()
+    open-vocabulary method it is the zero-shot model. The global RNG states of the method's process are restored
+    afterwards, so the steps that follow draw exactly what they would without it."""
+    states = ctx.host.rng_states()
     started = time.perf_counter()
     stats = evaluate_step(ctx, ctx.train.vocabulary, step=-1)
     eval_seconds = time.perf_counter() - started
-    (ctx.method.set_rng_states if ctx.cfg.isolate else set_rng_states)(states)
+    ctx.host.set_rng_states(states)
     if writer is not None:
         record = writer.write_initial(stats, eval_seconds)
         ctx.progress.log(f"initial evaluation (every class, before step 0): mIoU {record['miou_all']:.1f}  "
@@ -194,7 +186,7 @@ def open_run(cfg: DictConfig, ctx: RunContext) -> tuple[RunWriter | None, Path, 
         run_dir, first_step = distributed.broadcast_object(None)
         if first_step > 0:
             checkpoint = load_checkpoint(run_dir)
-            ctx.method.load_state_dict(checkpoint["method"])
+            ctx.host.load_state_dict(checkpoint["method"])
             set_rng_states(checkpoint["rng"])
         return None, run_dir, first_step
     writer, first_step = _open_run_main(cfg, ctx)
@@ -203,20 +195,15 @@ def open_run(cfg: DictConfig, ctx: RunContext) -> tuple[RunWriter | None, Path, 
     writer.manifest["environment"] = torch_environment()
     # what the method was allowed to see: the leaderboard ranks sealed runs only
     writer.manifest["protocol"] = {"ground_truth_access": ground_truth_access(cfg), "vocabulary": cfg.eval.vocabulary,
-                                   "preset": ctx.protocol.describe(cfg.stream), "isolate": cfg.isolate,
-                                   "sandbox": cfg.sandbox}
+                                   "preset": ctx.protocol.describe(cfg.stream)}
+    writer.manifest["execution"] = ctx.host.execution()  # where the method ran: the leaderboard marks and filters it
     distributed.broadcast_object((writer.run_dir, first_step))
     return writer, writer.run_dir, first_step
 
 
 def _open_run_main(cfg: DictConfig, ctx: RunContext) -> tuple[RunWriter, int]:
     run_dir = find_resumable(cfg, ctx.stream) if cfg.resume == "auto" else (Path(cfg.resume) if cfg.resume else None)
-    # provenance: computed here from the files on disk (under isolate=true no plugin code ever ran here); every
-    # module imported from COVSEG_PATH or an entry point is listed, whether or not it registered the method
-    if cfg.isolate:
-        source, plugins = isolated_provenance(cfg.method.name, ctx.method.started)
-    else:
-        source, plugins = None, code_records(foreign_module_files())
+    source, plugins = ctx.host.provenance()  # the method's source files and every plugin module, hashed
     writer, first_step = _open_writer(cfg, ctx, run_dir, source)
     writer.manifest["plugins"] = plugins
     return writer, first_step
@@ -239,36 +226,19 @@ def _open_writer(cfg: DictConfig, ctx: RunContext, run_dir: Path | None, source:
     if checkpoint is None:
         ctx.progress.log(f"resume {run_dir}: no step completed yet, starting at step 0")
         return writer, 0
-    ctx.method.load_state_dict(checkpoint["method"])
+    ctx.host.load_state_dict(checkpoint["method"])
     set_rng_states(checkpoint["rng"])
     first_step = checkpoint["completed_step"] + 1
     ctx.progress.log(f"resume {run_dir}: steps 0..{first_step - 1} done, continuing at step {first_step}")
     return writer, first_step
 
 
-def encoder_counters(method: ContinualMethod) -> dict:
-    """Images through the frozen backbone(s) and prompts through the text encoder in the method's process."""
-    segmenter = method.segmenter
-    embedder = getattr(method, "embedder", None)
-    disk = getattr(segmenter, "cache_dir", None)
-    # per-image features read from / written to the disk cache: a run that mostly read them ran warm (faster)
-    disk_caches = [cache for owner in (segmenter, embedder) for name in ("disk_cache", "dense_disk_cache")
-                   if isinstance(cache := getattr(owner, name, None), FeatureCache)]
-    return {"disk_cache": str(disk) if disk else None, "disk_cache_bytes": directory_bytes(disk),
-            "disk_cache_hits": sum(cache.hits for cache in disk_caches),
-            "disk_cache_writes": sum(cache.writes for cache in disk_caches),
-            "backbone_images": getattr(segmenter, "backbone_images", None),
-            "embedder_images": getattr(embedder, "backbone_images", None),  # DINOv2 embedders only
-            "text_prompts": getattr(segmenter, "text_prompts", None)}
-
-
 def encoder_passes(ctx: RunContext, first_step: int) -> dict:
-    """`encoder_counters` against the distinct images the run touched (steps first_step..T): a bound the caches
-    must keep, backbone passes <= distinct images."""
+    """The method's models' work counters (benchmark.models.counters) against the distinct images the run
+    touched (steps first_step..T): a bound the caches must keep, backbone passes <= distinct images."""
     training = {image_id for ids in ctx.stream.train_image_ids[first_step:] for image_id in ids}
     validation = len(distributed.shard(range(validation_count(ctx.cfg, ctx.val))))
-    counters = ctx.method.encoder_counters() if ctx.cfg.isolate else encoder_counters(ctx.method)
-    return {**counters, "distinct_images": len(training) + validation, "distinct_training_images": len(training)}
+    return {**ctx.host.counters(), "distinct_images": len(training) + validation, "distinct_training_images": len(training)}
 
 
 def run_stream(cfg: DictConfig) -> Path:
@@ -287,12 +257,11 @@ def run_stream(cfg: DictConfig) -> Path:
                     writer.mark_ended(exc)
                 raise
         finally:
-            if cfg.isolate:
-                ctx.method.close()
+            ctx.host.close()
 
 
 def _run_steps(cfg: DictConfig, ctx: RunContext, writer: RunWriter | None, run_dir: Path, first_step: int) -> Path:
-    stream, method = ctx.stream, ctx.method
+    stream, host = ctx.stream, ctx.host
     full_vocab = ctx.train.vocabulary
     if first_step == 0 and cfg.eval.initial:
         evaluate_initial(ctx, writer)
@@ -301,7 +270,7 @@ def _run_steps(cfg: DictConfig, ctx: RunContext, writer: RunWriter | None, run_d
                                   stream.train_indices[t], progress=ctx.progress.bar,
                                   relabel=ctx.protocol.training_labels)
         started = time.perf_counter()
-        method.learn(step)
+        host.learn(step)
         learn_seconds = time.perf_counter() - started
 
         started = time.perf_counter()
@@ -311,9 +280,9 @@ def _run_steps(cfg: DictConfig, ctx: RunContext, writer: RunWriter | None, run_d
 
         if writer is None:  # torchrun: only rank 0 writes
             continue
-        record = writer.write_step(t, stats, learn_seconds, eval_seconds, method.memory_bytes(),
-                                   method.trainable_parameters())
-        save_checkpoint(writer.run_dir, t, method.state_dict())
+        record = writer.write_step(t, stats, learn_seconds, eval_seconds, host.memory_bytes(),
+                                   host.trainable_parameters())
+        save_checkpoint(writer.run_dir, t, host.state_dict())
         pq = f"  PQ(S_{t}) {record['pq_seen']:.1f}" if "pq_seen" in record else ""
         ctx.progress.log(f"step {t + 1}/{stream.num_steps}: mIoU(S_{t}) {record['miou_seen']:.1f}{pq}  "
                          f"learn {learn_seconds:.1f}s  eval {eval_seconds:.1f}s  memory {record['memory_bytes'] / 1e6:.2f} MB")

@@ -64,7 +64,7 @@ def test_a_method_reaching_for_labels_scores_like_chance_only_under_isolation(ru
     covseg_path("peek")
     isolated_dir, isolated = run_demo(f"method={method}", "isolate=true", *TINY)
     assert_parent_untouched("peek")
-    assert final(isolated) < CHANCE and manifest(isolated_dir)["protocol"]["isolate"] is True
+    assert final(isolated) < CHANCE and manifest(isolated_dir)["execution"]["isolate"] is True
     _, in_process = run_demo(f"method={method}", *TINY)
     assert final(in_process) > 99  # the cheat works where it can reach the labels
 
@@ -179,7 +179,7 @@ class Exiting(ZeroShot):
     ("crash_exit", "method crash_exit: its worker died during learn (exit code 3)"),
 ])
 def test_a_crashing_worker_fails_the_run_with_one_line(run_demo, monkeypatch, tmp_path, method, reason):
-    from benchmark.isolation.parent import WorkerError
+    from benchmark.hosts.worker.host import WorkerError
 
     folder = tmp_path / "crashing"
     (folder / "configs" / "method").mkdir(parents=True)
@@ -200,7 +200,7 @@ def test_isolation_alone_does_not_stop_reading_labels_from_disk_but_the_sandbox_
                                                                                      tmp_path, demo_root):
     import shutil
 
-    from benchmark.isolation.sandbox import landlock_abi
+    from benchmark.hosts.worker.sandbox import landlock_abi
 
     if not landlock_abi():
         pytest.skip("Linux Landlock is not available here")
@@ -211,11 +211,11 @@ def test_isolation_alone_does_not_stop_reading_labels_from_disk_but_the_sandbox_
     _, isolated = run_demo("method=cheat_disk", "isolate=true", *TINY)
     assert final(isolated) > 99  # what the README says isolation does not stop
     run_dir, sandboxed = run_demo("method=cheat_disk", "isolate=true", "sandbox=true", *TINY)
-    assert final(sandboxed) < CHANCE and manifest(run_dir)["protocol"]["sandbox"] is True
+    assert final(sandboxed) < CHANCE and manifest(run_dir)["execution"]["sandbox"] is True
 
 
 def test_the_worker_environment_holds_no_data_or_results_paths(monkeypatch, tmp_path):
-    from benchmark.isolation.parent import HARNESS_ROOT, worker_environment
+    from benchmark.hosts.worker.host import HARNESS_ROOT, worker_environment
 
     monkeypatch.setenv("DETECTRON2_DATASETS", "/data")
     monkeypatch.setenv("COVSEG_RESULTS", "/results")
@@ -239,10 +239,14 @@ def test_leaderboard_marks_foreign_code_and_isolated_runs_and_ranks_isolated_onl
     root = tmp_path / "results"
     clean = {"method_source": method_source("knnclip"), "git": {"commit": "abc", "dirty": False}}
     make_run(root, "in_process", KNN_DEFAULTS, 30.0, manifest_extra=clean)
-    isolated = make_run(root, "isolated", KNN_DEFAULTS, 30.0,
-                        manifest_extra={**clean, "protocol": {"ground_truth_access": None, "isolate": True}})
-    config = yaml.safe_load((isolated / "config.yaml").read_text())
-    (isolated / "config.yaml").write_text(yaml.safe_dump({**config, "isolate": True}))
+    isolated = make_run(root, "isolated", KNN_DEFAULTS, 30.0, manifest_extra={
+        **clean, "protocol": {"ground_truth_access": None}, "execution": {"isolate": True, "sandbox": False}})
+    # a run folder written before the manifest had `execution`: isolate under `protocol`
+    isolated_old = make_run(root, "isolated_old", {**KNN_DEFAULTS, "k": 3}, 30.0,
+                            manifest_extra={**clean, "protocol": {"ground_truth_access": None, "isolate": True}})
+    for run_dir in (isolated, isolated_old):
+        config = yaml.safe_load((run_dir / "config.yaml").read_text())
+        (run_dir / "config.yaml").write_text(yaml.safe_dump({**config, "isolate": True}))
     plugin = {"module": "prompts", "path": "/somewhere/prompts.py", "sha256": "0" * 64}
     make_run(root, "foreign", {**KNN_DEFAULTS, "k": 2}, 99.0, manifest_extra={**clean, "plugins": [plugin]})
 
@@ -253,12 +257,13 @@ def test_leaderboard_marks_foreign_code_and_isolated_runs_and_ranks_isolated_onl
     assert main([f"results_dir={root}"]) == 0
     ranked = rows()
     assert ranked["foreign"]["provenance"] == "foreign code=1" and ranked["in_process"]["provenance"] == ""
-    assert ranked["isolated"]["isolated"] == "True" and ranked["in_process"]["isolated"] == "False"
+    assert ranked["isolated"]["isolated"] == ranked["isolated_old"]["isolated"] == "True"
+    assert ranked["in_process"]["isolated"] == "False"
     assert "[isolated]" in ranked["isolated"]["label"] and "[isolated]" not in ranked["in_process"]["label"]
     assert "¶ foreign code" in (root / "LEADERBOARD.md").read_text()
     assert main([f"results_dir={root}", "--strict"]) == 0
-    assert sorted(rows()) == ["in_process", "isolated"]
+    assert sorted(rows()) == ["in_process", "isolated", "isolated_old"]
     capsys.readouterr()
     assert main([f"results_dir={root}", "--isolated-only"]) == 0
-    assert sorted(rows()) == ["isolated"]
+    assert sorted(rows()) == ["isolated", "isolated_old"]
     assert "--isolated-only: left out 2 run(s)" in capsys.readouterr().out

@@ -87,7 +87,7 @@ def _learn_step(ctx, t):
     from benchmark.method import StepData
 
     stream = ctx.stream
-    ctx.method.learn(StepData.of_stream(t, stream.step_classes[t], stream.seen_classes(t), ctx.train.vocabulary,
+    ctx.host.method.learn(StepData.of_stream(t, stream.step_classes[t], stream.seen_classes(t), ctx.train.vocabulary,
                                         ctx.train, stream.train_indices[t]))
 
 
@@ -97,20 +97,20 @@ def test_method_state_round_trip_gives_identical_predictions(demo_root):
     overrides = ("method.index='IVF4,PQ16x4'", "method.train_size=50")
     first = _context(demo_root, *overrides)
     _learn_step(first, 0)
-    assert 0 < len(first.method.database) < 50 and not first.method.database.index.is_trained
-    state = pickle.loads(pickle.dumps(first.method.state_dict()))
+    assert 0 < len(first.host.method.database) < 50 and not first.host.method.database.index.is_trained
+    state = pickle.loads(pickle.dumps(first.host.method.state_dict()))
     second = _context(demo_root, *overrides)
-    second.method.load_state_dict(state)
-    assert second.method.memory_bytes() == first.method.memory_bytes() > 0
+    second.host.method.load_state_dict(state)
+    assert second.host.method.memory_bytes() == first.host.method.memory_bytes() > 0
     batch = [ImageInput.of(second.val.load(i), panoptic=False) for i in range(6)]
     vocab = first.train.vocabulary.subset(first.stream.seen_classes(0))
-    for a, b in zip(first.method.predict(batch, vocab), second.method.predict(batch, vocab)):
+    for a, b in zip(first.host.method.predict(batch, vocab), second.host.method.predict(batch, vocab)):
         assert np.array_equal(a.sem_seg, b.sem_seg)
     _learn_step(first, 1)
     _learn_step(second, 1)
-    assert first.method.database.index.is_trained
+    assert first.host.method.database.index.is_trained
     vocab = first.train.vocabulary.subset(first.stream.seen_classes(1))
-    for a, b in zip(first.method.predict(batch, vocab), second.method.predict(batch, vocab)):
+    for a, b in zip(first.host.method.predict(batch, vocab), second.host.method.predict(batch, vocab)):
         assert np.array_equal(a.sem_seg, b.sem_seg)
 
 
@@ -170,7 +170,7 @@ def test_dinov2_embedder_module_counts_backbone_passes(demo_root):
 
     ctx = _context(demo_root, "method.embedder=dinov2_vits14", "method.embedder_pretrained=false",
                    "method.embedder_depth=1", "method.embedder_input_size=56")
-    embedder = ctx.method.embedder
+    embedder = ctx.host.method.embedder
     assert isinstance(embedder, DinoV2Embedder) and embedder.dim == 384
     samples = [ctx.val.load(i) for i in range(2)]
     features = [ImageFeatures(np.zeros((s.height, s.width), np.int32), torch.zeros(1, 128)) for s in samples]

@@ -106,6 +106,5 @@ def test_oracle_proposals_are_an_explicit_recorded_path(run_demo):
     sealed = json.loads((sealed_dir / "manifest.json").read_text())["protocol"]
     oracle = json.loads((oracle_dir / "manifest.json").read_text())["protocol"]
     assert sealed.pop("preset")["name"] == oracle.pop("preset")["name"] == "covseg"  # tests/test_protocol_presets.py
-    unisolated = {"vocabulary": "seen", "isolate": False, "sandbox": False}  # tests/test_isolation.py
-    assert sealed == {"ground_truth_access": None, **unisolated}
-    assert oracle == {"ground_truth_access": "oracle_proposals", **unisolated}
+    assert sealed == {"ground_truth_access": None, "vocabulary": "seen"}
+    assert oracle == {"ground_truth_access": "oracle_proposals", "vocabulary": "seen"}

@@ -7,7 +7,7 @@ from PIL import Image
 from benchmark.data.types import IGNORE_LABEL
 from benchmark.errors import UserError
 from benchmark.method import filter_sample
-from benchmark.reporting import show
+from benchmark import show
 
 
 def per_image_counts(labels: np.ndarray, gt: np.ndarray) -> set[tuple[int, int, int, int]]:

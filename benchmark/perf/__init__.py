@@ -15,8 +15,8 @@ from benchmark.registry import suggest
 
 
 def timed_run(overrides: list[str]) -> tuple[Path, object, float]:
-    """One `run` in this process: its folder, its RunContext (the perf commands read the method's counters from
-    it) and its wall seconds."""
+    """One `run` in this process: its folder, its RunContext (the perf commands read the method's host and its
+    counters from it) and its wall seconds."""
     import time
 
     from benchmark import runner

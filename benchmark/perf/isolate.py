@@ -26,12 +26,12 @@ def run(overrides: list[str], work: Path, name: str) -> dict:
     summary = json.loads((run_dir / "summary.json").read_text())
     seconds = summary["seconds"]
     passes = len(seconds["eval"]) + int((run_dir / "stats" / "initial.json").is_file())
-    method = ctx.method
-    moved = getattr(method, "bytes_moved", {})
+    host = ctx.host
+    moved = getattr(host, "bytes_moved", {})
     return {"wall": wall, "steps": len(seconds["learn"]),
             "step_seconds": (sum(seconds["learn"]) + sum(seconds["eval"])) / len(seconds["learn"]),
             "eval_seconds": sum(seconds["eval"]) / len(seconds["eval"]),
-            "startup": getattr(method, "startup_seconds", 0.0),
+            "startup": getattr(host, "startup_seconds", 0.0),
             "eval_bytes": moved.get("predict", 0) / passes,
             "learn_bytes": moved.get("learn", 0) / len(seconds["learn"]),
             "final": summary["metrics"]["miou"]["final"]}

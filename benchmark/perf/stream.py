@@ -44,7 +44,7 @@ def child_main(args: argparse.Namespace) -> int:
     run_dir, ctx, wall = timed_run(overrides)
     summary = json.loads((run_dir / "summary.json").read_text())
     manifest = json.loads((run_dir / "manifest.json").read_text())
-    method = ctx.method
+    method = ctx.host.method  # an in-process run: the method itself
     database = getattr(method, "database", None)
     report = {
         "label": args.label, "wall_s": wall, "learn_s": summary["seconds"]["learn"], "eval_s": summary["seconds"]["eval"],

@@ -58,7 +58,7 @@ Provenance: the `provenance` column marks each row whose runs cannot be traced t
   ¶ foreign code                modules from COVSEG_PATH or an entry point were imported (manifest `plugins`)
 `--strict` leaves every marked run out (and says how many, and why).
 
-Isolation: runs made with isolate=true (manifest `protocol.isolate`: the method ran in a worker process that
+Isolation: runs made with isolate=true (manifest `execution.isolate`: the method ran in a worker process that
 never saw labels, data paths or the evaluator) carry "[isolated]" in their label; isolate is part of a row's
 configuration, so isolated and in-process runs never share a row. `--isolated-only` ranks isolated runs only.
 """

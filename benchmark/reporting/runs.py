@@ -166,8 +166,10 @@ class Run:
 
     @property
     def isolated(self) -> bool:
-        """The method ran in its own worker process (isolate=true, manifest `protocol.isolate`)."""
-        return (self.manifest.get("protocol") or {}).get("isolate") is True
+        """The method ran in its own worker process (isolate=true: manifest `execution.isolate`, in older run
+        folders `protocol.isolate`)."""
+        execution = self.manifest.get("execution") or self.manifest.get("protocol") or {}
+        return execution.get("isolate") is True
 
     @property
     def config_hash(self) -> str:

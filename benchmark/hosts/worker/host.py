@@ -1,4 +1,4 @@
-"""The parent's side of isolate=true: `IsolatedMethod` starts the worker and stands in for the method."""
+"""The parent's side of isolate=true: `WorkerHost` starts the method's worker process and is its MethodHost."""
 from __future__ import annotations
 
 import os
@@ -21,8 +21,8 @@ from benchmark.checkpoint import rng_states
 from benchmark.data.types import ImageInput, Sample, Vocabulary
 from benchmark.disk_rows import DiskRows
 from benchmark.errors import UserError
-from benchmark.isolation.channel import Channel
-from benchmark.isolation.sandbox import allowed_paths, check_available
+from benchmark.hosts.worker.channel import Channel
+from benchmark.hosts.worker.sandbox import allowed_paths, check_available
 from benchmark.method import METHODS, SegmentationOutput, StepData
 from benchmark.models import feature_cache_dir
 from benchmark.plugins import code_records, foreign_module_files, foreign_roots, is_under, load_methods
@@ -53,30 +53,32 @@ def _absolute(path: str | None) -> str | None:
     return path if path in (None, "off") else str(Path(path).expanduser().resolve())
 
 
-class IsolatedMethod:
-    """The method in its worker process, called as the runner calls a ContinualMethod. `started` is the
-    worker's first reply: the method's checked config and the source files its class comes from."""
+class WorkerHost:
+    """The method in its worker process, behind the MethodHost calls. `started` is the worker's first reply:
+    the method's checked config and the source files its class comes from."""
 
-    def __init__(self, process: subprocess.Popen, channel: Channel, scratch: Path, name: str) -> None:
+    def __init__(self, process: subprocess.Popen, channel: Channel, scratch: Path, name: str, sandbox: bool) -> None:
         self.process = process
         self.channel = channel
         self.scratch = scratch
         self.name = name
+        self.sandbox = sandbox  # the worker confined its file access with Landlock
         self.started: dict = {}
         self.startup_seconds = 0.0  # from spawning the worker to its method being built
         self.bytes_moved: dict[str, int] = {}  # per request kind, both directions (perf isolate)
 
     @classmethod
-    def start(cls, cfg: DictConfig, num_classes: int, device: str, quiet: bool) -> "IsolatedMethod":
+    def start(cls, cfg: DictConfig, num_classes: int, device: str, quiet: bool) -> "WorkerHost":
         began = time.perf_counter()
         if cfg.sandbox:
             check_available()
         scratch = Path(tempfile.mkdtemp(prefix="covseg-worker-"))  # its working directory and state files
         ours, theirs = socket.socketpair()
-        process = subprocess.Popen([sys.executable, "-m", "benchmark.isolation.worker", str(theirs.fileno())],
+        process = subprocess.Popen([sys.executable, "-m", "benchmark.hosts.worker.worker", str(theirs.fileno())],
                                    env=worker_environment(scratch), cwd=scratch, pass_fds=[theirs.fileno()])
         theirs.close()
-        method = cls(process, Channel(Connection(ours.detach()), restricted=True), scratch, cfg.method.name)
+        host = cls(process, Channel(Connection(ours.detach()), restricted=True), scratch, cfg.method.name,
+                   bool(cfg.sandbox))
         model = OmegaConf.to_container(cfg.model)
         model.update(cache_dir=_absolute(model["cache_dir"]), predictions_dir=_absolute(model["predictions_dir"]))
         rng = rng_states()
@@ -87,14 +89,14 @@ class IsolatedMethod:
                  "sandbox": allowed_paths(scratch, foreign_roots(), predictions, feature_cache_dir(cfg.model))
                  if cfg.sandbox else None}
         try:
-            method.started = method.request("start", setup)
-            if method.started["method"].get("name") != cfg.method.name:
-                raise WorkerError(f"method {cfg.method.name}: its worker built {method.started['method'].get('name')}")
+            host.started = host.request("start", setup)
+            if host.started["method"].get("name") != cfg.method.name:
+                raise WorkerError(f"method {cfg.method.name}: its worker built {host.started['method'].get('name')}")
         except BaseException:
-            method.close()
+            host.close()
             raise
-        method.startup_seconds = time.perf_counter() - began
-        return method
+        host.startup_seconds = time.perf_counter() - began
+        return host
 
     def request(self, op: str, *args: Any, samples: Callable[[int], Sample | None] | None = None) -> Any:
         """Send one request and return its reply; during `learn`, answer the worker's sample requests."""
@@ -185,8 +187,15 @@ class IsolatedMethod:
     def set_rng_states(self, states: dict) -> None:
         self.request("set_rng_states", states)
 
-    def encoder_counters(self) -> dict:
+    def counters(self) -> dict:
         return self.request("counters")
+
+    def provenance(self) -> tuple[dict, list[dict]]:
+        """Computed here from the files on disk: no plugin code ever ran in this process."""
+        return isolated_provenance(self.name, self.started)
+
+    def execution(self) -> dict:
+        return {"isolate": True, "sandbox": self.sandbox}
 
     def close(self) -> None:
         """Ask the worker to exit (kill it if it does not within 30 s) and remove its scratch folder."""

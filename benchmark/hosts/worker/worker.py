@@ -1,5 +1,6 @@
-"""The method's process under isolate=true: `python -m benchmark.isolation.worker FD`, FD its end of the socket.
-It imports the plugins, builds the method, and answers the parent's requests (see benchmark/isolation)."""
+"""The method's process under isolate=true: `python -m benchmark.hosts.worker.worker FD`, FD its end of the
+socket. It imports the plugins, builds the method (an InProcessHost here), and answers the parent's requests
+(the protocol: benchmark/hosts/worker/__init__.py)."""
 from __future__ import annotations
 
 import inspect
@@ -15,13 +16,14 @@ import torch
 from omegaconf import OmegaConf
 
 from benchmark.checkpoint import externalise, internalise, rng_states, set_rng_states
-from benchmark.config import check_method_config, method_config
+from benchmark.config import check_method_config
 from benchmark.data.types import ImageInput, Vocabulary
 from benchmark.errors import UserError
-from benchmark.isolation.channel import Channel
-from benchmark.isolation.sandbox import confine
-from benchmark.method import METHODS, ContinualMethod, StepData
-from benchmark.models import build_segmenter
+from benchmark.hosts.build import build_method
+from benchmark.hosts.in_process import InProcessHost
+from benchmark.hosts.worker.channel import Channel
+from benchmark.hosts.worker.sandbox import confine
+from benchmark.method import StepData
 from benchmark.plugins import foreign_module_files, load_methods
 from benchmark.reporting.progress import Progress
 
@@ -58,10 +60,9 @@ class Worker:
         load_methods()  # the plugins: here, never in the parent
         checked = check_method_config(setup["method"]["name"], OmegaConf.create(setup["method"]))
         set_portable_rng_states(setup["rng"])  # where the parent's RNG stood: as if the method were built there
-        segmenter = build_segmenter(OmegaConf.create(setup["model"]), seed=setup["seed"], device=setup["device"])
-        method_cls = METHODS.get(checked.name)
-        self.method: ContinualMethod = method_cls(method_config(OmegaConf.create({"method": checked})), segmenter,
-                                                  setup["num_classes"], seed=setup["seed"])
+        cfg = OmegaConf.create({"method": checked, "model": setup["model"], "seed": setup["seed"]})
+        self.host = InProcessHost(build_method(cfg, setup["num_classes"], setup["device"]))
+        method_cls = type(self.host.method)
         self.started = {"method": OmegaConf.to_container(checked), "module": method_cls.__module__,
                         "class": method_cls.__qualname__, "files": class_files(method_cls),
                         "foreign": {module: str(path) for module, path in foreign_module_files().items()}}
@@ -72,13 +73,13 @@ class Worker:
             _, sample = self.channel.recv()
             return sample
 
-        self.method.learn(StepData(step["step"], step["new_classes"], step["seen_classes"], step["vocabulary"],
+        self.host.learn(StepData(step["step"], step["new_classes"], step["seen_classes"], step["vocabulary"],
                                    step["count"], load, progress=self.progress.bar))
 
     def predict(self, images: list[ImageInput], vocab: Vocabulary) -> list:
         for image in images:
             image.image.flags.writeable = False  # as the runner hands them over in-process
-        return list(self.method.predict(images, vocab))
+        return list(self.host.predict(images, vocab))
 
     def state_dict(self) -> dict:
         """The state pickled (opaque to the parent) and its faiss indexes / row stores as scratch files."""
@@ -91,25 +92,20 @@ class Worker:
             files.append(name)
             return name
 
-        state = {"method": externalise(self.method.state_dict(), write), "rng": rng_states()}
+        state = {"method": externalise(self.host.state_dict(), write), "rng": self.host.rng_states()}
         return {"pickle": pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL), "files": files}
 
     def load_state_dict(self, state: dict) -> None:
         restored = pickle.loads(state["pickle"])
-        self.method.load_state_dict(internalise(restored["method"], self.scratch))
-        set_rng_states(restored["rng"])
-
-    def counters(self) -> dict:
-        from benchmark.runner import encoder_counters
-
-        return encoder_counters(self.method)
+        self.host.load_state_dict(internalise(restored["method"], self.scratch))
+        self.host.set_rng_states(restored["rng"])
 
     def handle(self, op: str, args: tuple) -> Any:
         handlers = {
             "learn": self.learn, "predict": self.predict, "state_dict": self.state_dict,
-            "load_state_dict": self.load_state_dict, "memory_bytes": self.method.memory_bytes,
-            "trainable_parameters": self.method.trainable_parameters, "rng_states": portable_rng_states,
-            "set_rng_states": set_portable_rng_states, "counters": self.counters,
+            "load_state_dict": self.load_state_dict, "memory_bytes": self.host.memory_bytes,
+            "trainable_parameters": self.host.trainable_parameters, "rng_states": portable_rng_states,
+            "set_rng_states": set_portable_rng_states, "counters": self.host.counters,
         }
         return handlers[op](*args)
 

@@ -3,7 +3,7 @@
 For the first N validation images of a run's stream, one PNG per image: the image, its ground truth and the
 prediction after each chosen step, drawn as colour overlays with a legend of the classes in view (as
 detectron2's `Visualizer` and mmsegmentation's `--show-dir` draw them). Predictions are made again, by the run's
-method restored from what the run folder holds:
+method restored from what the run folder holds, where the run kept it (a worker process for isolate=true):
 
 - `initial`: the untouched method (what the initial evaluation scored, every class), always available;
 - step t: the method restored from the run's checkpoint. A run keeps ONE checkpoint, the last completed step's
@@ -91,44 +91,46 @@ def step_vocabulary(cfg, manifest: dict, full: Vocabulary, step: int) -> Vocabul
     return full.subset(sorted({c for classes in manifest["step_classes"][:step + 1] for c in classes}))
 
 
-def build_method(cfg, segmenter, num_classes: int, state: dict | None):
-    from benchmark.config import method_config
-    from benchmark.method import METHODS
-
-    method = METHODS.get(cfg.method.name)(method_config(cfg), segmenter, num_classes, seed=cfg.seed)
-    if state is not None:
-        method.load_state_dict(state)
-    return method
-
-
 def predictions(cfg, manifest: dict, run_dir: Path, steps: list[int], samples: list, full: Vocabulary,
                 exported: Path | None) -> list[tuple[str, Vocabulary, list[np.ndarray]]]:
-    """(column title, vocabulary, one label map per sample) for every chosen step, then the exported column."""
+    """(column title, vocabulary, one label map per sample) for every chosen step, then the exported column.
+    The run's method is restored by a host made from the run's own config (benchmark.hosts): an isolated run's
+    method and checkpoint go to a worker process, as in the run."""
     from benchmark.checkpoint import load_checkpoint
     from benchmark.data.types import ImageInput
-    from benchmark.models import build_segmenter
+    from benchmark.hosts import make_host
     from benchmark.runner import ground_truth_access, seed_everything
 
     oracle = ground_truth_access(cfg) == "oracle_proposals"
     inputs = [ImageInput.of(s, panoptic=False, oracle=oracle) for s in samples]
     checkpoint = load_checkpoint(run_dir) if any(t >= 0 for t in steps) else None
-    segmenter = build_segmenter(cfg.model, seed=cfg.seed, device="cpu")
-    columns = []
-    for step in steps:
-        seed_everything(cfg.seed)  # the method is built as the run built it (random heads are drawn from the seed)
-        method = build_method(cfg, segmenter, len(full), None if step < 0 else checkpoint["method"])
-        vocab = step_vocabulary(cfg, manifest, full, step)
-        title = "initial (untouched)" if step < 0 else f"after step {step}"
-        columns.append((title, vocab, [o.sem_seg for o in method.predict(inputs, vocab)]))
+    seed_everything(cfg.seed)  # the method is built as the run built it (random heads are drawn from the seed)
+    host = make_host(cfg, len(full), device="cpu")
+    predicted = {}
+    try:
+        for step in sorted(steps):  # the untouched method first, then restored from the checkpoint
+            if step >= 0:
+                host.load_state_dict(checkpoint["method"])
+            vocab = step_vocabulary(cfg, manifest, full, step)
+            predicted[step] = (vocab, [o.sem_seg for o in host.predict(inputs, vocab)])
+    finally:
+        host.close()
+    columns = [("initial (untouched)" if step < 0 else f"after step {step}", *predicted[step]) for step in steps]
     if exported is not None:
-        from baselines.zeroshot import ZeroShot
-
-        model = OmegaConf.merge(cfg.model, {"kind": "cached", "name": "cached", "predictions_dir": str(exported)})
-        base = build_segmenter(model, seed=cfg.seed, device="cpu")
-        vocab = columns[-1][1] if columns else full
-        outputs = ZeroShot(ZeroShot.Config(), base, len(full), seed=cfg.seed).predict(inputs, vocab)
-        columns.append((f"exported, zero-shot ({exported.name})", vocab, [o.sem_seg for o in outputs]))
+        columns.append(exported_column(cfg, exported, inputs, full, columns[-1][1] if columns else full))
     return columns
+
+
+def exported_column(cfg, exported: Path, inputs: list, full: Vocabulary,
+                    vocab: Vocabulary) -> tuple[str, Vocabulary, list[np.ndarray]]:
+    """The base model's exported predictions (read with `model=cached`) classified zero-shot over `vocab`."""
+    from benchmark.hosts.build import build_method
+
+    model = OmegaConf.merge(cfg.model, {"kind": "cached", "name": "cached", "predictions_dir": str(exported)})
+    zero_shot = build_method(OmegaConf.create({"method": {"name": "zeroshot"}, "model": model, "seed": cfg.seed}),
+                             len(full))
+    outputs = zero_shot.predict(inputs, vocab)
+    return f"exported, zero-shot ({exported.name})", vocab, [o.sem_seg for o in outputs]
 
 
 def draw(sample, columns: list[tuple[str, Vocabulary, list[np.ndarray]]], index: int, vocabulary: Vocabulary,

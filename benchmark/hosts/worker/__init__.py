@@ -1,9 +1,9 @@
 """`isolate=true`: the method lives in a worker process; the parent keeps the data, the labels, the evaluator,
 the run writer, the manifest and the checkpoints.
 
-    parent (benchmark.runner)                          worker (python -m benchmark.isolation.worker FD)
+    parent (benchmark.runner)                          worker (python -m benchmark.hosts.worker.worker FD)
       datasets, ground truth, evaluator, writer          plugins imported here only (COVSEG_PATH, entry points)
-      IsolatedMethod (parent.py) ---- socket ----->      the ContinualMethod and its segmenter
+      WorkerHost (host.py) ------ socket ----->          an InProcessHost: the ContinualMethod and its segmenter
 
 Messages are pickled tuples over a socket pair (channel.py); each request gets one reply, ("ok", value) or
 ("error", {type, message, user}):
@@ -18,7 +18,7 @@ Messages are pickled tuples over a socket pair (channel.py); each request gets o
     ("set_rng_states", states), ("counters",), ("close",) (no reply: the worker exits)
 
 The worker starts from a scrubbed environment (no data root, no DETECTRON2_DATASETS, no results folder; see
-`parent.worker_environment`), an argv holding only its socket's descriptor, and a fresh empty working
+`host.worker_environment`), an argv holding only its socket's descriptor, and a fresh empty working
 directory. The parent never unpickles anything but numbers, strings, numpy arrays and the output dataclasses
 from it (`channel.RESTRICTED`), so a worker cannot run code in the parent by sending a crafted pickle. With
 sandbox=true the worker also confines its own file access with Linux Landlock (sandbox.py).

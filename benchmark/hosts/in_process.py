@@ -1,0 +1,53 @@
+"""`InProcessHost`: the method in this process, called directly (isolate=false, and inside a method's worker)."""
+from __future__ import annotations
+
+from benchmark.checkpoint import rng_states, set_rng_states
+from benchmark.data.types import ImageInput, Vocabulary
+from benchmark.method import ContinualMethod, SegmentationOutput, StepData
+from benchmark.models.counters import encoder_counters
+from benchmark.plugins import code_records, foreign_module_files
+
+
+class InProcessHost:
+    """A MethodHost over `method`, which shares this process with its caller (and `method` is reachable)."""
+
+    def __init__(self, method: ContinualMethod) -> None:
+        self.method = method
+
+    def learn(self, step: StepData) -> None:
+        self.method.learn(step)
+
+    def predict(self, images: list[ImageInput], vocab: Vocabulary) -> list[SegmentationOutput]:
+        return self.method.predict(images, vocab)
+
+    def state_dict(self) -> dict:
+        return self.method.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.method.load_state_dict(state)
+
+    def memory_bytes(self) -> int:
+        return self.method.memory_bytes()
+
+    def trainable_parameters(self) -> int:
+        return self.method.trainable_parameters()
+
+    def rng_states(self) -> dict:
+        return rng_states()
+
+    def set_rng_states(self, states: dict) -> None:
+        set_rng_states(states)
+
+    def counters(self) -> dict:
+        return encoder_counters(self.method.segmenter, getattr(self.method, "embedder", None))
+
+    def provenance(self) -> tuple[dict | None, list[dict]]:
+        """The writer records the registered class's files; every module this process imported from
+        COVSEG_PATH or an entry point is listed, whether or not it registered the method."""
+        return None, code_records(foreign_module_files())
+
+    def execution(self) -> dict:
+        return {"isolate": False, "sandbox": False}
+
+    def close(self) -> None:
+        pass
