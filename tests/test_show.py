@@ -99,3 +99,32 @@ def test_show_adds_the_exported_predictions_column(knn_run, tmp_path):
         assert (initial == exported).mean() > 0.99
     with pytest.raises(UserError, match="no meta.json there"):
         show.main([str(knn_run), "--predictions", str(tmp_path), "--out", str(tmp_path / "png")])
+
+
+def test_show_restores_an_isolated_run_in_a_worker(demo_root, tmp_path, monkeypatch, capsys):
+    """An isolate=true run's checkpoint holds its worker's opaque state: `show` hands it to a worker made from
+    the run's config (never to a load_state_dict in this process) and draws what the run scored."""
+    from benchmark.config import data_root, load_config
+    from benchmark.hosts.in_process import InProcessHost
+    from benchmark.runner import run_stream
+    from streams.builder import open_dataset
+
+    run_dir = run_stream(load_config([f"data.root={demo_root}", f"results_dir={tmp_path / 'results'}", "quiet=true",
+                                      "method=knnclip", "isolate=true", "stream.num_steps=2", "eval.max_images=2",
+                                      "stream.max_train_images_per_step=12"]))
+
+    def refused(self, state):
+        raise AssertionError("an isolated run's checkpoint was loaded in this process")
+
+    monkeypatch.setattr(InProcessHost, "load_state_dict", refused)
+    cfg, manifest = show.read_run(run_dir)
+    val = open_dataset(cfg.stream.dataset, "val", data_root(cfg), cfg.data.demo_seed)
+    samples = [val.load(i) for i in range(2)]
+    columns = show.predictions(cfg, manifest, run_dir, [1, -1], samples, val.vocabulary, None)
+    assert [title for title, _, _ in columns] == ["after step 1", "initial (untouched)"]  # in the order asked
+    for (title, vocab, labels), stats in zip(columns, ("step_001", "initial")):
+        npz = np.load(run_dir / "stats" / f"{stats}.npz")
+        for i, sample in enumerate(samples):
+            assert per_image_counts(labels[i], filter_sample(sample, vocab.ids).sem_seg) == stored_counts(npz, i)
+    assert show.main([str(run_dir), "--images", "1", "--out", str(tmp_path / "png")]) == 0
+    assert "columns: image, ground truth, initial (untouched), after step 1" in capsys.readouterr().out
