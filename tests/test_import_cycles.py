@@ -82,3 +82,19 @@ def test_the_cycle_finder_sees_function_level_imports(tmp_path):
 
 def test_no_import_cycles():
     assert cycles(import_graph(module_names())) == []
+
+
+def folder_graph(graph: dict[str, set[str]]) -> dict[str, set[str]]:
+    """The import graph with each folder under a top-level package (benchmark/hosts/, methods/knnclip/) as one
+    node, and each top-level module (benchmark/runner.py) as its own."""
+    def folder(name: str) -> str:
+        return ".".join(name.split(".")[:2])
+
+    folders: dict[str, set[str]] = {}
+    for name, targets in graph.items():
+        folders.setdefault(folder(name), set()).update(folder(t) for t in targets if folder(t) != folder(name))
+    return folders
+
+
+def test_no_import_cycles_between_folders():
+    assert cycles(folder_graph(import_graph(module_names()))) == []
