@@ -64,3 +64,11 @@ def test_a_run_resumes_only_on_the_host_it_started_on(run_demo, monkeypatch, tmp
     assert manifest(run_dir)["status"] == "interrupted"  # still resumable where it started
     _, resumed = run_demo(*SHORT, f"resume={run_dir}", "eval.initial=false")
     assert len(resumed["matrices"]["miou"]) == 2
+
+
+def test_the_runner_knows_no_isolation():
+    """Where the method lives is the hosts' business (benchmark.hosts.make_host), never the runner's."""
+    from pathlib import Path
+
+    source = (Path(__file__).resolve().parents[1] / "benchmark" / "runner.py").read_text().lower()
+    assert "isolat" not in source and "cfg.isolate" not in source
