@@ -101,3 +101,19 @@ def test_a_launcher_without_its_plugin_names_the_extra(monkeypatch):
                         lambda name, *a: None if name.startswith("hydra_plugins.hydra_joblib") else real_find_spec(name, *a))
     with pytest.raises(UserError, match=r"hydra/launcher=joblib needs its Hydra plugin.*covseg-bench\[joblib\]"):
         run_main(["-m", "method=zeroshot,knnclip", "hydra/launcher=joblib"])
+
+
+def test_a_value_typed_with_shell_quotes_keeps_its_spaces_and_equals_signs():
+    # the shell hands `name="kNN-CLIP k=32"` over as `name=kNN-CLIP k=32`, which Hydra's grammar alone refuses
+    result = run_cli("run", "method=knnclip", "method.k=32", "name=kNN-CLIP k=32", "tags=[sweep]", "--cfg", "job")
+    assert result.returncode == 0, result.stderr
+    import yaml
+
+    config = yaml.safe_load(result.stdout)
+    assert config["name"] == "kNN-CLIP k=32" and config["tags"] == ["sweep"] and config["method"]["k"] == 32
+
+
+def test_an_override_that_does_not_parse_is_named_in_one_line():
+    result = run_cli("run", "method=knnclip", "sta ck=1", "--cfg", "job")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()] and "'sta ck=1'" in result.stderr
