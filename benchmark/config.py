@@ -394,5 +394,10 @@ def data_root(cfg: DictConfig) -> Path:
     from benchmark.data.demo import DEMO_DATASETS, demo_cache_root
 
     if cfg.data.root:
-        return Path(cfg.data.root).expanduser()
+        root = Path(cfg.data.root).expanduser()
+        if not root.exists() and not root.absolute().parent.is_dir():  # a typo: never generate a demo there
+            raise UserError(f"data.root={cfg.data.root}: neither that folder nor its parent "
+                            f"{root.absolute().parent} exists; set data.root to an existing folder (or to a new "
+                            "folder inside one, for the generated demo)")
+        return root
     return demo_cache_root() if cfg.stream.dataset in DEMO_DATASETS else default_data_root()

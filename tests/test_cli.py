@@ -117,3 +117,11 @@ def test_an_override_that_does_not_parse_is_named_in_one_line():
     result = run_cli("run", "method=knnclip", "sta ck=1", "--cfg", "job")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines() == [result.stderr.strip()] and "'sta ck=1'" in result.stderr
+
+
+def test_a_data_root_whose_parent_does_not_exist_is_refused_and_nothing_is_written(tmp_path):
+    typo = tmp_path / "nonexistent" / "x"
+    result = run_cli("run", "method=zeroshot", f"data.root={typo}", f"results_dir={tmp_path / 'r'}", cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"data.root={typo}" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
