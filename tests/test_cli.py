@@ -125,3 +125,16 @@ def test_a_data_root_whose_parent_does_not_exist_is_refused_and_nothing_is_writt
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert f"data.root={typo}" in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_an_interrupted_run_prints_the_command_that_continues_it(monkeypatch, capsys):
+    import benchmark.runner
+    from benchmark.__main__ import main
+
+    def interrupted(cfg):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(benchmark.runner, "run_stream", interrupted)
+    assert main(["run", "method=zeroshot", "seed=3", "name=my run"]) == 130
+    assert capsys.readouterr().err.strip() == ("interrupted; continue it with: python -m benchmark run method=zeroshot "
+                                               "seed=3 'name=my run' resume=auto")
