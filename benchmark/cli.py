@@ -282,7 +282,7 @@ def streams_main(argv: list[str]) -> int:
     train = open_dataset(cfg.stream.dataset, "train", root, cfg.data.demo_seed, demo_scale=cfg.data.demo_scale)
     stream = build_stream(cfg.stream, train, cache_dir_for(root))
     if args.action == "lists":
-        from streams.builder import write_train_lists
+        from streams.train_lists import write_train_lists
 
         paths = write_train_lists(stream, args.out)
         print(f"wrote {len(paths)} list(s) ({sum(map(len, stream.train_image_ids))} images) to {args.out}; stream hash "

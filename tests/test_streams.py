@@ -134,7 +134,8 @@ def test_train_lists_round_trip_and_mib_npy_lists(demo_root, tmp_path):
 
     from benchmark.__main__ import main
     from benchmark.errors import UserError
-    from streams.builder import cache_dir_for, open_dataset, read_train_lists
+    from streams.builder import cache_dir_for, open_dataset
+    from streams.train_lists import read_train_lists
 
     train = open_dataset("demo", "train", demo_root)
     cache = cache_dir_for(demo_root)  # where `streams lists` cached the per-image class lists
