@@ -255,7 +255,6 @@ def _check_frozen_split(path: Path, frozen: dict, vocabulary: Vocabulary) -> Non
 
 def explicit_steps(cfg, vocabulary: Vocabulary) -> list[list[int]]:
     """`stream.steps=[[...], ...]`: the classes of each step, checked to name every class of `vocabulary` once."""
-    step_sizes(cfg, len(vocabulary))  # refuses num_steps / step_sizes that disagree
     seen: dict[int, int] = {}
     for t, step in enumerate(cfg.steps):
         for c in step:

@@ -54,7 +54,8 @@ def read_train_lists(folder: Path | str, num_steps: int, train: SegmentationData
 
 
 def write_train_lists(stream, folder: Path | str) -> list[Path]:
-    """The per-step training images of `stream` (a streams.builder.Stream) as DIR/train-<t>.txt (image ids), readable by `stream.train_lists`."""
+    """The per-step training images of `stream` (a streams.builder.Stream) as DIR/train-<t>.txt (image ids),
+    readable by `stream.train_lists`."""
     from benchmark.io import atomic_write_text
 
     paths = [Path(folder) / f"train-{t}.txt" for t in range(stream.num_steps)]

@@ -58,7 +58,7 @@ def _class_entry(path: Path, position: int, entry) -> ClassInfo:
 
 def read_classes(root: Path) -> Vocabulary:
     """DIR/classes.yaml as a Vocabulary (ids 0..K-1, listed in any order, each once); a DataError naming the file
-    and the entry otherwise. Its name, `folder-<DIR name>-<digest of the file>`, differs between class files."""
+    and the entry otherwise. Its name, `folder-<digest of the file>`, names the class file by content."""
     import yaml
 
     path = Path(root) / CLASSES_FILE
@@ -83,7 +83,7 @@ def read_classes(root: Path) -> Vocabulary:
         raise DataError(f"{path}: ids must be 0..{len(classes) - 1} (one per class), but {missing[0]} is missing "
                         f"and {max(classes)} is listed")
     digest = hashlib.sha256(text).hexdigest()[:8]
-    return Vocabulary(f"folder-{Path(root).resolve().name}-{digest}", tuple(classes[i] for i in range(len(classes))))
+    return Vocabulary(f"folder-{digest}", tuple(classes[i] for i in range(len(classes))))
 
 
 def folder_digest(root: Path) -> str:
@@ -239,11 +239,22 @@ def check_panoptic_pair(job: tuple[Path, Path, list[int]]) -> None:
         raise DataError(f"{png_path}: segment id {int(unlisted[0])} is not in its segments_info")
 
 
+def run_checks(check, jobs: list, workers: int) -> None:
+    """`check(job)` for every job, in `workers` processes when > 1; no progress bar, so that a problem is the
+    only line on stderr."""
+    if workers <= 1:
+        for job in jobs:
+            check(job)
+        return
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(workers) as pool:
+        list(pool.map(check, jobs, chunksize=16))
+
+
 def check_panoptic_split(root: Path, split: str, vocabulary: Vocabulary, workers: int) -> None:
     """panoptic/<split>.json (category ids in classes.yaml, files present) and its PNGs, and an annotation for
     every image of images/<split>."""
-    from benchmark.data.writing import run_jobs
-
     annotations = root / "panoptic" / f"{split}.json"
     if not annotations.is_file():
         raise DataError(f"{annotations}: missing (panoptic/ holds train.json and val.json with their PNG folders)")
@@ -257,14 +268,12 @@ def check_panoptic_split(root: Path, split: str, vocabulary: Vocabulary, workers
             raise DataError(f"{path}: no panoptic annotation in {annotations}")
     jobs = [(dataset.image_dir / image, dataset.panoptic_dir / ann["file_name"], [s["id"] for s in ann["segments_info"]])
             for ann, image in zip(dataset._annotations, dataset._image_files)]
-    run_jobs(check_panoptic_pair, jobs, workers, f"check panoptic {split}")
+    run_checks(check_panoptic_pair, jobs, workers)
 
 
 def check_folder(root: Path, workers: int = 1) -> str:
     """Validate a folder dataset; the first problem raises a one-line DataError naming its file. Writes nothing.
     Returns a one-line summary."""
-    from benchmark.data.writing import run_jobs
-
     if not root.is_dir():
         raise DataError(f"--root {root} is not a folder")
     vocabulary = read_classes(root)
@@ -272,7 +281,7 @@ def check_folder(root: Path, workers: int = 1) -> str:
     counts = []
     for split in ("train", "val"):
         pairs = split_pairs(root, split)
-        run_jobs(check_pair, [(image, label, len(vocabulary)) for image, label in pairs], workers, f"check {split}")
+        run_checks(check_pair, [(image, label, len(vocabulary)) for image, label in pairs], workers)
         if panoptic:
             check_panoptic_split(root, split, vocabulary, workers)
         counts.append(f"{len(pairs)} {split}")
