@@ -19,6 +19,7 @@ import numpy as np
 
 from benchmark.data.types import SegmentationDataset, Vocabulary
 from benchmark.errors import UserError
+from benchmark.protocol import background_class
 
 
 @dataclass
@@ -308,13 +309,18 @@ def partition_step(seed: int, image_id: str, steps: np.ndarray) -> int:
 
 def assign_images(cfg, train: SegmentationDataset, per_image: list[list[int]], step_classes: list[list[int]]
                   ) -> list[list[int]]:
-    """Training images of each step by `stream.mode`: overlap (every image with a pixel of C_t), disjoint (and
-    none of a future class) or partition (exactly one step per image: `partition_step`, seeded by order_seed)."""
+    """Training images of each step by `stream.mode`: overlap (every image with a pixel of C_t, the background
+    class not counting), disjoint (and none of a future class) or partition (exactly one step per image:
+    `partition_step`, seeded by order_seed)."""
     step_of_class = np.empty(sum(len(c) for c in step_classes), dtype=np.int64)
     for t, classes in enumerate(step_classes):
         step_of_class[classes] = t
     train_indices: list[list[int]] = [[] for _ in step_classes]
+    # the vocabulary's background class (VOC's 0) is no class of a step to select an image by, as in MiB / PLOP
+    # dataset/utils.py:23-24 (`labels.remove(0)`): an image of background alone trains in no step
+    background = background_class(train.vocabulary)
     for index, classes in enumerate(per_image):
+        classes = [c for c in classes if c != background]
         steps = np.unique(step_of_class[classes]) if classes else np.array([], dtype=np.int64)
         if cfg.mode == "partition":
             if len(steps):
