@@ -260,8 +260,9 @@ def streams_main(argv: list[str]) -> int:
         if cfg.stream.order == "frequency":
             raise UserError("streams freeze: frequency orders depend on the data; freeze random or natural orders")
         name = cfg.stream.dataset
-        vocabulary = (open_dataset(name, "train", root, cfg.data.demo_seed).vocabulary if name.startswith("demo")
-                      else Vocabulary.load(DATASETS.get(name).vocabulary))
+        shipped = None if name.startswith("demo") else DATASETS.get(name).vocabulary  # None: the folder's own
+        vocabulary = (Vocabulary.load(shipped) if shipped is not None
+                      else open_dataset(name, "train", root, cfg.data.demo_seed).vocabulary)
         atomic_write_json(FROZEN_DIR / f"{cfg.stream.name}.json", freeze(cfg.stream, vocabulary))
         print(f"wrote {FROZEN_DIR / (cfg.stream.name + '.json')}")
         return 0
