@@ -307,18 +307,16 @@ def partition_step(seed: int, image_id: str, steps: np.ndarray) -> int:
     return int(steps[int.from_bytes(digest[:8], "little") % len(steps)])
 
 
-def assign_images(cfg, train: SegmentationDataset, per_image: list[list[int]], step_classes: list[list[int]]
-                  ) -> list[list[int]]:
-    """Training images of each step by `stream.mode`: overlap (every image with a pixel of C_t, the background
-    class not counting), disjoint (and none of a future class) or partition (exactly one step per image:
-    `partition_step`, seeded by order_seed)."""
+def assign_images(cfg, train: SegmentationDataset, per_image: list[list[int]], step_classes: list[list[int]],
+                  background: int | None = None) -> list[list[int]]:
+    """Training images of each step by `stream.mode`: overlap (every image with a pixel of C_t), disjoint (and
+    none of a future class) or partition (exactly one step per image: `partition_step`, seeded by order_seed).
+    The vocabulary's `background` class (VOC's 0) selects no image, as in MiB / PLOP dataset/utils.py:23-24
+    (`labels.remove(0)`): an image of background alone trains in no step."""
     step_of_class = np.empty(sum(len(c) for c in step_classes), dtype=np.int64)
     for t, classes in enumerate(step_classes):
         step_of_class[classes] = t
     train_indices: list[list[int]] = [[] for _ in step_classes]
-    # the vocabulary's background class (VOC's 0) is no class of a step to select an image by, as in MiB / PLOP
-    # dataset/utils.py:23-24 (`labels.remove(0)`): an image of background alone trains in no step
-    background = background_class(train.vocabulary)
     for index, classes in enumerate(per_image):
         classes = [c for c in classes if c != background]
         steps = np.unique(step_of_class[classes]) if classes else np.array([], dtype=np.int64)
@@ -342,7 +340,7 @@ def build_stream(cfg, train: SegmentationDataset, cache_dir: Path | None = None,
 
         train_indices = read_train_lists(cfg.train_lists, len(step_classes), train)
     else:
-        train_indices = assign_images(cfg, train, per_image, step_classes)
+        train_indices = assign_images(cfg, train, per_image, step_classes, background_class(vocabulary))
     if cfg.max_train_images_per_step:
         train_indices = [ids[: cfg.max_train_images_per_step] for ids in train_indices]
     for t, ids in enumerate(train_indices):
