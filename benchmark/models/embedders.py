@@ -21,7 +21,10 @@ import torch.nn.functional as F
 
 from benchmark.errors import UserError
 from benchmark.models.feature_cache import FeatureCache, MemoryCache, config_digest, image_key, weights_digest
-from benchmark.models.segmenter import Image, ImageFeatures, byte_size, disk_cached_arrays, pool_masks, pool_regions
+from benchmark.models.base import Image
+from benchmark.models.dense import pool_masks, pool_regions
+from benchmark.models.features import ImageFeatures, byte_size
+from benchmark.models.segmenter import disk_cached_arrays
 
 DINOV2_MODELS = {
     "dinov2_vits14": "vit_small_patch14_dinov2.lvd142m",

@@ -25,7 +25,8 @@ import torch.nn.functional as F
 from omegaconf import OmegaConf
 
 from benchmark.errors import UserError
-from benchmark.models.cached import CachedSegmenter, image_arrays, write_image_predictions, write_meta
+from benchmark.models.cached.format import image_arrays, write_image_predictions, write_meta
+from benchmark.models.cached.segmenter import CachedSegmenter
 from benchmark.models.mask_inference import SoftMasks, encode_mask_logits, semantic_from_soft_masks, store_mask_logits
 
 VALIDATION_IMAGES = 2000  # ADE20K-847 validation
