@@ -228,6 +228,10 @@ def list_main(argv: list[str]) -> int:
             from streams.builder import order_presets
 
             print(f"stream orders (stream.order=NAME; also random, frequency, natural): {', '.join(order_presets())}")
+        if kind == "models":  # the registered kinds a model config's `kind` chooses (benchmark/models/__init__.py)
+            from benchmark.models import MODEL_KINDS
+
+            print(f"model kinds (model.kind=NAME): {', '.join(MODEL_KINDS.names())}")
     return 0
 
 

@@ -216,5 +216,5 @@ def build_embedder(name: str, segmenter, *, input_size: int = 224, pretrained: b
         return SegmenterEmbedder(segmenter, match_fraction)
     if name in DINOV2_MODELS:
         return DinoV2Embedder(name, segmenter, input_size, pretrained, depth, seed,
-                              getattr(segmenter, "cache_dir", None), device)
+                              segmenter.cache_dir, device)
     raise UserError(f"method.embedder='{name}' is not one of: {', '.join(EMBEDDERS)}")
