@@ -370,8 +370,7 @@ def _check_choices(cfg: DictConfig) -> None:
         value = OmegaConf.select(cfg, key)
         if value not in allowed:
             raise UserError(f"{key}={value} is not one of: {', '.join(allowed)}")
-    if not (cfg.isolate and cfg.model.kind not in MODEL_KINDS):  # a plugin's kind under isolation: its worker builds it
-        MODEL_KINDS.get(cfg.model.kind)  # an unknown kind: one line with the near matches
+    MODEL_KINDS.get(cfg.model.kind)  # an unknown kind: one line with the near matches
     warn_unpublished_order(cfg.stream)
     if cfg.sandbox and not cfg.isolate:
         raise UserError("sandbox=true confines the method's worker process: set isolate=true as well")
