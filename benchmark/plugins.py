@@ -139,8 +139,8 @@ def _import(name: str, where: str) -> None:
 
 def load_methods(method: str | None = None, foreign: bool = True) -> None:
     """Register the project's own methods, and with `foreign` those of $COVSEG_PATH and of the entry points a
-    run of `method` imports (`method_entry_points`: every entry point for None, as `covseg list methods -v` or
-    a diagnosis wants). Importing a module twice is a no-op: calling this again costs a walk over the packages."""
+    run of `method` imports (`method_entry_points`: every entry point for None, as the diagnosis of a method
+    without its YAML wants). Importing a module twice is a no-op: calling this again costs a walk over the packages."""
     import baselines
     import methods
 
