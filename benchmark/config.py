@@ -289,7 +289,8 @@ def validate(cfg: DictConfig) -> DictConfig:
     name = method.get("name")
     if not name:
         raise UserError("config has no method.name; choose one with method=NAME (see `python -m benchmark list methods`)")
-    load_methods(foreign=not typed.isolate)  # isolate=true: plugin code is imported by the method's worker only
+    # the method's plugins only (a built-in method imports none); isolate=true: they are imported by its worker only
+    load_methods(name, foreign=not typed.isolate)
     # a plugin's method under isolation: its keys are checked in its worker (benchmark.hosts.worker), not here
     unchecked = typed.isolate and name not in METHODS
     typed.method = OmegaConf.create(dict(method)) if unchecked else check_method_config(name, method)

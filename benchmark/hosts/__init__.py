@@ -21,7 +21,7 @@ def make_host(cfg: DictConfig, num_classes: int, device: str = "cpu", quiet: boo
         host = WorkerHost.start(cfg, num_classes, device, quiet)
         cfg.method = host.started["method"]
         return host
-    return InProcessHost(build_method(cfg, num_classes, device))
+    return InProcessHost(build_method(cfg, num_classes, device), cfg.method.name)
 
 
 __all__ = ["MethodHost", "make_host"]

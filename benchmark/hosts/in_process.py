@@ -9,10 +9,12 @@ from benchmark.plugins import code_records, foreign_module_files
 
 
 class InProcessHost:
-    """A MethodHost over `method`, which shares this process with its caller (and `method` is reachable)."""
+    """A MethodHost over `method` (registered as `name`), which shares this process with its caller (and
+    `method` is reachable)."""
 
-    def __init__(self, method: ContinualMethod) -> None:
+    def __init__(self, method: ContinualMethod, name: str) -> None:
         self.method = method
+        self.name = name
 
     def learn(self, step: StepData) -> None:
         self.method.learn(step)
@@ -42,9 +44,9 @@ class InProcessHost:
         return encoder_counters(self.method.segmenter, getattr(self.method, "embedder", None))
 
     def provenance(self) -> tuple[dict | None, list[dict]]:
-        """The writer records the registered class's files; every module this process imported from
-        COVSEG_PATH or an entry point is listed, whether or not it registered the method."""
-        return None, code_records(foreign_module_files())
+        """The writer records the registered class's files; every module a run of this method imports from
+        COVSEG_PATH or its entry points is listed, whether or not it registered the method."""
+        return None, code_records(foreign_module_files(self.name))
 
     def execution(self) -> dict:
         return {"isolate": False, "sandbox": False}
