@@ -1,7 +1,8 @@
 """Where methods come from, and which code outside the repository a run imported.
 
 `load_methods()` imports every module that registers a method, so each `@register_method` runs before the
-registry is read:
+registry is read (`load_foreign()` imports the foreign ones only, for the stream metrics and report formats they
+may register):
 - the project's own: every module under baselines/ and methods/ (a new method is one module dropped into
   methods/ plus its YAML in configs/method/: nothing to edit here);
 - installed packages: each entry point of the group `covseg_bench.plugins` names a module to import (in the
@@ -121,8 +122,13 @@ def load_methods(foreign: bool = True) -> None:
     for package in (baselines, methods):
         for module in pkgutil.walk_packages(package.__path__, prefix=package.__name__ + "."):
             importlib.import_module(module.name)
-    if not foreign:
-        return
+    if foreign:
+        load_foreign()
+
+
+def load_foreign() -> None:
+    """Import the foreign modules: each entry point's and every top-level module of the $COVSEG_PATH folders
+    (they may register methods, stream metrics and report formats)."""
     for entry_point in _entry_points():
         _import(entry_point.value.split(":")[0], f"entry point {entry_point.name} of group {PLUGIN_GROUP}")
     for folder in plugin_folders():

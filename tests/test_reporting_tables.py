@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.reporting.leaderboard import main
+from benchmark.leaderboard.command import main
 from test_reporting_leaderboard import KNN_DEFAULTS, make_run
 
 VOID = {"meta", "img", "br", "hr", "input", "link"}
