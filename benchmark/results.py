@@ -28,7 +28,7 @@ recorded), `superseded`,
     group "seen"     metric miou | pq     score on S_t after step t (percent)
     group "previous" metric miou          score on S_{t-1} after step t (t >= 1); "last": on C_t after step t
     group "C<j>"     metric miou | pq     R[t][j]: score on the classes of step j after step t (-1: initial)
-    group "stream"   metric miou.final, miou.forgetting_max, pq.bwt, ...   stream metrics, at the last step
+    group "stream"   metric miou.final, pq.bwt, ...   every registered stream metric, at the last step
     group "cost"     metric memory_bytes | learn_seconds | eval_seconds      per step
 
 Only complete runs are read (the leaderboard lists the others). Runs are read by benchmark.leaderboard.runs, as

@@ -44,8 +44,9 @@ n = runs; a cell covering fewer runs than its row shows its own n; rows are sort
 metric registered in benchmark.evaluation.stream_metrics is a column. "excess forgetting" pairs each run with
 the zero-shot run of the same stream hash, model, seed, evaluation settings and validation set (the latest, if
 repeated): the forgetting column's metric minus zero-shot's (runs without one do not count); "FWT" and
-"learning gain" are measured against the run's initial evaluation (row -1 of R). Failed runs (manifest `"status": "failed"`, with the reason) and
-unfinished ones (`running`, `interrupted`) are listed apart, after the tables.
+"learning gain" are measured against the run's initial evaluation (row -1 of R). Failed runs (manifest
+`"status": "failed"`, with the reason) and unfinished ones (`running`, `interrupted`) are listed apart, after
+the tables.
 
 Protocol: runs whose manifest says `protocol.ground_truth_access` (e.g. "oracle_proposals": ground truth used
 on purpose, for analysis) are never ranked; they get their own tables, "Analysis runs (ground truth used on

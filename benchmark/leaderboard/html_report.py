@@ -1,5 +1,5 @@
-"""`<results_dir>/leaderboard.html`, the `html` report format: the leaderboard as one self-contained file to open in a browser or send
-around. Per stream table: the main table (the Markdown table's columns), the figures embedded as PNG data,
+"""`<results_dir>/leaderboard.html`, the `html` report format: the leaderboard as one self-contained file to
+open in a browser or send around. Per stream table: the main table (the Markdown table's columns), the figures embedded as PNG data,
 per variant its runs, each with its matrix R[t][j] embedded and links to its files (summary.json,
 class_scores.csv, matrix CSVs and plots, relative to results_dir as in LEADERBOARD.md), and the cross-method
 per-class table (class x variant final IoU, with the step that taught the class). No script, no external

@@ -1,8 +1,8 @@
-"""The `latex` report format (`leaderboard --format latex`): the leaderboard's main tables as booktabs tables for a paper
-(`<results_dir>/leaderboard.tex`, one `table` float per stream table; `\\input{leaderboard.tex}` with
-`\\usepackage{booktabs}` in the preamble). Cells are mean ± std over the variant's runs; the best mean of each
-column (highest, or lowest for metrics registered lower-is-better, such as forgetting, and memory) is bold, ties included; analysis tables (ground truth
-used on purpose) are not ranked and bold nothing.
+"""The `latex` report format (`leaderboard --format latex`): the leaderboard's main tables as booktabs tables
+for a paper (`<results_dir>/leaderboard.tex`, one `table` float per stream table; `\\input{leaderboard.tex}`
+with `\\usepackage{booktabs}` in the preamble). Cells are mean ± std over the variant's runs; the best mean of
+each column (highest, or lowest for memory and the metrics registered lower-is-better such as forgetting) is
+bold, ties included; analysis tables (ground truth used on purpose) are not ranked and bold nothing.
 """
 from __future__ import annotations
 
