@@ -37,7 +37,8 @@ def make_run(results: Path, run_id: str, method: str, final: float, seed: int = 
     run_dir.mkdir(parents=True)
     config = {"method": {"name": method}, "seed": seed,
               "stream": {"name": "toy", "dataset": "demo", "num_steps": 2, "order": "random", "order_seed": 0},
-              "model": {"name": "tiny_random"}, "data": {"demo_seed": 0}, "eval": {"vocabulary": "seen"}}
+              "model": {"name": "tiny_random"}, "data": {"demo_seed": 0},
+              "eval": {"vocabulary": "seen", "miou_mode": "present", "max_images": None}}
     (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
     (run_dir / "manifest.json").write_text(json.dumps({"status": "complete", "stream": "toy", "stream_version": 1,
                                                        "stream_hash": "h", "method": method}))
