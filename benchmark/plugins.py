@@ -110,7 +110,7 @@ def _import(name: str, where: str) -> None:
     try:
         importlib.import_module(name)
     except ImportError as exc:
-        raise UserError(f"cannot import the method plugin '{name}' ({where}): {exc}") from None
+        raise UserError(f"cannot import the plugin module '{name}' ({where}): {exc}") from None
 
 
 def load_methods(foreign: bool = True) -> None:

@@ -138,18 +138,23 @@ STREAM_METRICS: Registry[StreamMetric] = Registry("stream metric")
 
 
 def register_stream_metric(name: str, fn: Callable[[np.ndarray, np.ndarray | None], float], *,
-                           higher_is_better: bool, label: str, **options) -> StreamMetric:
+                           higher_is_better: bool, label: str, scores: tuple[str, ...] = ("miou",),
+                           needs_initial: bool = False, versus_zero_shot: str | None = None,
+                           description: str | None = None, figure: str | None = None) -> StreamMetric:
     """Register `fn(matrix, initial) -> float` (R[t][j] in percent, the initial row R[-1] or None) under `name`:
-    every run's summary.json gets `metrics.<score>.<name>` and the leaderboard a column titled `label`.
-    `options`: the other StreamMetric fields (scores, needs_initial, versus_zero_shot, description, figure)."""
-    return register_stream_score(name, lambda scores: fn(scores.matrix, scores.initial),
-                                 higher_is_better=higher_is_better, label=label, **options)
+    every run's summary.json gets `metrics.<score>.<name>` and the leaderboard a column titled `label`. The other
+    keywords are StreamMetric's fields."""
+    return register_stream_score(name, lambda stream: fn(stream.matrix, stream.initial),
+                                 higher_is_better=higher_is_better, label=label, scores=scores,
+                                 needs_initial=needs_initial, versus_zero_shot=versus_zero_shot,
+                                 description=description, figure=figure)
 
 
 def register_stream_score(name: str, compute: Callable[[StreamScores], float], *, higher_is_better: bool,
-                          label: str, **options) -> StreamMetric:
-    """Register a metric that needs more than R: `compute(StreamScores) -> float` (e.g. per-class scores)."""
-    return STREAM_METRICS.register(name, StreamMetric(name, compute, higher_is_better, label, **options))
+                          label: str, **fields) -> StreamMetric:
+    """Register a metric that needs more than R, `compute(StreamScores) -> float` (e.g. per-class scores);
+    `fields`: the other StreamMetric fields, as register_stream_metric takes them."""
+    return STREAM_METRICS.register(name, StreamMetric(name, compute, higher_is_better, label, **fields))
 
 
 def stream_metrics() -> list[StreamMetric]:
