@@ -94,8 +94,8 @@ def _yaml_defaults(group: str, name: str) -> dict:
 
 
 def config_identity(config: dict) -> dict:
-    """The resolved config without EXECUTION_KEYS: what a row's runs share. A config from before `protocol` existed
-    (#23) ran the default protocol, and gets its keys, so its runs share a row with today's."""
+    """The resolved config without EXECUTION_KEYS: what a row's runs share. An older config without `protocol`
+    ran the default protocol, and gets its keys, so its runs share a row with today's."""
     identity = json.loads(json.dumps(config, default=str))
     identity.setdefault("protocol", asdict(ProtocolConfig()))
     for dotted in EXECUTION_KEYS:
@@ -161,7 +161,7 @@ class Run:
 
     @property
     def protocol(self) -> str:
-        """The CSS protocol preset the run followed (covseg: the default, also for configs before #23)."""
+        """The CSS protocol preset the run followed (covseg: the default, also for older configs without `protocol`)."""
         return (self.config.get("protocol") or {}).get("name", "covseg")
 
     @property
@@ -318,8 +318,9 @@ def number(value) -> float:
 
 
 def current_names(metrics: dict) -> dict:
-    """A summary's stream metrics under today's names. Summaries before #23 had `old` / `new` for what is now
-    `previous` / `last` (S_{T-1} / C_T); `old` / `new` are now MiB's and PLOP's, equal to `base` / `novel`."""
+    """A summary's stream metrics under today's names. Older summaries (without `previous`) had `old` / `new`
+    for what is now `previous` / `last` (S_{T-1} / C_T); `old` / `new` are now MiB's and PLOP's, equal to
+    `base` / `novel`."""
     if "old" not in metrics or "previous" in metrics:
         return metrics
     renamed = {**metrics, "previous": metrics["old"], "last": metrics["new"]}
@@ -329,7 +330,7 @@ def current_names(metrics: dict) -> dict:
 
 def step_groups(summary: dict) -> dict:
     """{metric: {"previous": [...], "last": [...]}}: the per-step scores on S_{t-1} and C_t (`old_new`, with
-    groups old / new, before #23)."""
+    groups old / new, in older summaries)."""
     if "previous_last" in summary:
         return summary["previous_last"]
     legacy = summary.get("old_new") or {}
