@@ -42,7 +42,7 @@ SUBCOMMANDS = {
     "export-fcclip": "benchmark.exporters.fcclip:main",
     "report": "benchmark.reporting.report:main",
     "show": "benchmark.show:main",
-    "leaderboard": "benchmark.reporting.leaderboard:main",
+    "leaderboard": "benchmark.leaderboard.command:main",
     "miou": "benchmark.evaluation.tools:miou_main",
     "pq": "benchmark.evaluation.tools:pq_main",
     "perf": "benchmark.perf:main",

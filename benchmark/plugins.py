@@ -1,7 +1,8 @@
 """Where methods come from, and which code outside the repository a run imported.
 
 `load_methods()` imports every module that registers a method, so each `@register_method` runs before the
-registry is read:
+registry is read (`load_foreign()` imports the foreign ones only, for the stream metrics and report formats they
+may register):
 - the project's own: every module under baselines/ and methods/ (a new method is one module dropped into
   methods/ plus its YAML in configs/method/: nothing to edit here);
 - installed packages: each entry point of the group `covseg_bench.plugins` names a module to import (in the
@@ -134,7 +135,7 @@ def _import(name: str, where: str) -> None:
     try:
         importlib.import_module(name)
     except ImportError as exc:
-        raise UserError(f"cannot import the method plugin '{name}' ({where}): {exc}") from None
+        raise UserError(f"cannot import the plugin module '{name}' ({where}): {exc}") from None
 
 
 def load_methods(method: str | None = None, foreign: bool = True) -> None:
@@ -147,8 +148,14 @@ def load_methods(method: str | None = None, foreign: bool = True) -> None:
     for package in (baselines, methods):
         for module in pkgutil.walk_packages(package.__path__, prefix=package.__name__ + "."):
             importlib.import_module(module.name)
-    if not foreign:
-        return
+    if foreign:
+        load_foreign(method)
+
+
+def load_foreign(method: str | None = None) -> None:
+    """Import the foreign modules: the entry points a run of `method` imports (`method_entry_points`: every one
+    for None) and every top-level module of the $COVSEG_PATH folders (they may register methods, stream metrics
+    and report formats)."""
     for entry_point in method_entry_points(method):
         _import(_module(entry_point), f"entry point {entry_point.name} of group {PLUGIN_GROUP}")
     for folder in plugin_folders():

@@ -94,3 +94,12 @@ def observed_status(manifest: dict) -> str | None:
     """The manifest's status, except `stale` for a `running` run whose process has ended."""
     status = manifest.get("status")
     return "stale" if status == "running" and process_gone(manifest.get("process") or {}) else status
+
+
+def state_line(manifest: dict) -> str:
+    """An unfinished run's state in words; `stale`: left `running` by a process that has ended."""
+    status = observed_status(manifest)
+    if status == "stale":
+        process = manifest["process"]
+        return f"status 'stale' (left running by process {process['pid']} on {process['host']}, which has ended)"
+    return f"status {status!r}"

@@ -232,7 +232,7 @@ def test_leaderboard_marks_foreign_code_and_isolated_runs_and_ranks_isolated_onl
 
     import yaml
 
-    from benchmark.reporting.leaderboard import main
+    from benchmark.leaderboard.command import main
     from benchmark.reporting.results import method_source
     from test_reporting_leaderboard import KNN_DEFAULTS, make_run
 

@@ -14,10 +14,10 @@ from benchmark.__main__ import main as benchmark_main
 from benchmark.config import load_config
 from benchmark.errors import UserError
 from benchmark.reporting import results as results_module
-from benchmark.reporting.leaderboard import main
+from benchmark.leaderboard.command import main
 from benchmark.reporting.results import (REPO_ROOT, RunWriter, current_source_state, git_state, method_source,
                                          source_digest)
-from benchmark.reporting.tables import ANALYSIS_TITLE
+from benchmark.leaderboard.table import ANALYSIS_TITLE
 from test_reporting_leaderboard import KNN_DEFAULTS, make_run
 
 
@@ -138,7 +138,7 @@ def test_a_wheel_install_records_its_distribution_and_a_venv_is_not_a_change(tmp
 
 
 def test_a_run_from_a_wheel_has_provenance_on_the_leaderboard():
-    from benchmark.reporting.runs import provenance_issues
+    from benchmark.leaderboard.runs import provenance_issues
 
     source = method_source("knnclip")
     wheel = {"commit": None, "dirty": None, "changes": [],

@@ -40,7 +40,7 @@ def test_a_run_that_raises_is_marked_with_its_state_and_one_line_reason(run_demo
     assert calls == [0, 1]
 
     if status == "failed":  # the leaderboard lists it apart, with its reason, and ranks nothing from it
-        from benchmark.reporting.leaderboard import main
+        from benchmark.leaderboard.command import main
 
         monkeypatch.undo()
         run_demo("method=zeroshot", *SMALL)
@@ -286,7 +286,7 @@ def test_a_run_whose_process_died_while_running_is_stale(demo_root, tmp_path, ca
     assert manifest["status"] == "running" and manifest["process"]["pid"] == child.pid
     assert observed_status(manifest) == "stale"
     from benchmark.reporting.report import main as report
-    from benchmark.reporting.runs import read_runs
+    from benchmark.leaderboard.runs import read_runs
 
     [run_dir] = (tmp_path / "results").glob("*/*/*")
     runs, [(skipped_dir, state)] = read_runs(tmp_path / "results")  # the leaderboard's "Unfinished runs"

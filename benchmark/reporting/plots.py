@@ -4,7 +4,7 @@ Per run (written by RunWriter.finish into <run>/plots/, recomputed from the raw 
     matrix_<metric>.png     R[t][j] as an annotated heatmap (rows: after step t; columns: classes of step j)
     forgetting_classes.png  per-class IoU when a class was first learned vs after the last step, for the
                             classes that lost the most
-The leaderboard's figures (one line or bar per variant) are drawn by benchmark.reporting.leaderboard_figures.
+The leaderboard's figures (one line or bar per variant) are drawn by benchmark.leaderboard.figures.
 
 Figures are drawn on matplotlib's Agg canvas without pyplot (no global state, no display needed) and
 written atomically.

@@ -15,10 +15,11 @@ from omegaconf import OmegaConf
 
 from benchmark.errors import UserError
 from benchmark.evaluation.stream_metrics import forward_transfer_gem
+from benchmark.evaluation.summary import (build_summary, format_summary, load_confusions, vocabulary_names,
+                                         write_class_scores, write_summary)
+from benchmark.plugins import load_foreign
 from benchmark.reporting.plots import write_run_plots
-from benchmark.reporting.runs import state_line
-from benchmark.reporting.summary import (build_summary, format_summary, load_confusions, vocabulary_names,
-                                        write_class_scores, write_summary)
+from benchmark.run_state import state_line
 
 
 def main(argv: list[str]) -> int:
@@ -29,6 +30,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--fwt-baseline", type=Path, default=None,
                         help="a run of the same stream whose initial evaluation is GEM's forward-transfer baseline")
     args = parser.parse_args(argv)
+    load_foreign()  # stream metrics of one's own (COVSEG_PATH, entry points) are recomputed too
     run_dir = args.run_dir
     manifest_path = run_dir / "manifest.json"
     if not manifest_path.is_file() or not (run_dir / "stats").is_dir():

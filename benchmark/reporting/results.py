@@ -38,8 +38,8 @@ from benchmark.evaluation.semantic import mean_iou
 from benchmark.io import atomic_save_npz, atomic_write_json, atomic_write_text
 from benchmark.reporting.loggers import RunLogger, build_logger
 from benchmark.reporting.plots import write_run_plots
-from benchmark.reporting.summary import (INITIAL_STATS, build_summary, finite, format_summary, load_confusions,
-                                        panoptic_stats, write_class_scores, write_summary)
+from benchmark.evaluation.summary import (INITIAL_STATS, build_summary, finite, format_summary, load_confusions,
+                                         panoptic_stats, write_class_scores, write_summary)
 from benchmark.resume import check_resumable
 from benchmark.run_state import Terminated, process_identity
 

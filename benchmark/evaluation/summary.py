@@ -144,7 +144,7 @@ def build_summary(run_dir: Path, step_classes: list[list[int]], stream: str, met
         "learning_gain": {name: r["learning_gain"] for name, r in results.items()},
         "seen": {name: r["seen"] for name, r in results.items()},
         # per step t: mIoU on the classes of earlier steps (S_{t-1}; none at step 0) and on the step's own C_t
-        # (summaries before #23 called them old / new: runs.step_groups reads both)
+        # (older summaries called them old / new: benchmark.leaderboard.runs.step_groups reads both)
         "previous_last": {"miou": {
             "previous": [mean_iou(s["confusion"], [c for j in range(t) for c in step_classes[j]], miou_mode)
                          if t else None for t, s in enumerate(step_stats)],

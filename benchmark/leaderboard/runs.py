@@ -1,11 +1,11 @@
 """Reading run folders: the one place both `benchmark.results.load` and the leaderboard read runs from.
 
-A run folder `<results_dir>/<stream>/<method>/<run-id>/` holds config.yaml, manifest.json and summary.json
-(benchmark/reporting/results.py writes them). `read_runs` returns the complete ones as `Run`s and says why it
-skipped every other one; `deduplicate` picks, of the runs repeating one experiment (same resolved config,
-seed, class order and data), the latest finished; `run_records` turns a run into the long records of
-`benchmark.results` (one per step x class group x metric), from which every leaderboard number is read.
-`provenance_issues` says what keeps a run from being traced to committed, registered code.
+A run folder `<results_dir>/<stream>/<method>/<run-id>/` holds config.yaml, manifest.json and summary.json.
+`read_runs` returns the complete ones as `Run`s and says why it skipped every other one; `deduplicate` picks,
+of the runs repeating one experiment (same resolved config, seed, class order and data), the latest
+finished; `Run.variant` and `config_identity` say which row a run belongs to; `provenance_issues` says what
+keeps a run from being traced to committed, registered code. benchmark.leaderboard.records turns a run into
+the long records every leaderboard number is read from.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from omegaconf import OmegaConf
 
 from benchmark.config import EvalConfig, ModelConfig, ProtocolConfig, config_file
 from benchmark.reporting.results import REPO_ROOT, file_sha256, source_digest
-from benchmark.run_state import observed_status
+from benchmark.run_state import state_line
 
 # provenance problems of a run, their footnote marks and explanations (in this order in every cell)
 PROVENANCE_MARKS = {
@@ -94,8 +94,8 @@ def _yaml_defaults(group: str, name: str) -> dict:
 
 
 def config_identity(config: dict) -> dict:
-    """The resolved config without EXECUTION_KEYS: what a row's runs share. A config from before `protocol` existed
-    (#23) ran the default protocol, and gets its keys, so its runs share a row with today's."""
+    """The resolved config without EXECUTION_KEYS: what a row's runs share. An older config without `protocol`
+    ran the default protocol, and gets its keys, so its runs share a row with today's."""
     identity = json.loads(json.dumps(config, default=str))
     identity.setdefault("protocol", asdict(ProtocolConfig()))
     for dotted in EXECUTION_KEYS:
@@ -161,7 +161,7 @@ class Run:
 
     @property
     def protocol(self) -> str:
-        """The CSS protocol preset the run followed (covseg: the default, also for configs before #23)."""
+        """The CSS protocol preset the run followed (covseg: the default, also for older configs without `protocol`)."""
         return (self.config.get("protocol") or {}).get("name", "covseg")
 
     @property
@@ -199,10 +199,12 @@ class Run:
         return self.row_key() + self.repeat_key()
 
     def stream_metrics(self) -> dict[str, float]:
-        """{"miou.final": value, ...}: the run's `group == "stream"` records of benchmark.results."""
+        """{"miou.final": value, ...}: the summary's stream metrics under today's names (NaN for null), the
+        values of the run's `group == "stream"` records of benchmark.results."""
         if "_stream_metrics" not in self.__dict__:
-            self.__dict__["_stream_metrics"] = {r["metric"]: r["value"] for r in run_records(self)
-                                                if r["group"] == "stream"}
+            self.__dict__["_stream_metrics"] = {
+                f"{score}.{key}": number(value) for score, values in (self.summary.get("metrics") or {}).items()
+                for key, value in current_names(values).items()}
         return self.__dict__["_stream_metrics"]
 
     def final_class_scores(self) -> list[dict]:
@@ -273,15 +275,6 @@ def provenance_issues(manifest: dict, digests: dict | None = None) -> list[str]:
     return issues
 
 
-def state_line(manifest: dict) -> str:
-    """An unfinished run's state in words; `stale`: left `running` by a process that has ended."""
-    status = observed_status(manifest)
-    if status == "stale":
-        process = manifest["process"]
-        return f"status 'stale' (left running by process {process['pid']} on {process['host']}, which has ended)"
-    return f"status {status!r}"
-
-
 def read_runs(results_dir: Path, stream: str | None = None) -> tuple[list[Run], list[tuple[Path, str]]]:
     """Complete runs under `results_dir` (optionally of one stream) and (folder, reason) for every other one
     (failed runs: `failed: <reason>`)."""
@@ -322,27 +315,14 @@ def deduplicate(runs: list[Run]) -> tuple[list[Run], list[Run]]:
     return [r for r in runs if id(r) in kept], [r for r in runs if id(r) not in kept]
 
 
-
-COLUMNS = ("run", "run_id", "stream", "stream_version", "stream_hash", "method", "variant", "name", "tags", "model",
-           "config_hash", "method_digest", "eval_vocabulary", "num_steps", "seed", "order_seed", "feature_cache",
-           "superseded", "step", "group", "metric", "value", "higher_is_better")
-# stream metrics (the part after "miou." / "pq.") whose lower values are better; every other score is higher-better
-LOWER_IS_BETTER = ("forgetting_max", "forgetting_first", "excess_forgetting", "memory_bytes", "learn_seconds",
-                   "eval_seconds")
-
-
-def higher_is_better(metric: str) -> bool:
-    """Whether a larger value of `metric` (a `metric` column entry, e.g. `miou.forgetting_max`) is better."""
-    return metric.rsplit(".", 1)[-1] not in LOWER_IS_BETTER
-
-
-def _number(value) -> float:
+def number(value) -> float:
     return float("nan") if value is None else float(value)
 
 
 def current_names(metrics: dict) -> dict:
-    """A summary's stream metrics under today's names. Summaries before #23 had `old` / `new` for what is now
-    `previous` / `last` (S_{T-1} / C_T); `old` / `new` are now MiB's and PLOP's, equal to `base` / `novel`."""
+    """A summary's stream metrics under today's names. Older summaries (without `previous`) had `old` / `new`
+    for what is now `previous` / `last` (S_{T-1} / C_T); `old` / `new` are now MiB's and PLOP's, equal to
+    `base` / `novel`."""
     if "old" not in metrics or "previous" in metrics:
         return metrics
     renamed = {**metrics, "previous": metrics["old"], "last": metrics["new"]}
@@ -352,54 +332,9 @@ def current_names(metrics: dict) -> dict:
 
 def step_groups(summary: dict) -> dict:
     """{metric: {"previous": [...], "last": [...]}}: the per-step scores on S_{t-1} and C_t (`old_new`, with
-    groups old / new, before #23)."""
+    groups old / new, in older summaries)."""
     if "previous_last" in summary:
         return summary["previous_last"]
     legacy = summary.get("old_new") or {}
     return {metric: {{"old": "previous", "new": "last"}.get(g, g): v for g, v in groups.items()}
             for metric, groups in legacy.items()}
-
-
-def run_records(run: Run, results_dir: Path | None = None, superseded: bool = False) -> list[dict]:
-    """The rows of one complete run (see benchmark/results.py); `superseded`: a later run repeats it."""
-    summary, manifest = run.summary, run.manifest
-    num_steps = summary.get("num_steps") or len(summary.get("memory_bytes") or [])
-    base = {"run": run.path.relative_to(results_dir).as_posix() if results_dir else run.path.as_posix(),
-            "run_id": run.path.name, "stream": manifest.get("stream"), "stream_version": manifest.get("stream_version"),
-            "stream_hash": manifest.get("stream_hash"), "method": run.method_config["name"],
-            "variant": run.variant(), "name": run.config.get("name"), "tags": ";".join(run.config.get("tags") or []),
-            "model": run.model_label(), "config_hash": run.config_hash,
-            "method_digest": (manifest.get("method_source") or {}).get("digest"),
-            "eval_vocabulary": run.eval_setting()["vocabulary"], "num_steps": num_steps,
-            "seed": run.config.get("seed"), "order_seed": run.order_seed, "feature_cache": run.feature_cache,
-            "superseded": superseded}
-    records = []
-
-    def add(step: int, group: str, metric: str, value) -> None:
-        records.append({**base, "step": step, "group": group, "metric": metric, "value": _number(value),
-                        "higher_is_better": higher_is_better(metric)})
-
-    for metric, rows in (summary.get("matrices") or {}).items():
-        for step, row in enumerate(rows):
-            for j, value in enumerate(row):
-                if value is not None:
-                    add(step, f"C{j}", metric, value)
-        for j, value in enumerate((summary.get("initial") or {}).get(metric) or []):
-            if value is not None:
-                add(-1, f"C{j}", metric, value)
-        for step, value in enumerate((summary.get("seen") or {}).get(metric) or []):
-            add(step, "seen", metric, value)
-        for group, values in step_groups(summary).get(metric, {}).items():
-            for step, value in enumerate(values):
-                if value is not None:
-                    add(step, group, metric, value)
-    for metric, values in (summary.get("metrics") or {}).items():
-        for key, value in current_names(values).items():
-            add(num_steps - 1, "stream", f"{metric}.{key}", value)
-    seconds = summary.get("seconds") or {}
-    for step, value in enumerate(summary.get("memory_bytes") or []):
-        add(step, "cost", "memory_bytes", value)
-    for name in ("learn", "eval"):
-        for step, value in enumerate(seconds.get(name) or []):
-            add(step, "cost", f"{name}_seconds", value)
-    return records

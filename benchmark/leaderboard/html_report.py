@@ -1,5 +1,5 @@
-"""`<results_dir>/leaderboard.html`: the leaderboard as one self-contained file to open in a browser or send
-around. Per stream table: the main table (the Markdown table's columns), the figures embedded as PNG data,
+"""`<results_dir>/leaderboard.html`, the `html` report format: the leaderboard as one self-contained file to
+open in a browser or send around. Per stream table: the main table (the Markdown table's columns), the figures embedded as PNG data,
 per variant its runs, each with its matrix R[t][j] embedded and links to its files (summary.json,
 class_scores.csv, matrix CSVs and plots, relative to results_dir as in LEADERBOARD.md), and the cross-method
 per-class table (class x variant final IoU, with the step that taught the class). No script, no external
@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmark.reporting.runs import PROVENANCE_MARKS, Run
-from benchmark.reporting.statistics import StreamTable
-from benchmark.reporting.tables import ANALYSIS_TITLE, link, main_columns, rank_cell, table_heading
+from benchmark.leaderboard.runs import PROVENANCE_MARKS, Run
+from benchmark.leaderboard.statistics import StreamTable
+from benchmark.leaderboard.table import ANALYSIS_TITLE, Leaderboard, link, main_columns, rank_cell, table_heading
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1400px; padding: 0 1em; color: #222; }
@@ -107,8 +107,7 @@ def _stream_section(table: StreamTable, results_dir: Path, figures: dict[str, Pa
     rows = [[_e(rank_cell(table, rank)), *[f"<code>{_e(c.cell(row))}</code>" if c.title == "config" else _e(c.cell(row))
                                            for c in columns]] for rank, row in enumerate(table.rows, 1)]
     captions = {"miou": "mIoU on S_t after each step", "pq": "PQ on S_t after each step",
-                "curves": "mIoU on seen, previous and last classes", "pareto": "final mIoU vs memory",
-                "forgetting": "forgetting"}
+                "curves": "mIoU on seen, previous and last classes", "pareto": "final mIoU vs memory"}
     return "".join([
         f"<h{3 if table.analysis else 2}>{_e(table.name)} (version {_e(table.version)})</h{3 if table.analysis else 2}>",
         f'<p class="caption">{_e(table_heading(table))}</p>', _table(header, rows, numeric),
@@ -118,21 +117,22 @@ def _stream_section(table: StreamTable, results_dir: Path, figures: dict[str, Pa
     ])
 
 
-def render_html(tables: list[StreamTable], results_dir: Path, curve_files: dict[str, dict[str, Path]],
-                class_tables: dict[str, pd.DataFrame], skipped: list[tuple[Path, str]]) -> str:
+def render_html(board: Leaderboard) -> str:
     now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-    ranked = [t for t in tables if not t.analysis]
-    analysis = [t for t in tables if t.analysis]
-    sections = [_stream_section(t, results_dir, curve_files.get(t.slug, {}), class_tables[t.slug]) for t in ranked]
-    if analysis:
+    results_dir = board.results_dir
+
+    def section(table: StreamTable) -> str:
+        return _stream_section(table, results_dir, board.figures.get(table.slug, {}), board.class_tables[table.slug])
+
+    sections = [section(t) for t in board.ranked]
+    if board.analysis:
         sections.append(f"<h2>{_e(ANALYSIS_TITLE)}</h2>")
-        sections += [_stream_section(t, results_dir, curve_files.get(t.slug, {}), class_tables[t.slug])
-                     for t in analysis]
-    if skipped:
+        sections += [section(t) for t in board.analysis]
+    if board.skipped:
         sections.append("<h2>Failed and unfinished runs</h2>" + _table(
             ["run", "state"], [[f'<a href="{_e(link(p, results_dir))}/">{_e(link(p, results_dir))}</a>', _e(r)]
-                               for p, r in skipped], set()))
-    total = sum(len(t.runs) for t in tables)
+                               for p, r in board.skipped], set()))
+    total = sum(len(t.runs) for t in board.tables)
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>Leaderboard</title>'
             f"<style>{STYLE}</style></head><body><h1>Leaderboard</h1>"
             f'<p class="caption">Built {_e(now)} by <code>python -m benchmark leaderboard</code> from {total} complete '

@@ -2,9 +2,10 @@
 
 A stream table holds the runs of one stream definition (and, only if the data changed under it, one stream
 hash); a row the distinct runs (`runs.deduplicate`) of one resolved configuration. Each row gets the mean ±
-sample std over its runs of every METRIC_COLUMNS metric, memory, time per step and per-step curves, a 95%
-bootstrap interval of its final mIoU over the validation images, and a paired difference to a reference row.
-The grouping rules are described in benchmark/reporting/leaderboard.py.
+sample std over its runs of every registered stream metric (`metric_columns`), memory, time per step and
+per-step curves, a 95% bootstrap interval of its final mIoU over the validation images, and a paired
+difference to a reference row.
+The grouping rules are described in benchmark/leaderboard/command.py.
 """
 from __future__ import annotations
 
@@ -17,17 +18,38 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmark.reporting.runs import PROVENANCE_MARKS, Run, config_identity, deduplicate, short_hash
+from benchmark.evaluation.stream_metrics import SCORE_LABELS, StreamMetric, stream_metrics
+from benchmark.leaderboard.runs import PROVENANCE_MARKS, Run, config_identity, deduplicate, short_hash
 
-EXCESS_FORGETTING = "excess_forgetting"  # derived from two runs (see excess_forgetting_by_run), not in a summary
-INITIAL_METRICS = ("forward_transfer", "learning_gain")  # need the initial evaluation (eval.initial)
-# (summary metric, key, column title); a column is shown when some row of the table has a value
-METRIC_COLUMNS = [
-    ("miou", "final", "final mIoU"), ("pq", "final", "final PQ"), ("miou", "avg_incremental", "avg inc. mIoU"),
-    ("miou", "forgetting_max", "forgetting"), ("miou", EXCESS_FORGETTING, "excess forgetting"), ("miou", "bwt", "BWT"),
-    ("miou", "forward_transfer", "FWT"), ("miou", "learning_gain", "learning gain"), ("miou", "old", "old"),
-    ("miou", "new", "new"), ("miou", "previous", "previous"), ("miou", "last", "last"),
-]
+
+@dataclass(frozen=True)
+class MetricColumn:
+    """A stream metric's column of the leaderboard: one score (miou, pq) of one registered metric, or the
+    metric's difference to the paired zero-shot run (`versus_zero_shot`); rows hold (mean, std, n) at `field`."""
+
+    score: str
+    key: str  # the summary's metric name, or the versus_zero_shot name
+    title: str
+    metric: StreamMetric
+    versus_zero_shot: bool = False
+
+    @property
+    def field(self) -> str:
+        return f"{self.score}_{self.key}"
+
+
+def metric_columns() -> list[MetricColumn]:
+    """The columns of every registered stream metric, in registration order (a difference to zero-shot right
+    after its metric); a table shows those some row has a value for."""
+    columns = []
+    for metric in stream_metrics():
+        for score in metric.scores:
+            title = metric.label.replace("{score}", SCORE_LABELS.get(score, score))
+            columns.append(MetricColumn(score, metric.name, title, metric))
+            if metric.versus_zero_shot:
+                columns.append(MetricColumn(score, metric.versus_zero_shot, metric.versus_zero_shot.replace("_", " "),
+                                            metric, versus_zero_shot=True))
+    return columns
 
 
 @dataclass
@@ -124,10 +146,11 @@ def _order(value) -> tuple:
 
 
 
-def excess_forgetting_by_run(runs: list[Run]) -> dict[Path, float]:
-    """Per run: its forgetting_max (mIoU) minus that of the zero-shot run on the same stream (hash), model,
-    seed and evaluation settings (benchmark.evaluation.stream_metrics: the forgetting not explained by the
-    vocabulary's growth); NaN without such a zero-shot run. Of repeated zero-shot runs the latest counts."""
+def versus_zero_shot_by_run(runs: list[Run], score: str, key: str) -> dict[Path, float]:
+    """Per run: its stream metric `score.key` minus that of the zero-shot run on the same stream (hash), model,
+    seed, evaluation settings and validation set (for forgetting: the part not explained by the vocabulary's
+    growth, benchmark.evaluation.stream_metrics); NaN without such a zero-shot run. Of repeated zero-shot runs
+    the latest counts."""
     def pairing(run: Run) -> tuple:
         identity = config_identity(run.config)  # batch sizes and cache folders do not break a pair
         return (run.manifest.get("stream_hash"), short_hash(identity.get("model")), run.config.get("seed"),
@@ -136,9 +159,8 @@ def excess_forgetting_by_run(runs: list[Run]) -> dict[Path, float]:
     zero_shot = {}
     for run in sorted(runs, key=lambda r: (r.finished, r.path.name)):
         if run.method_config["name"] == "zeroshot":
-            zero_shot[pairing(run)] = _metric(run, "miou", "forgetting_max")
-    return {run.path: _metric(run, "miou", "forgetting_max") - zero_shot.get(pairing(run), float("nan"))
-            for run in runs}
+            zero_shot[pairing(run)] = _metric(run, score, key)
+    return {run.path: _metric(run, score, key) - zero_shot.get(pairing(run), float("nan")) for run in runs}
 
 
 def final_miou_interval(runs: list[Run], samples: int, level: float = 0.95) -> tuple[float, float]:
@@ -193,7 +215,9 @@ def aggregate_rows(runs: list[Run], digests: dict | None = None) -> list[dict]:
     groups = defaultdict(list)
     for run in runs:
         groups[run.row_key()].append(run)
-    excess = excess_forgetting_by_run(runs)
+    columns = metric_columns()
+    versus = {column.field: versus_zero_shot_by_run(runs, column.score, column.metric.name)
+              for column in columns if column.versus_zero_shot}
     several_validation_sets = len({run.validation_set for run in runs}) > 1
     rows = []
     for (method, config_hash, access, _), group in groups.items():
@@ -214,10 +238,10 @@ def aggregate_rows(runs: list[Run], digests: dict | None = None) -> list[dict]:
             "order_seeds": sorted({r.order_seed for r in members}, key=_order),
             "runs": members, "superseded": sorted(superseded, key=lambda r: r.path.name),
         }
-        for metric, key, _ in METRIC_COLUMNS:
-            source = with_initial if key in INITIAL_METRICS else members
-            row[f"{metric}_{key}"] = mean_std([excess[r.path] if key == EXCESS_FORGETTING else _metric(r, metric, key)
-                                               for r in source])
+        for column in columns:
+            source = with_initial if column.metric.needs_initial and not column.versus_zero_shot else members
+            row[column.field] = mean_std([versus[column.field][r.path] if column.versus_zero_shot
+                                          else _metric(r, column.score, column.key) for r in source])
         row["memory_bytes"] = mean_std([float((r.summary.get("memory_bytes") or [float("nan")])[-1]) for r in members])
         row["seconds_per_step"] = mean_std([_seconds_per_step(r) for r in members])
         # cold and warm feature caches apart (None: not recorded), so a warm rerun never passes for a faster method

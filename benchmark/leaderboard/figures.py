@@ -3,7 +3,8 @@
     <slug>-miou_seen.png (-pq_seen)   the score on S_t after each step, one line per row (variant)
     <slug>-miou_seen_previous_last.png  mIoU on all seen / previous / last classes after each step, side by side
     <slug>-pareto.png                 final mIoU vs memory after the last step, with the Pareto front
-    <slug>-forgetting.png             forgetting per variant, best (least) at the top
+    <slug>-<label>.png                per stream metric registered with a `figure` (forgetting): its value per
+                                      variant as bars, best at the top
 
 Every variant keeps one colour and one marker in every figure of a leaderboard (`variant_styles`: distinct
 pairs for 140 variants). Legends sit outside the axes, titles are wrapped to the figure's width and the
@@ -12,6 +13,7 @@ canvas, and figures are saved with a tight bounding box on top of that.
 """
 from __future__ import annotations
 
+import re
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,9 +21,10 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
+from benchmark.evaluation.stream_metrics import StreamMetric, stream_metrics
+from benchmark.leaderboard.runs import step_groups
+from benchmark.leaderboard.statistics import StreamTable, curve
 from benchmark.reporting.plots import METRIC_LABELS, new_figure, save_figure
-from benchmark.reporting.runs import step_groups
-from benchmark.reporting.statistics import StreamTable, curve
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -154,17 +157,18 @@ def pareto_figure(points: Sequence[tuple[str, float, float, float, float]], styl
     return _finish(figure, title, caption, handles, labels)
 
 
-def forgetting_figure(bars: Sequence[tuple[str, float, float, int]], styles: dict[str, Style], title: str,
-                      caption: str) -> Figure:
-    """Forgetting per variant, least first (at the top): mean over runs with ± std error bars (none for a
+def bar_figure(bars: Sequence[tuple[str, float, float, int]], styles: dict[str, Style], title: str, caption: str,
+               metric: StreamMetric) -> Figure:
+    """A stream metric per variant, best first (at the top): mean over runs with ± std error bars (none for a
     single run), the value beside each bar and the variant's marker at its end. bars: (name, mean, std, n)."""
-    bars = sorted((b for b in bars if np.isfinite(b[1])), key=lambda b: (b[1], b[0]))
+    sign = -1 if metric.higher_is_better else 1
+    bars = sorted((b for b in bars if np.isfinite(b[1])), key=lambda b: (sign * b[1], b[0]))
     labels = [_legend_label(b[0]) for b in bars]
     label_width = max((len(line) for label in labels for line in label.splitlines()), default=0) * 0.6 * 8 / 72
     lines = sum(len(label.splitlines()) for label in labels)
     figure = new_figure(figsize=(5.8 + label_width, 1.9 + 0.3 * max(len(bars), lines * 0.75, 1)), layout="constrained")
     axes = figure.add_subplot()
-    positions = np.arange(len(bars))[::-1]  # least forgetting at the top
+    positions = np.arange(len(bars))[::-1]  # the best at the top
     for y, (name, mean, std, n) in zip(positions, bars):
         style = styles[name]
         axes.barh(y, mean, xerr=None if np.isnan(std) else std, capsize=3, color=style.color, alpha=0.85, height=0.7)
@@ -178,7 +182,7 @@ def forgetting_figure(bars: Sequence[tuple[str, float, float, int]], styles: dic
     axes.axvline(0, color="0.3", linewidth=0.8)
     right = max([b[1] + np.nan_to_num(b[2]) for b in bars] + [1.0])
     axes.set_xlim(min([0.0] + [b[1] - np.nan_to_num(b[2]) for b in bars]) * 1.1, right * 1.35 + 1)
-    axes.set_xlabel("forgetting (max, Chaudhry): mIoU points lost\non earlier steps' classes (lower is better)")
+    axes.set_xlabel(f"{metric.figure} ({'higher' if metric.higher_is_better else 'lower'} is better)")
     axes.grid(axis="x", alpha=0.3)
     return _finish(figure, title, caption, [], [])
 
@@ -188,7 +192,8 @@ def _row_name(row: dict, with_model: bool) -> str:
 
 
 def table_figures(table: StreamTable, styles: dict[tuple, Style]) -> dict[str, Figure]:
-    """The figures of one stream table by name (miou, pq, curves, pareto, forgetting); `styles` by `row_key`."""
+    """The figures of one stream table by name (miou, pq, curves, pareto, and the label of each stream metric
+    registered with a `figure`); `styles` by `row_key`."""
     with_model = len({row["model"] for row in table.rows}) > 1
     by_name = {_row_name(row, with_model): styles[row_key(row)] for row in table.rows}
     heading = f"{table.name} (version {table.version})"
@@ -218,14 +223,20 @@ def table_figures(table: StreamTable, styles: dict[tuple, Style]) -> dict[str, F
               for row in table.rows]
     if any(np.isfinite(p[3]) for p in points):
         figures["pareto"] = pareto_figure(points, by_name, f"{heading}: final mIoU vs memory", caption)
-    bars = [(_row_name(row, with_model), *row["miou_forgetting_max"]) for row in table.rows]
-    if any(np.isfinite(b[1]) for b in bars):
-        figures["forgetting"] = forgetting_figure(bars, by_name, f"{heading}: forgetting", caption)
+    for metric in stream_metrics():
+        if metric.figure and metric.scores:
+            bars = [(_row_name(row, with_model), *row[f"{metric.scores[0]}_{metric.name}"]) for row in table.rows]
+            if any(np.isfinite(b[1]) for b in bars):
+                figures[metric.label] = bar_figure(bars, by_name, f"{heading}: {metric.label}", caption, metric)
     return figures
 
 
-FILE_NAMES = {"miou": "miou_seen", "pq": "pq_seen", "curves": "miou_seen_previous_last", "pareto": "pareto",
-              "forgetting": "forgetting"}
+# figure name -> file name (a stream metric's bar chart: its label, characters other than [A-Za-z0-9_.-] as _)
+FILE_NAMES = {"miou": "miou_seen", "pq": "pq_seen", "curves": "miou_seen_previous_last", "pareto": "pareto"}
+
+
+def file_name(figure: str) -> str:
+    return FILE_NAMES.get(figure) or re.sub(r"[^A-Za-z0-9_.-]+", "_", figure)
 
 
 def leaderboard_styles(tables: list[StreamTable]) -> dict[tuple, Style]:
@@ -239,6 +250,6 @@ def write_curves(tables: list[StreamTable], results_dir: Path) -> dict[str, dict
     files: dict[str, dict[str, Path]] = {}
     for table in tables:
         for name, figure in table_figures(table, styles).items():
-            path = results_dir / "plots" / f"{table.slug}-{FILE_NAMES[name]}.png"
+            path = results_dir / "plots" / f"{table.slug}-{file_name(name)}.png"
             files.setdefault(table.slug, {})[name] = save_figure(figure, path, tight=True)
     return files

@@ -1,16 +1,15 @@
-"""`leaderboard --format latex`: the leaderboard's main tables as booktabs tables for a paper
-(`<results_dir>/leaderboard.tex`, one `table` float per stream table; `\\input{leaderboard.tex}` with
-`\\usepackage{booktabs}` in the preamble). Cells are mean ± std over the variant's runs; the best mean of each
-column (highest, or lowest for forgetting and memory) is bold, ties included; analysis tables (ground truth
-used on purpose) are not ranked and bold nothing.
+"""The `latex` report format (`leaderboard --format latex`): the leaderboard's main tables as booktabs tables
+for a paper (`<results_dir>/leaderboard.tex`, one `table` float per stream table; `\\input{leaderboard.tex}`
+with `\\usepackage{booktabs}` in the preamble). Cells are mean ± std over the variant's runs; the best mean of
+each column (highest, or lowest for memory and the metrics registered lower-is-better such as forgetting) is
+bold, ties included; analysis tables (ground truth used on purpose) are not ranked and bold nothing.
 """
 from __future__ import annotations
 
 import math
 
-from benchmark.reporting.runs import higher_is_better
-from benchmark.reporting.statistics import StreamTable
-from benchmark.reporting.tables import human_bytes, shown_metrics
+from benchmark.leaderboard.statistics import StreamTable
+from benchmark.leaderboard.table import Leaderboard, human_bytes, shown_metrics
 
 # characters LaTeX reads as commands, and the non-ASCII ones our labels use
 LATEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
@@ -37,13 +36,13 @@ def _best(values: list[float], higher: bool) -> float | None:
 
 
 def latex_table(table: StreamTable) -> str:
-    shown = shown_metrics(table)
     with_model = len({row["model"] for row in table.rows}) > 1
-    columns = [(f"miou.{key}" if metric == "miou" else f"{metric}.{key}", f"{metric}_{key}", title)
-               for metric, key, title in shown] + [("memory_bytes", "memory_bytes", "memory")]
+    # (row field, title, higher is better)
+    columns = [(c.field, c.title, c.metric.higher_is_better) for c in shown_metrics(table)] + [
+        ("memory_bytes", "memory", False)]
     best = {} if table.analysis else {
-        field: _best([row[field][0] for row in table.rows], higher_is_better(name)) for name, field, _ in columns}
-    header = ["Variant", *(["Model"] if with_model else []), *[escape(title) for _, _, title in columns], "$n$"]
+        field: _best([row[field][0] for row in table.rows], higher) for field, _, higher in columns}
+    header = ["Variant", *(["Model"] if with_model else []), *[escape(title) for _, title, _ in columns], "$n$"]
     lines = [
         f"% {table.name} (version {table.version}), stream definition {table.definition}: written by "
         "`python -m benchmark leaderboard --format latex`; needs \\usepackage{booktabs}",
@@ -57,7 +56,7 @@ def latex_table(table: StreamTable) -> str:
     ]
     for row in table.rows:
         cells = [escape(row["label"]), *([escape(row["model"])] if with_model else [])]
-        for _, field, _ in columns:
+        for field, _, _ in columns:
             mean = row[field][0]
             is_best = best.get(field) is not None and not math.isnan(mean) and round(mean, 1) == best[field]
             if field == "memory_bytes":
@@ -70,6 +69,6 @@ def latex_table(table: StreamTable) -> str:
     return "\n".join(lines)
 
 
-def latex_document(tables: list[StreamTable]) -> str:
+def latex_document(board: Leaderboard) -> str:
     """Every table, ranked ones first, ready for \\input."""
-    return "\n".join(latex_table(table) for table in tables)
+    return "\n".join(latex_table(table) for table in board.tables)
