@@ -61,6 +61,8 @@ class StreamConfig:
     order_seed: int = 0  # seed of the random class order (draw other orders to average over)
     mode: str = "overlap"  # overlap: images with a pixel of C_t | disjoint: none of later C | partition: 1 step/image
     train_lists: Optional[str] = None  # folder of train-<t>.txt (image ids) / .npy (MiB's indices); replaces mode
+    steps: Optional[list[list[int]]] = None  # explicit classes of each step (every class once); replaces order / sizes
+    path: Optional[str] = None  # the dataset's folder, replacing data.root (stream=folder: the folder with classes.yaml)
     panoptic: bool = False  # evaluate PQ as well as mIoU
     max_train_images_per_step: Optional[int] = None  # cap per step (first images in the frozen list)
     version: int = 1  # bump when the definition changes; recorded in results so versions never mix
@@ -69,7 +71,7 @@ class StreamConfig:
 @dataclass
 class ModelConfig:
     name: str = "???"  # model config name (file name in configs/model/)
-    kind: str = "open_clip"  # open_clip: the frozen CLIP segmenter of benchmark.models | cached: exported predictions
+    kind: str = "open_clip"  # a registered model kind: open_clip (frozen CLIP segmenter) | cached (exported predictions)
     arch: str = "covseg-tiny-vit"  # open_clip architecture (the project's own configs included)
     pretrained: Optional[str] = None  # open_clip pretrained tag (e.g. openai); None = random weights (seeded)
     input_size: int = 224  # images are resized to input_size x input_size for the ViT
@@ -81,7 +83,7 @@ class ModelConfig:
     cache_dir: Optional[str] = None  # disk cache of per-image features; None = $XDG_CACHE_HOME/covseg-bench/features, off = none
     cache_memory_mb: float = 1024.0  # in-memory per-image caches (validation / training images, each): MB, LRU evicted
     feature_dtype: str = "float16"  # storage of cached embeddings and dense features (computed in float32): float16 | float32
-    predictions_dir: Optional[str] = None  # kind=cached: folder of exported predictions (benchmark/models/cached.py)
+    predictions_dir: Optional[str] = None  # kind=cached: folder of exported predictions (benchmark/models/cached/format.py)
 
 
 @dataclass
@@ -198,6 +200,33 @@ def _key_error(cfg: DictConfig, dotted: str) -> UserError:
             hint = f" (did you mean: {', '.join(nested)}?)" if nested else ""
         return UserError(f"unknown config key '{dotted}'{hint}")
     return UserError(f"invalid config key '{dotted}'")
+
+
+def shell_overrides(overrides: list[str]) -> list[str]:
+    """The overrides as Hydra's grammar reads them: a value typed in the shell as `name="kNN-CLIP k=32"` reaches
+    us as `name=kNN-CLIP k=32`, which the grammar refuses (space, second `=`); such a plain `key=value` is
+    quoted for it. An override that still does not parse is refused in one line that names it."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+    parsed = []
+    for override in overrides:
+        try:
+            parser.parse_override(override)
+            parsed.append(override)
+            continue
+        except Exception as exc:  # hydra's OverrideParseException
+            reason = str(exc).splitlines()[0]
+        key, _, value = override.partition("=")
+        quoted = f"{key}='" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+        try:
+            if not re.fullmatch(r"[+~]{0,2}[\w.]+", key):
+                raise ValueError(key)
+            parser.parse_override(quoted)
+        except Exception:
+            raise UserError(f"invalid override '{override}': {reason}") from None
+        parsed.append(quoted)
+    return parsed
 
 
 def load_config(overrides: list[str]) -> DictConfig:
@@ -324,13 +353,13 @@ def _schema_error(exc: OmegaConfBaseException, schema: DictConfig, prefix: str =
 
 
 def _check_choices(cfg: DictConfig) -> None:
+    from benchmark.models import MODEL_KINDS
     from benchmark.protocol import CHOICES as PROTOCOL_CHOICES
     from streams.builder import order_presets, warn_unpublished_order
 
     choices = {
         "stream.order": ("random", "frequency", "natural", *order_presets()),
         "stream.mode": ("overlap", "disjoint", "partition"),
-        "model.kind": ("open_clip", "cached"),
         "model.proposals": ("superpixel", "oracle"),
         "model.feature_dtype": ("float16", "float32"),
         "data.on_error": ("raise", "skip"),
@@ -343,6 +372,7 @@ def _check_choices(cfg: DictConfig) -> None:
         value = OmegaConf.select(cfg, key)
         if value not in allowed:
             raise UserError(f"{key}={value} is not one of: {', '.join(allowed)}")
+    MODEL_KINDS.get(cfg.model.kind)  # an unknown kind: one line with the near matches
     warn_unpublished_order(cfg.stream)
     if cfg.sandbox and not cfg.isolate:
         raise UserError("sandbox=true confines the method's worker process: set isolate=true as well")
@@ -361,11 +391,18 @@ def _check_choices(cfg: DictConfig) -> None:
 
 
 def data_root(cfg: DictConfig) -> Path:
-    """data.root, else (the generated demo datasets) the cache folder, else $DETECTRON2_DATASETS (detectron2's
+    """stream.path (a folder dataset's folder), else data.root, else (the generated demo datasets) the cache folder, else $DETECTRON2_DATASETS (detectron2's
     convention), else ./datasets."""
     from benchmark.data.datasets import default_data_root
     from benchmark.data.demo import DEMO_DATASETS, demo_cache_root
 
+    if cfg.stream.get("path"):
+        return Path(cfg.stream.path).expanduser()
     if cfg.data.root:
-        return Path(cfg.data.root).expanduser()
+        root = Path(cfg.data.root).expanduser()
+        if not root.exists() and not root.absolute().parent.is_dir():  # a typo: never generate a demo there
+            raise UserError(f"data.root={cfg.data.root}: neither that folder nor its parent "
+                            f"{root.absolute().parent} exists; set data.root to an existing folder (or to a new "
+                            "folder inside one, for the generated demo)")
+        return root
     return demo_cache_root() if cfg.stream.dataset in DEMO_DATASETS else default_data_root()

@@ -227,7 +227,7 @@ def fcclip_result_arrays(result: dict, prefix: str, margin: bool = True) -> tupl
 def record_config(name: str, args, samples, vocabulary_name: str, config_file: str) -> dict:
     from benchmark.data.types import Vocabulary
     from benchmark.exporters.fcclip import FcclipCapture, build_fcclip, fcclip_inputs
-    from benchmark.models.cached import ensemble_settings, write_image_predictions, write_meta
+    from benchmark.models.cached.format import ensemble_settings, write_image_predictions, write_meta
 
     diversifier_class, variant_options, num_subsets, subset_margins, _ = VARIANTS[args.variant]
     options = ["MODEL.FC_CLIP.CLIP_PRETRAINED_WEIGHTS=", f"MODEL.MASK_FORMER.NUM_OBJECT_QUERIES={args.queries}",
