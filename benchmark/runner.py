@@ -17,12 +17,10 @@ from omegaconf import DictConfig
 from benchmark import distributed
 from benchmark.config import data_root, method_config
 from benchmark.data.demo import DEMO_DATASETS, claim_demo_secret
-from benchmark.data.types import ImageInput, SegmentationDataset, Vocabulary
-from benchmark.evaluation.panoptic import PanopticEvaluator
-from benchmark.evaluation.per_image import PerImageCounts
-from benchmark.evaluation.semantic import SemanticEvaluator
+from benchmark.data.types import SegmentationDataset, Vocabulary
+from benchmark.evaluation.scoring import score_validation
 from benchmark.isolation.parent import IsolatedMethod, isolated_provenance
-from benchmark.method import METHODS, ContinualMethod, StepData, filter_sample
+from benchmark.method import METHODS, ContinualMethod, StepData
 from benchmark.models import build_segmenter, check_device
 from benchmark.models.feature_cache import FeatureCache, directory_bytes
 from benchmark.plugins import code_records, foreign_module_files
@@ -110,52 +108,16 @@ def ground_truth_access(cfg: DictConfig) -> str | None:
 
 def evaluate_step(ctx: RunContext, vocab: Vocabulary, step: int) -> dict[str, np.ndarray]:
     """Predict every validation image with `vocab` and return the raw statistics of the step (-1: the initial
-    evaluation before step 0): the confusion matrix and, on panoptic streams, the per-class PQ sums. Ground
-    truth outside `vocab` is ignored (VOID), or a background row, and images may not count: as the protocol says
-    (ctx.protocol, benchmark/protocol.py).
+    evaluation before step 0), scored by the loop every face shares (benchmark/evaluation/scoring.py).
     The method sees `ImageInput`s only (pixels, no labels) and a copy of `vocab`; the ground truth stays here,
-    for the evaluator, filtered with the runner's own `vocab`.
-    Under torchrun each rank predicts its shard of the images and the statistics are summed."""
+    for the evaluator, filtered with the runner's own `vocab`."""
     cfg = ctx.cfg
-    full_vocab = ctx.train.vocabulary
-    semantic = SemanticEvaluator(ctx.protocol.confusion_size)  # K, or K + 1 with a background row
-    per_image = PerImageCounts(ctx.protocol.confusion_size)  # sparse per-image counts: bootstrap intervals over images
-    panoptic = PanopticEvaluator([c.isthing for c in full_vocab.classes]) if ctx.stream.panoptic else None
-    indices = distributed.shard(range(validation_count(cfg, ctx.val)))
-    batch_size = cfg.eval.batch_size
-    oracle = ground_truth_access(cfg) == "oracle_proposals"
-    scored = list(vocab.ids)
     method_vocab = copy.deepcopy(vocab)  # the method's own copy: mutating it cannot change what is scored
-    for start in ctx.progress.bar(range(0, len(indices), batch_size),
-                                  desc=f"eval step {step}" if step >= 0 else "eval initial",
-                                  total=(len(indices) + batch_size - 1) // batch_size):
-        loaded = [(i, ctx.val.load(i)) for i in indices[start:start + batch_size]]
-        # the protocol's ground truth; None: the image does not count at this step (and is not predicted)
-        truths = [(i, s, ctx.protocol.evaluation_truth(s, filter_sample(s, scored), scored))
-                  for i, s in loaded if s is not None]
-        counted = [(i, s, gt) for i, s, gt in truths if gt is not None]
-        batch = [s for _, s, _ in counted]
-        images = [ImageInput.of(s, ctx.stream.panoptic, oracle) for s in batch]
-        outputs = ctx.method.predict(images, method_vocab)
-        if len(outputs) != len(batch):
-            raise RuntimeError(f"method {cfg.method.name} returned {len(outputs)} outputs for {len(batch)} images")
-        for (image_index, sample, gt), output in zip(counted, outputs):
-            if output.sem_seg.shape != gt.sem_seg.shape:
-                raise RuntimeError(f"method {cfg.method.name}: prediction of image {sample.image_id} is "
-                                   f"{output.sem_seg.shape}, its image {gt.sem_seg.shape}")
-            semantic.process(output.sem_seg, gt.sem_seg)
-            per_image.record(image_index, semantic.confusion)
-            if panoptic is not None:
-                if output.pan_seg is None:
-                    raise RuntimeError(f"method {cfg.method.name} returned no panoptic output on a panoptic stream")
-                panoptic.process(output.pan_seg, output.segments, gt.pan_seg, gt.segments)
-    stats = {"confusion": semantic.confusion}
-    if panoptic is not None:
-        stats.update({f"pq_{name}": values for name, values in panoptic.stats.items()})
-    # the ids of the images scored, in validation order: which validation set the numbers are over
-    scored = distributed.gather_sorted([(i, ctx.val.image_id(i)) for i, _ in per_image.parts])
-    return {**{name: distributed.all_reduce_sum(values) for name, values in stats.items()}, **per_image.gathered(),
-            "image_ids": np.array(scored, dtype=str)}
+    return score_validation(ctx.val, validation_count(cfg, ctx.val), ctx.protocol, list(vocab.ids),
+                            ctx.stream.panoptic, lambda images: ctx.method.predict(images, method_vocab),
+                            cfg.eval.batch_size, who=f"method {cfg.method.name}", progress=ctx.progress.bar,
+                            desc=f"eval step {step}" if step >= 0 else "eval initial",
+                            oracle=ground_truth_access(cfg) == "oracle_proposals")
 
 
 def data_record(ctx: RunContext, run_dir: Path) -> dict:
