@@ -145,7 +145,7 @@ class Run:
         return (label + (f" [eval {', '.join(eval_changed)}]" if eval_changed else "")
                 + (f" [protocol {self.protocol}]" if self.protocol != "covseg" else "")
                 + (f" [ground truth: {access}]" if access else "") + (" [isolated]" if self.isolated else "")
-                + (" [external loop]" if self.external_loop else ""))
+                + (" [external loop]" if self.manifest.get("loop") == "external" else ""))  # StreamEvaluator
 
     def model_label(self) -> str:
         model = self.config["model"]
@@ -169,11 +169,6 @@ class Run:
     def isolated(self) -> bool:
         """The method ran in its own worker process (isolate=true, manifest `protocol.isolate`)."""
         return (self.manifest.get("protocol") or {}).get("isolate") is True
-
-    @property
-    def external_loop(self) -> bool:
-        """The run was trained in the user's own loop and scored by `StreamEvaluator` (manifest `loop`)."""
-        return self.manifest.get("loop") == "external"
 
     @property
     def config_hash(self) -> str:
