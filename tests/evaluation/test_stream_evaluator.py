@@ -121,3 +121,25 @@ def test_predictions_as_tensors_and_steps_in_order(driven):
         evaluator.results()
     with pytest.raises(UserError, match="eval.vocabulary=every"):
         StreamEvaluator(stream, vocabulary="every")
+
+
+def test_panoptic_stream_scores_pq_as_the_runner(run_demo, demo_root):
+    """zeroshot on the panoptic demo: SegmentationOutputs with pan_seg through the API give the run's PQ matrix."""
+    settings = ["stream=demo_panoptic_4steps", "eval.max_images=4", "stream.max_train_images_per_step=2"]
+    _, summary = run_demo("method=zeroshot", *settings)
+    cfg = load_config([*settings, "method=zeroshot", f"data.root={demo_root}"])
+    stream = streams.load("demo_panoptic_4steps", data_root=demo_root, max_train_images_per_step=2)
+    method = METHODS.get("zeroshot")(method_config(cfg), build_segmenter(cfg.model, seed=0), stream.num_classes, seed=0)
+    evaluator = StreamEvaluator(stream, max_images=4)
+
+    def predict_with(vocab):
+        return lambda batch: method.predict([ImageInput(b["image_id"], b["image"].numpy(), panoptic=True)
+                                             for b in batch], vocab)
+
+    evaluator.evaluate_step(-1, predict_with(stream.vocabulary))
+    for step in stream.steps:
+        evaluator.evaluate_step(step.index, predict_with(stream.vocabulary.subset(step.seen)))
+    results = evaluator.results(method="zeroshot")
+    assert set(results["matrices"]) == {"miou", "pq"}
+    _close(results["matrices"], summary["matrices"])
+    _close(results["metrics"], summary["metrics"])
