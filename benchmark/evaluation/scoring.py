@@ -45,7 +45,8 @@ def score_validation(val: SegmentationDataset, count: int, protocol: Protocol, s
         truths = [(i, s, protocol.evaluation_truth(s, filter_sample(s, scored), scored))
                   for i, s in loaded if s is not None]
         counted = [(i, s, gt) for i, s, gt in truths if gt is not None]
-        outputs = predict([ImageInput.of(s, panoptic, oracle) for _, s, _ in counted])
+        batch = [s for _, s, _ in counted]
+        outputs = predict([ImageInput.of(s, panoptic, oracle) for s in batch])
         if len(outputs) != len(counted):
             raise RuntimeError(f"{who} returned {len(outputs)} outputs for {len(counted)} images")
         for (image_index, sample, gt), output in zip(counted, outputs):
