@@ -61,6 +61,8 @@ class StreamConfig:
     order_seed: int = 0  # seed of the random class order (draw other orders to average over)
     mode: str = "overlap"  # overlap: images with a pixel of C_t | disjoint: none of later C | partition: 1 step/image
     train_lists: Optional[str] = None  # folder of train-<t>.txt (image ids) / .npy (MiB's indices); replaces mode
+    steps: Optional[list[list[int]]] = None  # explicit classes of each step (every class once); replaces order / sizes
+    path: Optional[str] = None  # the dataset's folder, replacing data.root (stream=folder: the folder with classes.yaml)
     panoptic: bool = False  # evaluate PQ as well as mIoU
     max_train_images_per_step: Optional[int] = None  # cap per step (first images in the frozen list)
     version: int = 1  # bump when the definition changes; recorded in results so versions never mix
@@ -69,7 +71,7 @@ class StreamConfig:
 @dataclass
 class ModelConfig:
     name: str = "???"  # model config name (file name in configs/model/)
-    kind: str = "open_clip"  # open_clip: the frozen CLIP segmenter of benchmark.models | cached: exported predictions
+    kind: str = "open_clip"  # a registered model kind: open_clip (frozen CLIP segmenter) | cached (exported predictions)
     arch: str = "covseg-tiny-vit"  # open_clip architecture (the project's own configs included)
     pretrained: Optional[str] = None  # open_clip pretrained tag (e.g. openai); None = random weights (seeded)
     input_size: int = 224  # images are resized to input_size x input_size for the ViT
@@ -81,7 +83,7 @@ class ModelConfig:
     cache_dir: Optional[str] = None  # disk cache of per-image features; None = $XDG_CACHE_HOME/covseg-bench/features, off = none
     cache_memory_mb: float = 1024.0  # in-memory per-image caches (validation / training images, each): MB, LRU evicted
     feature_dtype: str = "float16"  # storage of cached embeddings and dense features (computed in float32): float16 | float32
-    predictions_dir: Optional[str] = None  # kind=cached: folder of exported predictions (benchmark/models/cached.py)
+    predictions_dir: Optional[str] = None  # kind=cached: folder of exported predictions (benchmark/models/cached/format.py)
 
 
 @dataclass
@@ -287,7 +289,8 @@ def validate(cfg: DictConfig) -> DictConfig:
     name = method.get("name")
     if not name:
         raise UserError("config has no method.name; choose one with method=NAME (see `python -m benchmark list methods`)")
-    load_methods(foreign=not typed.isolate)  # isolate=true: plugin code is imported by the method's worker only
+    # the method's plugins only (a built-in method imports none); isolate=true: they are imported by its worker only
+    load_methods(name, foreign=not typed.isolate)
     # a plugin's method under isolation: its keys are checked in its worker (benchmark.isolation), not here
     unchecked = typed.isolate and name not in METHODS
     typed.method = OmegaConf.create(dict(method)) if unchecked else check_method_config(name, method)
@@ -351,13 +354,13 @@ def _schema_error(exc: OmegaConfBaseException, schema: DictConfig, prefix: str =
 
 
 def _check_choices(cfg: DictConfig) -> None:
+    from benchmark.models import MODEL_KINDS
     from benchmark.protocol import CHOICES as PROTOCOL_CHOICES
     from streams.builder import order_presets, warn_unpublished_order
 
     choices = {
         "stream.order": ("random", "frequency", "natural", *order_presets()),
         "stream.mode": ("overlap", "disjoint", "partition"),
-        "model.kind": ("open_clip", "cached"),
         "model.proposals": ("superpixel", "oracle"),
         "model.feature_dtype": ("float16", "float32"),
         "data.on_error": ("raise", "skip"),
@@ -370,6 +373,7 @@ def _check_choices(cfg: DictConfig) -> None:
         value = OmegaConf.select(cfg, key)
         if value not in allowed:
             raise UserError(f"{key}={value} is not one of: {', '.join(allowed)}")
+    MODEL_KINDS.get(cfg.model.kind)  # an unknown kind: one line with the near matches
     warn_unpublished_order(cfg.stream)
     if cfg.sandbox and not cfg.isolate:
         raise UserError("sandbox=true confines the method's worker process: set isolate=true as well")
@@ -388,11 +392,13 @@ def _check_choices(cfg: DictConfig) -> None:
 
 
 def data_root(cfg: DictConfig) -> Path:
-    """data.root, else (the generated demo datasets) the cache folder, else $DETECTRON2_DATASETS (detectron2's
+    """stream.path (a folder dataset's folder), else data.root, else (the generated demo datasets) the cache folder, else $DETECTRON2_DATASETS (detectron2's
     convention), else ./datasets."""
     from benchmark.data.datasets import default_data_root
     from benchmark.data.demo import DEMO_DATASETS, demo_cache_root
 
+    if cfg.stream.get("path"):
+        return Path(cfg.stream.path).expanduser()
     if cfg.data.root:
         root = Path(cfg.data.root).expanduser()
         if not root.exists() and not root.absolute().parent.is_dir():  # a typo: never generate a demo there

@@ -174,11 +174,11 @@ def open_run(cfg: DictConfig, ctx: RunContext) -> tuple[RunWriter | None, Path, 
 def _open_run_main(cfg: DictConfig, ctx: RunContext) -> tuple[RunWriter, int]:
     run_dir = find_resumable(cfg, ctx.stream) if cfg.resume == "auto" else (Path(cfg.resume) if cfg.resume else None)
     # provenance: computed here from the files on disk (under isolate=true no plugin code ever ran here); every
-    # module imported from COVSEG_PATH or an entry point is listed, whether or not it registered the method
+    # module imported from COVSEG_PATH or the method's entry points is listed, whether or not it registered it
     if cfg.isolate:
         source, plugins = isolated_provenance(cfg.method.name, ctx.method.started)
     else:
-        source, plugins = None, code_records(foreign_module_files())
+        source, plugins = None, code_records(foreign_module_files(cfg.method.name))
     writer, first_step = _open_writer(cfg, ctx, run_dir, source)
     writer.manifest["plugins"] = plugins
     return writer, first_step

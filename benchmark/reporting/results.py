@@ -176,7 +176,7 @@ def method_source(name: str) -> dict:
     from benchmark.plugins import load_methods
 
     if name not in METHODS:
-        load_methods()
+        load_methods(name)
     method_cls = METHODS.get(name)
     defining = Path(inspect.getsourcefile(method_cls) or "").resolve()
     registered = _in_repo(defining) and defining.relative_to(REPO_ROOT).parts[0] in PLUGIN_ROOTS
