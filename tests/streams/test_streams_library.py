@@ -1,5 +1,7 @@
 """streams.load: the stream `covseg run` runs (same hash, order, steps and protocol), and training items that are
 exactly what a method receives in `learn` (StepData, the protocol's label policy)."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -90,3 +92,27 @@ def test_overrides_are_stream_keys(demo_root):
         streams.load("demo_4steps", data_root=demo_root, order_sed=3)
     with pytest.raises(UserError, match="stream.mode=sideways"):
         streams.load("demo_4steps", data_root=demo_root, mode="sideways")
+
+
+@pytest.mark.parametrize("panoptic", [False, True])
+def test_a_folder_dataset_loads_as_the_cli_builds_it(tmp_path, panoptic):
+    """`streams.load("folder", path=DIR, num_steps=2)`: the stream of `covseg run stream=folder stream.path=DIR
+    stream.num_steps=2` (tests/data/test_folder_dataset.py draws the folder)."""
+    import importlib.util
+
+    from benchmark.config import data_root
+
+    spec = importlib.util.spec_from_file_location("folder_dataset_maker", Path(__file__).parents[1] / "data" /
+                                                  "test_folder_dataset.py")
+    maker = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(maker)
+    folder = maker.make_folder(tmp_path / "mydata", panoptic=panoptic)
+    name = "folder_panoptic" if panoptic else "folder"
+    stream = streams.load(name, path=folder, num_steps=2)
+    cfg = load_config([f"stream={name}", f"stream.path={folder}", "stream.num_steps=2"])
+    train = open_dataset(cfg.stream.dataset, "train", data_root(cfg))
+    assert stream.hash == build_stream(cfg.stream, train, cache_dir_for(data_root(cfg))).hash
+    item = stream.steps[1].train_dataset()[0]
+    assert set(item["sem_seg"].unique().tolist()) <= set(stream.steps[1].classes) | {streams.IGNORE_LABEL}
+    assert ("segments" in item) == panoptic
+    assert len(stream.val_dataset()) == 4
