@@ -13,6 +13,8 @@ def module_names() -> dict[str, Path]:
         for path in (REPO / package).rglob("*.py"):
             parts = path.relative_to(REPO).with_suffix("").parts
             modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+        for path in (REPO / package).rglob("*.c"):  # a C extension (setup.py) is a module, not its package
+            modules[".".join(path.relative_to(REPO).with_suffix("").parts)] = path
     return modules
 
 
@@ -26,6 +28,9 @@ def import_graph(modules: dict[str, Path]) -> dict[str, set[str]]:
 
     graph = {}
     for name, path in modules.items():
+        if path.suffix != ".py":  # compiled code imports no project module
+            graph[name] = set()
+            continue
         package = name if path.name == "__init__.py" else name.rpartition(".")[0]
         targets = set()
         for node in ast.walk(ast.parse(path.read_text(), str(path))):

@@ -144,7 +144,8 @@ class Run:
         access = self.ground_truth_access
         return (label + (f" [eval {', '.join(eval_changed)}]" if eval_changed else "")
                 + (f" [protocol {self.protocol}]" if self.protocol != "covseg" else "")
-                + (f" [ground truth: {access}]" if access else "") + (" [isolated]" if self.isolated else ""))
+                + (f" [ground truth: {access}]" if access else "") + (" [isolated]" if self.isolated else "")
+                + (" [external loop]" if self.manifest.get("loop") == "external" else ""))  # StreamEvaluator
 
     def model_label(self) -> str:
         model = self.config["model"]
