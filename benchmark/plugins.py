@@ -9,14 +9,13 @@ registry is read:
   a `configs/` folder beside that module holds its YAML (configs/method/<name>.yaml, ...);
 - a folder of one's own: every folder of $COVSEG_PATH (os.pathsep-separated) is put on sys.path and each of
   its top-level `*.py` modules imported; its `configs/` folder holds the YAML.
-The last two are foreign code: `code_records(foreign_module_files())` lists every module of theirs (module,
+The last two are foreign code: `benchmark.provenance.plugin_records()` lists every module of theirs (module,
 path, sha256) for the manifest, and under `isolate=true` only the method's worker process imports them (the
 parent calls `load_methods(foreign=False)`); `plugin_config_folders` finds their `configs/` folders without
 importing anything.
 """
 from __future__ import annotations
 
-import hashlib
 import importlib
 import importlib.util
 import os
@@ -97,12 +96,6 @@ def foreign_module_files(imported: bool = True) -> dict[str, Path]:
             if origin and is_under(Path(origin).resolve(), roots):
                 files[name] = Path(origin).resolve()
     return files
-
-
-def code_records(files: dict[str, Path]) -> list[dict]:
-    """The manifest's `plugins`: [{module, path, sha256}] of {module: file}, by module name."""
-    return [{"module": name, "path": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
-            for name, path in sorted(files.items()) if path.is_file()]
 
 
 def _import(name: str, where: str) -> None:

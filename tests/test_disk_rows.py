@@ -5,7 +5,7 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from benchmark.checkpoint import load_checkpoint, save_checkpoint
+from benchmark.run.checkpoint import load_checkpoint, save_checkpoint
 from benchmark.disk_rows import DiskRows
 
 

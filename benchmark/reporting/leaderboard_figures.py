@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from benchmark.reporting.plots import METRIC_LABELS, new_figure, save_figure
+from benchmark.run.plots import METRIC_LABELS, new_figure, save_figure
 from benchmark.reporting.runs import step_groups
 from benchmark.reporting.statistics import StreamTable, curve
 

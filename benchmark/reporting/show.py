@@ -104,7 +104,7 @@ def build_method(cfg, segmenter, num_classes: int, state: dict | None):
 def predictions(cfg, manifest: dict, run_dir: Path, steps: list[int], samples: list, full: Vocabulary,
                 exported: Path | None) -> list[tuple[str, Vocabulary, list[np.ndarray]]]:
     """(column title, vocabulary, one label map per sample) for every chosen step, then the exported column."""
-    from benchmark.checkpoint import load_checkpoint
+    from benchmark.run.checkpoint import load_checkpoint
     from benchmark.data.types import ImageInput
     from benchmark.models import build_segmenter
     from benchmark.runner import ground_truth_access, seed_everything
@@ -184,7 +184,7 @@ def main(argv: list[str]) -> int:
         raise UserError(f"--predictions {args.predictions}: no meta.json there (not an export-predictions folder)")
     run_dir = args.run_dir
     cfg, manifest = read_run(run_dir)
-    from benchmark.checkpoint import CHECKPOINT_FILE, load_checkpoint
+    from benchmark.run.checkpoint import CHECKPOINT_FILE, load_checkpoint
 
     checkpoint = load_checkpoint(run_dir)
     last = None if checkpoint is None else int(checkpoint["completed_step"])

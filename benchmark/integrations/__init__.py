@@ -1,0 +1,1 @@
+"""Faces of the harness towards other tools: experiment trackers (wandb)."""
