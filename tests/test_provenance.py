@@ -226,3 +226,16 @@ def test_oracle_runs_are_listed_apart_from_the_ranking(provenance_runs):
     ranked_part, analysis_part = markdown.split(f"## {ANALYSIS_TITLE}")
     assert "oracle/" not in ranked_part and "oracle/" in analysis_part and "90.0" in analysis_part
     assert "| – | knnclip [ground truth: oracle_proposals] |" in analysis_part
+
+
+def test_plugin_code_records_and_what_lies_in_the_repository(tmp_path, monkeypatch):
+    from benchmark.provenance import code_records, in_repo, plugin_records
+
+    module = tmp_path / "mine.py"
+    module.write_text("x = 1\n")
+    assert code_records({"mine": module, "gone": tmp_path / "gone.py"}) == [
+        {"module": "mine", "path": str(module), "sha256": sha(module)}]  # a file no longer on disk is left out
+    assert in_repo(REPO_ROOT / "benchmark" / "runner.py") and not in_repo(module)
+    assert not in_repo(REPO_ROOT / ".venv" / "lib" / "site-packages" / "x.py")  # an environment inside the checkout
+    monkeypatch.setenv("COVSEG_PATH", str(tmp_path))
+    assert {"module": "mine", "path": str(module.resolve()), "sha256": sha(module)} in plugin_records()
