@@ -18,6 +18,7 @@ from benchmark import distributed
 from benchmark.config import data_root, method_config
 from benchmark.data.demo import DEMO_DATASETS, claim_demo_secret
 from benchmark.data.types import ImageInput, SegmentationDataset, Vocabulary
+from benchmark.errors import UserError
 from benchmark.evaluation.panoptic import PanopticEvaluator
 from benchmark.evaluation.per_image import PerImageCounts
 from benchmark.evaluation.semantic import SemanticEvaluator
@@ -28,7 +29,6 @@ from benchmark.models.feature_cache import FeatureCache, directory_bytes
 from benchmark.progress import Progress
 from benchmark.protocol import Protocol
 from benchmark.provenance import plugin_records
-from benchmark.errors import UserError
 from benchmark.run.checkpoint import load_checkpoint, rng_states, save_checkpoint, set_rng_states
 from benchmark.run.resume import check_resumable, find_resumable
 from benchmark.run.state import interrupt_on_signals

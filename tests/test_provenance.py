@@ -10,14 +10,14 @@ from types import SimpleNamespace
 
 import pytest
 
+from benchmark import provenance as provenance_module
 from benchmark.__main__ import main as benchmark_main
 from benchmark.config import load_config
 from benchmark.errors import UserError
-from benchmark import provenance as provenance_module
-from benchmark.reporting.leaderboard import main
 from benchmark.provenance import REPO_ROOT, current_source_state, git_state, method_source, source_digest
-from benchmark.run.writer import RunWriter
+from benchmark.reporting.leaderboard import main
 from benchmark.reporting.tables import ANALYSIS_TITLE
+from benchmark.run.writer import RunWriter
 from test_reporting_leaderboard import KNN_DEFAULTS, make_run
 
 

@@ -17,7 +17,6 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 import benchmark
-from benchmark.run.checkpoint import rng_states
 from benchmark.data.types import ImageInput, Sample, Vocabulary
 from benchmark.disk_rows import DiskRows
 from benchmark.errors import UserError
@@ -27,6 +26,7 @@ from benchmark.method import METHODS, SegmentationOutput, StepData
 from benchmark.models import feature_cache_dir
 from benchmark.plugins import foreign_module_files, foreign_roots, is_under, load_methods
 from benchmark.provenance import code_records, in_repo, method_source, source_record
+from benchmark.run.checkpoint import rng_states
 
 HARNESS_ROOT = Path(benchmark.__file__).resolve().parents[1]  # holds benchmark/, baselines/, methods/, streams/
 # what the worker's environment keeps: locale, temp and cache folders, thread and GPU settings, model weight

@@ -14,7 +14,6 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
-from benchmark.run.checkpoint import externalise, internalise, rng_states, set_rng_states
 from benchmark.config import check_method_config, method_config
 from benchmark.data.types import ImageInput, Vocabulary
 from benchmark.errors import UserError
@@ -24,6 +23,7 @@ from benchmark.method import METHODS, ContinualMethod, StepData
 from benchmark.models import build_segmenter
 from benchmark.plugins import foreign_module_files, load_methods
 from benchmark.progress import Progress
+from benchmark.run.checkpoint import externalise, internalise, rng_states, set_rng_states
 
 
 def portable_rng_states() -> dict:

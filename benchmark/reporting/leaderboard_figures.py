@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from benchmark.run.plots import METRIC_LABELS, new_figure, save_figure
 from benchmark.reporting.runs import step_groups
 from benchmark.reporting.statistics import StreamTable, curve
+from benchmark.run.plots import METRIC_LABELS, new_figure, save_figure
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
