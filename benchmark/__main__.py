@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import importlib
 import os
+import shlex
 import sys
+from pathlib import Path
 
 from benchmark.errors import UserError
 from benchmark.registry import suggest
@@ -57,7 +59,6 @@ def check_not_shadowed() -> None:
     """One line naming the folder when `streams`, `baselines` or `methods` resolves outside this installation
     (e.g. a researcher's own `methods/` in the current directory); find_spec locates without importing."""
     from importlib.util import find_spec
-    from pathlib import Path
 
     home = Path(__file__).resolve().parent.parent
     for name in OWN_PACKAGES:
@@ -68,6 +69,15 @@ def check_not_shadowed() -> None:
             raise UserError(f"the package '{name}' resolves to {where}, not to covseg-bench's ({home / name}): a "
                             f"folder or module named '{name}' on sys.path (often the current directory) shadows it; "
                             f"rename it or run from another directory (own methods: COVSEG_PATH or an entry point)")
+
+
+def resume_hint(argv: list[str]) -> str:
+    """For an interrupted single run: the command that continues it after its last completed step."""
+    if not argv or argv[0] != "run" or {"-m", "--multirun", "-h", "--help", "--cfg"} & set(argv):
+        return ""
+    program = "covseg" if Path(sys.argv[0]).name == "covseg" else "python -m benchmark"
+    kept = [shlex.quote(a) for a in argv[1:] if not a.startswith("resume=")]
+    return f"; continue it with: {program} run {' '.join([*kept, 'resume=auto'])}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -97,10 +107,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print(f"interrupted{resume_hint(argv)}", file=sys.stderr)
         return 130
     except Terminated as exc:  # SIGTERM / SIGHUP during a run (benchmark.run.state): the shell's code for it
-        print(f"interrupted by {exc}", file=sys.stderr)
+        print(f"interrupted by {exc}{resume_hint(argv)}", file=sys.stderr)
         return 128 + exc.signum
     except BrokenPipeError:  # output piped into a reader that stopped early (`| head`): not an error
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115  (the interpreter flushes stdout at exit)

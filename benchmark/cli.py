@@ -13,7 +13,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from benchmark.config import (CONFIG_DIR, GROUPS, config_file, data_root, group_options, load_config, register_schema,
-                              search_path_override, validate)
+                              search_path_override, shell_overrides, validate)
 from benchmark.errors import UserError
 from benchmark.registry import suggest
 
@@ -42,6 +42,8 @@ def run_main(argv: list[str]) -> int:
     if bad:
         raise UserError(f"run takes key=value overrides, got '{bad[0]}' (e.g. run method=knnclip stream=demo_4steps; "
                         "run -h for the settings)")
+    sweep = shell_overrides(sweep)
+    argv = [*sweep, *(["-m"] if len(sweep) < len(argv) else [])]
     if show_config:
         if len(sweep) < len(argv):
             raise UserError("--cfg job shows one configuration; drop -m (or give one value per key)")

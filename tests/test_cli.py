@@ -101,3 +101,40 @@ def test_a_launcher_without_its_plugin_names_the_extra(monkeypatch):
                         lambda name, *a: None if name.startswith("hydra_plugins.hydra_joblib") else real_find_spec(name, *a))
     with pytest.raises(UserError, match=r"hydra/launcher=joblib needs its Hydra plugin.*covseg-bench\[joblib\]"):
         run_main(["-m", "method=zeroshot,knnclip", "hydra/launcher=joblib"])
+
+
+def test_a_value_typed_with_shell_quotes_keeps_its_spaces_and_equals_signs():
+    # the shell hands `name="kNN-CLIP k=32"` over as `name=kNN-CLIP k=32`, which Hydra's grammar alone refuses
+    result = run_cli("run", "method=knnclip", "method.k=32", "name=kNN-CLIP k=32", "tags=[sweep]", "--cfg", "job")
+    assert result.returncode == 0, result.stderr
+    import yaml
+
+    config = yaml.safe_load(result.stdout)
+    assert config["name"] == "kNN-CLIP k=32" and config["tags"] == ["sweep"] and config["method"]["k"] == 32
+
+
+def test_an_override_that_does_not_parse_is_named_in_one_line():
+    result = run_cli("run", "method=knnclip", "sta ck=1", "--cfg", "job")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()] and "'sta ck=1'" in result.stderr
+
+
+def test_a_data_root_whose_parent_does_not_exist_is_refused_and_nothing_is_written(tmp_path):
+    typo = tmp_path / "nonexistent" / "x"
+    result = run_cli("run", "method=zeroshot", f"data.root={typo}", f"results_dir={tmp_path / 'r'}", cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"data.root={typo}" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_an_interrupted_run_prints_the_command_that_continues_it(monkeypatch, capsys):
+    import benchmark.runner
+    from benchmark.__main__ import main
+
+    def interrupted(cfg):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(benchmark.runner, "run_stream", interrupted)
+    assert main(["run", "method=zeroshot", "seed=3", "name=my run"]) == 130
+    assert capsys.readouterr().err.strip() == ("interrupted; continue it with: python -m benchmark run method=zeroshot "
+                                               "seed=3 'name=my run' resume=auto")

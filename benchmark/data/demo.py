@@ -29,6 +29,7 @@ import json
 import os
 import secrets
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -272,6 +273,8 @@ def ensure_demo_dataset(data_root: Path, seed: int = 0, scale: int = 1, secret: 
                 "secret": secret}
     if marker.is_file() and json.loads(marker.read_text()) == expected:
         return root
+    print(f"generating the demo dataset ({num_train} training and {num_val} validation images, secret "
+          f"{'public' if secret == 0 else 'drawn for this data root'}) into {root}", file=sys.stderr, flush=True)
     tmp = Path(tempfile.mkdtemp(prefix=root.name + ".tmp-", dir=data_root))
     try:
         recipes = _class_textures(seed)
