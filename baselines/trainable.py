@@ -42,8 +42,10 @@ from benchmark import distributed
 from benchmark.data.types import IGNORE_LABEL, ImageInput, Sample, Vocabulary
 from benchmark.errors import UserError
 from benchmark.method import ContinualMethod, SegmentationOutput, StepData
+from benchmark.models.base import Image
+from benchmark.models.dense import maskclip_value_path, pool_regions
 from benchmark.models.inference import outputs_from_probs
-from benchmark.models.segmenter import Image, OpenVocabSegmenter, maskclip_value_path, pool_regions
+from benchmark.models.segmenter import OpenVocabSegmenter
 
 GATHER_CHUNK = 256  # training images per window: stored together (and gathered together under torchrun)
 

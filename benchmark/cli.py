@@ -230,6 +230,10 @@ def list_main(argv: list[str]) -> int:
             from streams.builder import order_presets
 
             print(f"stream orders (stream.order=NAME; also random, frequency, natural): {', '.join(order_presets())}")
+        if kind == "models":  # the registered kinds a model config's `kind` chooses (benchmark/models/__init__.py)
+            from benchmark.models import MODEL_KINDS
+
+            print(f"model kinds (model.kind=NAME): {', '.join(MODEL_KINDS.names())}")
     return 0
 
 
@@ -302,23 +306,12 @@ def streams_main(argv: list[str]) -> int:
     return 0
 
 
-def stream_images(cfg):
-    """What an exporter covers: ([(train split, the stream's training images), (validation split, the images
-    every step evaluates)], the dataset's vocabulary, the progress display)."""
-    from benchmark.progress import Progress
-    from benchmark.runner import open_stream_data, validation_count
-
-    progress = Progress(quiet=cfg.quiet)
-    train, val, stream = open_stream_data(cfg, progress)
-    train_images = sorted({index for step in stream.train_indices for index in step})
-    return [(train, train_images), (val, range(validation_count(cfg, val)))], train.vocabulary, progress
-
-
 def export_main(argv: list[str]) -> int:
     """`export-predictions --out DIR key=value ...`: the configured base segmenter's predictions (mask proposals,
-    class logits, mask embeddings) for every training and validation image the configured stream
-    uses, in format v3 of benchmark/models/cached.py; later runs read them with `model=cached model.predictions_dir=DIR`
-    instead of running the backbone. Resumable: files already in DIR are kept."""
+    class logits, mask embeddings) for every training and validation image the configured stream uses, in
+    format v3 of benchmark/models/cached/format.py (benchmark/exporters/segmenter.py writes them); later runs
+    read them with `model=cached model.predictions_dir=DIR` instead of running the backbone. Resumable: files
+    already in DIR are kept."""
     parser = argparse.ArgumentParser(prog="python -m benchmark export-predictions",
                                      description="Export the base segmenter's predictions for model=cached.")
     parser.add_argument("--out", required=True, help="folder to write (created; resumable)")
@@ -334,8 +327,9 @@ def export_main(argv: list[str]) -> int:
     out = Path(args.out).expanduser()
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file, not a folder")
+    from benchmark.exporters.images import stream_images
+    from benchmark.exporters.segmenter import export_predictions
     from benchmark.models import build_segmenter
-    from benchmark.models.cached import export_predictions
 
     images, vocabulary, progress = stream_images(cfg)
     segmenter = build_segmenter(cfg.model, seed=cfg.seed, device=cfg.device)

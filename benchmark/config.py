@@ -69,7 +69,7 @@ class StreamConfig:
 @dataclass
 class ModelConfig:
     name: str = "???"  # model config name (file name in configs/model/)
-    kind: str = "open_clip"  # open_clip: the frozen CLIP segmenter of benchmark.models | cached: exported predictions
+    kind: str = "open_clip"  # a registered model kind: open_clip (frozen CLIP segmenter) | cached (exported predictions)
     arch: str = "covseg-tiny-vit"  # open_clip architecture (the project's own configs included)
     pretrained: Optional[str] = None  # open_clip pretrained tag (e.g. openai); None = random weights (seeded)
     input_size: int = 224  # images are resized to input_size x input_size for the ViT
@@ -81,7 +81,7 @@ class ModelConfig:
     cache_dir: Optional[str] = None  # disk cache of per-image features; None = $XDG_CACHE_HOME/covseg-bench/features, off = none
     cache_memory_mb: float = 1024.0  # in-memory per-image caches (validation / training images, each): MB, LRU evicted
     feature_dtype: str = "float16"  # storage of cached embeddings and dense features (computed in float32): float16 | float32
-    predictions_dir: Optional[str] = None  # kind=cached: folder of exported predictions (benchmark/models/cached.py)
+    predictions_dir: Optional[str] = None  # kind=cached: folder of exported predictions (benchmark/models/cached/format.py)
 
 
 @dataclass
@@ -351,13 +351,13 @@ def _schema_error(exc: OmegaConfBaseException, schema: DictConfig, prefix: str =
 
 
 def _check_choices(cfg: DictConfig) -> None:
+    from benchmark.models import MODEL_KINDS
     from benchmark.protocol import CHOICES as PROTOCOL_CHOICES
     from streams.builder import order_presets, warn_unpublished_order
 
     choices = {
         "stream.order": ("random", "frequency", "natural", *order_presets()),
         "stream.mode": ("overlap", "disjoint", "partition"),
-        "model.kind": ("open_clip", "cached"),
         "model.proposals": ("superpixel", "oracle"),
         "model.feature_dtype": ("float16", "float32"),
         "data.on_error": ("raise", "skip"),
@@ -370,6 +370,7 @@ def _check_choices(cfg: DictConfig) -> None:
         value = OmegaConf.select(cfg, key)
         if value not in allowed:
             raise UserError(f"{key}={value} is not one of: {', '.join(allowed)}")
+    MODEL_KINDS.get(cfg.model.kind)  # an unknown kind: one line with the near matches
     warn_unpublished_order(cfg.stream)
     if cfg.sandbox and not cfg.isolate:
         raise UserError("sandbox=true confines the method's worker process: set isolate=true as well")

@@ -262,7 +262,8 @@ def test_a_truncated_cached_predictions_file_is_named(tmp_path, damage):
     from omegaconf import OmegaConf
 
     from benchmark.data.types import Sample
-    from benchmark.models.cached import CachedSegmenter, image_arrays, write_image_predictions, write_meta
+    from benchmark.models.cached.format import image_arrays, write_image_predictions, write_meta
+    from benchmark.models.cached.segmenter import CachedSegmenter
 
     write_meta(tmp_path, "toy", [3, 5], producer="test")
     write_image_predictions(tmp_path, "a", image_arrays(np.zeros((1, 4, 4), np.float32), np.zeros((1, 2), np.float32),

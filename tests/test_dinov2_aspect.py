@@ -7,7 +7,7 @@ import torch
 from benchmark.data.types import ImageInput
 
 from benchmark.models.embedders import DinoV2Embedder
-from benchmark.models.segmenter import pool_regions
+from benchmark.models.dense import pool_regions
 
 
 class NoSegmenter:

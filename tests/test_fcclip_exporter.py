@@ -7,7 +7,8 @@ from omegaconf import OmegaConf
 from benchmark.__main__ import main
 from benchmark.data.types import ClassInfo, ImageInput, Vocabulary
 from benchmark.exporters.fcclip import fcclip_image_arrays
-from benchmark.models.cached import CachedSegmenter, write_image_predictions, write_meta
+from benchmark.models.cached.format import write_image_predictions, write_meta
+from benchmark.models.cached.segmenter import CachedSegmenter
 
 # FC-CLIP on ADE20K-847: 250 queries, 847 classes + void, masks at stride 4 of the padded input (shrunk here
 # from 640 x 864 to 64 x 96 to keep the test fast); the resized input before padding is 64 x 85
@@ -27,7 +28,7 @@ def fcclip_like_outputs(seed: int = 0):
 def test_conversion_reads_back_within_the_stated_bound(tmp_path, mask_dtype):
     import torch.nn.functional as F
 
-    from benchmark.models.cached import ensemble_settings
+    from benchmark.models.cached.format import ensemble_settings
     from benchmark.models.mask_inference import fcclip_class_logits
 
     class_logits, out_vocab, mask_pred, embeddings = fcclip_like_outputs()

@@ -15,7 +15,9 @@ from omegaconf import OmegaConf
 from baselines.zeroshot import ZeroShot
 from benchmark.data.types import ImageInput, Vocabulary
 from benchmark.models import mask_inference
-from benchmark.models.cached import CachedSegmenter, prediction_file, read_image_predictions, write_image_predictions
+from benchmark.models.cached.format import prediction_file, write_image_predictions
+from benchmark.models.cached.reading import read_image_predictions
+from benchmark.models.cached.segmenter import CachedSegmenter
 
 FIXTURES = Path(__file__).parent / "fixtures" / "fcclip_golden"
 RECORDING = json.loads((FIXTURES / "recording.json").read_text())

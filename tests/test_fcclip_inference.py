@@ -7,7 +7,8 @@ import torch.nn.functional as F
 from omegaconf import OmegaConf
 
 from benchmark.data.types import ClassInfo, ImageInput, Vocabulary
-from benchmark.models.cached import CachedSegmenter, image_arrays, write_image_predictions, write_meta
+from benchmark.models.cached.format import image_arrays, write_image_predictions, write_meta
+from benchmark.models.cached.segmenter import CachedSegmenter
 from benchmark.models.mask_inference import outputs_from_masks, semantic_scores
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -151,7 +152,7 @@ def soft_predictions(tmp_path):
 def test_zeroshot_on_soft_masks_is_fcclip_inference_bit_for_bit(soft_predictions):
     from baselines.zeroshot import ZeroShot
     from benchmark.models.mask_inference import decode_mask_logits
-    from benchmark.models.cached import read_image_predictions
+    from benchmark.models.cached.reading import read_image_predictions
 
     segmenter, logprobs = soft_predictions
     image = ImageInput("img", np.zeros((HEIGHT, WIDTH, 3), np.uint8), panoptic=True)
@@ -215,7 +216,7 @@ def test_semantic_at_input_is_fcclip_a847_order_bit_for_bit(tmp_path, monkeypatc
     input, then sem_seg_postprocess of the class scores."""
     from baselines.zeroshot import ZeroShot
     from benchmark.models import mask_inference
-    from benchmark.models.cached import read_image_predictions
+    from benchmark.models.cached.reading import read_image_predictions
     from benchmark.models.mask_inference import decode_mask_logits
 
     segmenter, _ = write_soft_predictions(tmp_path, semantic_at_input=True, blobs=False)
@@ -240,7 +241,7 @@ def test_panoptic_uses_the_producers_thresholds(tmp_path):
     """FC-CLIP's ADE20K eval config sets OBJECT_MASK_THRESHOLD 0.0 (and its COCO one inherits it): recorded in
     meta.json, applied by zero-shot."""
     from baselines.zeroshot import ZeroShot
-    from benchmark.models.cached import read_image_predictions
+    from benchmark.models.cached.reading import read_image_predictions
     from benchmark.models.mask_inference import decode_mask_logits
 
     segmenter, _ = write_soft_predictions(tmp_path, object_threshold=0.0)
@@ -290,7 +291,7 @@ def ensemble_outputs(seed: int = 17, queries: int = 12):
 
 
 def write_ensemble_predictions(folder, on_valid_mask: bool = False, semantic_at_input: bool = False):
-    from benchmark.models.cached import ensemble_settings
+    from benchmark.models.cached.format import ensemble_settings
 
     pred_logits, out_vocab, pred_masks = ensemble_outputs()
     valid = None

@@ -65,7 +65,8 @@ def cached_segmenter_with_an_empty_mask(folder):
     negative everywhere (empty at the 0.5 cut), the others cover the image."""
     from omegaconf import OmegaConf
 
-    from benchmark.models.cached import CachedSegmenter, image_arrays, write_image_predictions, write_meta
+    from benchmark.models.cached.format import image_arrays, write_image_predictions, write_meta
+    from benchmark.models.cached.segmenter import CachedSegmenter
 
     mask_logits = np.full((3, 2, 2), 6.0, dtype=np.float32)
     mask_logits[1] = -3.0

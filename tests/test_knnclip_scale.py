@@ -166,7 +166,7 @@ def test_dinov2_embedder_with_random_weights_on_demo(run_demo):
 
 def test_dinov2_embedder_module_counts_backbone_passes(demo_root):
     from benchmark.models.embedders import DinoV2Embedder
-    from benchmark.models.segmenter import ImageFeatures
+    from benchmark.models.features import ImageFeatures
 
     ctx = _context(demo_root, "method.embedder=dinov2_vits14", "method.embedder_pretrained=false",
                    "method.embedder_depth=1", "method.embedder_input_size=56")

@@ -6,8 +6,9 @@ import torch
 from benchmark.data.types import ClassInfo, Vocabulary
 from benchmark.errors import UserError
 from benchmark.__main__ import main
-from benchmark.models.cached import (CachedSegmenter, image_arrays, read_image_predictions, write_image_predictions,
-                                     write_meta)
+from benchmark.models.cached.format import image_arrays, write_image_predictions, write_meta
+from benchmark.models.cached.reading import read_image_predictions
+from benchmark.models.cached.segmenter import CachedSegmenter
 from benchmark.models.mask_inference import decode_mask_logits
 from benchmark.models.feature_cache import FeatureCache
 from benchmark.models.mask_inference import outputs_from_masks

@@ -7,7 +7,7 @@ import torch
 from benchmark.data.types import ImageInput, Sample
 from benchmark.errors import UserError
 from benchmark.models.feature_cache import MemoryCache
-from benchmark.models.segmenter import ImageFeatures, byte_size
+from benchmark.models.features import ImageFeatures, byte_size
 
 SMALL = ("stream.num_steps=2", "eval.max_images=16", "stream.max_train_images_per_step=12")
 

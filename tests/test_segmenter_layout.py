@@ -25,7 +25,7 @@ def make_sequence_first(transformer) -> None:
 
 @pytest.mark.parametrize("layout", ["batch_first", "sequence_first"])
 def test_batched_tokens_equal_one_image_at_a_time(layout):
-    from benchmark.models.segmenter import blocks_take_batch_first
+    from benchmark.models.dense import blocks_take_batch_first
 
     segmenter = tiny_segmenter()
     transformer = segmenter.model.visual.transformer

@@ -84,8 +84,8 @@ def test_show_adds_the_exported_predictions_column(knn_run, tmp_path):
     """`--predictions DIR`: the base model's exported outputs classified zero-shot; exported from the run's own
     base model, over every class, they are the untouched kNN-CLIP's (its empty database: zero-shot) predictions."""
     from benchmark.config import data_root
+    from benchmark.exporters.segmenter import export_predictions
     from benchmark.models import build_segmenter
-    from benchmark.models.cached import export_predictions
     from streams.builder import open_dataset
 
     cfg, manifest = show.read_run(knn_run)

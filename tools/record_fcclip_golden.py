@@ -162,7 +162,7 @@ def fcclip_result_arrays(result: dict, prefix: str) -> tuple[dict[str, np.ndarra
 def record_config(name: str, args, samples, vocabulary_name: str, config_file: str) -> dict:
     from benchmark.data.types import Vocabulary
     from benchmark.exporters.fcclip import FcclipCapture, build_fcclip, fcclip_inputs
-    from benchmark.models.cached import ensemble_settings, write_image_predictions, write_meta
+    from benchmark.models.cached.format import ensemble_settings, write_image_predictions, write_meta
 
     options = ["MODEL.FC_CLIP.CLIP_PRETRAINED_WEIGHTS=", f"MODEL.MASK_FORMER.NUM_OBJECT_QUERIES={args.queries}",
                f"INPUT.MIN_SIZE_TEST={args.short_side}"]

@@ -1,16 +1,17 @@
 """FC-CLIP's per-query outputs, captured before its geometric ensemble and post-processing, in predictions
-format v3 (benchmark/models/cached.py), for exactly the images a stream uses:
+format v3 (benchmark/models/cached/format.py), for exactly the images a stream uses:
 
     cd fc-clip    # a checkout of bytedance/fc-clip with detectron2 installed, and this project installed
-    python -m benchmark.exporters.fcclip --config-file configs/coco/panoptic-segmentation/fcclip/\\
+    python -m benchmark export-fcclip --config-file configs/coco/panoptic-segmentation/fcclip/\\
         fcclip_convnext_large_eval_a847.yaml --weights fcclip_cocopan.pth --out predictions/ade847 \\
         stream=ade847_10steps data.root=DATASETS
     python -m benchmark run method=zeroshot model=cached model.predictions_dir=predictions/ade847 stream=ade847_10steps
 
-(`python -m benchmark export-fcclip ...` is the same command.) Run it from the fc-clip folder: FC-CLIP opens its
-class files relative to the working directory. Offline, add `--fcclip-opt MODEL.FC_CLIP.CLIP_PRETRAINED_WEIGHTS=`
-(FC-CLIP's checkpoint holds the CLIP weights; otherwise open_clip downloads them first). `--weights ""` exports
-a random model seeded with `--seed`. Resumable like `export-predictions`.
+Run it from the fc-clip folder: FC-CLIP opens its class files relative to the working directory. Offline, add
+`--fcclip-opt MODEL.FC_CLIP.CLIP_PRETRAINED_WEIGHTS=` (FC-CLIP's checkpoint holds the CLIP weights; otherwise
+open_clip downloads them first). `--weights ""` exports a random model seeded with `--seed`. Resumable like
+`export-predictions`. The command line is this module's `main`; it reads the stream's images through the library
+(benchmark/exporters/images.py), never through the CLI.
 
 `fcclip_image_arrays` is the conversion from FC-CLIP's tensors to the format: a pure function, tested in this
 project on tensors of FC-CLIP's shapes. Everything else needs detectron2 and FC-CLIP and runs only where
@@ -47,7 +48,7 @@ import torch
 import torch.nn.functional as F
 
 from benchmark.errors import UserError
-from benchmark.models.cached import image_arrays
+from benchmark.models.cached.format import image_arrays
 from benchmark.models.mask_inference import fcclip_class_logits
 
 
@@ -197,7 +198,7 @@ def fcclip_inputs(samples, fcclip_cfg) -> list[dict]:  # pragma: no cover - need
 
 
 def main(argv: list[str]) -> int:  # pragma: no cover - the parts that need FC-CLIP
-    parser = argparse.ArgumentParser(prog="python -m benchmark.exporters.fcclip",
+    parser = argparse.ArgumentParser(prog="python -m benchmark export-fcclip",
                                      description="Export FC-CLIP's predictions (format v3) for model=cached.")
     parser.add_argument("--config-file", required=True, help="FC-CLIP config (its configs/ folder)")
     parser.add_argument("--weights", required=True, help='FC-CLIP checkpoint (.pth); "" = random weights from --seed')
@@ -210,9 +211,9 @@ def main(argv: list[str]) -> int:  # pragma: no cover - the parts that need FC-C
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("overrides", nargs="*", help="this project's overrides choosing the images: stream=..., data.root=...")
     args = parser.parse_args(argv)
-    from benchmark.cli import stream_images
     from benchmark.config import load_config
-    from benchmark.models.cached import check_folder, ensemble_settings, export_images, write_meta
+    from benchmark.exporters.images import stream_images
+    from benchmark.models.cached.format import check_folder, ensemble_settings, export_images, write_meta
 
     out = Path(args.out).expanduser()
     if out.exists() and not out.is_dir():
@@ -251,9 +252,3 @@ def main(argv: list[str]) -> int:  # pragma: no cover - the parts that need FC-C
     print(f"wrote {written} image(s), kept {kept} already exported, under {out}; use them with: "
           f"python -m benchmark run model=cached model.predictions_dir={out} stream={cfg.stream.name} ...")
     return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    from benchmark.__main__ import main as benchmark_main
-
-    sys.exit(benchmark_main(["export-fcclip", *sys.argv[1:]]))

@@ -1,9 +1,46 @@
-"""The frozen open-vocabulary segmenter shared by every method, built from configs/model/*.yaml."""
+"""The frozen open-vocabulary segmenter shared by every method, built from configs/model/*.yaml by the builder
+registered for its `model.kind` (`MODEL_KINDS`). A new kind is one builder:
+
+    @register_model_kind("mine")
+    def build_mine(config, *, seed: int, device: str, cache_dir: Path | None) -> Segmenter: ...
+
+returning an object that implements `benchmark.models.base.Segmenter`. Builders import their model lazily, so
+reading the registry (config validation, `list models`) never loads a backbone.
+"""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Callable
 
 from benchmark.errors import UserError
+from benchmark.registry import Registry
+
+if TYPE_CHECKING:
+    from benchmark.models.base import Segmenter
+
+SegmenterBuilder = Callable[..., "Segmenter"]  # (config, *, seed, device, cache_dir) -> Segmenter
+MODEL_KINDS: Registry[SegmenterBuilder] = Registry("model.kind")
+
+
+def register_model_kind(name: str) -> Callable[[SegmenterBuilder], SegmenterBuilder]:
+    """Decorator: `model.kind=NAME` builds its segmenter with the decorated builder."""
+    return MODEL_KINDS.register(name)
+
+
+@register_model_kind("open_clip")
+def build_open_clip(config, *, seed: int, device: str, cache_dir: Path | None) -> Segmenter:
+    """The frozen open_clip model with superpixel (or oracle) proposals (benchmark/models/segmenter.py)."""
+    from benchmark.models.segmenter import OpenVocabSegmenter
+
+    return OpenVocabSegmenter(config, seed=seed, device=device, cache_dir=cache_dir)
+
+
+@register_model_kind("cached")
+def build_cached(config, *, seed: int, device: str, cache_dir: Path | None) -> Segmenter:
+    """Predictions exported by an external model such as FC-CLIP (benchmark/models/cached/)."""
+    from benchmark.models.cached.segmenter import CachedSegmenter
+
+    return CachedSegmenter(config, seed=seed, device=device, cache_dir=cache_dir)
 
 
 def feature_cache_dir(config) -> Path | None:
@@ -34,15 +71,16 @@ def check_device(name: str) -> None:
         raise UserError(f"device={name}: Apple's MPS backend is not available here; use device=cpu")
 
 
-def build_segmenter(config, seed: int = 0, device: str = "cpu"):
-    """The segmenter of `config.kind`, with its disk feature cache in `feature_cache_dir(config)`."""
+def build_segmenter(config, seed: int = 0, device: str = "cpu") -> Segmenter:
+    """The segmenter of `config.kind` (an unknown kind: one line with the near matches), with its disk feature
+    cache in `feature_cache_dir(config)`; a builder whose result lacks a `Segmenter` member is a TypeError."""
+    from benchmark.models.base import missing_members
+
     check_device(device)
-    if config.kind == "open_clip":
-        from benchmark.models.segmenter import OpenVocabSegmenter
-
-        return OpenVocabSegmenter(config, seed=seed, device=device, cache_dir=feature_cache_dir(config))
-    if config.kind == "cached":
-        from benchmark.models.cached import CachedSegmenter
-
-        return CachedSegmenter(config, seed=seed, device=device, cache_dir=feature_cache_dir(config))
-    raise UserError(f"model.kind='{config.kind}' is not one of: open_clip, cached")
+    builder = MODEL_KINDS.get(config.kind)
+    segmenter = builder(config, seed=seed, device=device, cache_dir=feature_cache_dir(config))
+    missing = missing_members(segmenter)
+    if missing:
+        raise TypeError(f"model.kind={config.kind}: {type(segmenter).__name__} lacks the Segmenter members "
+                        f"{', '.join(missing)} (benchmark/models/base.py)")
+    return segmenter

@@ -21,7 +21,10 @@ import torch.nn.functional as F
 
 from benchmark.errors import UserError
 from benchmark.models.feature_cache import FeatureCache, MemoryCache, config_digest, image_key, weights_digest
-from benchmark.models.segmenter import Image, ImageFeatures, byte_size, disk_cached_arrays, pool_masks, pool_regions
+from benchmark.models.base import Image
+from benchmark.models.dense import pool_masks, pool_regions
+from benchmark.models.features import ImageFeatures, byte_size
+from benchmark.models.segmenter import disk_cached_arrays
 
 DINOV2_MODELS = {
     "dinov2_vits14": "vit_small_patch14_dinov2.lvd142m",
@@ -213,5 +216,5 @@ def build_embedder(name: str, segmenter, *, input_size: int = 224, pretrained: b
         return SegmenterEmbedder(segmenter, match_fraction)
     if name in DINOV2_MODELS:
         return DinoV2Embedder(name, segmenter, input_size, pretrained, depth, seed,
-                              getattr(segmenter, "cache_dir", None), device)
+                              segmenter.cache_dir, device)
     raise UserError(f"method.embedder='{name}' is not one of: {', '.join(EMBEDDERS)}")

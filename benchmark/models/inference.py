@@ -13,7 +13,7 @@ from scipy import ndimage
 
 from benchmark.data.types import SegmentInfo, Vocabulary
 from benchmark.method import SegmentationOutput
-from benchmark.models.segmenter import ImageFeatures
+from benchmark.models.features import ImageFeatures
 
 
 def outputs_from_probs(features: ImageFeatures, probs: torch.Tensor, vocab: Vocabulary, panoptic: bool,

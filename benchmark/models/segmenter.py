@@ -20,19 +20,16 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from benchmark.data.types import ImageInput, Sample, Vocabulary
+from benchmark.data.types import ImageInput, Vocabulary
 from benchmark.errors import UserError
-
-if TYPE_CHECKING:
-    from benchmark.models.mask_inference import SoftMasks
-
-Image = ImageInput | Sample  # validation images reach the segmenter without labels, training samples with them
+from benchmark.models.base import Image, Segmenter
+from benchmark.models.dense import blocks_take_batch_first, maskclip_value_path, pool_regions
+from benchmark.models.features import ImageFeatures, byte_size
 
 OPEN_CLIP_CONFIG_DIR = Path(__file__).parent / "open_clip_configs"
 STORAGE_DTYPES = {"float16": torch.float16, "float32": torch.float32}  # model.feature_dtype
@@ -48,151 +45,9 @@ PROMPT_TEMPLATES = {
 }
 
 
-def code_dtype(max_code: int) -> np.dtype:
-    """The smallest unsigned integer type holding 0..max_code."""
-    for dtype in (np.uint8, np.uint16, np.uint32):
-        if max_code <= np.iinfo(dtype).max:
-            return np.dtype(dtype)
-    return np.dtype(np.uint64)
-
-
-def byte_size(value) -> int:
-    """Bytes held by a cached value: a tensor, an array or an object with `nbytes`."""
-    if isinstance(value, torch.Tensor):
-        return value.element_size() * value.nelement()
-    return int(value.nbytes)
-
-
-class ImageFeatures:
-    """What the frozen segmenter computes once per image (cacheable across steps), stored compactly: the
-    proposal map as index + 1 in the smallest unsigned integer type (0 = not covered; uint8 up to 254
-    proposals), the embeddings in `storage_dtype` (model.feature_dtype). Both are decoded on access
-    (`proposals` int32 with -1 = not covered, `embeddings` float32), so every computation runs in float32."""
-
-    def __init__(self, proposals: np.ndarray, embeddings: torch.Tensor, instance_proposals: bool = False,
-                 masks: np.ndarray | None = None, logits: torch.Tensor | None = None,
-                 soft_masks: "SoftMasks | None" = None, storage_dtype: torch.dtype = torch.float32) -> None:
-        top = int(proposals.max()) + 1 if proposals.size else 0
-        self.proposal_codes = (proposals + 1).astype(code_dtype(max(top, 0)))  # (H, W), 0 = not covered
-        self.stored_embeddings = embeddings.to(storage_dtype)  # (M, D) L2-normalised ((M, 0) if none exported)
-        self.instance_proposals = instance_proposals  # proposals are instances (oracle on panoptic data), not fragments
-        self.masks = masks  # (M, H, W) bool overlapping mask proposals (cached external models);
-        # None = `proposals` is the partition itself. With masks, `proposals` shows each pixel's best-scoring mask.
-        self.logits = logits  # (M, K) class logits of an external model over its class list
-        self.soft_masks = soft_masks  # soft mask proposals (cached formats v2, v3: FC-CLIP-style inference)
-
-    @property
-    def proposals(self) -> np.ndarray:
-        """(H, W) int32 proposal index per pixel, -1 = not covered."""
-        return self.proposal_codes.astype(np.int32) - 1
-
-    @property
-    def embeddings(self) -> torch.Tensor:
-        """(M, D) float32 L2-normalised mask embeddings of the proposals."""
-        return self.stored_embeddings.float()
-
-    @property
-    def nbytes(self) -> int:
-        """Bytes held in memory (what the in-memory cache counts)."""
-        return (self.proposal_codes.nbytes + byte_size(self.stored_embeddings)
-                + (self.masks.nbytes if self.masks is not None else 0)
-                + (byte_size(self.logits) if self.logits is not None else 0)
-                + (self.soft_masks.stored.nbytes if self.soft_masks is not None else 0))
-
-    def to_arrays(self) -> dict[str, np.ndarray]:
-        """Plain arrays for the disk cache (see `from_arrays`)."""
-        arrays = {"proposal_codes": self.proposal_codes, "embeddings": self.stored_embeddings.numpy(),
-                  "instance_proposals": np.array(self.instance_proposals)}
-        if self.masks is not None:
-            arrays["masks"] = self.masks
-        if self.logits is not None:
-            arrays["logits"] = self.logits.numpy()
-        return arrays
-
-    @classmethod
-    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> "ImageFeatures":
-        embeddings = torch.from_numpy(arrays["embeddings"])
-        features = cls(np.zeros((0, 0), np.int32), embeddings, bool(arrays["instance_proposals"]), arrays.get("masks"),
-                       torch.from_numpy(arrays["logits"]) if "logits" in arrays else None,
-                       storage_dtype=embeddings.dtype)
-        features.proposal_codes = arrays["proposal_codes"]
-        return features
-
-    def mask_stack(self) -> np.ndarray:
-        """(M, H, W) bool masks of the proposals, overlapping or not (soft masks: probability >= 0.5)."""
-        if self.soft_masks is not None:
-            return self.soft_masks.binary()
-        if self.masks is not None:
-            return self.masks
-        return self.proposals[None] == np.arange(len(self.stored_embeddings), dtype=np.int32)[:, None, None]
-
-    def nonempty_masks(self) -> np.ndarray:
-        """(M,) bool: the proposal's mask (as `mask_stack` gives it) has at least one pixel."""
-        if self.soft_masks is not None:
-            return self.soft_masks.has_pixels()
-        if self.masks is not None:
-            return self.masks.reshape(len(self.masks), -1).any(1)
-        covered = self.proposals[self.proposals >= 0]
-        return np.bincount(covered, minlength=len(self.stored_embeddings))[:len(self.stored_embeddings)] > 0
-
-
-def blocks_take_batch_first(transformer) -> bool:
-    """Whether open_clip's ViT blocks take (B, L, D) tokens, read from the modules themselves: open_clip
-    >= 2.26 builds them batch-first, 2.24 (the version FC-CLIP needs) sequence-first and its Transformer has no
-    `batch_first` attribute at all; the attention module (nn.MultiheadAttention or open_clip's own) says which."""
-    attention = transformer.resblocks[0].attn
-    if hasattr(attention, "batch_first"):
-        return bool(attention.batch_first)
-    return bool(getattr(transformer, "batch_first", False))
-
-
-def pool_regions(dense: torch.Tensor, regions: np.ndarray, num_regions: int) -> torch.Tensor:
-    """Area-weighted mean of dense features under each region, L2-normalised.
-
-    dense: (h, w, D) features on a grid covering the image; regions: (H, W) int region index, -1 = none.
-    Each pixel contributes to the feature cell it falls in, so pooling is exact for any H, W.
-    Returns (num_regions, D); a region without pixels gets a zero vector.
-    """
-    h, w, dim = dense.shape
-    height, width = regions.shape
-    cell_y = (np.arange(height) * h // height)[:, None]
-    cell_x = (np.arange(width) * w // width)[None, :]
-    cells = (cell_y * w + cell_x).ravel()
-    flat = regions.ravel().astype(np.int64)
-    keep = flat >= 0
-    counts = np.bincount(flat[keep] * (h * w) + cells[keep], minlength=num_regions * h * w)
-    weights = torch.from_numpy(counts.reshape(num_regions, h * w).astype(np.float32))
-    weights = weights / weights.sum(1, keepdim=True).clamp(min=1)
-    pooled = weights @ dense.reshape(h * w, dim).float()  # (M, D)
-    return F.normalize(pooled, dim=-1)
-
-
-def maskclip_value_path(tokens: torch.Tensor, last_block, ln_post, proj) -> torch.Tensor:
-    """(B, g, g, D) normalised dense embeddings from the (B, 1 + g*g, width) tokens entering the last block:
-    only its value path is kept (MaskCLIP: v = W_v·LN(x), attention output projection, `ln_post`, `proj`)."""
-    y = last_block.ln_1(tokens)
-    dim = y.shape[-1]
-    v = F.linear(y, last_block.attn.in_proj_weight[2 * dim:], last_block.attn.in_proj_bias[2 * dim:])
-    v = last_block.attn.out_proj(v)  # value path only, no attention mixing, no MLP
-    v = ln_post(v[:, 1:])
-    if proj is not None:
-        v = v @ proj
-    grid = int(round(v.shape[1] ** 0.5))
-    return F.normalize(v, dim=-1).reshape(v.shape[0], grid, grid, -1)
-
-
-def pool_masks(dense: torch.Tensor, masks: np.ndarray) -> torch.Tensor:
-    """`pool_regions` for possibly overlapping masks: (h, w, D) features, (M, H, W) bool masks -> (M, D)."""
-    h, w, dim = dense.shape
-    num, height, width = masks.shape
-    cells = torch.from_numpy(((np.arange(height) * h // height)[:, None] * w + (np.arange(width) * w // width)[None, :]).ravel())
-    weights = torch.zeros(num, h * w).index_add_(1, cells, torch.from_numpy(masks.reshape(num, -1)).float())
-    weights = weights / weights.sum(1, keepdim=True).clamp(min=1)  # (M, h*w)
-    return F.normalize(weights @ dense.reshape(h * w, dim).float(), dim=-1)
-
-
-class OpenVocabSegmenter:
-    """Frozen open_clip model + proposals + text classifier. Built once per run and shared by all methods."""
+class OpenVocabSegmenter(Segmenter):
+    """Frozen open_clip model + proposals + text classifier (model.kind=open_clip). Built once per run and shared
+    by all methods."""
 
     def __init__(self, config, seed: int = 0, device: str = "cpu", cache_dir: Path | str | None = None) -> None:
         import open_clip

@@ -1,4 +1,4 @@
-"""`python -m benchmark perf predictions`: bytes per image of predictions format v3 (benchmark/models/cached.py)
+"""`python -m benchmark perf predictions`: bytes per image of predictions format v3 (benchmark/models/cached/format.py)
 for FC-CLIP on ADE20K-847 validation: 250 queries, 847 classes + void, ADE's typical 512 x 683 image resized
 to a 640 short side (FC-CLIP's INPUT.MIN_SIZE_TEST), padded to multiples of 32, masks at stride 4
 (160 x 216), with and without the 768-d mask embeddings; the time to read one image back (decode, FC-CLIP's
@@ -25,7 +25,8 @@ import torch.nn.functional as F
 from omegaconf import OmegaConf
 
 from benchmark.errors import UserError
-from benchmark.models.cached import CachedSegmenter, image_arrays, write_image_predictions, write_meta
+from benchmark.models.cached.format import image_arrays, write_image_predictions, write_meta
+from benchmark.models.cached.segmenter import CachedSegmenter
 from benchmark.models.mask_inference import SoftMasks, encode_mask_logits, semantic_from_soft_masks, store_mask_logits
 
 VALIDATION_IMAGES = 2000  # ADE20K-847 validation
