@@ -266,8 +266,9 @@ def streams_main(argv: list[str]) -> int:
         if cfg.stream.order == "frequency":
             raise UserError("streams freeze: frequency orders depend on the data; freeze random or natural orders")
         name = cfg.stream.dataset
-        vocabulary = (open_dataset(name, "train", root, cfg.data.demo_seed).vocabulary if name.startswith("demo")
-                      else Vocabulary.load(DATASETS.get(name).vocabulary))
+        shipped = None if name.startswith("demo") else DATASETS.get(name).vocabulary  # None: the folder's own
+        vocabulary = (Vocabulary.load(shipped) if shipped is not None
+                      else open_dataset(name, "train", root, cfg.data.demo_seed).vocabulary)
         atomic_write_json(FROZEN_DIR / f"{cfg.stream.name}.json", freeze(cfg.stream, vocabulary))
         print(f"wrote {FROZEN_DIR / (cfg.stream.name + '.json')}")
         return 0
@@ -288,7 +289,7 @@ def streams_main(argv: list[str]) -> int:
     train = open_dataset(cfg.stream.dataset, "train", root, cfg.data.demo_seed, demo_scale=cfg.data.demo_scale)
     stream = build_stream(cfg.stream, train, cache_dir_for(root))
     if args.action == "lists":
-        from streams.builder import write_train_lists
+        from streams.train_lists import write_train_lists
 
         paths = write_train_lists(stream, args.out)
         print(f"wrote {len(paths)} list(s) ({sum(map(len, stream.train_image_ids))} images) to {args.out}; stream hash "

@@ -61,6 +61,8 @@ class StreamConfig:
     order_seed: int = 0  # seed of the random class order (draw other orders to average over)
     mode: str = "overlap"  # overlap: images with a pixel of C_t | disjoint: none of later C | partition: 1 step/image
     train_lists: Optional[str] = None  # folder of train-<t>.txt (image ids) / .npy (MiB's indices); replaces mode
+    steps: Optional[list[list[int]]] = None  # explicit classes of each step (every class once); replaces order / sizes
+    path: Optional[str] = None  # the dataset's folder, replacing data.root (stream=folder: the folder with classes.yaml)
     panoptic: bool = False  # evaluate PQ as well as mIoU
     max_train_images_per_step: Optional[int] = None  # cap per step (first images in the frozen list)
     version: int = 1  # bump when the definition changes; recorded in results so versions never mix
@@ -287,7 +289,8 @@ def validate(cfg: DictConfig) -> DictConfig:
     name = method.get("name")
     if not name:
         raise UserError("config has no method.name; choose one with method=NAME (see `python -m benchmark list methods`)")
-    load_methods(foreign=not typed.isolate)  # isolate=true: plugin code is imported by the method's worker only
+    # the method's plugins only (a built-in method imports none); isolate=true: they are imported by its worker only
+    load_methods(name, foreign=not typed.isolate)
     # a plugin's method under isolation: its keys are checked in its worker (benchmark.isolation), not here
     unchecked = typed.isolate and name not in METHODS
     typed.method = OmegaConf.create(dict(method)) if unchecked else check_method_config(name, method)
@@ -389,11 +392,13 @@ def _check_choices(cfg: DictConfig) -> None:
 
 
 def data_root(cfg: DictConfig) -> Path:
-    """data.root, else (the generated demo datasets) the cache folder, else $DETECTRON2_DATASETS (detectron2's
+    """stream.path (a folder dataset's folder), else data.root, else (the generated demo datasets) the cache folder, else $DETECTRON2_DATASETS (detectron2's
     convention), else ./datasets."""
     from benchmark.data.datasets import default_data_root
     from benchmark.data.demo import DEMO_DATASETS, demo_cache_root
 
+    if cfg.stream.get("path"):
+        return Path(cfg.stream.path).expanduser()
     if cfg.data.root:
         root = Path(cfg.data.root).expanduser()
         if not root.exists() and not root.absolute().parent.is_dir():  # a typo: never generate a demo there

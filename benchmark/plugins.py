@@ -5,14 +5,16 @@ registry is read:
 - the project's own: every module under baselines/ and methods/ (a new method is one module dropped into
   methods/ plus its YAML in configs/method/: nothing to edit here);
 - installed packages: each entry point of the group `covseg_bench.plugins` names a module to import (in the
-  package's pyproject.toml: `[project.entry-points."covseg_bench.plugins"] mine = "my_package.my_method"`);
-  a `configs/` folder beside that module holds its YAML (configs/method/<name>.yaml, ...);
+  package's pyproject.toml: `[project.entry-points."covseg_bench.plugins"] mine = "my_package.my_method"`,
+  the entry point named after the method it registers); a `configs/` folder beside that module holds its YAML
+  (configs/method/<name>.yaml, ...). A run imports only its own method's entry points (`method_entry_points`:
+  those named after it, else those whose configs/ hold its YAML): a built-in run imports none;
 - a folder of one's own: every folder of $COVSEG_PATH (os.pathsep-separated) is put on sys.path and each of
-  its top-level `*.py` modules imported; its `configs/` folder holds the YAML.
-The last two are foreign code: `benchmark.provenance.plugin_records()` lists every module of theirs (module,
-path, sha256) for the manifest, and under `isolate=true` only the method's worker process imports them (the
-parent calls `load_methods(foreign=False)`); `plugin_config_folders` finds their `configs/` folders without
-importing anything.
+  its top-level `*.py` modules imported, whatever the method (the user put it there for the run).
+The last two are foreign code: `benchmark.provenance.plugin_records(method)` lists every module of theirs that a
+run of `method` imports (module, path, sha256) for the manifest, and under `isolate=true` only the method's
+worker process imports them (the parent calls `load_methods(method, foreign=False)`); `plugin_config_folders`
+finds the `configs/` folders of all of them without importing anything (Hydra's search path).
 """
 from __future__ import annotations
 
@@ -40,6 +42,10 @@ def _entry_points():
     return entry_points(group=PLUGIN_GROUP)
 
 
+def _module(entry_point) -> str:
+    return entry_point.value.split(":")[0]
+
+
 def _entry_point_root(module: str) -> Path | None:
     """The folder of an entry point module's top-level package (or its file, for a plain module), found
     without importing anything (find_spec of a top-level name runs no code of it)."""
@@ -49,19 +55,37 @@ def _entry_point_root(module: str) -> Path | None:
     return Path(spec.origin).resolve().parent if spec.submodule_search_locations else Path(spec.origin).resolve()
 
 
+def _config_folder(entry_point) -> Path | None:
+    """The `configs/` folder beside an entry point's top-level package (or module file), or None."""
+    root = _entry_point_root(_module(entry_point))
+    return None if root is None else (root if root.is_dir() else root.parent) / "configs"
+
+
 def plugin_config_folders() -> list[Path]:
     """The `configs/` folders of every $COVSEG_PATH folder and beside every entry point's module."""
     folders = [folder / "configs" for folder in plugin_folders()]
-    for entry_point in _entry_points():
-        root = _entry_point_root(entry_point.value.split(":")[0])
-        if root is not None:
-            folders.append((root if root.is_dir() else root.parent) / "configs")
-    return folders
+    return folders + [folder for folder in map(_config_folder, _entry_points()) if folder is not None]
 
 
-def foreign_roots() -> list[Path]:
-    """Where foreign code lives: the $COVSEG_PATH folders and the entry points' packages (or module files)."""
-    roots = [*plugin_folders(), *(_entry_point_root(e.value.split(":")[0]) for e in _entry_points())]
+def method_entry_points(method: str | None) -> list:
+    """The entry points a run of `method` imports: those named `method` (as `covseg new-method` names them),
+    else those whose configs/ folder holds method/<method>.yaml (found on disk, nothing imported); all of
+    them for None. A method of the project's own or of $COVSEG_PATH gets [] (unless a package claims its name)."""
+    every = list(_entry_points())
+    if method is None:
+        return every
+    named = [entry_point for entry_point in every if entry_point.name == method]
+    if named:
+        return named
+    configs = [(entry_point, _config_folder(entry_point)) for entry_point in every]
+    return [entry_point for entry_point, folder in configs
+            if folder is not None and (folder / "method" / f"{method}.yaml").is_file()]
+
+
+def foreign_roots(method: str | None) -> list[Path]:
+    """Where the foreign code of a run of `method` lives: the $COVSEG_PATH folders and its entry points'
+    packages (or module files); every entry point's for None."""
+    roots = [*plugin_folders(), *(_entry_point_root(_module(e)) for e in method_entry_points(method))]
     return list(dict.fromkeys(root for root in roots if root is not None))
 
 
@@ -69,15 +93,16 @@ def is_under(path: Path, roots: list[Path]) -> bool:
     return any(path == root or root in path.parents for root in roots)
 
 
-def foreign_module_files(imported: bool = True) -> dict[str, Path]:
-    """{module name: file} of the foreign code: the top-level modules of the $COVSEG_PATH folders and the
-    entry points' modules (found on disk, nothing imported), and with `imported` every module in sys.modules
-    whose file lies under a foreign root (what those modules imported from their own folders)."""
+def foreign_module_files(method: str | None, imported: bool = True) -> dict[str, Path]:
+    """{module name: file} of the foreign code a run of `method` imports: the top-level modules of the
+    $COVSEG_PATH folders and its entry points' modules (found on disk, nothing imported), and with `imported`
+    every module in sys.modules whose file lies under one of their roots (what they imported from their own
+    folders; another package's modules imported earlier by this process are not this run's)."""
     files: dict[str, Path] = {}
     for folder in plugin_folders():
         files.update({module.stem: module.resolve() for module in sorted(folder.glob("*.py"))})
-    for entry_point in _entry_points():
-        module = entry_point.value.split(":")[0]
+    for entry_point in method_entry_points(method):
+        module = _module(entry_point)
         root = _entry_point_root(module)
         if root is None:
             continue
@@ -90,7 +115,7 @@ def foreign_module_files(imported: bool = True) -> dict[str, Path]:
                 files[module] = candidate
                 break
     if imported:
-        roots = foreign_roots()
+        roots = foreign_roots(method)
         for name, module in list(sys.modules.items()):
             origin = getattr(module, "__file__", None)
             if origin and is_under(Path(origin).resolve(), roots):
@@ -105,9 +130,10 @@ def _import(name: str, where: str) -> None:
         raise UserError(f"cannot import the method plugin '{name}' ({where}): {exc}") from None
 
 
-def load_methods(foreign: bool = True) -> None:
-    """Register every method: the project's own, and with `foreign` those of entry points and $COVSEG_PATH
-    (importing a module twice is a no-op, so calling this again costs a walk over the packages only)."""
+def load_methods(method: str | None = None, foreign: bool = True) -> None:
+    """Register the project's own methods, and with `foreign` those of $COVSEG_PATH and of the entry points a
+    run of `method` imports (`method_entry_points`: every entry point for None, as the diagnosis of a method
+    without its YAML wants). Importing a module twice is a no-op: calling this again costs a walk over the packages."""
     import baselines
     import methods
 
@@ -116,8 +142,8 @@ def load_methods(foreign: bool = True) -> None:
             importlib.import_module(module.name)
     if not foreign:
         return
-    for entry_point in _entry_points():
-        _import(entry_point.value.split(":")[0], f"entry point {entry_point.name} of group {PLUGIN_GROUP}")
+    for entry_point in method_entry_points(method):
+        _import(_module(entry_point), f"entry point {entry_point.name} of group {PLUGIN_GROUP}")
     for folder in plugin_folders():
         if str(folder) not in sys.path:
             sys.path.insert(0, str(folder))

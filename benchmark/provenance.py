@@ -135,7 +135,7 @@ def method_source(name: str) -> dict:
     from benchmark.plugins import load_methods
 
     if name not in METHODS:
-        load_methods()
+        load_methods(name)
     method_cls = METHODS.get(name)
     defining = Path(inspect.getsourcefile(method_cls) or "").resolve()
     registered = in_repo(defining) and defining.relative_to(REPO_ROOT).parts[0] in PLUGIN_ROOTS
@@ -235,9 +235,9 @@ def code_records(files: dict[str, Path]) -> list[dict]:
             for name, path in sorted(files.items()) if path.is_file()]
 
 
-def plugin_records() -> list[dict]:
-    """`code_records` of every foreign module this process found or imported (benchmark.plugins: the modules of
-    $COVSEG_PATH and the entry points, whether or not they registered the method)."""
+def plugin_records(method: str | None) -> list[dict]:
+    """`code_records` of every foreign module a run of `method` finds or imports (benchmark.plugins: the modules
+    of $COVSEG_PATH and of the method's entry points, whether or not they registered the method)."""
     from benchmark.plugins import foreign_module_files
 
-    return code_records(foreign_module_files())
+    return code_records(foreign_module_files(method))

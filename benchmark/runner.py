@@ -205,11 +205,11 @@ def open_run(cfg: DictConfig, ctx: RunContext) -> tuple[RunWriter | None, Path, 
 def _open_run_main(cfg: DictConfig, ctx: RunContext) -> tuple[RunWriter, int]:
     run_dir = find_resumable(cfg, ctx.stream) if cfg.resume == "auto" else (Path(cfg.resume) if cfg.resume else None)
     # provenance: computed here from the files on disk (under isolate=true no plugin code ever ran here); every
-    # module imported from COVSEG_PATH or an entry point is listed, whether or not it registered the method
+    # module imported from COVSEG_PATH or the method's entry points is listed, whether or not it registered it
     if cfg.isolate:
         source, plugins = isolated_provenance(cfg.method.name, ctx.method.started)
     else:
-        source, plugins = None, plugin_records()
+        source, plugins = None, plugin_records(cfg.method.name)
     # what the method was allowed to see: the leaderboard ranks sealed runs only
     protocol = {"ground_truth_access": ground_truth_access(cfg), "vocabulary": cfg.eval.vocabulary,
                 "preset": ctx.protocol.describe(cfg.stream), "isolate": cfg.isolate, "sandbox": cfg.sandbox}

@@ -19,6 +19,7 @@ import numpy as np
 
 from benchmark.data.types import SegmentationDataset, Vocabulary
 from benchmark.errors import UserError
+from benchmark.protocol import background_class
 
 
 @dataclass
@@ -32,6 +33,7 @@ class Stream:
     train_indices: list[list[int]]  # training images of each step (indices into the training split)
     train_image_ids: list[list[str]]
     panoptic: bool
+    source: str | None = None  # digest of the dataset's files (a folder dataset's `content_digest`), None otherwise
 
     @property
     def num_steps(self) -> int:
@@ -46,12 +48,15 @@ class Stream:
     @property
     def hash(self) -> str:
         """Content hash: dataset, panoptic or semantic evaluation, vocabulary, class order, per-step classes
-        and image lists (two streams over one vocabulary and image set, e.g. demo and demo_panoptic, differ)."""
+        and image lists (two streams over one vocabulary and image set, e.g. demo and demo_panoptic, differ), and
+        for a folder dataset the digest of its class file and file list (`source`)."""
         payload = {
             "dataset": self.dataset, "panoptic": self.panoptic,
             "vocabulary": self.vocabulary.name, "classes": self.step_classes,
             "images": self.step_hashes(), "version": self.version,
         }
+        if self.source is not None:  # a folder dataset: its class file and file list (shipped streams' hashes unchanged)
+            payload["source"] = self.source
         return _sha(json.dumps(payload, sort_keys=True))[:16]
 
     def describe(self) -> dict:
@@ -71,13 +76,18 @@ def _sha(text: str) -> str:
 
 
 def step_sizes(cfg, num_classes: int) -> list[int]:
-    if cfg.step_sizes:
+    if cfg.get("steps"):
+        if cfg.step_sizes or (cfg.num_steps and cfg.num_steps != len(cfg.steps)):
+            raise UserError(f"stream '{cfg.name}': stream.steps gives the steps; leave out stream.step_sizes and "
+                            f"stream.num_steps (or set num_steps={len(cfg.steps)})")
+        sizes = [len(step) for step in cfg.steps]
+    elif cfg.step_sizes:
         sizes = list(cfg.step_sizes)
     elif cfg.num_steps:
         base, extra = divmod(num_classes, cfg.num_steps)
         sizes = [base + (1 if t < extra else 0) for t in range(cfg.num_steps)]
     else:
-        raise UserError(f"stream '{cfg.name}' sets neither num_steps nor step_sizes")
+        raise UserError(f"stream '{cfg.name}' sets none of num_steps, step_sizes, steps (e.g. stream.num_steps=2)")
     if sum(sizes) != num_classes or min(sizes) <= 0:
         raise UserError(f"stream '{cfg.name}': step sizes {sizes} must be positive and sum to {num_classes} classes")
     return sizes
@@ -244,8 +254,29 @@ def _check_frozen_split(path: Path, frozen: dict, vocabulary: Vocabulary) -> Non
         raise UserError(f"{path}: class_order does not list each of the {len(ids)} classes once")
 
 
+def explicit_steps(cfg, vocabulary: Vocabulary) -> list[list[int]]:
+    """`stream.steps=[[...], ...]`: the classes of each step, checked to name every class of `vocabulary` once."""
+    seen: dict[int, int] = {}
+    for t, step in enumerate(cfg.steps):
+        for c in step:
+            if c not in vocabulary.ids:
+                raise UserError(f"stream.steps: step {t} names class {c}, which {vocabulary.name} does not have "
+                                f"(ids 0..{len(vocabulary) - 1})")
+            if c in seen:
+                raise UserError(f"stream.steps: class {c} is in step {seen[c]} and in step {t}")
+            seen[c] = t
+    missing = [c for c in vocabulary.ids if c not in seen]
+    if missing:
+        raise UserError(f"stream.steps: class {missing[0]} ({vocabulary.classes[missing[0]].name}) is in no step; "
+                        f"list each of the {len(vocabulary)} classes once")
+    return [[int(c) for c in step] for step in cfg.steps]
+
+
 def split_classes(cfg, vocabulary: Vocabulary, per_image: list[list[int]]) -> tuple[list[int], list[list[int]]]:
     """Class order and the classes of each step (C_0 .. C_T)."""
+    if cfg.get("steps"):
+        steps = explicit_steps(cfg, vocabulary)
+        return [c for step in steps for c in step], [sorted(step) for step in steps]
     frozen = frozen_definition(cfg, vocabulary)
     if frozen is not None:
         return frozen["class_order"], frozen["step_classes"]
@@ -276,15 +307,18 @@ def partition_step(seed: int, image_id: str, steps: np.ndarray) -> int:
     return int(steps[int.from_bytes(digest[:8], "little") % len(steps)])
 
 
-def assign_images(cfg, train: SegmentationDataset, per_image: list[list[int]], step_classes: list[list[int]]
-                  ) -> list[list[int]]:
+def assign_images(cfg, train: SegmentationDataset, per_image: list[list[int]], step_classes: list[list[int]],
+                  background: int | None = None) -> list[list[int]]:
     """Training images of each step by `stream.mode`: overlap (every image with a pixel of C_t), disjoint (and
-    none of a future class) or partition (exactly one step per image: `partition_step`, seeded by order_seed)."""
+    none of a future class) or partition (exactly one step per image: `partition_step`, seeded by order_seed).
+    The vocabulary's `background` class (VOC's 0) selects no image, as in MiB / PLOP dataset/utils.py:23-24
+    (`labels.remove(0)`): an image of background alone trains in no step."""
     step_of_class = np.empty(sum(len(c) for c in step_classes), dtype=np.int64)
     for t, classes in enumerate(step_classes):
         step_of_class[classes] = t
     train_indices: list[list[int]] = [[] for _ in step_classes]
     for index, classes in enumerate(per_image):
+        classes = [c for c in classes if c != background]
         steps = np.unique(step_of_class[classes]) if classes else np.array([], dtype=np.int64)
         if cfg.mode == "partition":
             if len(steps):
@@ -297,66 +331,16 @@ def assign_images(cfg, train: SegmentationDataset, per_image: list[list[int]], s
     return train_indices
 
 
-def read_train_lists(folder: Path | str, num_steps: int, train: SegmentationDataset) -> list[list[int]]:
-    """`stream.train_lists=DIR`: the training images of step t from DIR/train-<t>.txt (image ids, one per line)
-    or DIR/train-<t>.npy (MiB's split files: indices into the training split in file-name order, which is the
-    order of the readers here; for VOC, the order of train_aug.txt). One file per step, none more; each step's
-    images in ascending index order."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise UserError(f"stream.train_lists={folder} is not a folder")
-    found: dict[int, list[Path]] = {}
-    for path in sorted(folder.glob("train-*")):
-        step = path.stem[len("train-"):]
-        if path.suffix in (".txt", ".npy") and step.isdigit():
-            found.setdefault(int(step), []).append(path)
-    if sorted(found) != list(range(num_steps)) or any(len(paths) > 1 for paths in found.values()):
-        names = ", ".join(p.name for paths in found.values() for p in paths) or "none"
-        raise UserError(f"stream.train_lists={folder}: expected exactly one train-<t>.txt or train-<t>.npy for each "
-                        f"step t = 0..{num_steps - 1}, found {names}")
-    index_of = {train.image_id(i): i for i in range(len(train))}
-    lists = []
-    for t in range(num_steps):
-        path = found[t][0]
-        if path.suffix == ".npy":
-            try:
-                indices = np.load(path, allow_pickle=False)
-            except (OSError, ValueError, EOFError) as exc:  # truncated, or not an .npy file
-                raise UserError(f"{path}: not a readable .npy array ({str(exc).splitlines()[0]})") from None
-            if indices.ndim != 1 or indices.dtype.kind not in "iu":
-                raise UserError(f"{path}: expected a 1-D array of image indices, got {indices.dtype} {indices.shape}")
-            bad = indices[(indices < 0) | (indices >= len(train))]
-            if bad.size:
-                raise UserError(f"{path}: index {int(bad[0])} outside the {len(train)} training images")
-            chosen = {int(i) for i in indices}
-        else:
-            names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
-            unknown = [n for n in names if n not in index_of]
-            if unknown:
-                raise UserError(f"{path}: image '{unknown[0]}' is not in the training split ({len(unknown)} unknown)")
-            chosen = {index_of[n] for n in names}
-        lists.append(sorted(chosen))
-    return lists
-
-
-def write_train_lists(stream: Stream, folder: Path | str) -> list[Path]:
-    """The stream's per-step training images as DIR/train-<t>.txt (image ids), readable by `stream.train_lists`."""
-    from benchmark.io import atomic_write_text
-
-    paths = [Path(folder) / f"train-{t}.txt" for t in range(stream.num_steps)]
-    for path, ids in zip(paths, stream.train_image_ids):
-        atomic_write_text(path, "".join(f"{i}\n" for i in ids))
-    return paths
-
-
 def build_stream(cfg, train: SegmentationDataset, cache_dir: Path | None = None, progress=None) -> Stream:
     vocabulary = train.vocabulary
     per_image = classes_per_image(train, cache_dir, progress)
     order, step_classes = split_classes(cfg, vocabulary, per_image)
     if cfg.train_lists:  # the per-step image lists are given (e.g. MiB's split files): they replace stream.mode
+        from streams.train_lists import read_train_lists
+
         train_indices = read_train_lists(cfg.train_lists, len(step_classes), train)
     else:
-        train_indices = assign_images(cfg, train, per_image, step_classes)
+        train_indices = assign_images(cfg, train, per_image, step_classes, background_class(vocabulary))
     if cfg.max_train_images_per_step:
         train_indices = [ids[: cfg.max_train_images_per_step] for ids in train_indices]
     for t, ids in enumerate(train_indices):
@@ -370,6 +354,7 @@ def build_stream(cfg, train: SegmentationDataset, cache_dir: Path | None = None,
         name=cfg.name, version=cfg.version, dataset=cfg.dataset, vocabulary=vocabulary, class_order=order,
         step_classes=step_classes, train_indices=train_indices,
         train_image_ids=[[train.image_id(i) for i in ids] for ids in train_indices], panoptic=cfg.panoptic,
+        source=train.content_digest(),
     )
 
 

@@ -1,11 +1,14 @@
 """A method of one's own, without forking: from a folder on $COVSEG_PATH, or from an installed package's
-`covseg_bench.plugins` entry point; its YAML comes from a `configs/` folder beside it (Hydra's searchpath)."""
+`covseg_bench.plugins` entry point; its YAML comes from a `configs/` folder beside it (Hydra's searchpath). An
+installed package is imported only by a run of its method: a built-in run records `plugins: []`."""
 import json
 import os
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
+
+import pytest
 
 METHOD = textwrap.dedent('''
     from dataclasses import dataclass
@@ -58,15 +61,68 @@ def test_a_method_from_a_folder_on_covseg_path_lists_validates_and_runs(tmp_path
     assert bad.returncode == 2 and "unknown config key 'method.bost' (did you mean: method.boost?)" in bad.stderr
 
 
+def install_package(site: Path, package: str, entry_point: str, method: str) -> Path:
+    """What pip writes into `site` for a package whose `covseg_bench.plugins` entry point `entry_point` names
+    `package` (its __init__ registers `method`, its configs/ holds the YAML); returns the module's file."""
+    write_plugin(site / package, site / package / "configs", "__init__", method)
+    dist_info = site / f"{package}-0.1.dist-info"
+    dist_info.mkdir()
+    (dist_info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {package.replace('_', '-')}\nVersion: 0.1\n")
+    (dist_info / "entry_points.txt").write_text(f"[covseg_bench.plugins]\n{entry_point} = {package}\n")
+    return site / package / "__init__.py"
+
+
 def test_a_method_from_an_installed_packages_entry_point(tmp_path):
     site = tmp_path / "site"
-    write_plugin(site / "their_pkg", site / "their_pkg" / "configs", "__init__", "theirs")
-    dist_info = site / "their_pkg-0.1.dist-info"  # what pip writes for a package declaring the entry point
-    dist_info.mkdir()
-    (dist_info / "METADATA").write_text("Metadata-Version: 2.1\nName: their-pkg\nVersion: 0.1\n")
-    (dist_info / "entry_points.txt").write_text("[covseg_bench.plugins]\ntheirs = their_pkg\n")
+    install_package(site, "their_pkg", "theirs", "theirs")
     env = {"PYTHONPATH": str(site)}
     listed = cli("list", "methods", env_extra=env, cwd=tmp_path)
     assert listed.returncode == 0 and "theirs" in listed.stdout.split(": ", 1)[1].split(", ")
     config = cli("run", "method=theirs", "--cfg", "job", env_extra=env, cwd=tmp_path)
     assert config.returncode == 0 and "name: theirs\n  boost: 2.0" in config.stdout, config.stderr
+
+
+def test_a_run_imports_the_entry_points_of_its_method_only(tmp_path, monkeypatch):
+    from benchmark.plugins import foreign_module_files, method_entry_points
+
+    site = tmp_path / "site"
+    theirs = install_package(site, "their_pkg", "theirs", "theirs")
+    other = install_package(site, "other_pkg", "not_its_method_name", "other")  # found by its YAML instead
+    monkeypatch.syspath_prepend(str(site))
+    names = lambda entry_points: sorted(e.name for e in entry_points)  # noqa: E731
+    assert names(method_entry_points("theirs")) == ["theirs"]
+    assert names(method_entry_points("other")) == ["not_its_method_name"]
+    assert method_entry_points("knnclip") == [] and method_entry_points("zeroshot") == []
+    assert {"theirs", "not_its_method_name"} <= set(names(method_entry_points(None)))  # list / diagnosis: all
+    assert foreign_module_files("knnclip") == {} and foreign_module_files("theirs") == {"their_pkg": theirs}
+    assert foreign_module_files("other") == {"other_pkg": other}
+    assert "their_pkg" not in sys.modules and "other_pkg" not in sys.modules  # found on disk, nothing imported
+
+
+@pytest.fixture
+def entry_point_package(tmp_path, monkeypatch):
+    """The package their_pkg (entry point and method `theirs`) on sys.path and on the PYTHONPATH a worker gets;
+    afterwards its method and modules are forgotten by this process again."""
+    from benchmark.method import METHODS
+
+    site = tmp_path / "site"
+    module = install_package(site, "their_pkg", "theirs", "theirs")
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in (str(site), os.environ.get("PYTHONPATH")) if p))
+    yield module
+    METHODS._entries.pop("theirs", None)
+    sys.modules.pop("their_pkg", None)
+
+
+@pytest.mark.parametrize("isolate", ["false", "true"])
+def test_a_built_in_run_records_no_plugins_and_a_run_of_the_packages_method_lists_it(entry_point_package,
+                                                                                     run_demo, isolate):
+    tiny = ("stream=demo_4steps", "stream.num_steps=1", "eval.max_images=2", "eval.initial=false",
+            "stream.max_train_images_per_step=2", f"isolate={isolate}")
+    built_in, _ = run_demo("method=zeroshot", *tiny)
+    assert json.loads((built_in / "manifest.json").read_text())["plugins"] == []
+    assert "their_pkg" not in sys.modules  # the package was never imported for a built-in run
+    theirs, _ = run_demo("method=theirs", *tiny)
+    [plugin] = json.loads((theirs / "manifest.json").read_text())["plugins"]
+    assert plugin["module"] == "their_pkg" and plugin["path"] == str(entry_point_package)
+    assert ("their_pkg" in sys.modules) == (isolate == "false")  # isolated: imported by the worker only

@@ -238,4 +238,4 @@ def test_plugin_code_records_and_what_lies_in_the_repository(tmp_path, monkeypat
     assert in_repo(REPO_ROOT / "benchmark" / "runner.py") and not in_repo(module)
     assert not in_repo(REPO_ROOT / ".venv" / "lib" / "site-packages" / "x.py")  # an environment inside the checkout
     monkeypatch.setenv("COVSEG_PATH", str(tmp_path))
-    assert {"module": "mine", "path": str(module.resolve()), "sha256": sha(module)} in plugin_records()
+    assert {"module": "mine", "path": str(module.resolve()), "sha256": sha(module)} in plugin_records("knnclip")

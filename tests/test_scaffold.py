@@ -1,7 +1,8 @@
 """`new-method NAME` scaffolds a plugin package that builds into a wheel holding its YAML, installs and runs from
 another folder as is; a plugin whose YAML did not reach the wheel is named with the file it lacks; the harness's
-own tests still collect with such a plugin installed."""
+own tests still collect with such a plugin installed, and its built-in runs do not import it."""
 import importlib.util
+import json
 import os
 import shutil
 import subprocess
@@ -53,6 +54,19 @@ def test_the_scaffolded_package_runs_its_test_from_another_folder(installed, dem
     assert not (elsewhere / "datasets").exists()  # the demo comes from the cache folder, not the working folder
     listed = python("-m", "benchmark", "list", "methods", site=installed, cwd=elsewhere)
     assert "protos" in listed.stdout.split(": ", 1)[1].split(", ")
+
+
+def test_with_the_package_installed_a_built_in_run_imports_none_of_it_and_a_run_of_its_method_lists_it(
+        installed, demo_root, tmp_path):
+    tiny = ("stream=demo_4steps", "stream.num_steps=1", "eval.max_images=2", "eval.initial=false",
+            "stream.max_train_images_per_step=2", "quiet=true", f"results_dir={tmp_path / 'results'}")
+    plugins = {}
+    for method in ("knnclip", "protos"):
+        result = python("-m", "benchmark", "run", f"method={method}", *tiny, site=installed, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr[-2000:]
+        [manifest] = (tmp_path / "results").glob(f"*/{method}/*/manifest.json")
+        plugins[method] = {plugin["module"] for plugin in json.loads(manifest.read_text())["plugins"]}
+    assert plugins == {"knnclip": set(), "protos": {"covseg_protos", "covseg_protos.method"}}
 
 
 def test_a_plugin_without_its_yaml_says_which_module_and_which_file(installed, tmp_path):

@@ -49,8 +49,8 @@ class DatasetSpec:
     """How one dataset sits under the data root and how to create it when it is missing."""
 
     name: str  # registry name, e.g. ade20k_847
-    vocabulary: str  # vocabulary file name under benchmark/data/vocabularies
-    build: Callable[["DatasetSpec", str, Path, Vocabulary], SegmentationDataset]
+    vocabulary: str | None  # vocabulary file name under benchmark/data/vocabularies; None: the dataset's own folder has it
+    build: Callable[["DatasetSpec", str, Path, Vocabulary | None], SegmentationDataset]
     folder: str  # top folder under the data root (named in the missing-data message)
     how_to_prepare: str  # command or step that creates the folder; `{root}` is filled in
 
@@ -163,7 +163,8 @@ def build_dataset(name: str, split: str, root: Path | str, on_error: OnError = "
         raise UserError(f"unknown split '{split}' for dataset {name}{suggest(split, SPLITS)}; use one of {SPLITS}")
     if on_error not in ("raise", "skip"):
         raise UserError(f"data.on_error={on_error!r} is not one of 'raise', 'skip'")
-    return with_error_policy(spec.build(spec, split, Path(root), Vocabulary.load(spec.vocabulary)), on_error)
+    vocabulary = Vocabulary.load(spec.vocabulary) if spec.vocabulary is not None else None
+    return with_error_policy(spec.build(spec, split, Path(root), vocabulary), on_error)
 
 
 def with_error_policy(dataset: SegmentationDataset, on_error: OnError) -> SegmentationDataset:
@@ -196,6 +197,9 @@ class SkippingDataset(SegmentationDataset):
         self.panoptic = dataset.panoptic
         self.missing = dataset.missing_files()  # left out of streams too: their classes count as none
         self.skipped: dict[str, str] = {image_id: f"missing on disk: {path}" for image_id, path in self.missing.items()}
+
+    def content_digest(self) -> str | None:
+        return self.dataset.content_digest()
 
     def label_stamp(self) -> str | None:
         stamp = self.dataset.label_stamp()

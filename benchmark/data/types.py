@@ -198,6 +198,12 @@ class SegmentationDataset:
         in the paired folder) that is not on disk. A run fails on any unless data.on_error=skip."""
         return {}
 
+    def content_digest(self) -> str | None:
+        """A digest of the dataset's files that its streams' hash covers (the user's `folder` datasets, whose
+        content no shipped vocabulary file pins); None for the shipped datasets, whose streams hash their image
+        lists and vocabulary only."""
+        return None
+
     def label_stamp(self) -> str | None:
         """A cheap stamp of the files the labels are read from (names, sizes, modification times): cached
         per-image class lists are reused only while it is unchanged. None: do not cache them."""

@@ -82,6 +82,17 @@ def synonym_sets_differ(ours: Sequence[Sequence[str]], fcclip_names: Sequence[st
             if set(synonyms) != set(name.replace(", ", ",").split(","))]
 
 
+def folder_metadata(vocabulary) -> dict:
+    """FC-CLIP's test metadata for a folder dataset (stream=folder), which FC-CLIP has no dataset of: one
+    `stuff_classes` entry per class of classes.yaml, its synonyms joined with ", " (FC-CLIP's
+    `prepare_class_names_from_metadata` splits them back), and the `thing` classes for its panoptic inference."""
+    things = [c.id for c in vocabulary.classes if c.isthing]
+    return {"stuff_classes": [", ".join(c.synonyms) for c in vocabulary.classes],
+            "thing_classes": [vocabulary.classes[i].name for i in things],
+            "thing_dataset_id_to_contiguous_id": {i: i for i in things},
+            "stuff_dataset_id_to_contiguous_id": {i: i for i in vocabulary.ids}}
+
+
 def import_error_message(exc: ImportError) -> str:
     """One line for a failed import of detectron2 or FC-CLIP. FC-CLIP's error for its missing compiled op
     (fcclip/modeling/pixel_decoder/ops/functions/ms_deform_attn_func.py l. 21-29) names no module."""
@@ -221,18 +232,23 @@ def main(argv: list[str]) -> int:  # pragma: no cover - the parts that need FC-C
     cfg = load_config(args.overrides)
     fcclip_cfg, model, metadata = build_fcclip(args.config_file, args.weights, args.fcclip_opt, args.device, args.seed)
     images, vocabulary, progress = stream_images(cfg)
+    if cfg.stream.dataset in ("folder", "folder_panoptic"):  # the classes and synonyms of the user's classes.yaml
+        from detectron2.data.catalog import Metadata
+
+        metadata = Metadata(name=f"covseg_{vocabulary.name}", **folder_metadata(vocabulary))
+        model.set_metadata(metadata)
     names = list(metadata.stuff_classes)
     if len(names) != len(vocabulary):
-        raise UserError(f"FC-CLIP's test dataset {fcclip_cfg.DATASETS.TEST[0]} has {len(names)} classes, the "
+        raise UserError(f"FC-CLIP's test dataset {metadata.name} has {len(names)} classes, the "
                         f"stream's vocabulary {vocabulary.name} {len(vocabulary)}; set --fcclip-opt DATASETS.TEST")
     differ = synonym_sets_differ([c.synonyms for c in vocabulary.classes], names)
     if differ:
         first = differ[0]
         print(f"note: {len(differ)} of {len(names)} classes have other synonyms in FC-CLIP's "
-              f"{fcclip_cfg.DATASETS.TEST[0]} than in {vocabulary.name} (columns are matched by position), e.g. "
+              f"{metadata.name} than in {vocabulary.name} (columns are matched by position), e.g. "
               f"column {first}: {names[first]!r} vs {vocabulary.classes[first].name!r}", file=sys.stderr)
     weights = args.weights or f"random(seed={args.seed})"
-    producer = f"fc-clip config={args.config_file} weights={weights} test={fcclip_cfg.DATASETS.TEST[0]}"
+    producer = f"fc-clip config={args.config_file} weights={weights} test={metadata.name}"
     out.mkdir(parents=True, exist_ok=True)
     check_folder(out, producer, vocabulary.name)
     # FCCLIP.__init__: `nn.Embedding(1, backbone.dim_latent)` is the void class in the pooled CLIP space

@@ -84,8 +84,8 @@ class IsolatedMethod:
         setup = {"method": OmegaConf.to_container(cfg.method), "model": model, "seed": cfg.seed, "device": device,
                  "threads": torch.get_num_threads(), "num_classes": num_classes, "quiet": quiet,
                  "rng": {**rng, "torch": rng["torch"].numpy()}, "scratch": str(scratch),
-                 "sandbox": allowed_paths(scratch, foreign_roots(), predictions, feature_cache_dir(cfg.model))
-                 if cfg.sandbox else None}
+                 "sandbox": allowed_paths(scratch, foreign_roots(cfg.method.name), predictions,
+                                          feature_cache_dir(cfg.model)) if cfg.sandbox else None}
         try:
             method.started = method.request("start", setup)
             if method.started["method"].get("name") != cfg.method.name:
@@ -209,11 +209,11 @@ def isolated_provenance(name: str, started: dict) -> tuple[dict, list[dict]]:
     a project method's as without isolation; a plugin's from the files its worker names, accepted only inside
     the plugins' folders (its class) or this repository (its bases), and never `registered`. `plugins`: the
     foreign modules on disk, and those the worker says it imported from the plugins' folders."""
-    load_methods(foreign=False)
-    roots = foreign_roots()
+    load_methods(name, foreign=False)
+    roots = foreign_roots(name)
     reported = {module: Path(path).resolve() for module, path in started["foreign"].items()}
     plugins = code_records({**{m: p for m, p in reported.items() if is_under(p, roots)},
-                            **foreign_module_files(imported=False)})
+                            **foreign_module_files(name, imported=False)})
     if name in METHODS:
         return method_source(name), plugins
     files = [Path(path).resolve() for path in started["files"]]

@@ -55,8 +55,9 @@ class Worker:
             confine(setup["sandbox"])  # before any plugin is imported
         self.progress = Progress(quiet=setup["quiet"])
         torch.set_num_threads(setup["threads"])
-        load_methods()  # the plugins: here, never in the parent
-        checked = check_method_config(setup["method"]["name"], OmegaConf.create(setup["method"]))
+        name = setup["method"]["name"]
+        load_methods(name)  # the method's plugins: here, never in the parent
+        checked = check_method_config(name, OmegaConf.create(setup["method"]))
         set_portable_rng_states(setup["rng"])  # where the parent's RNG stood: as if the method were built there
         segmenter = build_segmenter(OmegaConf.create(setup["model"]), seed=setup["seed"], device=setup["device"])
         method_cls = METHODS.get(checked.name)
@@ -64,7 +65,7 @@ class Worker:
                                                   setup["num_classes"], seed=setup["seed"])
         self.started = {"method": OmegaConf.to_container(checked), "module": method_cls.__module__,
                         "class": method_cls.__qualname__, "files": class_files(method_cls),
-                        "foreign": {module: str(path) for module, path in foreign_module_files().items()}}
+                        "foreign": {module: str(path) for module, path in foreign_module_files(name).items()}}
 
     def learn(self, step: dict) -> None:
         def load(position: int):
