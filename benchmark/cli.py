@@ -159,7 +159,7 @@ def multirun(overrides: list[str]) -> int:
     def run_job(cfg) -> None:
         from hydra.core.hydra_config import HydraConfig
 
-        from benchmark.reporting.progress import Progress
+        from benchmark.progress import Progress
         from benchmark.runner import run_stream
 
         job = HydraConfig.get()  # jobs of a parallel launcher print at once: each line names its job by its values
@@ -174,7 +174,7 @@ def multirun(overrides: list[str]) -> int:
         run_job()
     finally:
         sys.argv = saved_argv
-        from benchmark.reporting.progress import Progress
+        from benchmark.progress import Progress
 
         Progress.prefix = ""  # the basic launcher ran the jobs in this process
     return 0
@@ -273,7 +273,7 @@ def streams_main(argv: list[str]) -> int:
         print(f"wrote {FROZEN_DIR / (cfg.stream.name + '.json')}")
         return 0
     if args.action == "validate":
-        from benchmark.reporting.progress import Progress
+        from benchmark.progress import Progress
 
         bar = Progress(quiet=cfg.quiet).bar
         problems = 0

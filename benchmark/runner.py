@@ -16,17 +16,17 @@ from omegaconf import DictConfig
 
 from benchmark import distributed
 from benchmark.data.types import SegmentationDataset, Vocabulary
+from benchmark.errors import UserError
 from benchmark.evaluation.scoring import score_validation
 from benchmark.hosts import MethodHost, make_host
 from benchmark.method import StepData
 from benchmark.models import check_device
+from benchmark.progress import Progress
 from benchmark.protocol import Protocol
-from benchmark.reporting.progress import Progress
-from benchmark.checkpoint import load_checkpoint, save_checkpoint, set_rng_states
-from benchmark.errors import UserError
-from benchmark.reporting.results import RunWriter, torch_environment
-from benchmark.resume import check_resumable, find_resumable, mark_unresumable
-from benchmark.run_state import interrupt_on_signals
+from benchmark.run.checkpoint import load_checkpoint, save_checkpoint, set_rng_states
+from benchmark.run.resume import check_resumable, find_resumable
+from benchmark.run.state import interrupt_on_signals
+from benchmark.run.writer import RunWriter
 from streams.builder import Stream
 from streams.library import open_stream_data
 
@@ -139,13 +139,6 @@ def open_run(cfg: DictConfig, ctx: RunContext) -> tuple[RunWriter | None, Path, 
             set_rng_states(checkpoint["rng"])
         return None, run_dir, first_step
     writer, first_step = _open_run_main(cfg, ctx)
-    writer.manifest["world_size"] = distributed.world_size()  # processes that shared the work (timings)
-    writer.manifest["threads"] = torch.get_num_threads()  # per process: the timings depend on it
-    writer.manifest["environment"] = torch_environment()
-    # what the method was allowed to see: the leaderboard ranks sealed runs only
-    writer.manifest["protocol"] = {"ground_truth_access": ground_truth_access(cfg), "vocabulary": cfg.eval.vocabulary,
-                                   "preset": ctx.protocol.describe(cfg.stream)}
-    writer.manifest["execution"] = ctx.host.execution()  # where the method ran: the leaderboard marks and filters it
     distributed.broadcast_object((writer.run_dir, first_step))
     return writer, writer.run_dir, first_step
 
@@ -153,14 +146,17 @@ def open_run(cfg: DictConfig, ctx: RunContext) -> tuple[RunWriter | None, Path, 
 def _open_run_main(cfg: DictConfig, ctx: RunContext) -> tuple[RunWriter, int]:
     run_dir = find_resumable(cfg, ctx.stream) if cfg.resume == "auto" else (Path(cfg.resume) if cfg.resume else None)
     source, plugins = ctx.host.provenance()  # the method's source files and every plugin module, hashed
-    writer, first_step = _open_writer(cfg, ctx, run_dir, source)
-    writer.manifest["plugins"] = plugins
-    return writer, first_step
+    # what the method was allowed to see: the leaderboard ranks sealed runs only
+    protocol = {"ground_truth_access": ground_truth_access(cfg), "vocabulary": cfg.eval.vocabulary,
+                "preset": ctx.protocol.describe(cfg.stream)}
+    return _open_writer(cfg, ctx, run_dir, {"source": source, "plugins": plugins, "protocol": protocol,
+                                            "execution": ctx.host.execution()})  # where the method ran
 
 
-def _open_writer(cfg: DictConfig, ctx: RunContext, run_dir: Path | None, source: dict | None) -> tuple[RunWriter, int]:
+def _open_writer(cfg: DictConfig, ctx: RunContext, run_dir: Path | None, record: dict) -> tuple[RunWriter, int]:
+    """`record`: the manifest's `source`, `plugins` and `protocol` (RunWriter.create's arguments)."""
     if run_dir is None:
-        writer = RunWriter.create(cfg, ctx.stream, source)
+        writer = RunWriter.create(cfg, ctx.stream, **record)
         ctx.progress.log(f"run {writer.run_dir}  ({ctx.stream.name}: {ctx.stream.num_steps} steps, "
                          f"{len(ctx.stream.vocabulary)} classes; method {cfg.method.name})")
         return writer, 0
@@ -168,10 +164,10 @@ def _open_writer(cfg: DictConfig, ctx: RunContext, run_dir: Path | None, source:
     try:  # before the manifest says `running` again: a broken folder is reported once, then passed over
         checkpoint = load_checkpoint(run_dir)
     except UserError as exc:
-        mark_unresumable(run_dir, str(exc))
+        RunWriter.mark_unresumable(run_dir, str(exc))
         raise UserError(f"resume: {exc}; that run is now marked failed and resume=auto passes over "
                         "it, so the same command starts fresh (delete the folder if you no longer need it)") from None
-    writer = RunWriter.reopen(run_dir, cfg, ctx.stream, source)
+    writer = RunWriter.reopen(run_dir, cfg, ctx.stream, **record)
     if checkpoint is None:
         ctx.progress.log(f"resume {run_dir}: no step completed yet, starting at step 0")
         return writer, 0
@@ -194,7 +190,7 @@ def run_stream(cfg: DictConfig) -> Path:
     """Run one method over one stream; returns the run folder. Under torchrun only rank 0 writes it.
     Every run folder ends in a state: `complete`, or `failed` / `interrupted` with a one-line reason in the
     manifest (the steps written before stay, and `resume=` continues after them). SIGTERM and SIGHUP
-    interrupt it like Ctrl-C (benchmark.run_state)."""
+    interrupt it like Ctrl-C (benchmark.run.state)."""
     with interrupt_on_signals():
         ctx = prepare_run(cfg)
         try:
@@ -237,11 +233,10 @@ def _run_steps(cfg: DictConfig, ctx: RunContext, writer: RunWriter | None, run_d
                          f"learn {learn_seconds:.1f}s  eval {eval_seconds:.1f}s  memory {record['memory_bytes'] / 1e6:.2f} MB")
     if writer is None:
         return run_dir
-    writer.manifest["passes"] = encoder_passes(ctx, first_step)
-    writer.manifest["data"] = data_record(ctx, run_dir)
+    passes, data = encoder_passes(ctx, first_step), data_record(ctx, run_dir)
     for dataset in (ctx.train, ctx.val):
         if hasattr(dataset, "summary"):  # data.on_error=skip: say what was left out (rank 0's shard under torchrun)
             ctx.progress.log(dataset.summary())
-    summary = writer.finish()
+    summary = writer.finish(passes, data)
     ctx.progress.log(writer.format_summary(summary))
     return run_dir

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
-from benchmark.checkpoint import rng_states, set_rng_states
+from benchmark.run.checkpoint import rng_states, set_rng_states
 from benchmark.data.types import ImageInput
 from benchmark.errors import UserError
 from benchmark.evaluation.scoring import score_validation
@@ -150,7 +150,8 @@ class StreamEvaluator:
         """A complete run folder `results_dir/<stream>/<method>/<run-id>/` the leaderboard reads, as `covseg run`
         writes one; its manifest says `"loop": "external"`. `source_files`: the code of the loop (recorded with
         their sha256 as the method's source; default: the script that is running)."""
-        from benchmark.reporting.results import RunWriter, source_record, torch_environment
+        from benchmark.provenance import source_record
+        from benchmark.run.writer import RunWriter
 
         self.results()  # every step evaluated
         config = copy.deepcopy(self.config)
@@ -160,32 +161,31 @@ class StreamEvaluator:
             main = getattr(sys.modules.get("__main__"), "__file__", None)
             source_files = [main] if main else []
         source = source_record([Path(f).resolve() for f in source_files], False, "__main__", "external loop")
-        writer = RunWriter.create(config, self.stream.definition, source)
+        protocol, data = self._manifest_records()
+        writer = RunWriter.create(config, self.stream.definition, source, protocol=protocol, plugins=[],
+                                  execution={"isolate": False, "sandbox": False}, loop="external")
         try:
             if self._initial is not None:
                 writer.write_initial(*self._initial)
             for t, (stats, record) in enumerate(zip(self._steps, self._records)):
                 writer.write_step(t, stats, record["learn_seconds"], record["eval_seconds"], record["memory_bytes"],
                                   record["trainable_parameters"])
-            writer.manifest.update(self._manifest_extras(), environment=torch_environment(),
-                                   threads=torch.get_num_threads())
-            writer.finish()
+            writer.finish(data=data)
         except BaseException as exc:
             writer.mark_ended(exc)
             raise
         return writer.run_dir
 
-    def _manifest_extras(self) -> dict:
-        """What `covseg run` adds to the manifest: the protocol record (marked as an external loop), the
+    def _manifest_records(self) -> tuple[dict, dict]:
+        """What `covseg run` records in the manifest: the protocol (what the loop was allowed to see) and the
         validation images scored (their count and digest: the leaderboard pairs runs over the same set)."""
         scored = [str(i) for i in self._steps[-1]["image_ids"]]
         expected = [self.stream.val_split.image_id(i) for i in range(self.validation_count)]
         kept = set(scored)
         protocol = {"ground_truth_access": None, "vocabulary": self.config.eval.vocabulary,
-                    "preset": self.stream.protocol.describe(self.config.stream), "isolate": False, "sandbox": False,
-                    "loop": "external"}
+                    "preset": self.stream.protocol.describe(self.config.stream), "loop": "external"}
         data = {"on_error": self.config.data.on_error, "validation_images": len(scored),
                 "validation_digest": hashlib.sha256("\n".join(scored).encode()).hexdigest()[:16],
                 "skipped": {"val": [i for i in expected if i not in kept],
                             "train": sorted(getattr(self.stream.train_split, "skipped", {}))}}
-        return {"loop": "external", "world_size": 1, "plugins": [], "protocol": protocol, "data": data}
+        return protocol, data

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from benchmark.data.types import SegmentationDataset, Vocabulary
-from benchmark.reporting.progress import Progress
+from benchmark.progress import Progress
 from benchmark.runner import validation_count
 from streams.library import open_stream_data
 

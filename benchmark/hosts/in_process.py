@@ -1,7 +1,7 @@
 """`InProcessHost`: the method in this process, called directly (isolate=false, and inside a method's worker)."""
 from __future__ import annotations
 
-from benchmark.checkpoint import rng_states, set_rng_states
+from benchmark.run.checkpoint import rng_states, set_rng_states
 from benchmark.data.types import ImageInput, Vocabulary
 from benchmark.method import ContinualMethod, SegmentationOutput, StepData
 from benchmark.models.counters import encoder_counters
