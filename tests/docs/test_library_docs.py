@@ -35,6 +35,6 @@ def test_example_runs(name, demo_root, tmp_path):
     runs, skipped = read_runs(tmp_path / "results")
     assert skipped == [] and len(runs) == 1
     run = runs[0]
-    assert run.manifest["loop"] == "external" and run.summary["num_steps"] == 4
-    assert list(run.manifest["method_source"]["files"]) == [script.resolve().as_posix()]  # the loop's own code
+    assert run.manifest.loop == "external" and run.summary["num_steps"] == 4
+    assert list(run.manifest.method_source["files"]) == [script.resolve().as_posix()]  # the loop's own code
     assert str(run.path.relative_to(tmp_path)) in done.stdout

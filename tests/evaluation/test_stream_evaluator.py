@@ -98,9 +98,9 @@ def test_written_run_is_read_by_the_leaderboard(cli_run, driven, tmp_path):
     runs, skipped = read_runs(tmp_path)
     assert skipped == [] and [r.path for r in runs] == [run_dir]
     run = runs[0]
-    assert run.manifest["loop"] == "external" and run.manifest["protocol"]["loop"] == "external"
+    assert run.manifest.loop == "external" and run.manifest.protocol["loop"] == "external"
     assert "[external loop]" in run.variant()
-    assert run.manifest["stream_hash"] == cli_manifest["stream_hash"]
+    assert run.manifest.stream_hash == cli_manifest["stream_hash"]
     assert run.validation_set == (cli_manifest["data"]["validation_digest"], cli_manifest["data"]["validation_images"])
     _close(run.summary["matrices"], summary["matrices"])
     assert run.summary["method"] == "my-loop" and run.config["method"] == {"name": "my-loop"}
