@@ -1,7 +1,8 @@
 """Where methods come from, and which code outside the repository a run imported.
 
 `load_methods()` imports every module that registers a method, so each `@register_method` runs before the
-registry is read:
+registry is read (`load_foreign()` imports the foreign ones only, for the stream metrics and report formats they
+may register):
 - the project's own: every module under baselines/ and methods/ (a new method is one module dropped into
   methods/ plus its YAML in configs/method/: nothing to edit here);
 - installed packages: each entry point of the group `covseg_bench.plugins` names a module to import (in the
@@ -11,14 +12,13 @@ registry is read:
   those named after it, else those whose configs/ hold its YAML): a built-in run imports none;
 - a folder of one's own: every folder of $COVSEG_PATH (os.pathsep-separated) is put on sys.path and each of
   its top-level `*.py` modules imported, whatever the method (the user put it there for the run).
-The last two are foreign code: `code_records(foreign_module_files(method))` lists every module of theirs that a
+The last two are foreign code: `benchmark.provenance.plugin_records(method)` lists every module of theirs that a
 run of `method` imports (module, path, sha256) for the manifest, and under `isolate=true` only the method's
 worker process imports them (the parent calls `load_methods(method, foreign=False)`); `plugin_config_folders`
 finds the `configs/` folders of all of them without importing anything (Hydra's search path).
 """
 from __future__ import annotations
 
-import hashlib
 import importlib
 import importlib.util
 import os
@@ -124,17 +124,11 @@ def foreign_module_files(method: str | None, imported: bool = True) -> dict[str,
     return files
 
 
-def code_records(files: dict[str, Path]) -> list[dict]:
-    """The manifest's `plugins`: [{module, path, sha256}] of {module: file}, by module name."""
-    return [{"module": name, "path": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
-            for name, path in sorted(files.items()) if path.is_file()]
-
-
 def _import(name: str, where: str) -> None:
     try:
         importlib.import_module(name)
     except ImportError as exc:
-        raise UserError(f"cannot import the method plugin '{name}' ({where}): {exc}") from None
+        raise UserError(f"cannot import the plugin module '{name}' ({where}): {exc}") from None
 
 
 def load_methods(method: str | None = None, foreign: bool = True) -> None:
@@ -147,8 +141,14 @@ def load_methods(method: str | None = None, foreign: bool = True) -> None:
     for package in (baselines, methods):
         for module in pkgutil.walk_packages(package.__path__, prefix=package.__name__ + "."):
             importlib.import_module(module.name)
-    if not foreign:
-        return
+    if foreign:
+        load_foreign(method)
+
+
+def load_foreign(method: str | None = None) -> None:
+    """Import the foreign modules: the entry points a run of `method` imports (`method_entry_points`: every one
+    for None) and every top-level module of the $COVSEG_PATH folders (they may register methods, stream metrics
+    and report formats)."""
     for entry_point in method_entry_points(method):
         _import(_module(entry_point), f"entry point {entry_point.name} of group {PLUGIN_GROUP}")
     for folder in plugin_folders():

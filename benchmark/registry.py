@@ -1,4 +1,4 @@
-"""One generic registry, one instance per concept (methods, streams, models).
+"""One generic registry, one instance per concept (methods, streams, models, stream metrics, report formats).
 
 Modelled on lm-evaluation-harness' registry: typed entries, duplicate names refused, near matches
 suggested on a failed lookup. No parent chains: a name maps to exactly one entry.
@@ -62,6 +62,10 @@ class Registry(Generic[T]):
     def names(self, filter: str | None = None) -> list[str]:
         """Registered names, sorted; `filter` keeps names containing it (timm's list_models style)."""
         return sorted(n for n in self._entries if filter is None or filter in n)
+
+    def entries(self) -> list[T]:
+        """The entries in the order they were registered (where order is meaningful: columns, summary keys)."""
+        return list(self._entries.values())
 
     def __contains__(self, name: str) -> bool:
         return name in self._entries

@@ -28,11 +28,12 @@ recorded), `superseded`,
     group "seen"     metric miou | pq     score on S_t after step t (percent)
     group "previous" metric miou          score on S_{t-1} after step t (t >= 1); "last": on C_t after step t
     group "C<j>"     metric miou | pq     R[t][j]: score on the classes of step j after step t (-1: initial)
-    group "stream"   metric miou.final, miou.forgetting_max, pq.bwt, ...   stream metrics, at the last step
+    group "stream"   metric miou.final, pq.bwt, ...   every registered stream metric, at the last step
     group "cost"     metric memory_bytes | learn_seconds | eval_seconds      per step
 
-Only complete runs are read (the leaderboard lists the others). Runs are read by benchmark.reporting.runs, as
-the leaderboard reads them.
+Only complete runs are read (the leaderboard lists the others). Runs are read by benchmark.leaderboard.runs, as
+the leaderboard reads them; every registered stream metric (benchmark.evaluation.stream_metrics) a run's
+summary.json holds is a `stream` row.
 """
 from __future__ import annotations
 
@@ -40,7 +41,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmark.reporting.runs import COLUMNS, deduplicate, read_runs, run_records
+from benchmark.leaderboard.records import COLUMNS, run_records
+from benchmark.leaderboard.runs import deduplicate, read_runs
 
 
 def load(results_dir: str | Path, stream: str | None = None, superseded: bool = False) -> pd.DataFrame:

@@ -4,13 +4,21 @@ import pytest
 
 from benchmark.evaluation.stream_metrics import (backward_transfer, excess_forgetting, forgetting_first,
                                                  forgetting_max, forward_transfer, forward_transfer_gem, learning_gain,
-                                                 panoptic_stream_results, semantic_stream_results, stream_summary)
+                                                 panoptic_stream_results, semantic_stream_results, StreamScores,
+                                                 stream_metric_values)
 
 nan = float("nan")
 # R[t][j], T = 2; the upper triangle exists only for an open-vocabulary run with the full vocabulary
 R_SEEN = np.array([[60.0, nan, nan], [62.0, 70.0, nan], [40.0, 65.0, 80.0]])
 R_OPEN = np.array([[60.0, 30.0, 10.0], [62.0, 70.0, 20.0], [40.0, 65.0, 80.0]])
 INITIAL = np.array([50.0, 25.0, 12.0])  # R[-1][j]: the untouched method, every class, before step 0
+
+
+def stream_summary(R: np.ndarray, seen: list[float], initial: np.ndarray | None = None) -> dict[str, float]:
+    """The registered stream metrics of R and the seen scores (no per-class scores: class-set metrics NaN)."""
+    groups = R.shape[1]
+    return stream_metric_values(StreamScores(R, initial, seen, np.zeros(groups), np.zeros(groups, dtype=bool),
+                                             [[j] for j in range(groups)]))
 
 
 def test_forgetting_and_transfer_golden():

@@ -6,7 +6,7 @@ import json
 import pytest
 from test_reporting_leaderboard import KNN_DEFAULTS, make_run, read_csv
 
-from benchmark.reporting.leaderboard import main
+from benchmark.leaderboard.command import main
 
 
 def _data(digest: str, images: int) -> dict:

@@ -11,8 +11,8 @@ import yaml
 from benchmark.__main__ import main as benchmark_main
 from benchmark.config import CONFIG_DIR
 from benchmark.errors import UserError
-from benchmark.reporting.leaderboard import main
-from benchmark.reporting.tables import human_bytes
+from benchmark.leaderboard.command import main
+from benchmark.leaderboard.table import human_bytes
 
 KNN_DEFAULTS = yaml.safe_load((CONFIG_DIR / "method" / "knnclip.yaml").read_text())
 

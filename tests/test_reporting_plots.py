@@ -8,8 +8,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import to_hex, to_rgba_array
 from PIL import Image
 
-from benchmark.reporting.leaderboard import main as leaderboard_main
-from benchmark.reporting.plots import class_iou_changes, forgetting_figure, matrix_figure
+from benchmark.leaderboard.command import main as leaderboard_main
+from benchmark.run.plots import class_iou_changes, forgetting_figure, matrix_figure
 from test_reporting_leaderboard import KNN_DEFAULTS, make_run
 
 
@@ -106,9 +106,9 @@ def test_twenty_variants_fit_the_canvas_with_one_style_each(tmp_path):
     """The issue's 12-variant leaderboard cut legends and titles at the edges and repeated colours: with 20
     variants every legend, title, caption and label lies within each figure, and each variant keeps one
     (colour, marker) pair, distinct from every other, in every figure."""
-    from benchmark.reporting.leaderboard_figures import leaderboard_styles, table_figures
-    from benchmark.reporting.runs import read_runs
-    from benchmark.reporting.statistics import stream_tables
+    from benchmark.leaderboard.figures import leaderboard_styles, table_figures
+    from benchmark.leaderboard.runs import read_runs
+    from benchmark.leaderboard.statistics import stream_tables
 
     root = tmp_path / "results"
     for i, method in enumerate(_variants(20)):

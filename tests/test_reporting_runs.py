@@ -1,4 +1,4 @@
-"""Reading runs (benchmark.reporting.runs): benchmark.results.load agrees with the leaderboard, superseded
+"""Reading runs (benchmark.leaderboard.runs): benchmark.results.load agrees with the leaderboard, superseded
 repeats are flagged and left out, variant labels are short."""
 import csv
 
@@ -7,8 +7,8 @@ import pytest
 import yaml
 
 import benchmark.results
-from benchmark.reporting.leaderboard import main
-from benchmark.reporting.runs import compact_label
+from benchmark.leaderboard.command import main
+from benchmark.leaderboard.runs import compact_label
 from test_reporting_leaderboard import KNN_DEFAULTS, make_run
 
 
@@ -83,7 +83,7 @@ def test_name_and_tags_are_run_options_that_label_without_changing_the_row():
     from omegaconf import OmegaConf
 
     from benchmark.config import load_config
-    from benchmark.reporting.runs import config_identity
+    from benchmark.leaderboard.runs import config_identity
 
     named = OmegaConf.to_container(load_config(["name=kNN k32", "tags=[sweep,k]"]), resolve=True)
     plain = OmegaConf.to_container(load_config([]), resolve=True)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.reporting.leaderboard import main
+from benchmark.leaderboard.command import main
 from test_reporting_leaderboard import KNN_DEFAULTS, make_run
 
 VOID = {"meta", "img", "br", "hr", "input", "link"}
@@ -87,11 +87,12 @@ def test_latex_compiles_with_booktabs(results, tmp_path):
     assert result.returncode == 0, result.stdout[-2000:]
 
 
-def test_latex_format_is_checked(results):
+def test_format_is_checked(results):
     from benchmark.errors import UserError
 
-    with pytest.raises(UserError, match="format=html is not one of: text, latex"):
-        main([f"results_dir={results}", "--format=html"])
+    with pytest.raises(UserError, match="format=latx is not a report format .did you mean: latex..; registered: csv, "
+                                        "html, latex, markdown, terminal"):
+        main([f"results_dir={results}", "--format=latx"])
 
 
 class Checker(HTMLParser):

@@ -59,7 +59,7 @@ def test_class_scores_csv_gives_the_final_miou(two_methods):
 
 
 def test_leaderboard_interval_and_paired_difference(two_methods):
-    from benchmark.reporting.leaderboard import main
+    from benchmark.leaderboard.command import main
 
     results, summaries = two_methods
     assert main([f"results_dir={results}", "bootstrap=200"]) == 0
@@ -81,7 +81,7 @@ def test_leaderboard_interval_and_paired_difference(two_methods):
 
 def test_class_scores_csv_is_nan_for_classes_without_ground_truth(tmp_path):
     """A learned class predicted but absent from validation has no IoU (NaN), not 0; a present one keeps its IoU."""
-    from benchmark.reporting.summary import write_class_scores
+    from benchmark.evaluation.summary import write_class_scores
 
     (tmp_path / "stats").mkdir()
     confusion = np.zeros((3, 3), np.int64)  # rows: ground truth, columns: prediction

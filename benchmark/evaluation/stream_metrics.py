@@ -31,13 +31,23 @@ are NaN otherwise. T denotes the last step index; S_t = C_0 ∪ … ∪ C_t.
   on ADE 100-50; PLOP's average_csv.py:21-32 averages the classes of step 0 and the later ones). ECLIPSE's
   evaluator names previous / last mIoU_old / mIoU_new (continual/evaluation/continual_evaluation.py:155-158).
 
+Every metric above but forward_transfer_gem and excess forgetting is an entry of STREAM_METRICS, in this order:
+`register_stream_metric(name, fn, *, higher_is_better, label)` with `fn(matrix, initial) -> float` adds one,
+and it flows by itself into summary.json (`metrics.<score>.<name>`), `benchmark.results.load` and the
+leaderboard's tables (Markdown, CSV, HTML, LaTeX, terminal). A module on COVSEG_PATH may register one.
+
 A "score on a set of classes" is always the mean of the per-class scores of the classes in the set that are
 scored at that step (semantic: IoU over classes with ground truth, or the legacy rule; panoptic: PQ over
 classes with TP + FP + FN > 0).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Callable
+
 import numpy as np
+
+from benchmark.registry import Registry
 
 
 def _nanmean(values: list[float]) -> float:
@@ -91,42 +101,105 @@ def excess_forgetting(R: np.ndarray, R_zero_shot: np.ndarray) -> float:
     return forgetting_max(np.asarray(R, dtype=np.float64)) - forgetting_max(np.asarray(R_zero_shot, dtype=np.float64))
 
 
-def stream_summary(R: np.ndarray, seen_scores: list[float], split_scores: dict[str, float] | None = None,
-                   initial: np.ndarray | None = None) -> dict[str, float]:
-    """`seen_scores[t]` is the score on S_t after step t (its last entry is `final`); `split_scores` holds
-    previous / last / base / novel / old / new when the caller has the per-class scores (see `split_scores`);
-    `initial` is the initial row R[-1] (None when the run has no initial evaluation)."""
-    R = np.asarray(R, dtype=np.float64)
-    summary = {
-        "final": float(seen_scores[-1]),
-        "avg_incremental": _nanmean(list(seen_scores)),
-        "forgetting_max": forgetting_max(R),
-        "forgetting_first": forgetting_first(R),
-        "bwt": backward_transfer(R),
-        "forward_transfer": forward_transfer(R, initial),
-        "learning_gain": _nanmean(learning_gain(R, initial)),
-    }
-    summary.update(split_scores or {})
-    return summary
+@dataclass(frozen=True)
+class StreamScores:
+    """What a stream metric is computed from, for one score (mIoU or PQ), in percent."""
+
+    matrix: np.ndarray  # R[t][j], (steps, step groups)
+    initial: np.ndarray | None  # R[-1][j], (step groups,); None without the initial evaluation
+    seen: list[float]  # score on S_t after step t
+    last_scores: np.ndarray  # (K,) per-class scores after the last evaluated step
+    last_scored: np.ndarray  # (K,) which classes count there
+    step_classes: list[list[int]]  # C_j of the evaluated steps; the last one is taken as step T
+
+    def class_mean(self, steps: list[list[int]]) -> float:
+        """The last step's score on the union of `steps`' classes."""
+        chosen = [c for classes in steps for c in classes if self.last_scored[c]]
+        return float(np.mean(self.last_scores[chosen])) if chosen else float("nan")
+
+
+@dataclass(frozen=True)
+class StreamMetric:
+    """One registered stream metric: summary.json's `metrics.<score>.<name>`, a leaderboard column."""
+
+    name: str
+    compute: Callable[[StreamScores], float]
+    higher_is_better: bool
+    label: str  # column title; `{score}` in it becomes mIoU or PQ
+    scores: tuple[str, ...] = ("miou",)  # the scores whose value gets a leaderboard column; (): summary only
+    needs_initial: bool = False  # leaderboard rows average it over the runs with the initial evaluation
+    versus_zero_shot: str | None = None  # also a column `<this name>`: the value minus the paired zero-shot run's
+    description: str | None = None  # what it is, in LEADERBOARD.md's legend (`label = description`)
+    figure: str | None = None  # also a bar chart per variant, with this axis text
+
+
+SCORE_LABELS = {"miou": "mIoU", "pq": "PQ"}
+STREAM_METRICS: Registry[StreamMetric] = Registry("stream metric")
+
+
+def register_stream_metric(name: str, fn: Callable[[np.ndarray, np.ndarray | None], float], *,
+                           higher_is_better: bool, label: str, scores: tuple[str, ...] = ("miou",),
+                           needs_initial: bool = False, versus_zero_shot: str | None = None,
+                           description: str | None = None, figure: str | None = None) -> StreamMetric:
+    """Register `fn(matrix, initial) -> float` (R[t][j] in percent, the initial row R[-1] or None) under `name`:
+    every run's summary.json gets `metrics.<score>.<name>` and the leaderboard a column titled `label`. The other
+    keywords are StreamMetric's fields."""
+    return register_stream_score(name, lambda stream: fn(stream.matrix, stream.initial),
+                                 higher_is_better=higher_is_better, label=label, scores=scores,
+                                 needs_initial=needs_initial, versus_zero_shot=versus_zero_shot,
+                                 description=description, figure=figure)
+
+
+def register_stream_score(name: str, compute: Callable[[StreamScores], float], *, higher_is_better: bool,
+                          label: str, **fields) -> StreamMetric:
+    """Register a metric that needs more than R, `compute(StreamScores) -> float` (e.g. per-class scores);
+    `fields`: the other StreamMetric fields, as register_stream_metric takes them."""
+    return STREAM_METRICS.register(name, StreamMetric(name, compute, higher_is_better, label, **fields))
+
+
+def stream_metrics() -> list[StreamMetric]:
+    """Every registered stream metric, in registration order (the order of summary.json and of the columns)."""
+    return STREAM_METRICS.entries()
+
+
+def stream_metric_values(scores: StreamScores) -> dict[str, float]:
+    """{name: value} of every registered stream metric."""
+    return {metric.name: float(metric.compute(scores)) for metric in stream_metrics()}
+
+
+def _flatten(steps: list[list[int]]) -> list[int]:
+    return [c for classes in steps for c in classes]
+
+
+register_stream_score("final", lambda s: float(s.seen[-1]), higher_is_better=True, label="final {score}",
+                      scores=("miou", "pq"))
+register_stream_score("avg_incremental", lambda s: _nanmean(list(s.seen)), higher_is_better=True,
+                      label="avg inc. {score}")
+register_stream_metric("forgetting_max", lambda R, _: forgetting_max(R), higher_is_better=False, label="forgetting",
+                       versus_zero_shot="excess_forgetting", description="forgetting_max (Chaudhry)",
+                       figure="forgetting (max, Chaudhry): mIoU points lost\non earlier steps' classes")
+register_stream_metric("forgetting_first", lambda R, _: forgetting_first(R), higher_is_better=False,
+                       label="forgetting (first)", scores=())
+register_stream_metric("bwt", lambda R, _: backward_transfer(R), higher_is_better=True, label="BWT",
+                       description="backward transfer")
+register_stream_metric("forward_transfer", forward_transfer, higher_is_better=True, label="FWT", needs_initial=True)
+register_stream_metric("learning_gain", lambda R, initial: _nanmean(learning_gain(R, initial)),
+                       higher_is_better=True, label="learning gain", needs_initial=True)
+# after the last step T: MiB / PLOP's old / new (= base / novel), previous (S_{T-1}), last (C_T)
+register_stream_score("old", lambda s: s.class_mean(s.step_classes[:1]), higher_is_better=True, label="old")
+register_stream_score("new", lambda s: s.class_mean(s.step_classes[1:]), higher_is_better=True, label="new")
+register_stream_score("previous", lambda s: s.class_mean(s.step_classes[:-1]), higher_is_better=True,
+                      label="previous")
+register_stream_score("last", lambda s: s.class_mean(s.step_classes[-1:]), higher_is_better=True, label="last")
+register_stream_score("base", lambda s: s.class_mean(s.step_classes[:1]), higher_is_better=True, label="base",
+                      scores=())
+register_stream_score("novel", lambda s: s.class_mean(s.step_classes[1:]), higher_is_better=True, label="novel",
+                      scores=())
 
 
 def _class_mean(scores: np.ndarray, scored: np.ndarray, classes: list[int]) -> float:
     chosen = [c for c in classes if scored[c]]
     return float(np.mean(scores[chosen])) if chosen else float("nan")
-
-
-def split_scores(scores: np.ndarray, scored: np.ndarray, step_classes: list[list[int]]) -> dict[str, float]:
-    """previous (S_{T-1}), last (C_T), base (C_0), novel (C_1 ∪ … ∪ C_T) and MiB / PLOP's old / new (= base /
-    novel) from the last step's per-class scores."""
-    T = len(step_classes) - 1
-    flatten = lambda steps: [c for classes in steps for c in classes]  # noqa: E731
-    base = _class_mean(scores, scored, step_classes[0])
-    novel = _class_mean(scores, scored, flatten(step_classes[1:]))
-    return {
-        "previous": _class_mean(scores, scored, flatten(step_classes[:T])),
-        "last": _class_mean(scores, scored, step_classes[T]),
-        "base": base, "novel": novel, "old": base, "new": novel,
-    }
 
 
 def _row(scores: np.ndarray, scored: np.ndarray, step_classes: list[list[int]]) -> np.ndarray:
@@ -147,13 +220,12 @@ def stream_results(class_scores: list[np.ndarray], scored: list[np.ndarray], ste
     R = np.array([_row(scores, counted, step_classes) for scores, counted in zip(class_scores, scored)])
     seen_scores = []
     for t, (scores, counted) in enumerate(zip(class_scores, scored)):
-        seen = [c for classes in step_classes[: t + 1] for c in classes]
-        seen_scores.append(_class_mean(scores, counted, seen))
-    splits = split_scores(class_scores[-1], scored[-1], step_classes[: len(class_scores)])
+        seen_scores.append(_class_mean(scores, counted, _flatten(step_classes[: t + 1])))
     initial_row = _row(*initial, step_classes) if initial is not None else None
-    summary = stream_summary(R, seen_scores, splits, initial_row)
+    summary = stream_metric_values(StreamScores(R, initial_row, seen_scores, class_scores[-1], scored[-1],
+                                                step_classes[: len(class_scores)]))
     if initial is not None:
-        summary["initial"] = _class_mean(*initial, [c for classes in step_classes for c in classes])
+        summary["initial"] = _class_mean(*initial, _flatten(step_classes))
     return {"matrix": R, "initial": initial_row, "learning_gain": learning_gain(R, initial_row), "seen": seen_scores,
             "summary": summary}
 
