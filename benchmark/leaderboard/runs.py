@@ -146,6 +146,7 @@ class Run:
         return (label + (f" [eval {', '.join(eval_changed)}]" if eval_changed else "")
                 + (f" [protocol {self.protocol}]" if self.protocol != "covseg" else "")
                 + (f" [ground truth: {access}]" if access else "") + (" [isolated]" if self.isolated else "")
+                + (" [public draw]" if self.manifest.public_draw else "")
                 + (" [external loop]" if self.manifest.loop == "external" else ""))  # StreamEvaluator
 
     def model_label(self) -> str:
