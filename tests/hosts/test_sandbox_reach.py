@@ -42,3 +42,21 @@ def test_a_sandboxed_worker_reaches_neither_proc_nor_the_current_directory_nor_t
     monkeypatch.setattr(sys, "path", [str(here), *sys.path])  # as `python -m benchmark` run from here has it
     run_demo("method=cheat_reach", "isolate=true", "sandbox=true", f"model.cache_dir={shared}", *TINY)
     assert not shared.exists() or not any(path.is_file() for path in shared.rglob("*"))
+
+
+@pytest.mark.slow  # ~30 s: a run through the CLI, so that Hydra scans the plugins afresh
+def test_a_hydra_plugin_that_loads_in_the_parent_is_recorded_as_foreign_code(demo_root, tmp_path):
+    import json
+    import subprocess
+
+    plugin = tmp_path / "path" / "hydra_plugins" / "patching.py"
+    plugin.parent.mkdir(parents=True)
+    plugin.write_text("from benchmark.evaluation import semantic  # would patch the evaluator in the parent\n")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(tmp_path / "path")}
+    done = subprocess.run([sys.executable, "-m", "benchmark", "run", "method=zeroshot", "isolate=true", *TINY,
+                           f"data.root={demo_root}", f"results_dir={tmp_path / 'results'}", "quiet=true"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    [manifest] = (tmp_path / "results").rglob("manifest.json")
+    plugins = {record["module"] for record in json.loads(manifest.read_text())["plugins"]}
+    assert "hydra_plugins.patching" in plugins
