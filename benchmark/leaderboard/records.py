@@ -25,7 +25,7 @@ def higher_is_better(metric: str) -> bool:
 
 def run_records(run: Run, results_dir: Path | None = None, superseded: bool = False) -> list[dict]:
     """The rows of one complete run (see benchmark/results.py); `superseded`: a later run repeats it."""
-    summary, manifest = run.summary, run.manifest.to_dict()
+    summary, manifest = run.summary, run.manifest
     num_steps = summary.get("num_steps") or len(summary.get("memory_bytes") or [])
     base = {"run": run.path.relative_to(results_dir).as_posix() if results_dir else run.path.as_posix(),
             "run_id": run.path.name, "stream": manifest.stream, "stream_version": manifest.stream_version,
