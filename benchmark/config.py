@@ -147,6 +147,7 @@ class RunConfig:
     threads: Optional[int] = None  # torch CPU threads per process; None: $OMP_NUM_THREADS, else usable cores / local ranks
     isolate: bool = False  # the method (and all plugin code) in a worker process: no labels, no data paths
     sandbox: bool = False  # with isolate=true: Linux Landlock confines the worker's file access
+    isolate_timeout_s: float = 1800.0  # isolate=true: seconds the parent waits for each message of the worker
 
 
 def register_schema() -> None:
@@ -350,6 +351,8 @@ def _check_choices(cfg: DictConfig) -> None:
     warn_unpublished_order(cfg.stream)
     if cfg.sandbox and not cfg.isolate:
         raise UserError("sandbox=true confines the method's worker process: set isolate=true as well")
+    if not cfg.isolate_timeout_s > 0:
+        raise UserError(f"isolate_timeout_s must be a positive number of seconds, got {cfg.isolate_timeout_s}")
     if cfg.threads is not None and cfg.threads <= 0:
         raise UserError(f"threads must be positive (or null: automatic), got {cfg.threads}")
     for key in ("stream.num_steps", "eval.max_images"):  # 0 would mean "unset" to a truth test, or no images

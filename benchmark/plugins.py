@@ -93,6 +93,10 @@ def foreign_roots(method: str | None) -> list[Path]:
 def is_under(path: Path, roots: list[Path]) -> bool:
     return any(path == root or root in path.parents for root in roots)
 
+# the Hydra plugins the harness itself uses (hydra/launcher=joblib, the submitit launchers)
+HARNESS_HYDRA_PLUGINS = ("hydra_plugins.hydra_joblib_launcher", "hydra_plugins.hydra_submitit_launcher")
+
+
 
 def foreign_module_files(method: str | None, imported: bool = True) -> dict[str, Path]:
     """{module name: file} of the foreign code a run of `method` imports: the top-level modules of the
@@ -121,6 +125,19 @@ def foreign_module_files(method: str | None, imported: bool = True) -> dict[str,
             origin = getattr(module, "__file__", None)
             if origin and is_under(Path(origin).resolve(), roots):
                 files[name] = Path(origin).resolve()
+    files.update(foreign_hydra_plugins())
+    return files
+
+
+def foreign_hydra_plugins() -> dict[str, Path]:
+    """The `hydra_plugins.*` modules this process imported (Hydra imports every one on sys.path when it
+    starts) other than the launchers the harness uses: foreign code that ran in the parent."""
+    files = {}
+    for name, module in list(sys.modules.items()):
+        top = ".".join(name.split(".")[:2])
+        origin = getattr(module, "__file__", None)
+        if name.startswith("hydra_plugins.") and top not in HARNESS_HYDRA_PLUGINS and origin:
+            files[name] = Path(origin).resolve()
     return files
 
 

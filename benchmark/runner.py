@@ -15,6 +15,7 @@ import torch
 from omegaconf import DictConfig
 
 from benchmark import distributed
+from benchmark.data.demo import public_draw
 from benchmark.data.types import SegmentationDataset, Vocabulary
 from benchmark.errors import UserError
 from benchmark.evaluation.scoring import score_validation
@@ -102,11 +103,14 @@ def evaluate_step(ctx: RunContext, vocab: Vocabulary, step: int) -> dict[str, np
 def data_record(ctx: RunContext, run_dir: Path) -> dict:
     """The manifest's `data`: the validation images the last step was scored on (count and a digest of their
     ids: the leaderboard never averages or pairs runs over different validation sets) and the images left out
-    by data.on_error=skip (validation: exact; training: those rank 0 met)."""
+    by data.on_error=skip (validation: exact; training: those rank 0 met), and whether the images are the
+    demo's public draw."""
     scored = [str(i) for i in np.load(run_dir / "stats" / f"step_{ctx.stream.num_steps - 1:03d}.npz")["image_ids"]]
     expected = [ctx.val.image_id(i) for i in range(validation_count(ctx.cfg, ctx.val))]
     kept = set(scored)
     return {"on_error": ctx.cfg.data.on_error, "validation_images": len(scored),
+            # the public demo draw (secret 0): any method can regenerate its labels, so it ranks nothing
+            "public_draw": public_draw(getattr(ctx.val, "image_dir", None)),
             "validation_digest": hashlib.sha256("\n".join(scored).encode()).hexdigest()[:16],
             "skipped": {"val": [i for i in expected if i not in kept],
                         "train": sorted(getattr(ctx.train, "skipped", {}))}}

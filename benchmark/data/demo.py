@@ -302,3 +302,15 @@ def demo_dataset(data_root: Path, split: str, panoptic: bool, seed: int = 0,
         return CocoPanopticFolder("demo_panoptic", split, root / "images" / split, root / f"panoptic_{split}.json",
                                   root / "panoptic" / split, vocab, demo_coco_ids())
     return SemSegFolder("demo", split, root / "images" / split, root / "annotations" / split, vocab)
+
+
+def public_draw(image_dir: Path | None) -> bool:
+    """Whether `image_dir` (a dataset split's image folder) belongs to a demo copy drawn with secret 0, the
+    public draw any method can regenerate (its DONE.json two levels up says so)."""
+    if image_dir is None:
+        return False
+    marker = Path(image_dir).parent.parent / "DONE.json"
+    try:
+        return marker.is_file() and json.loads(marker.read_text()).get("secret") == 0
+    except (OSError, ValueError, AttributeError):
+        return False

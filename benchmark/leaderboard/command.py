@@ -128,12 +128,14 @@ def select_runs(options: dict, results_dir: Path, digests: dict) -> tuple[list[R
         where = f" of stream '{stream}'{suggest(stream, streams)}" if stream else ""
         raise UserError(f"no complete run{where} under {results_dir} ({len(skipped)} incomplete); "
                         "run one with `python -m benchmark run method=NAME stream=NAME`")
-    not_isolated = [run for run in runs if not run.isolated] if options["isolated-only"] else []
+    # the public demo draw ranks nothing: any method can regenerate its labels
+    ranked = lambda run: run.isolated and not run.manifest.public_draw  # noqa: E731
+    not_isolated = [run for run in runs if not ranked(run)] if options["isolated-only"] else []
     if not_isolated:
-        runs = [run for run in runs if run.isolated]
+        runs = [run for run in runs if ranked(run)]
         if not runs:
             raise UserError(f"leaderboard --isolated-only: none of the {len(not_isolated)} complete run(s) under "
-                            f"{results_dir} ran with isolate=true")
+                            f"{results_dir} ran with isolate=true on a private draw")
     left_out = [(run, run.provenance(digests)) for run in runs] if options["strict"] else []
     left_out = [(run, issues) for run, issues in left_out if issues]
     if left_out:
@@ -205,7 +207,8 @@ def print_notes(board: Leaderboard, options: dict, not_isolated: list[Run], left
         print(f"{marked} run(s) marked for provenance (dirty tree, changed or unregistered source, foreign code "
               "or none recorded); --strict leaves them out")
     if options["isolated-only"]:
-        print(f"--isolated-only: left out {len(not_isolated)} run(s) that did not run with isolate=true")
+        print(f"--isolated-only: left out {len(not_isolated)} run(s) that did not run with isolate=true or ran on "
+              "the public demo draw")
     if options["strict"]:
         print(f"--strict: left out {len(left_out)} run(s) without clean provenance" + (":" if left_out else ""))
         for run, issues in left_out:

@@ -39,7 +39,7 @@ EVAL_KEYS = ("vocabulary", "miou_mode", "max_images")  # evaluation settings tha
 # where and how fast a run goes, never its numbers
 EXECUTION_KEYS = ("seed", "stream.order", "stream.order_seed", "run_id", "results_dir", "quiet", "debug", "resume",
                   "device", "threads", "logger", "data.root", "data.on_error", "model.batch_size", "model.cache_dir",
-                  "eval.batch_size", "eval.initial", "name", "tags")
+                  "eval.batch_size", "eval.initial", "name", "tags", "isolate_timeout_s")
 # config keys shown by a symbol in variant labels (`avalanche/EWC λ=1000`)
 LABEL_SYMBOLS = {"lambda": "λ", "ewc_lambda": "λ", "si_lambda": "λ", "alpha": "α", "tau": "τ"}
 
@@ -146,6 +146,7 @@ class Run:
         return (label + (f" [eval {', '.join(eval_changed)}]" if eval_changed else "")
                 + (f" [protocol {self.protocol}]" if self.protocol != "covseg" else "")
                 + (f" [ground truth: {access}]" if access else "") + (" [isolated]" if self.isolated else "")
+                + (" [public draw]" if self.manifest.public_draw else "")
                 + (" [external loop]" if self.manifest.loop == "external" else ""))  # StreamEvaluator
 
     def model_label(self) -> str:

@@ -102,6 +102,11 @@ class Manifest:
         return (self.execution or self.protocol or {}).get("sandbox") is True
 
     @property
+    def public_draw(self) -> bool:
+        """The run scored the demo's public draw (secret 0), whose labels any method can regenerate."""
+        return (self.data or {}).get("public_draw") is True
+
+    @property
     def ground_truth_access(self) -> str | None:
         """`protocol.ground_truth_access` (None: the sealed protocol, also for manifests without `protocol`)."""
         return (self.protocol or {}).get("ground_truth_access")

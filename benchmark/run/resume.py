@@ -16,7 +16,8 @@ from benchmark.run.manifest import MANIFEST_FILE, Manifest
 from benchmark.run.state import process_gone
 
 # keys that may differ between an interrupted run and its resumption
-RESUME_FREE_KEYS = ("run_id", "resume", "quiet", "debug", "results_dir", "device", "threads", "name", "tags")
+RESUME_FREE_KEYS = ("run_id", "resume", "quiet", "debug", "results_dir", "device", "threads", "name", "tags",
+                    "isolate_timeout_s")
 
 
 def config_differences(old: DictConfig, new: DictConfig) -> list[str]:

@@ -75,7 +75,7 @@ def test_worker_host_answers_as_the_in_process_host(config, images):
         assert source["module"] == type(local.method).__module__ and source["registered"] is True
     finally:
         worker.close()
-    assert worker.process.poll() is not None and not Path(worker.scratch).exists()
+    assert worker.process.poll() is not None and not worker.scratch.path.exists()
 
 
 def test_sandbox_needs_a_worker(config):

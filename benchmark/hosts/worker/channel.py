@@ -38,7 +38,10 @@ class Channel:
         self.connection.send_bytes(data)
         self.sent += len(data)
 
-    def recv(self) -> Any:
+    def recv(self, timeout: float | None = None) -> Any:
+        """The next message; TimeoutError when none comes within `timeout` seconds (None: wait for it)."""
+        if timeout is not None and not self.connection.poll(timeout):
+            raise TimeoutError
         data = self.connection.recv_bytes()
         self.received += len(data)
         return RestrictedUnpickler(io.BytesIO(data)).load() if self.restricted else pickle.loads(data)

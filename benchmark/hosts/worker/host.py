@@ -2,26 +2,26 @@
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
 import benchmark
+from benchmark.config import data_root
 from benchmark.data.types import ImageInput, Sample, Vocabulary
-from benchmark.disk_rows import DiskRows
 from benchmark.errors import UserError
 from benchmark.hosts.worker.channel import Channel
-from benchmark.hosts.worker.sandbox import allowed_paths, check_available
+from benchmark.hosts.worker.reaper import adopt_orphans, children, end_descendants
+from benchmark.hosts.worker.replies import ReplyError, check, check_outputs
+from benchmark.hosts.worker.sandbox import allowed_paths, check_available, code_folders
+from benchmark.hosts.worker.scratch import Scratch
 from benchmark.method import METHODS, SegmentationOutput, StepData
 from benchmark.models import feature_cache_dir
 from benchmark.plugins import foreign_module_files, foreign_roots, is_under, load_methods
@@ -35,6 +35,11 @@ HARNESS_ROOT = Path(benchmark.__file__).resolve().parents[1]  # holds benchmark/
 KEPT_VARIABLES = ("PATH", "HOME", "USER", "LANG", "TZ", "XDG_CACHE_HOME", "COVSEG_PATH", "LD_LIBRARY_PATH",
                   "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "TORCH_HOME", "WANDB_MODE")
 KEPT_PREFIXES = ("LC_", "CUDA_", "HF_", "NVIDIA_")
+
+
+# the worker's first reply: its method's checked config, the module, class and source files of that class, and
+# the plugin modules it imported (module -> file)
+STARTED = {"method": "dict", "module": "str", "class": "str", "files": "str list", "foreign": "str map"}
 
 
 class WorkerError(UserError):
@@ -57,39 +62,51 @@ class WorkerHost:
     """The method in its worker process, behind the MethodHost calls. `started` is the worker's first reply:
     the method's checked config and the source files its class comes from."""
 
-    def __init__(self, process: subprocess.Popen, channel: Channel, scratch: Path, name: str, sandbox: bool) -> None:
+    def __init__(self, process: subprocess.Popen, channel: Channel, scratch: Scratch, name: str, sandbox: bool,
+                 timeout: float = 1800.0, num_classes: int = 0) -> None:
         self.process = process
         self.channel = channel
-        self.scratch = scratch
+        self.scratch = scratch  # its working directory and state files
         self.name = name
         self.sandbox = sandbox  # the worker confined its file access with Landlock
+        self.timeout = timeout  # seconds the parent waits for each message of the worker (isolate_timeout_s)
+        self.num_classes = num_classes  # of the dataset: the class ids a prediction may hold
         self.started: dict = {}
         self.startup_seconds = 0.0  # from spawning the worker to its method being built
         self.bytes_moved: dict[str, int] = {}  # per request kind, both directions (perf isolate)
+        self.children_before: set[int] = set()  # this process's children when the worker started
 
     @classmethod
     def start(cls, cfg: DictConfig, num_classes: int, device: str, quiet: bool) -> "WorkerHost":
         began = time.perf_counter()
         if cfg.sandbox:
             check_available()
-        scratch = Path(tempfile.mkdtemp(prefix="covseg-worker-"))  # its working directory and state files
+        scratch = Scratch()
         ours, theirs = socket.socketpair()
+        adopt_orphans()
+        before = children()
         process = subprocess.Popen([sys.executable, "-m", "benchmark.hosts.worker.worker", str(theirs.fileno())],
-                                   env=worker_environment(scratch), cwd=scratch, pass_fds=[theirs.fileno()])
+                                   env=worker_environment(scratch.path), cwd=scratch.path, pass_fds=[theirs.fileno()],
+                                   start_new_session=True)
         theirs.close()
         host = cls(process, Channel(Connection(ours.detach()), restricted=True), scratch, cfg.method.name,
-                   bool(cfg.sandbox))
+                   bool(cfg.sandbox), float(cfg.isolate_timeout_s), num_classes)
         model = OmegaConf.to_container(cfg.model)
         model.update(cache_dir=_absolute(model["cache_dir"]), predictions_dir=_absolute(model["predictions_dir"]))
+        if cfg.sandbox and feature_cache_dir(cfg.model) is not None:
+            # its feature cache is its own, for this run only: no other run reads what a sandboxed worker wrote
+            model["cache_dir"] = str(scratch.path / "features")
         rng = rng_states()
         predictions = [Path(model["predictions_dir"])] if model["predictions_dir"] else []  # model=cached reads them
+        private = [data_root(cfg), Path(cfg.results_dir)]  # never on its read list, whatever sys.path holds
+        code = [*code_folders(HARNESS_ROOT, private), *foreign_roots(cfg.method.name)]
         setup = {"method": OmegaConf.to_container(cfg.method), "model": model, "seed": cfg.seed, "device": device,
                  "threads": torch.get_num_threads(), "num_classes": num_classes, "quiet": quiet,
-                 "rng": {**rng, "torch": rng["torch"].numpy()}, "scratch": str(scratch),
-                 "sandbox": allowed_paths(scratch, foreign_roots(cfg.method.name), predictions,
-                                          feature_cache_dir(cfg.model)) if cfg.sandbox else None}
+                 "rng": {**rng, "torch": rng["torch"].numpy()}, "scratch": str(scratch.path),
+                 "sandbox": allowed_paths(scratch.path, code, predictions) if cfg.sandbox else None}
+        host.children_before = before
         try:
-            host.started = host.request("start", setup)
+            host.started = check(host.request("start", setup), STARTED, f"method {cfg.method.name}: start reply")
             if host.started["method"].get("name") != cfg.method.name:
                 raise WorkerError(f"method {cfg.method.name}: its worker built {host.started['method'].get('name')}")
         except BaseException:
@@ -113,6 +130,7 @@ class WorkerHost:
             if kind == "ok":
                 return payload
             if kind == "error":
+                check(payload, {"message": "str", "type": "str"}, f"method {self.name}: error reply to {op}")
                 reason = payload["message"] if payload["user"] else f"{payload['type']}: {payload['message']}"
                 raise WorkerError(f"method {self.name} failed in its worker ({op}): {reason}")
             if kind == "sample" and samples is not None and isinstance(payload, int):
@@ -128,12 +146,19 @@ class WorkerHost:
 
     def _receive(self, op: str) -> tuple:
         try:
-            kind, payload = self.channel.recv()
+            message = self.channel.recv(self.timeout)
+        except TimeoutError:
+            self.process.kill()  # it may be stuck anywhere: it gets no chance to answer late
+            raise WorkerError(f"method {self.name}: its worker sent nothing for {self.timeout:g} s during {op} "
+                              f"(isolate_timeout_s={self.timeout:g})") from None
         except (EOFError, OSError):
             raise self._died(op, "end of stream") from None
         except Exception as exc:  # noqa: BLE001  (a refused global, a malformed pickle or message)
             raise WorkerError(f"method {self.name}: unusable reply from its worker during {op} ({exc})") from None
-        return kind, payload
+        if not (isinstance(message, tuple) and len(message) == 2 and isinstance(message[0], str)):
+            raise ReplyError(f"method {self.name}: reply to {op}: expected a pair (kind, payload), "
+                             f"got {type(message).__name__}")
+        return message
 
     def _died(self, op: str, what: str) -> WorkerError:
         try:
@@ -153,42 +178,40 @@ class WorkerHost:
                                "vocabulary": step.vocabulary, "count": len(step)}, samples=sample)
 
     def predict(self, images: list[ImageInput], vocab: Vocabulary) -> list[SegmentationOutput]:
-        outputs = self.request("predict", images, vocab)
-        if not isinstance(outputs, list) or not all(isinstance(o, SegmentationOutput) for o in outputs):
-            raise WorkerError(f"method {self.name}: predict did not return a list of SegmentationOutput")
-        return outputs
+        return check_outputs(self.request("predict", images, vocab), images, self.num_classes,
+                             f"method {self.name}: reply to predict")
 
     def state_dict(self) -> dict:
         """The worker's state as it sent it (opaque bytes, never unpickled here) with its side files as byte
         stores, which the checkpoint writes as side files of its own."""
-        state = self.request("state_dict")
+        state = check(self.request("state_dict"), {"pickle": "bytes", "files": "str list"},
+                      f"method {self.name}: reply to state_dict")
+        who = f"method {self.name} (state_dict)"
         files = {}
         for name in state["files"]:
-            path = self.scratch / name
-            files[name] = DiskRows.from_file(path, (1,), np.uint8, path.stat().st_size)
-            path.unlink()
+            files[name] = self.scratch.take(name, who)
         return {"isolated": state["pickle"], "files": files}
 
     def load_state_dict(self, state: dict) -> None:
         for name, rows in state["files"].items():
-            with open(self.scratch / name, "wb") as handle:
-                rows.copy_to(handle)
+            self.scratch.put(name, rows, f"method {self.name} (load_state_dict)")
         self.request("load_state_dict", {"pickle": state["isolated"], "files": list(state["files"])})
 
     def memory_bytes(self) -> int:
-        return int(self.request("memory_bytes"))
+        return int(check(self.request("memory_bytes"), "count", f"method {self.name}: reply to memory_bytes"))
 
     def trainable_parameters(self) -> int:
-        return int(self.request("trainable_parameters"))
+        return int(check(self.request("trainable_parameters"), "count",
+                         f"method {self.name}: reply to trainable_parameters"))
 
     def rng_states(self) -> dict:
-        return self.request("rng_states")
+        return check(self.request("rng_states"), "dict", f"method {self.name}: reply to rng_states")
 
     def set_rng_states(self, states: dict) -> None:
         self.request("set_rng_states", states)
 
     def counters(self) -> dict:
-        return self.request("counters")
+        return check(self.request("counters"), "counters", f"method {self.name}: reply to counters")
 
     def provenance(self) -> tuple[dict, list[dict]]:
         """Computed here from the files on disk: no plugin code ever ran in this process."""
@@ -198,7 +221,8 @@ class WorkerHost:
         return {"isolate": True, "sandbox": self.sandbox}
 
     def close(self) -> None:
-        """Ask the worker to exit (kill it if it does not within 30 s) and remove its scratch folder."""
+        """Ask the worker to exit (kill it if it does not within 30 s), kill every process it started, and
+        remove its scratch folder."""
         try:
             if self.process.poll() is None:
                 self.channel.send(("close",))
@@ -210,7 +234,8 @@ class WorkerHost:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
-        shutil.rmtree(self.scratch, ignore_errors=True)
+        end_descendants(self.process.pid, self.children_before)  # what it started ends with it
+        self.scratch.remove()
 
 
 def isolated_provenance(name: str, started: dict) -> tuple[dict, list[dict]]:

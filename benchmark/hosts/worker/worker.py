@@ -49,6 +49,20 @@ def class_files(method_cls: type) -> list[str]:
     return [str(Path(f).resolve()) for f in files if f]
 
 
+class ParentGone(BaseException):
+    """The socket to the parent broke (the parent ended, or was interrupted): the worker just exits."""
+
+
+def talk(channel: Channel, message: Any = None, receive: bool = False) -> Any:
+    """Send `message` (unless None), then receive one when `receive`; a broken socket raises ParentGone."""
+    try:
+        if message is not None:
+            channel.send(message)
+        return channel.recv() if receive else None
+    except (EOFError, OSError):
+        raise ParentGone from None
+
+
 class Worker:
     def __init__(self, channel: Channel, setup: dict) -> None:
         self.channel = channel
@@ -70,8 +84,7 @@ class Worker:
 
     def learn(self, step: dict) -> None:
         def load(position: int):
-            self.channel.send(("sample", position))
-            _, sample = self.channel.recv()
+            _, sample = talk(self.channel, ("sample", position), receive=True)
             return sample
 
         self.host.learn(StepData(step["step"], step["new_classes"], step["seen_classes"], step["vocabulary"],
@@ -121,25 +134,30 @@ def error_reply(exc: BaseException) -> tuple[str, dict]:
 
 
 def serve(channel: Channel) -> int:
+    """Answer the parent's requests until it says close or is gone (0), or the method cannot be built (1)."""
     try:
-        _, setup = channel.recv()
+        return _serve(channel)
+    except ParentGone:
+        return 0
+
+
+def _serve(channel: Channel) -> int:
+    try:
+        _, setup = talk(channel, receive=True)
         worker = Worker(channel, setup)
     except Exception as exc:  # noqa: BLE001  (reported to the parent, which fails the run with it)
-        channel.send(error_reply(exc))
+        talk(channel, error_reply(exc))
         return 1
-    channel.send(("ok", worker.started))
+    talk(channel, ("ok", worker.started))
     while True:
-        try:
-            op, *args = channel.recv()
-        except EOFError:  # the parent is gone
-            return 0
+        op, *args = talk(channel, receive=True)
         if op == "close":
             return 0
         try:
             reply = ("ok", worker.handle(op, tuple(args)))
         except Exception as exc:  # noqa: BLE001
             reply = error_reply(exc)
-        channel.send(reply)
+        talk(channel, reply)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,104 @@
+"""isolate=true against a hostile worker: malformed replies, a worker that never answers, and processes it
+leaves behind each end the run as `failed` in one line, or with the run."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+CHEATS = ROOT / "tests" / "cheats"
+TINY = ("stream=demo_4steps", "eval.max_images=4", "stream.max_train_images_per_step=2", "eval.initial=false",
+        "stream.num_steps=2")
+HEADER = "import numpy as np\nfrom benchmark.method import SegmentationOutput\n"
+
+
+@pytest.fixture
+def hostile(monkeypatch, tmp_path):
+    """hostile(plan source) -> a copy of tests/cheats/hostile on COVSEG_PATH with that plan.py."""
+    def use(plan: str) -> Path:
+        folder = tmp_path / "hostile"
+        shutil.copytree(CHEATS / "hostile", folder)
+        (folder / "plan.py").write_text(HEADER + plan)
+        monkeypatch.setenv("COVSEG_PATH", str(folder))
+        return folder
+
+    return use
+
+
+def failed_run(tmp_path: Path, method: str) -> dict:
+    [run_dir] = (tmp_path / "results" / "demo_4steps" / method).iterdir()
+    return json.loads((run_dir / "manifest.json").read_text())
+
+
+@pytest.mark.parametrize("op, reply, expected", [
+    ("memory_bytes", "lambda: -1", "reply to memory_bytes: expected a non-negative integer, got int -1"),
+    ("memory_bytes", "lambda: '12'", "reply to memory_bytes: expected a non-negative integer, got str"),
+    ("counters", "lambda: 'a map'", "reply to counters: expected a mapping of names to non-negative integers"),
+    ("counters", "lambda: {'backbone_images': -3}", "reply to counters: expected a mapping of names to non-negative"),
+    ("predict", "lambda images, vocab: 'labels'", "reply to predict: expected a list of 4 SegmentationOutput"),
+    ("predict", "lambda images, vocab: [SegmentationOutput(np.full(i.image.shape[:2], np.nan)) for i in images]",
+     "reply to predict[0].sem_seg: expected an integer array, got float64 array"),
+    ("predict", "lambda images, vocab: [SegmentationOutput(np.full(i.image.shape[:2], 10**6)) for i in images]",
+     "reply to predict[0].sem_seg: class id 1000000 is outside the dataset's 0..39"),
+    ("predict", "lambda images, vocab: [SegmentationOutput(np.zeros((2, 2), int)) for i in images]",
+     "reply to predict[0].sem_seg: expected shape"),
+    ("state_dict", "lambda: 'state'", "reply to state_dict: expected a mapping with keys pickle, files, got str"),
+    ("state_dict", "lambda: {'pickle': b'', 'files': ['state-3.rows']}",
+     "state file state-3.rows is not a file of its scratch folder (No such file or directory)"),
+])
+def test_a_malformed_reply_fails_the_run_in_one_line(run_demo, hostile, tmp_path, op, reply, expected):
+    from benchmark.errors import UserError
+
+    hostile(f"OP = {op!r}\nREPLY = {reply}\n")
+    with pytest.raises(UserError) as raised:
+        run_demo("method=hostile_reply", "isolate=true", *TINY)
+    message = str(raised.value)
+    assert expected in message and message.startswith("method hostile_reply") and "\n" not in message
+    assert failed_run(tmp_path, "hostile_reply")["status"] == "failed"
+
+
+def test_a_malformed_reply_exits_2_without_a_traceback(hostile, demo_root, tmp_path):
+    hostile("OP = 'memory_bytes'\nREPLY = lambda: float('nan')\n")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-m", "benchmark", "run", "method=hostile_reply", "isolate=true", *TINY,
+                           f"data.root={demo_root}", f"results_dir={tmp_path / 'results'}", "quiet=true"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "reply to memory_bytes: expected a non-negative integer, got float nan" in done.stderr.splitlines()[-1]
+
+
+def test_a_worker_that_never_answers_fails_the_run_after_isolate_timeout_s(run_demo, hostile, tmp_path):
+    from benchmark.hosts.worker.host import WorkerError
+
+    hostile("")
+    began = time.monotonic()
+    with pytest.raises(WorkerError, match=r"its worker sent nothing for 20 s during predict \(isolate_timeout_s=20\)"):
+        run_demo("method=hostile_hang", "isolate=true", "isolate_timeout_s=20", *TINY)
+    assert time.monotonic() - began < 300
+    assert failed_run(tmp_path, "hostile_hang")["status"] == "failed"
+
+
+def test_a_process_the_worker_leaves_behind_ends_with_the_run(run_demo, hostile, tmp_path):
+    target = tmp_path / "summary.json"
+    folder = hostile(f"TARGET = {str(target)!r}\n")
+    run_demo("method=hostile_orphan", "isolate=true", *TINY)
+    target.write_text("0.76")
+    time.sleep(1.0)  # the grandchild, were it alive, rewrites the file every 0.1 s
+    assert target.read_text() == "0.76"
+    pid = int((tmp_path / "orphan.pid").read_text())
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    assert folder.is_dir()
+
+
+def test_isolate_timeout_s_must_be_positive(run_demo):
+    from benchmark.errors import UserError
+
+    with pytest.raises(UserError, match="isolate_timeout_s must be a positive number of seconds, got 0"):
+        run_demo("method=zeroshot", "isolate=true", "isolate_timeout_s=0", *TINY)
