@@ -100,8 +100,10 @@ def _class_table(frame: pd.DataFrame) -> str:
             f"{_table(header, rows, {'class_id', 'taught at step', *variants})}</details>")
 
 
-def _stream_section(table: StreamTable, results_dir: Path, figures: dict[str, Path], classes: pd.DataFrame) -> str:
-    columns = main_columns(table)
+def _stream_section(table: StreamTable, board: Leaderboard) -> str:
+    results_dir, figures = board.results_dir, board.figures.get(table.slug, {})
+    classes = board.class_tables[table.slug]
+    columns = board.select(main_columns(table))
     header = ["#", *[c.title for c in columns]]
     numeric = {"#", *[c.title for c in columns if c.numeric]}
     rows = [[_e(rank_cell(table, rank)), *[f"<code>{_e(c.cell(row))}</code>" if c.title == "config" else _e(c.cell(row))
@@ -121,13 +123,10 @@ def render_html(board: Leaderboard) -> str:
     now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     results_dir = board.results_dir
 
-    def section(table: StreamTable) -> str:
-        return _stream_section(table, results_dir, board.figures.get(table.slug, {}), board.class_tables[table.slug])
-
-    sections = [section(t) for t in board.ranked]
+    sections = [_stream_section(t, board) for t in board.ranked]
     if board.analysis:
         sections.append(f"<h2>{_e(ANALYSIS_TITLE)}</h2>")
-        sections += [section(t) for t in board.analysis]
+        sections += [_stream_section(t, board) for t in board.analysis]
     if board.skipped:
         sections.append("<h2>Failed and unfinished runs</h2>" + _table(
             ["run", "state"], [[f'<a href="{_e(link(p, results_dir))}/">{_e(link(p, results_dir))}</a>', _e(r)]
