@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 
 from benchmark.leaderboard.statistics import StreamTable
-from benchmark.leaderboard.table import Column, Leaderboard, human_bytes, main_columns
+from benchmark.leaderboard.table import Column, Leaderboard, best_values, human_bytes, is_best, main_columns
 
 # characters LaTeX reads as commands, and the non-ASCII ones our labels use
 LATEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
@@ -29,12 +29,6 @@ def _score(stat: tuple[float, float, int], best: bool) -> str:
     return f"${value}$" if math.isnan(std) else f"${value} \\pm {std:.1f}$"
 
 
-def _best(values: list[float], higher: bool) -> float | None:
-    """The best of the rounded means as shown, so ties are all bold; None when fewer than two differ."""
-    finite = [round(v, 1) for v in values if not math.isnan(v)]
-    return (max(finite) if higher else min(finite)) if len(set(finite)) > 1 else None
-
-
 # the columns of `--format latex` without --columns: a portrait article page with booktabs (\\small)
 LATEX_COLUMNS = ["variant", "model", "miou_final", "miou_avg_incremental", "miou_forgetting_max", "memory", "n"]
 LABEL_WIDTH = {1: "3cm", 2: "2.2cm"}  # the wrapped label columns' width, by how many there are (variant, model)
@@ -42,31 +36,29 @@ TEXT_COLUMNS = ("variant", "model")  # wrapped (p{...}, ragged right), the rest 
 
 
 def _breakable(text: str) -> str:
-    """Escaped, with breaks allowed after / _ , = (long method keys wrap instead of running over)."""
+    """Escaped, with breaks allowed after / _ , (long method keys wrap instead of running over)."""
     out = escape(text)
-    for token in ("/", r"\_", ",", "="):
+    for token in ("/", r"\_", ","):
         out = out.replace(token, token + r"\allowbreak{}")
     return out
 
 
-def _cell(column: Column, row: dict, best: float | None) -> str:
+def _cell(column: Column, row: dict, best: dict[str, float]) -> str:
     if column.key in TEXT_COLUMNS:
         return r"\raggedright " + _breakable(column.cell(row))
     if column.field is None:
         return escape(column.cell(row))
-    mean = row[column.field][0]
-    is_best = best is not None and not math.isnan(mean) and round(mean, 1) == best
+    mean, bold = row[column.field][0], is_best(row, column, best)
     if column.key == "memory":
         text = escape(human_bytes(mean)) if not math.isnan(mean) else "--"
-        return rf"\textbf{{{text}}}" if is_best else text
-    return _score(row[column.field], is_best)
+        return rf"\textbf{{{text}}}" if bold else text
+    return _score(row[column.field], bold)
 
 
 def latex_table(table: StreamTable, board: Leaderboard) -> str:
     with_model = len({row["model"] for row in table.rows}) > 1
     columns = [c for c in board.select(main_columns(table), LATEX_COLUMNS) if with_model or c.key != "model"]
-    best = {} if table.analysis else {
-        c.key: _best([row[c.field][0] for row in table.rows], c.higher_is_better) for c in columns if c.field}
+    best = best_values(table, columns)
     wrapped = sum(c.key in TEXT_COLUMNS for c in columns)
     spec = "".join(f"p{{{LABEL_WIDTH.get(wrapped, '2cm')}}}" if c.key in TEXT_COLUMNS else "r" if c.numeric else "l"
                    for c in columns)
@@ -84,7 +76,7 @@ def latex_table(table: StreamTable, board: Leaderboard) -> str:
         " & ".join(header) + r" \\", r"\midrule",
     ]
     end = r" \tabularnewline" if columns and columns[-1].key in TEXT_COLUMNS else r" \\"  # \\ is ragged's there
-    lines += [" & ".join(_cell(c, row, best.get(c.key)) for c in columns) + end for row in table.rows]
+    lines += [" & ".join(_cell(c, row, best) for c in columns) + end for row in table.rows]
     lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}", ""]
     return "\n".join(lines)
 

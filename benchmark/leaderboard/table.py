@@ -128,6 +128,23 @@ def column_keys() -> list[str]:
             "config", "provenance"]
 
 
+def best_values(table: StreamTable, columns: list[Column]) -> dict[str, float]:
+    """Per column with a `field`: the best of its rounded means as shown (highest, or lowest where lower is
+    better), so ties are all bold; none when fewer than two differ, and none in an analysis table."""
+    best = {}
+    for column in columns:
+        finite = {round(row[column.field][0], 1) for row in table.rows if column.field
+                  and not math.isnan(row[column.field][0])}
+        if len(finite) > 1 and not table.analysis:
+            best[column.key] = max(finite) if column.higher_is_better else min(finite)
+    return best
+
+
+def is_best(row: dict, column: Column, best: dict[str, float]) -> bool:
+    mean = row[column.field][0] if column.field else math.nan
+    return column.key in best and not math.isnan(mean) and round(mean, 1) == best[column.key]
+
+
 def rank_cell(table: StreamTable, rank: int) -> str:
     return "–" if table.analysis else str(rank)
 
