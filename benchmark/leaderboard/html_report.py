@@ -36,7 +36,7 @@ table.main th:nth-child(2), table.main td:nth-child(2) { position: sticky; left:
   box-shadow: 1px 0 0 #ccc; }
 table.main th:first-child, table.main th:nth-child(2) { background: #f6f6f6; z-index: 2; }
 table.main td { white-space: nowrap; }
-table.main td:nth-child(2) { white-space: normal; min-width: 12em; max-width: 22em; }
+table.main td:nth-child(2) { white-space: normal; overflow-wrap: anywhere; min-width: 12em; max-width: 22em; }
 figure { display: inline-block; margin: 0.5em 1em 1em 0; }
 figure img { max-width: 100%; border: 1px solid #eee; }
 figcaption { font-size: 0.85em; color: #555; }
