@@ -97,7 +97,7 @@ class Joint(TrainedHeadMethod):
 
     def state_dict(self) -> dict:
         """The head, the seen images and the store itself: a checkpoint streams the store to side files
-        (benchmark/checkpoint.py), so saving never holds the stored images in memory."""
+        (benchmark/run/checkpoint.py), so saving never holds the stored images in memory."""
         if self.cached is not None:
             return {**super().state_dict(), "votes": dict(self.votes)}
         return {**super().state_dict(), "seen": dict(self.seen), "inputs": self.store.inputs,

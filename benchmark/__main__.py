@@ -30,7 +30,7 @@ from pathlib import Path
 
 from benchmark.errors import UserError
 from benchmark.registry import suggest
-from benchmark.run_state import Terminated
+from benchmark.run.state import Terminated
 
 # subcommand -> "module:function" taking the remaining argv and returning an exit code
 SUBCOMMANDS = {
@@ -40,7 +40,7 @@ SUBCOMMANDS = {
     "prepare": "benchmark.data.prepare:main",
     "export-predictions": "benchmark.cli:export_main",
     "export-fcclip": "benchmark.exporters.fcclip:main",
-    "report": "benchmark.reporting.report:main",
+    "report": "benchmark.run.report:main",
     "show": "benchmark.show:main",
     "leaderboard": "benchmark.leaderboard.command:main",
     "miou": "benchmark.evaluation.tools:miou_main",
@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"interrupted{resume_hint(argv)}", file=sys.stderr)
         return 130
-    except Terminated as exc:  # SIGTERM / SIGHUP during a run (benchmark.run_state): the shell's code for it
+    except Terminated as exc:  # SIGTERM / SIGHUP during a run (benchmark.run.state): the shell's code for it
         print(f"interrupted by {exc}{resume_hint(argv)}", file=sys.stderr)
         return 128 + exc.signum
     except BrokenPipeError:  # output piped into a reader that stopped early (`| head`): not an error

@@ -13,7 +13,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from benchmark.config import (CONFIG_DIR, GROUPS, config_file, data_root, group_options, load_config, register_schema,
-                              search_path_override, shell_overrides, validate)
+                              search_path_override, validate)
 from benchmark.errors import UserError
 from benchmark.registry import suggest
 
@@ -22,6 +22,33 @@ RUN_USAGE = ("usage: python -m benchmark run [group=OPTION ...] [key=value ...] 
              "  -m         a Hydra sweep: one run per combination of comma-separated values (method=a,b seed=0,1)\n"
              "  --cfg job  print the composed, validated configuration and exit (nothing runs)\n"
              "  -h         this help: config groups, settings and the chosen method's keys")
+
+
+def shell_overrides(overrides: list[str]) -> list[str]:
+    """The overrides as Hydra's grammar reads them: a value typed in the shell as `name="kNN-CLIP k=32"` reaches
+    us as `name=kNN-CLIP k=32`, which the grammar refuses (space, second `=`); such a plain `key=value` is
+    quoted for it. An override that still does not parse is refused in one line that names it."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+    parsed = []
+    for override in overrides:
+        try:
+            parser.parse_override(override)
+            parsed.append(override)
+            continue
+        except Exception as exc:  # hydra's OverrideParseException
+            reason = str(exc).splitlines()[0]
+        key, _, value = override.partition("=")
+        quoted = f"{key}='" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+        try:
+            if not re.fullmatch(r"[+~]{0,2}[\w.]+", key):
+                raise ValueError(key)
+            parser.parse_override(quoted)
+        except Exception:
+            raise UserError(f"invalid override '{override}': {reason}") from None
+        parsed.append(quoted)
+    return parsed
 
 
 def run_main(argv: list[str]) -> int:
@@ -159,7 +186,7 @@ def multirun(overrides: list[str]) -> int:
     def run_job(cfg) -> None:
         from hydra.core.hydra_config import HydraConfig
 
-        from benchmark.reporting.progress import Progress
+        from benchmark.progress import Progress
         from benchmark.runner import run_stream
 
         job = HydraConfig.get()  # jobs of a parallel launcher print at once: each line names its job by its values
@@ -174,7 +201,7 @@ def multirun(overrides: list[str]) -> int:
         run_job()
     finally:
         sys.argv = saved_argv
-        from benchmark.reporting.progress import Progress
+        from benchmark.progress import Progress
 
         Progress.prefix = ""  # the basic launcher ran the jobs in this process
     return 0
@@ -273,7 +300,7 @@ def streams_main(argv: list[str]) -> int:
         print(f"wrote {FROZEN_DIR / (cfg.stream.name + '.json')}")
         return 0
     if args.action == "validate":
-        from benchmark.reporting.progress import Progress
+        from benchmark.progress import Progress
 
         bar = Progress(quiet=cfg.quiet).bar
         problems = 0

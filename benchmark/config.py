@@ -202,33 +202,6 @@ def _key_error(cfg: DictConfig, dotted: str) -> UserError:
     return UserError(f"invalid config key '{dotted}'")
 
 
-def shell_overrides(overrides: list[str]) -> list[str]:
-    """The overrides as Hydra's grammar reads them: a value typed in the shell as `name="kNN-CLIP k=32"` reaches
-    us as `name=kNN-CLIP k=32`, which the grammar refuses (space, second `=`); such a plain `key=value` is
-    quoted for it. An override that still does not parse is refused in one line that names it."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    parser = OverridesParser.create()
-    parsed = []
-    for override in overrides:
-        try:
-            parser.parse_override(override)
-            parsed.append(override)
-            continue
-        except Exception as exc:  # hydra's OverrideParseException
-            reason = str(exc).splitlines()[0]
-        key, _, value = override.partition("=")
-        quoted = f"{key}='" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-        try:
-            if not re.fullmatch(r"[+~]{0,2}[\w.]+", key):
-                raise ValueError(key)
-            parser.parse_override(quoted)
-        except Exception:
-            raise UserError(f"invalid override '{override}': {reason}") from None
-        parsed.append(quoted)
-    return parsed
-
-
 def load_config(overrides: list[str]) -> DictConfig:
     """Compose configs/config.yaml with `overrides` and validate it; raises UserError with one line."""
     from hydra import compose, initialize_config_dir

@@ -12,14 +12,13 @@ may register):
   those named after it, else those whose configs/ hold its YAML): a built-in run imports none;
 - a folder of one's own: every folder of $COVSEG_PATH (os.pathsep-separated) is put on sys.path and each of
   its top-level `*.py` modules imported, whatever the method (the user put it there for the run).
-The last two are foreign code: `code_records(foreign_module_files(method))` lists every module of theirs that a
+The last two are foreign code: `benchmark.provenance.plugin_records(method)` lists every module of theirs that a
 run of `method` imports (module, path, sha256) for the manifest, and under `isolate=true` only the method's
 worker process imports them (the parent calls `load_methods(method, foreign=False)`); `plugin_config_folders`
 finds the `configs/` folders of all of them without importing anything (Hydra's search path).
 """
 from __future__ import annotations
 
-import hashlib
 import importlib
 import importlib.util
 import os
@@ -123,12 +122,6 @@ def foreign_module_files(method: str | None, imported: bool = True) -> dict[str,
             if origin and is_under(Path(origin).resolve(), roots):
                 files[name] = Path(origin).resolve()
     return files
-
-
-def code_records(files: dict[str, Path]) -> list[dict]:
-    """The manifest's `plugins`: [{module, path, sha256}] of {module: file}, by module name."""
-    return [{"module": name, "path": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
-            for name, path in sorted(files.items()) if path.is_file()]
 
 
 def _import(name: str, where: str) -> None:

@@ -15,23 +15,20 @@ import torch
 from omegaconf import DictConfig
 
 from benchmark import distributed
-from benchmark.config import data_root
-from benchmark.data.demo import DEMO_DATASETS, claim_demo_secret
-from benchmark.data.types import ImageInput, SegmentationDataset, Vocabulary
-from benchmark.evaluation.panoptic import PanopticEvaluator
-from benchmark.evaluation.per_image import PerImageCounts
-from benchmark.evaluation.semantic import SemanticEvaluator
-from benchmark.hosts import MethodHost, make_host
-from benchmark.method import StepData, filter_sample
-from benchmark.models import check_device
-from benchmark.protocol import Protocol
-from benchmark.reporting.progress import Progress
-from benchmark.checkpoint import load_checkpoint, save_checkpoint, set_rng_states
+from benchmark.data.types import SegmentationDataset, Vocabulary
 from benchmark.errors import UserError
-from benchmark.reporting.results import RunWriter, torch_environment
-from benchmark.resume import check_resumable, find_resumable, mark_unresumable
-from benchmark.run_state import interrupt_on_signals
-from streams.builder import Stream, build_stream, cache_dir_for, open_dataset
+from benchmark.evaluation.scoring import score_validation
+from benchmark.hosts import MethodHost, make_host
+from benchmark.method import StepData
+from benchmark.models import check_device
+from benchmark.progress import Progress
+from benchmark.protocol import Protocol
+from benchmark.run.checkpoint import load_checkpoint, save_checkpoint, set_rng_states
+from benchmark.run.resume import check_resumable, find_resumable
+from benchmark.run.state import interrupt_on_signals
+from benchmark.run.writer import RunWriter
+from streams.builder import Stream
+from streams.library import open_stream_data
 
 
 def seed_everything(seed: int) -> None:
@@ -51,18 +48,6 @@ class RunContext:
     host: MethodHost  # the method, wherever it lives (benchmark.hosts)
     progress: Progress
     protocol: Protocol  # the CSS protocol's training labels and evaluation rules (configs/protocol/)
-
-
-def open_stream_data(cfg: DictConfig, progress: Progress) -> tuple[SegmentationDataset, SegmentationDataset, Stream]:
-    """The configured stream's training and validation splits and the stream drawn over them."""
-    root = data_root(cfg)
-    with distributed.main_first():  # rank 0 fills the on-disk caches (demo data, stream files) first
-        if cfg.data.demo_secret is not None and cfg.stream.dataset in DEMO_DATASETS:
-            claim_demo_secret(root, cfg.data.demo_seed, cfg.data.demo_secret)
-        train = open_dataset(cfg.stream.dataset, "train", root, cfg.data.demo_seed, cfg.data.on_error, cfg.data.demo_scale)
-        val = open_dataset(cfg.stream.dataset, "val", root, cfg.data.demo_seed, cfg.data.on_error, cfg.data.demo_scale)
-        stream = build_stream(cfg.stream, train, cache_dir_for(root), progress.bar)
-    return train, val, stream
 
 
 def validation_count(cfg: DictConfig, val: SegmentationDataset) -> int:
@@ -88,7 +73,7 @@ def prepare_run(cfg: DictConfig) -> RunContext:
     device = distributed.init_from_env(cfg.device)  # torchrun: join the process group, one device per rank
     torch.set_num_threads(thread_count(cfg.threads))
     progress = Progress(quiet=cfg.quiet or not distributed.is_main())
-    train, val, stream = open_stream_data(cfg, progress)
+    train, val, stream = open_stream_data(cfg, progress.bar)
     protocol = Protocol.of(cfg.protocol, train.vocabulary)
     host = make_host(cfg, len(train.vocabulary), device, quiet=cfg.quiet or not distributed.is_main())
     return RunContext(cfg, stream, train, val, host, progress, protocol)
@@ -102,52 +87,16 @@ def ground_truth_access(cfg: DictConfig) -> str | None:
 
 def evaluate_step(ctx: RunContext, vocab: Vocabulary, step: int) -> dict[str, np.ndarray]:
     """Predict every validation image with `vocab` and return the raw statistics of the step (-1: the initial
-    evaluation before step 0): the confusion matrix and, on panoptic streams, the per-class PQ sums. Ground
-    truth outside `vocab` is ignored (VOID), or a background row, and images may not count: as the protocol says
-    (ctx.protocol, benchmark/protocol.py).
+    evaluation before step 0), scored by the loop every face shares (benchmark/evaluation/scoring.py).
     The method sees `ImageInput`s only (pixels, no labels) and a copy of `vocab`; the ground truth stays here,
-    for the evaluator, filtered with the runner's own `vocab`.
-    Under torchrun each rank predicts its shard of the images and the statistics are summed."""
+    for the evaluator, filtered with the runner's own `vocab`."""
     cfg = ctx.cfg
-    full_vocab = ctx.train.vocabulary
-    semantic = SemanticEvaluator(ctx.protocol.confusion_size)  # K, or K + 1 with a background row
-    per_image = PerImageCounts(ctx.protocol.confusion_size)  # sparse per-image counts: bootstrap intervals over images
-    panoptic = PanopticEvaluator([c.isthing for c in full_vocab.classes]) if ctx.stream.panoptic else None
-    indices = distributed.shard(range(validation_count(cfg, ctx.val)))
-    batch_size = cfg.eval.batch_size
-    oracle = ground_truth_access(cfg) == "oracle_proposals"
-    scored = list(vocab.ids)
     method_vocab = copy.deepcopy(vocab)  # the method's own copy: mutating it cannot change what is scored
-    for start in ctx.progress.bar(range(0, len(indices), batch_size),
-                                  desc=f"eval step {step}" if step >= 0 else "eval initial",
-                                  total=(len(indices) + batch_size - 1) // batch_size):
-        loaded = [(i, ctx.val.load(i)) for i in indices[start:start + batch_size]]
-        # the protocol's ground truth; None: the image does not count at this step (and is not predicted)
-        truths = [(i, s, ctx.protocol.evaluation_truth(s, filter_sample(s, scored), scored))
-                  for i, s in loaded if s is not None]
-        counted = [(i, s, gt) for i, s, gt in truths if gt is not None]
-        batch = [s for _, s, _ in counted]
-        images = [ImageInput.of(s, ctx.stream.panoptic, oracle) for s in batch]
-        outputs = ctx.host.predict(images, method_vocab)
-        if len(outputs) != len(batch):
-            raise RuntimeError(f"method {cfg.method.name} returned {len(outputs)} outputs for {len(batch)} images")
-        for (image_index, sample, gt), output in zip(counted, outputs):
-            if output.sem_seg.shape != gt.sem_seg.shape:
-                raise RuntimeError(f"method {cfg.method.name}: prediction of image {sample.image_id} is "
-                                   f"{output.sem_seg.shape}, its image {gt.sem_seg.shape}")
-            semantic.process(output.sem_seg, gt.sem_seg)
-            per_image.record(image_index, semantic.confusion)
-            if panoptic is not None:
-                if output.pan_seg is None:
-                    raise RuntimeError(f"method {cfg.method.name} returned no panoptic output on a panoptic stream")
-                panoptic.process(output.pan_seg, output.segments, gt.pan_seg, gt.segments)
-    stats = {"confusion": semantic.confusion}
-    if panoptic is not None:
-        stats.update({f"pq_{name}": values for name, values in panoptic.stats.items()})
-    # the ids of the images scored, in validation order: which validation set the numbers are over
-    scored = distributed.gather_sorted([(i, ctx.val.image_id(i)) for i, _ in per_image.parts])
-    return {**{name: distributed.all_reduce_sum(values) for name, values in stats.items()}, **per_image.gathered(),
-            "image_ids": np.array(scored, dtype=str)}
+    return score_validation(ctx.val, validation_count(cfg, ctx.val), ctx.protocol, list(vocab.ids),
+                            ctx.stream.panoptic, lambda images: ctx.host.predict(images, method_vocab),
+                            cfg.eval.batch_size, who=f"method {cfg.method.name}", progress=ctx.progress.bar,
+                            desc=f"eval step {step}" if step >= 0 else "eval initial",
+                            oracle=ground_truth_access(cfg) == "oracle_proposals")
 
 
 def data_record(ctx: RunContext, run_dir: Path) -> dict:
@@ -190,13 +139,6 @@ def open_run(cfg: DictConfig, ctx: RunContext) -> tuple[RunWriter | None, Path, 
             set_rng_states(checkpoint["rng"])
         return None, run_dir, first_step
     writer, first_step = _open_run_main(cfg, ctx)
-    writer.manifest["world_size"] = distributed.world_size()  # processes that shared the work (timings)
-    writer.manifest["threads"] = torch.get_num_threads()  # per process: the timings depend on it
-    writer.manifest["environment"] = torch_environment()
-    # what the method was allowed to see: the leaderboard ranks sealed runs only
-    writer.manifest["protocol"] = {"ground_truth_access": ground_truth_access(cfg), "vocabulary": cfg.eval.vocabulary,
-                                   "preset": ctx.protocol.describe(cfg.stream)}
-    writer.manifest["execution"] = ctx.host.execution()  # where the method ran: the leaderboard marks and filters it
     distributed.broadcast_object((writer.run_dir, first_step))
     return writer, writer.run_dir, first_step
 
@@ -204,14 +146,17 @@ def open_run(cfg: DictConfig, ctx: RunContext) -> tuple[RunWriter | None, Path, 
 def _open_run_main(cfg: DictConfig, ctx: RunContext) -> tuple[RunWriter, int]:
     run_dir = find_resumable(cfg, ctx.stream) if cfg.resume == "auto" else (Path(cfg.resume) if cfg.resume else None)
     source, plugins = ctx.host.provenance()  # the method's source files and every plugin module, hashed
-    writer, first_step = _open_writer(cfg, ctx, run_dir, source)
-    writer.manifest["plugins"] = plugins
-    return writer, first_step
+    # what the method was allowed to see: the leaderboard ranks sealed runs only
+    protocol = {"ground_truth_access": ground_truth_access(cfg), "vocabulary": cfg.eval.vocabulary,
+                "preset": ctx.protocol.describe(cfg.stream)}
+    return _open_writer(cfg, ctx, run_dir, {"source": source, "plugins": plugins, "protocol": protocol,
+                                            "execution": ctx.host.execution()})  # where the method ran
 
 
-def _open_writer(cfg: DictConfig, ctx: RunContext, run_dir: Path | None, source: dict | None) -> tuple[RunWriter, int]:
+def _open_writer(cfg: DictConfig, ctx: RunContext, run_dir: Path | None, record: dict) -> tuple[RunWriter, int]:
+    """`record`: the manifest's `source`, `plugins` and `protocol` (RunWriter.create's arguments)."""
     if run_dir is None:
-        writer = RunWriter.create(cfg, ctx.stream, source)
+        writer = RunWriter.create(cfg, ctx.stream, **record)
         ctx.progress.log(f"run {writer.run_dir}  ({ctx.stream.name}: {ctx.stream.num_steps} steps, "
                          f"{len(ctx.stream.vocabulary)} classes; method {cfg.method.name})")
         return writer, 0
@@ -219,10 +164,10 @@ def _open_writer(cfg: DictConfig, ctx: RunContext, run_dir: Path | None, source:
     try:  # before the manifest says `running` again: a broken folder is reported once, then passed over
         checkpoint = load_checkpoint(run_dir)
     except UserError as exc:
-        mark_unresumable(run_dir, str(exc))
+        RunWriter.mark_unresumable(run_dir, str(exc))
         raise UserError(f"resume: {exc}; that run is now marked failed and resume=auto passes over "
                         "it, so the same command starts fresh (delete the folder if you no longer need it)") from None
-    writer = RunWriter.reopen(run_dir, cfg, ctx.stream, source)
+    writer = RunWriter.reopen(run_dir, cfg, ctx.stream, **record)
     if checkpoint is None:
         ctx.progress.log(f"resume {run_dir}: no step completed yet, starting at step 0")
         return writer, 0
@@ -245,7 +190,7 @@ def run_stream(cfg: DictConfig) -> Path:
     """Run one method over one stream; returns the run folder. Under torchrun only rank 0 writes it.
     Every run folder ends in a state: `complete`, or `failed` / `interrupted` with a one-line reason in the
     manifest (the steps written before stay, and `resume=` continues after them). SIGTERM and SIGHUP
-    interrupt it like Ctrl-C (benchmark.run_state)."""
+    interrupt it like Ctrl-C (benchmark.run.state)."""
     with interrupt_on_signals():
         ctx = prepare_run(cfg)
         try:
@@ -288,11 +233,10 @@ def _run_steps(cfg: DictConfig, ctx: RunContext, writer: RunWriter | None, run_d
                          f"learn {learn_seconds:.1f}s  eval {eval_seconds:.1f}s  memory {record['memory_bytes'] / 1e6:.2f} MB")
     if writer is None:
         return run_dir
-    writer.manifest["passes"] = encoder_passes(ctx, first_step)
-    writer.manifest["data"] = data_record(ctx, run_dir)
+    passes, data = encoder_passes(ctx, first_step), data_record(ctx, run_dir)
     for dataset in (ctx.train, ctx.val):
         if hasattr(dataset, "summary"):  # data.on_error=skip: say what was left out (rank 0's shard under torchrun)
             ctx.progress.log(dataset.summary())
-    summary = writer.finish()
+    summary = writer.finish(passes, data)
     ctx.progress.log(writer.format_summary(summary))
     return run_dir

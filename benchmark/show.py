@@ -96,7 +96,7 @@ def predictions(cfg, manifest: dict, run_dir: Path, steps: list[int], samples: l
     """(column title, vocabulary, one label map per sample) for every chosen step, then the exported column.
     The run's method is restored by a host made from the run's own config (benchmark.hosts): an isolated run's
     method and checkpoint go to a worker process, as in the run."""
-    from benchmark.checkpoint import load_checkpoint
+    from benchmark.run.checkpoint import load_checkpoint
     from benchmark.data.types import ImageInput
     from benchmark.hosts import make_host
     from benchmark.runner import ground_truth_access, seed_everything
@@ -186,7 +186,7 @@ def main(argv: list[str]) -> int:
         raise UserError(f"--predictions {args.predictions}: no meta.json there (not an export-predictions folder)")
     run_dir = args.run_dir
     cfg, manifest = read_run(run_dir)
-    from benchmark.checkpoint import CHECKPOINT_FILE, load_checkpoint
+    from benchmark.run.checkpoint import CHECKPOINT_FILE, load_checkpoint
 
     checkpoint = load_checkpoint(run_dir)
     last = None if checkpoint is None else int(checkpoint["completed_step"])

@@ -7,10 +7,10 @@ import torch
 import torch.nn.functional as F
 
 from baselines.trainable import IGNORE_INDEX, class_index_targets, label_grid, pixel_cross_entropy
-from benchmark.checkpoint import load_checkpoint
 from benchmark.data.types import IGNORE_LABEL, ImageInput
 from benchmark.errors import UserError
 from benchmark.plugins import load_methods
+from benchmark.run.checkpoint import load_checkpoint
 
 load_methods()
 

@@ -5,8 +5,8 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from benchmark.checkpoint import load_checkpoint, save_checkpoint
 from benchmark.disk_rows import DiskRows
+from benchmark.run.checkpoint import load_checkpoint, save_checkpoint
 
 
 def _rows(count: int, shape=(6, 5), dtype=np.float16, seed=0) -> tuple[DiskRows, np.ndarray]:

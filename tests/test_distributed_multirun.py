@@ -29,7 +29,7 @@ def test_multirun_two_methods_two_seeds_gives_four_run_folders(demo_root, tmp_pa
     lines = [line for line in capsys.readouterr().out.splitlines() if line.strip()]
     assert all(line.startswith("[job ") for line in lines)  # parallel jobs' lines stay apart
     assert any(line.startswith("[job 3: method=zeroshot seed=1] step 2/2: mIoU") for line in lines)
-    from benchmark.reporting.progress import Progress
+    from benchmark.progress import Progress
 
     assert Progress.prefix == ""  # after the sweep this process prints as before
 

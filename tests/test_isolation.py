@@ -18,18 +18,18 @@ CHANCE = 20.0  # far above what zero-shot with random weights reaches on 40 clas
 def covseg_path(monkeypatch):
     """covseg_path(*folders of tests/cheats) puts them on COVSEG_PATH for one test, and undoes afterwards what
     importing them did to this process (in-process runs import them; isolated runs must not)."""
-    import benchmark.reporting.results as results
+    import benchmark.provenance as provenance
     from benchmark.evaluation.semantic import SemanticEvaluator
     from benchmark.method import METHODS
     from benchmark.models.segmenter import PROMPT_TEMPLATES
 
-    saved = (SemanticEvaluator.process, results.method_source, dict(PROMPT_TEMPLATES), set(sys.modules), list(sys.path))
+    saved = (SemanticEvaluator.process, provenance.method_source, dict(PROMPT_TEMPLATES), set(sys.modules), list(sys.path))
 
     def use(*folders: str) -> None:
         monkeypatch.setenv("COVSEG_PATH", os.pathsep.join(str(CHEATS / folder) for folder in folders))
 
     yield use
-    SemanticEvaluator.process, results.method_source = saved[0], saved[1]
+    SemanticEvaluator.process, provenance.method_source = saved[0], saved[1]
     PROMPT_TEMPLATES.clear()
     PROMPT_TEMPLATES.update(saved[2])
     for name in [name for name in METHODS.names() if from_cheats(sys.modules.get(METHODS.get(name).__module__))]:
@@ -233,7 +233,7 @@ def test_leaderboard_marks_foreign_code_and_isolated_runs_and_ranks_isolated_onl
     import yaml
 
     from benchmark.leaderboard.command import main
-    from benchmark.reporting.results import method_source
+    from benchmark.provenance import method_source
     from test_reporting_leaderboard import KNN_DEFAULTS, make_run
 
     root = tmp_path / "results"

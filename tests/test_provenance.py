@@ -10,14 +10,14 @@ from types import SimpleNamespace
 
 import pytest
 
+from benchmark import provenance as provenance_module
 from benchmark.__main__ import main as benchmark_main
 from benchmark.config import load_config
 from benchmark.errors import UserError
-from benchmark.reporting import results as results_module
+from benchmark.provenance import REPO_ROOT, current_source_state, git_state, method_source, source_digest
 from benchmark.leaderboard.command import main
-from benchmark.reporting.results import (REPO_ROOT, RunWriter, current_source_state, git_state, method_source,
-                                         source_digest)
 from benchmark.leaderboard.table import ANALYSIS_TITLE
+from benchmark.run.writer import RunWriter
 from test_reporting_leaderboard import KNN_DEFAULTS, make_run
 
 
@@ -87,12 +87,12 @@ def test_run_manifest_has_method_digest_and_dirty_flag(tmp_path):
     assert manifest["git"]["dirty"] == git_state()["dirty"]
     # a resumption records the code it resumed with
     reopened = RunWriter.reopen(writer.run_dir, cfg, _stream_stub())
-    resumption = reopened.manifest["resumed"][-1]
+    resumption = reopened.manifest.resumed[-1]
     assert resumption["method_source"]["digest"] == source["digest"] and "dirty" in resumption["git"]
 
 
 def test_dirty_flag_follows_git_status(tmp_path, monkeypatch):
-    monkeypatch.setattr(results_module, "REPO_ROOT", tmp_path)
+    monkeypatch.setattr(provenance_module, "REPO_ROOT", tmp_path)
     assert git_state()["dirty"] is None and git_state()["commit"] is None  # not a git checkout
 
     def git(*args):
@@ -125,13 +125,13 @@ def test_a_wheel_install_records_its_distribution_and_a_venv_is_not_a_change(tmp
     (dist_info / "METADATA").write_text("Metadata-Version: 2.1\nName: covseg-bench\nVersion: 0.1.0\n")
     (dist_info / "RECORD").write_text("benchmark/__init__.py,sha256=47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU,0\n")
     (tmp_path / ".venv" / "pyvenv.cfg").write_text("home = /usr/bin\n")
-    monkeypatch.setattr(results_module, "REPO_ROOT", site)
+    monkeypatch.setattr(provenance_module, "REPO_ROOT", site)
     state = git_state()
     assert state["commit"] is None and state["dirty"] is None
     assert state["distribution"] == {"name": "covseg-bench", "version": "0.1.0",
                                      "record_sha256": sha(dist_info / "RECORD")}
 
-    monkeypatch.setattr(results_module, "REPO_ROOT", tmp_path)  # the checkout itself, with its .venv untracked
+    monkeypatch.setattr(provenance_module, "REPO_ROOT", tmp_path)  # the checkout itself, with its .venv untracked
     assert git_state()["dirty"] is False
     (tmp_path / "notes.txt").write_text("")
     assert git_state()["changes"] == ["notes.txt"]  # anything else untracked still counts
@@ -139,13 +139,14 @@ def test_a_wheel_install_records_its_distribution_and_a_venv_is_not_a_change(tmp
 
 def test_a_run_from_a_wheel_has_provenance_on_the_leaderboard():
     from benchmark.leaderboard.runs import provenance_issues
+    from benchmark.run.manifest import Manifest
 
     source = method_source("knnclip")
     wheel = {"commit": None, "dirty": None, "changes": [],
              "distribution": {"name": "covseg-bench", "version": "0.1.0", "record_sha256": "ab" * 32}}
-    assert provenance_issues({"method_source": source, "git": wheel}) == []
+    assert provenance_issues(Manifest(method_source=source, git=wheel)) == []
     bare = {"commit": None, "dirty": None, "changes": [], "distribution": None}  # neither git nor an installed copy
-    assert provenance_issues({"method_source": source, "git": bare}) == ["no provenance"]
+    assert provenance_issues(Manifest(method_source=source, git=bare)) == ["no provenance"]
 
 
 # --- the leaderboard ----------------------------------------------------------------------------------------
@@ -225,3 +226,16 @@ def test_oracle_runs_are_listed_apart_from_the_ranking(provenance_runs):
     ranked_part, analysis_part = markdown.split(f"## {ANALYSIS_TITLE}")
     assert "oracle/" not in ranked_part and "oracle/" in analysis_part and "90.0" in analysis_part
     assert "| – | knnclip [ground truth: oracle_proposals] |" in analysis_part
+
+
+def test_plugin_code_records_and_what_lies_in_the_repository(tmp_path, monkeypatch):
+    from benchmark.provenance import code_records, in_repo, plugin_records
+
+    module = tmp_path / "mine.py"
+    module.write_text("x = 1\n")
+    assert code_records({"mine": module, "gone": tmp_path / "gone.py"}) == [
+        {"module": "mine", "path": str(module), "sha256": sha(module)}]  # a file no longer on disk is left out
+    assert in_repo(REPO_ROOT / "benchmark" / "runner.py") and not in_repo(module)
+    assert not in_repo(REPO_ROOT / ".venv" / "lib" / "site-packages" / "x.py")  # an environment inside the checkout
+    monkeypatch.setenv("COVSEG_PATH", str(tmp_path))
+    assert {"module": "mine", "path": str(module.resolve()), "sha256": sha(module)} in plugin_records("knnclip")

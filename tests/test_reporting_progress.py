@@ -1,8 +1,8 @@
 """Progress bars: ETA lines without carriage returns when the output is not a terminal; quiet silences them."""
 import io
 
-from benchmark.reporting import progress as progress_module
-from benchmark.reporting.progress import Progress
+from benchmark import progress as progress_module
+from benchmark.progress import Progress
 
 
 def test_not_a_terminal_gives_whole_lines_with_eta(monkeypatch):

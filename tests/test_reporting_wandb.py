@@ -33,7 +33,7 @@ def test_offline_run_writes_wandb_files(run_demo):
 def test_a_resumed_run_continues_the_same_wandb_run(tmp_path):
     from omegaconf import OmegaConf
 
-    from benchmark.reporting.loggers import WandbLogger
+    from benchmark.integrations.wandb import WandbLogger
 
     settings = OmegaConf.create({"project": "covseg", "entity": None, "mode": "offline", "init_timeout": 30})
     manifest = {"run_id": "r1", "stream": "demo_4steps", "method": "knnclip", "stream_hash": "h",

@@ -204,7 +204,7 @@ def test_signals_raise_once_and_ignored_ones_stay_ignored():
     import signal
     import time
 
-    from benchmark.run_state import Terminated, interrupt_on_signals
+    from benchmark.run.state import Terminated, interrupt_on_signals
 
     previous = {number: signal.getsignal(number) for number in (signal.SIGTERM, signal.SIGHUP)}
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
@@ -228,7 +228,7 @@ def test_a_full_disk_while_checkpointing_leaves_the_previous_checkpoint_whole(tm
     import faiss
     import numpy as np
 
-    from benchmark.checkpoint import load_checkpoint, save_checkpoint
+    from benchmark.run.checkpoint import load_checkpoint, save_checkpoint
     from benchmark.disk_rows import DiskRows
 
     def state(value):
@@ -250,7 +250,7 @@ def test_a_full_disk_while_checkpointing_leaves_the_previous_checkpoint_whole(tm
 
 def test_a_full_disk_mid_run_is_recorded_as_failed(run_demo, monkeypatch, tmp_path):
     import benchmark.runner
-    from benchmark.checkpoint import load_checkpoint
+    from benchmark.run.checkpoint import load_checkpoint
 
     real_save = benchmark.runner.save_checkpoint
 
@@ -273,7 +273,8 @@ def test_a_run_whose_process_died_while_running_is_stale(demo_root, tmp_path, ca
     (host, pid, start time), and once that process has ended readers show the run as `stale`."""
     import multiprocessing
 
-    from benchmark.run_state import observed_status, process_identity
+    from benchmark.run.manifest import Manifest
+    from benchmark.run.state import process_identity
 
     argv = ["run", "method=zeroshot", *SMALL, f"data.root={demo_root}", f"results_dir={tmp_path / 'results'}",
             "quiet=true"]
@@ -284,8 +285,8 @@ def test_a_run_whose_process_died_while_running_is_stale(demo_root, tmp_path, ca
     assert child.exitcode == 2  # the one-line error
     [manifest] = manifests(tmp_path / "results")
     assert manifest["status"] == "running" and manifest["process"]["pid"] == child.pid
-    assert observed_status(manifest) == "stale"
-    from benchmark.reporting.report import main as report
+    assert Manifest.from_dict(manifest).observed_status() == "stale"
+    from benchmark.run.report import main as report
     from benchmark.leaderboard.runs import read_runs
 
     [run_dir] = (tmp_path / "results").glob("*/*/*")
@@ -293,8 +294,9 @@ def test_a_run_whose_process_died_while_running_is_stale(demo_root, tmp_path, ca
     assert not runs and skipped_dir == run_dir and state.startswith(f"status 'stale' (left running by process {child.pid}")
     assert report([str(run_dir)]) == 0
     assert "is an unfinished run (status 'stale' (left running by process" in capsys.readouterr().out
-    assert observed_status({**manifest, "process": process_identity()}) == "running"  # alive: this process
-    assert observed_status({**manifest, "process": {**manifest["process"], "host": "elsewhere"}}) == "running"
+    assert Manifest.from_dict({**manifest, "process": process_identity()}).observed_status() == "running"  # alive: this process
+    elsewhere = {**manifest, "process": {**manifest["process"], "host": "elsewhere"}}
+    assert Manifest.from_dict(elsewhere).observed_status() == "running"
 
 
 def test_an_unreadable_checkpoint_is_reported_once_then_passed_over(run_demo, monkeypatch, tmp_path):
@@ -333,8 +335,8 @@ def test_resume_auto_passes_over_a_run_another_live_process_is_writing(tmp_path)
 
     from benchmark.config import load_config
     from benchmark.io import atomic_write_json
-    from benchmark.reporting.results import RunWriter
-    from benchmark.resume import check_resumable, find_resumable
+    from benchmark.run.resume import check_resumable, find_resumable
+    from benchmark.run.writer import RunWriter
 
     stream = SimpleNamespace(name="demo_4steps", version=1, hash="h", step_hashes=lambda: ["a"], step_classes=[[0]],
                              vocabulary=SimpleNamespace(name="demo_40"))
@@ -343,7 +345,7 @@ def test_resume_auto_passes_over_a_run_another_live_process_is_writing(tmp_path)
     with subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"]) as other:
         try:
             atomic_write_json(writer.run_dir / "manifest.json", {
-                **writer.manifest, "process": {"host": socket.gethostname(), "pid": other.pid, "start_ticks": None}})
+                **writer.manifest.to_dict(), "process": {"host": socket.gethostname(), "pid": other.pid, "start_ticks": None}})
             assert find_resumable(cfg, stream) is None
             with pytest.raises(UserError, match=f"still going \\(process {other.pid} on this host\\)"):
                 check_resumable(writer.run_dir, cfg, stream)

@@ -186,7 +186,7 @@ def test_every_index_string_in_readme_and_configs_builds_for_512_and_1024_dims()
 
 
 def test_checkpoint_writes_faiss_indexes_to_side_files_and_restores_them(tmp_path):
-    from benchmark.checkpoint import load_checkpoint, save_checkpoint
+    from benchmark.run.checkpoint import load_checkpoint, save_checkpoint
     from methods.knnclip.database import RetrievalDatabase
 
     rng = np.random.default_rng(3)

@@ -40,7 +40,7 @@ class LabelError(ValueError):
 
 
 try:  # the one-pass C kernel (setup.py builds it); without it the numpy path below gives the same matrix
-    from benchmark.evaluation import _confusion as _kernel
+    import benchmark.evaluation._confusion as _kernel
 except ImportError:  # pragma: no cover - depends on the install
     _kernel = None
 

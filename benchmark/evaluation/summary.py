@@ -140,16 +140,23 @@ def build_summary(run_dir: Path, step_classes: list[list[int]], stream: str, met
                   miou_mode: str = "present") -> dict:
     """summary.json from the raw per-step statistics on disk (never from rounded numbers)."""
     run_dir = Path(run_dir)
-    step_stats = load_step_stats(run_dir)
-    initial = load_initial_stats(run_dir)
+    steps = [json.loads(p.read_text()) for p in sorted((run_dir / "stats").glob("step_*.json"))]
+    return summarize(load_step_stats(run_dir), load_initial_stats(run_dir), steps, step_classes, stream, method,
+                     run_dir.name, miou_mode)
+
+
+def summarize(step_stats: list[dict[str, np.ndarray]], initial: dict[str, np.ndarray] | None, steps: list[dict],
+              step_classes: list[list[int]], stream: str, method: str, run_id: str | None,
+              miou_mode: str = "present") -> dict:
+    """summary.json's content from the raw statistics of each step (and of the initial evaluation) and the
+    per-step cost records (stats/step_NNN.json: learn_seconds, eval_seconds, memory_bytes, ...)."""
     results = {"miou": semantic_stream_results([s["confusion"] for s in step_stats], step_classes, miou_mode,
                                                initial["confusion"] if initial is not None else None)}
     if step_stats and "pq_tp" in step_stats[0]:
         results["pq"] = panoptic_stream_results([panoptic_stats(s) for s in step_stats], step_classes,
                                                 panoptic_stats(initial) if initial is not None else None)
-    steps = [json.loads(p.read_text()) for p in sorted((run_dir / "stats").glob("step_*.json"))]
     return finite({
-        "stream": stream, "method": method, "run_id": run_dir.name, "num_steps": len(step_classes),
+        "stream": stream, "method": method, "run_id": run_id, "num_steps": len(step_classes),
         "metrics": {name: r["summary"] for name, r in results.items()},
         "matrices": {name: r["matrix"].tolist() for name, r in results.items()},
         "initial": {name: r["initial"].tolist() for name, r in results.items() if r["initial"] is not None},

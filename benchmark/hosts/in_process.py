@@ -1,11 +1,11 @@
 """`InProcessHost`: the method in this process, called directly (isolate=false, and inside a method's worker)."""
 from __future__ import annotations
 
-from benchmark.checkpoint import rng_states, set_rng_states
+from benchmark.run.checkpoint import rng_states, set_rng_states
 from benchmark.data.types import ImageInput, Vocabulary
 from benchmark.method import ContinualMethod, SegmentationOutput, StepData
 from benchmark.models.counters import encoder_counters
-from benchmark.plugins import code_records, foreign_module_files
+from benchmark.provenance import plugin_records
 
 
 class InProcessHost:
@@ -46,7 +46,7 @@ class InProcessHost:
     def provenance(self) -> tuple[dict | None, list[dict]]:
         """The writer records the registered class's files; every module a run of this method imports from
         COVSEG_PATH or its entry points is listed, whether or not it registered the method."""
-        return None, code_records(foreign_module_files(self.name))
+        return None, plugin_records(self.name)
 
     def execution(self) -> dict:
         return {"isolate": False, "sandbox": False}

@@ -26,7 +26,7 @@ import numpy as np
 from benchmark.evaluation.stream_metrics import StreamMetric, stream_metrics
 from benchmark.leaderboard.runs import step_groups
 from benchmark.leaderboard.statistics import StreamTable, curve
-from benchmark.reporting.plots import METRIC_LABELS, new_figure, save_figure
+from benchmark.run.plots import METRIC_LABELS, new_figure, save_figure
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

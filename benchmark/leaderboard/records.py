@@ -28,11 +28,11 @@ def run_records(run: Run, results_dir: Path | None = None, superseded: bool = Fa
     summary, manifest = run.summary, run.manifest
     num_steps = summary.get("num_steps") or len(summary.get("memory_bytes") or [])
     base = {"run": run.path.relative_to(results_dir).as_posix() if results_dir else run.path.as_posix(),
-            "run_id": run.path.name, "stream": manifest.get("stream"), "stream_version": manifest.get("stream_version"),
-            "stream_hash": manifest.get("stream_hash"), "method": run.method_config["name"],
+            "run_id": run.path.name, "stream": manifest.stream, "stream_version": manifest.stream_version,
+            "stream_hash": manifest.stream_hash, "method": run.method_config["name"],
             "variant": run.variant(), "name": run.config.get("name"), "tags": ";".join(run.config.get("tags") or []),
             "model": run.model_label(), "config_hash": run.config_hash,
-            "method_digest": (manifest.get("method_source") or {}).get("digest"),
+            "method_digest": (manifest.method_source or {}).get("digest"),
             "eval_vocabulary": run.eval_setting()["vocabulary"], "num_steps": num_steps,
             "seed": run.config.get("seed"), "order_seed": run.order_seed, "feature_cache": run.feature_cache,
             "superseded": superseded}

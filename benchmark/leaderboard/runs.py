@@ -1,6 +1,7 @@
 """Reading run folders: the one place both `benchmark.results.load` and the leaderboard read runs from.
 
-A run folder `<results_dir>/<stream>/<method>/<run-id>/` holds config.yaml, manifest.json and summary.json.
+A run folder `<results_dir>/<stream>/<method>/<run-id>/` holds config.yaml, manifest.json and summary.json
+(benchmark/run/writer.py writes them; the manifest is read through `benchmark.run.manifest.Manifest`).
 `read_runs` returns the complete ones as `Run`s and says why it skipped every other one; `deduplicate` picks,
 of the runs repeating one experiment (same resolved config, seed, class order and data), the latest
 finished; `Run.variant` and `config_identity` say which row a run belongs to; `provenance_issues` says what
@@ -19,8 +20,8 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from benchmark.config import EvalConfig, ModelConfig, ProtocolConfig, config_file
-from benchmark.reporting.results import REPO_ROOT, file_sha256, source_digest
-from benchmark.run_state import state_line
+from benchmark.provenance import REPO_ROOT, file_sha256, source_digest
+from benchmark.run.manifest import Manifest
 
 # provenance problems of a run, their footnote marks and explanations (in this order in every cell)
 PROVENANCE_MARKS = {
@@ -113,7 +114,7 @@ class Run:
     """One complete run folder."""
 
     path: Path
-    manifest: dict
+    manifest: Manifest
     config: dict  # resolved config.yaml
     summary: dict
 
@@ -144,7 +145,8 @@ class Run:
         access = self.ground_truth_access
         return (label + (f" [eval {', '.join(eval_changed)}]" if eval_changed else "")
                 + (f" [protocol {self.protocol}]" if self.protocol != "covseg" else "")
-                + (f" [ground truth: {access}]" if access else "") + (" [isolated]" if self.isolated else ""))
+                + (f" [ground truth: {access}]" if access else "") + (" [isolated]" if self.isolated else "")
+                + (" [external loop]" if self.manifest.loop == "external" else ""))  # StreamEvaluator
 
     def model_label(self) -> str:
         model = self.config["model"]
@@ -157,7 +159,7 @@ class Run:
     @property
     def ground_truth_access(self) -> str | None:
         """The manifest's `protocol.ground_truth_access` (None: the sealed protocol, also for older manifests)."""
-        return (self.manifest.get("protocol") or {}).get("ground_truth_access")
+        return self.manifest.ground_truth_access
 
     @property
     def protocol(self) -> str:
@@ -168,8 +170,7 @@ class Run:
     def isolated(self) -> bool:
         """The method ran in its own worker process (isolate=true: manifest `execution.isolate`, in older run
         folders `protocol.isolate`)."""
-        execution = self.manifest.get("execution") or self.manifest.get("protocol") or {}
-        return execution.get("isolate") is True
+        return self.manifest.isolate
 
     @property
     def config_hash(self) -> str:
@@ -179,7 +180,7 @@ class Run:
     def validation_set(self) -> tuple[str | None, int | None]:
         """(digest of the scored validation image ids, their count) from the manifest's `data`; (None, None)
         for runs older than that record. Runs over different validation sets are never averaged or paired."""
-        data = self.manifest.get("data") or {}
+        data = self.manifest.data or {}
         return data.get("validation_digest"), data.get("validation_images")
 
     @property
@@ -192,7 +193,7 @@ class Run:
 
     def repeat_key(self) -> tuple:
         """Runs of one row with equal keys repeat one experiment (same seed, class order and data)."""
-        return str(self.config.get("seed")), str(self.order_seed), str(self.manifest.get("stream_hash"))
+        return str(self.config.get("seed")), str(self.order_seed), str(self.manifest.stream_hash)
 
     def experiment_key(self) -> tuple:
         """Runs with equal keys repeat one experiment: the same row and repeat key."""
@@ -223,7 +224,7 @@ class Run:
         """"warm" when most per-image features came from the disk cache (manifest `passes.disk_cache_hits` vs
         `disk_cache_writes`), else "cold"; None for runs that predate the record. Warm runs' times are not
         comparable with cold ones (kNN-CLIP's evaluation: 0.2-0.3 s a step warm, 0.7-2.6 s cold)."""
-        passes = self.manifest.get("passes") or {}
+        passes = self.manifest.passes or {}
         hits, writes = passes.get("disk_cache_hits"), passes.get("disk_cache_writes")
         if hits is None or writes is None:
             return None
@@ -231,7 +232,7 @@ class Run:
 
     @property
     def finished(self) -> str:
-        return str(self.manifest.get("finished") or self.manifest.get("started") or "")
+        return str(self.manifest.finished or self.manifest.started or "")
 
     def provenance(self, digests: dict | None = None) -> list[str]:
         """The provenance problems of this run (keys of PROVENANCE_MARKS; [] for a clean run). `digests` caches
@@ -249,12 +250,12 @@ def _current_sha(key: str, digests: dict) -> str | None:
     return digests[key]
 
 
-def provenance_issues(manifest: dict, digests: dict | None = None) -> list[str]:
+def provenance_issues(manifest: Manifest, digests: dict | None = None) -> list[str]:
     """What keeps a run from being traced to committed, registered code; see PROVENANCE_MARKS."""
     digests = {} if digests is None else digests
-    source = manifest.get("method_source")
-    git = manifest.get("git") or {}
-    resumed = [r for r in manifest.get("resumed", []) if isinstance(r, dict)]
+    source = manifest.method_source
+    git = manifest.git or {}
+    resumed = [r for r in manifest.resumed or [] if isinstance(r, dict)]
     issues = []
     if (git.get("dirty") or any((r.get("git") or {}).get("dirty") for r in resumed)
             or (source or {}).get("untracked")):
@@ -270,7 +271,7 @@ def provenance_issues(manifest: dict, digests: dict | None = None) -> list[str]:
             issues.append("unregistered source")
     if not source or (git.get("dirty") is None and not git.get("distribution")):  # a wheel: its distribution
         issues.append("no provenance")
-    if manifest.get("plugins"):
+    if manifest.plugins:
         issues.append("foreign code")
     return issues
 
@@ -284,15 +285,15 @@ def read_runs(results_dir: Path, stream: str | None = None) -> tuple[list[Run], 
         if stream is not None and run_dir.parent.parent.name != stream:
             continue
         try:
-            manifest = json.loads(manifest_path.read_text())
+            manifest = Manifest.read(manifest_path)
         except (OSError, ValueError) as exc:
             skipped.append((run_dir, f"unreadable manifest.json ({exc})"))
             continue
-        if manifest.get("status") == "failed":
-            skipped.append((run_dir, f"failed: {manifest.get('failure') or 'no reason recorded'}"))
+        if manifest.status == "failed":
+            skipped.append((run_dir, f"failed: {manifest.failure or 'no reason recorded'}"))
             continue
-        if manifest.get("status") != "complete":
-            skipped.append((run_dir, state_line(manifest)))
+        if manifest.status != "complete":
+            skipped.append((run_dir, manifest.state_line()))
             continue
         try:
             summary = json.loads((run_dir / "summary.json").read_text())

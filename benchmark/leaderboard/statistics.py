@@ -72,7 +72,7 @@ class StreamTable:
     def hashes_by_order(self) -> dict:
         hashes = defaultdict(set)
         for run in self.runs:
-            hashes[run.order_seed].add(run.manifest.get("stream_hash"))
+            hashes[run.order_seed].add(run.manifest.stream_hash)
         return dict(sorted(hashes.items(), key=lambda item: _order(item[0])))
 
 
@@ -82,7 +82,7 @@ def stream_tables(runs: list[Run], analysis: bool = False, digests: dict | None 
     resamples of the validation images for the final mIoU's confidence interval (0: none)."""
     by_definition = defaultdict(list)
     for run in runs:
-        by_definition[(run.manifest["stream"], run.manifest.get("stream_version"), run.stream_definition)].append(run)
+        by_definition[(run.manifest.stream, run.manifest.stream_version, run.stream_definition)].append(run)
     tables = []
     for (name, version, definition), members in sorted(by_definition.items(), key=lambda item: str(item[0])):
         table = StreamTable(name, version, definition, members, analysis=analysis)
@@ -91,7 +91,7 @@ def stream_tables(runs: list[Run], analysis: bool = False, digests: dict | None 
             continue
         by_hash = defaultdict(list)
         for run in members:
-            by_hash[run.manifest.get("stream_hash")].append(run)
+            by_hash[run.manifest.stream_hash].append(run)
         tables += [StreamTable(name, version, definition, group, split_hash=str(stream_hash), analysis=analysis)
                    for stream_hash, group in sorted(by_hash.items(), key=lambda item: str(item[0]))]
     for table in tables:
@@ -153,7 +153,7 @@ def versus_zero_shot_by_run(runs: list[Run], score: str, key: str) -> dict[Path,
     the latest counts."""
     def pairing(run: Run) -> tuple:
         identity = config_identity(run.config)  # batch sizes and cache folders do not break a pair
-        return (run.manifest.get("stream_hash"), short_hash(identity.get("model")), run.config.get("seed"),
+        return (run.manifest.stream_hash, short_hash(identity.get("model")), run.config.get("seed"),
                 short_hash(identity.get("eval")), run.validation_set[0])
 
     zero_shot = {}
@@ -180,7 +180,7 @@ def final_miou_interval(runs: list[Run], samples: int, level: float = 0.95) -> t
         if not all(key in stats for key in KEYS):
             return none
         counts.append({key: stats[key] for key in KEYS})
-    classes = sorted({c for step in runs[0].manifest.get("step_classes") or [] for c in step})
+    classes = sorted({c for step in runs[0].manifest.step_classes or [] for c in step})
     if not classes or len({int(c["image_count"]) for c in counts}) != 1:
         return none
     replicates = bootstrap_miou(counts, classes, samples)
@@ -250,7 +250,7 @@ def aggregate_rows(runs: list[Run], digests: dict | None = None) -> list[dict]:
             for state in ("cold", "warm", None) if any(r.feature_cache == state for r in members)}
         row["curves"] = {metric: curve(members, metric) for metric in ("miou", "pq")
                          if any(r.summary.get("seen", {}).get(metric) for r in members)}
-        row["git"] = sorted({(r.manifest.get("git") or {}).get("commit") or "unknown" for r in members})
+        row["git"] = sorted({(r.manifest.git or {}).get("commit") or "unknown" for r in members})
         row["run_provenance"] = [r.provenance(digests) for r in members]
         row["provenance"] = {issue: sum(issue in issues for issues in row["run_provenance"])
                              for issue in PROVENANCE_MARKS if any(issue in i for i in row["run_provenance"])}

@@ -28,6 +28,7 @@ import numpy as np
 
 from benchmark.errors import UserError
 from benchmark.perf import timed_run
+from benchmark.run.manifest import Manifest
 
 DATASETS = {  # train / val images and a typical image size (H, W) of the real datasets
     "A-847": (25_574, 2_000, (512, 683)),
@@ -43,13 +44,13 @@ def child_main(args: argparse.Namespace) -> int:
                  f"model.cache_dir={args.work}/cache-{args.child}-{os.getpid()}", *args.overrides]
     run_dir, ctx, wall = timed_run(overrides)
     summary = json.loads((run_dir / "summary.json").read_text())
-    manifest = json.loads((run_dir / "manifest.json").read_text())
+    manifest = Manifest.read(run_dir)
     method = ctx.host.method  # an in-process run: the method itself
     database = getattr(method, "database", None)
     report = {
         "label": args.label, "wall_s": wall, "learn_s": summary["seconds"]["learn"], "eval_s": summary["seconds"]["eval"],
         "final_miou": summary["metrics"]["miou"]["final"], "memory_bytes": summary["memory_bytes"][-1],
-        "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "passes": manifest["passes"],
+        "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "passes": manifest.passes,
         "caches": {role: cache.report() for role, cache in method.segmenter.memory_caches.items()},
         "database_entries": len(database) if database is not None else None,
         "index_reports": list(getattr(database, "index_reports", [])),

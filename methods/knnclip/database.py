@@ -246,7 +246,7 @@ class RetrievalDatabase:
                    + self.labels.nbytes)
 
     def state_dict(self) -> dict:
-        """The live indexes (a checkpoint writes them with faiss's own writer, benchmark/checkpoint.py) and
+        """The live indexes (a checkpoint writes them with faiss's own writer, benchmark/run/checkpoint.py) and
         tensors sharing the arrays' memory: saving makes no in-memory copy of the database."""
         return {"index": self.index, "pending": self.pending, "labels": torch.from_numpy(self.labels),
                 "index_spec": self.index_spec, "dim": self.dim, "train_size": self.train_size,

@@ -17,7 +17,6 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 import benchmark
-from benchmark.checkpoint import rng_states
 from benchmark.data.types import ImageInput, Sample, Vocabulary
 from benchmark.disk_rows import DiskRows
 from benchmark.errors import UserError
@@ -25,8 +24,9 @@ from benchmark.hosts.worker.channel import Channel
 from benchmark.hosts.worker.sandbox import allowed_paths, check_available
 from benchmark.method import METHODS, SegmentationOutput, StepData
 from benchmark.models import feature_cache_dir
-from benchmark.plugins import code_records, foreign_module_files, foreign_roots, is_under, load_methods
-from benchmark.reporting.results import _in_repo, method_source, source_record
+from benchmark.plugins import foreign_module_files, foreign_roots, is_under, load_methods
+from benchmark.provenance import code_records, in_repo, method_source, source_record
+from benchmark.run.checkpoint import rng_states
 
 HARNESS_ROOT = Path(benchmark.__file__).resolve().parents[1]  # holds benchmark/, baselines/, methods/, streams/
 # what the worker's environment keeps: locale, temp and cache folders, thread and GPU settings, model weight
@@ -230,5 +230,5 @@ def isolated_provenance(name: str, started: dict) -> tuple[dict, list[dict]]:
     if defining is None:
         raise WorkerError(f"method {name} is not one of the project's, and its worker names no file of a plugin "
                           f"folder or entry point as its source ({', '.join(map(str, files))})")
-    kept = [path for path in files if path == defining or _in_repo(path)]
+    kept = [path for path in files if path == defining or in_repo(path)]
     return source_record(kept, False, started["module"], started["class"]), plugins

@@ -15,7 +15,6 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
-from benchmark.checkpoint import externalise, internalise, rng_states, set_rng_states
 from benchmark.config import check_method_config
 from benchmark.data.types import ImageInput, Vocabulary
 from benchmark.errors import UserError
@@ -25,7 +24,8 @@ from benchmark.hosts.worker.channel import Channel
 from benchmark.hosts.worker.sandbox import confine
 from benchmark.method import StepData
 from benchmark.plugins import foreign_module_files, load_methods
-from benchmark.reporting.progress import Progress
+from benchmark.progress import Progress
+from benchmark.run.checkpoint import externalise, internalise, rng_states, set_rng_states
 
 
 def portable_rng_states() -> dict:

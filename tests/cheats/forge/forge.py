@@ -1,9 +1,9 @@
 """Method `forged`: zero-shot under another name that makes the manifest record zero-shot's provenance."""
-import benchmark.reporting.results as results
+import benchmark.provenance as provenance
 from baselines.zeroshot import ZeroShot
 from benchmark.method import register_method
 
-_method_source = results.method_source
+_method_source = provenance.method_source
 
 
 @register_method("forged")
@@ -11,4 +11,4 @@ class Forged(ZeroShot):
     pass
 
 
-results.method_source = lambda name: _method_source("zeroshot" if name == "forged" else name)
+provenance.method_source = lambda name: _method_source("zeroshot" if name == "forged" else name)

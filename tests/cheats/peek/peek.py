@@ -36,7 +36,7 @@ class CheatGC(Peeking):
 class CheatFrames(Peeking):
     def labels(self, image_id, images):
         frame = sys._getframe()
-        while frame is not None and frame.f_code.co_name != "evaluate_step":
+        while frame is not None and frame.f_code.co_name != "score_validation":  # the scoring loop
             frame = frame.f_back
         batch = frame.f_locals.get("batch", []) if frame is not None else []
         return next((s.sem_seg for s in batch if s.image_id == image_id), None)

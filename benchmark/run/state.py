@@ -5,7 +5,7 @@
   as it does on Ctrl-C, its manifest says `interrupted`, and the process exits with 128 + the signal number.
 - A process that cannot write any more (SIGKILL, the out-of-memory killer, a disk too full for the manifest)
   leaves `running` behind. The manifest records which process that was (`process_identity`), so a reader on
-  the same host shows such a run as `stale` (`observed_status`) instead of as running.
+  the same host shows such a run as `stale` (`Manifest.observed_status`) instead of as running.
 """
 from __future__ import annotations
 
@@ -88,18 +88,3 @@ def process_gone(process: dict) -> bool:
         return False
     state, ticks = stat
     return state == "Z" or (process.get("start_ticks") is not None and ticks != process["start_ticks"])
-
-
-def observed_status(manifest: dict) -> str | None:
-    """The manifest's status, except `stale` for a `running` run whose process has ended."""
-    status = manifest.get("status")
-    return "stale" if status == "running" and process_gone(manifest.get("process") or {}) else status
-
-
-def state_line(manifest: dict) -> str:
-    """An unfinished run's state in words; `stale`: left `running` by a process that has ended."""
-    status = observed_status(manifest)
-    if status == "stale":
-        process = manifest["process"]
-        return f"status 'stale' (left running by process {process['pid']} on {process['host']}, which has ended)"
-    return f"status {status!r}"

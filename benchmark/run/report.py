@@ -7,7 +7,6 @@ GEM's baseline b (GEM: the model at random initialisation); both runs must share
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +17,8 @@ from benchmark.evaluation.stream_metrics import forward_transfer_gem
 from benchmark.evaluation.summary import (build_summary, format_summary, load_confusions, vocabulary_names,
                                          write_class_scores, write_summary)
 from benchmark.plugins import load_foreign
-from benchmark.reporting.plots import write_run_plots
-from benchmark.run_state import state_line
+from benchmark.run.manifest import MANIFEST_FILE, Manifest
+from benchmark.run.plots import write_run_plots
 
 
 def main(argv: list[str]) -> int:
@@ -32,24 +31,24 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     load_foreign()  # stream metrics of one's own (COVSEG_PATH, entry points) are recomputed too
     run_dir = args.run_dir
-    manifest_path = run_dir / "manifest.json"
+    manifest_path = run_dir / MANIFEST_FILE
     if not manifest_path.is_file() or not (run_dir / "stats").is_dir():
         raise UserError(f"{run_dir} is not a run folder (expected manifest.json and stats/)")
-    manifest = json.loads(manifest_path.read_text())
-    if "step_classes" not in manifest:
+    manifest = read_manifest(manifest_path)
+    if manifest.step_classes is None:
         raise UserError(f"{manifest_path} has no step_classes (written by an older version); rerun the stream")
     run_mode = OmegaConf.load(run_dir / "config.yaml").eval.miou_mode
     miou_mode = args.miou_mode or run_mode
-    summary = build_summary(run_dir, manifest["step_classes"], manifest["stream"], manifest["method"], miou_mode)
-    if manifest.get("status") != "complete" or summary["num_steps"] != len(summary["memory_bytes"]):
-        print(f"note: {run_dir} is an unfinished run ({state_line(manifest)}) holding "
+    summary = build_summary(run_dir, manifest.step_classes, manifest.stream, manifest.method, miou_mode)
+    if manifest.status != "complete" or summary["num_steps"] != len(summary["memory_bytes"]):
+        print(f"note: {run_dir} is an unfinished run ({manifest.state_line()}) holding "
               f"{len(summary['memory_bytes'])} of {summary['num_steps']} steps")
-    if manifest.get("status") == "complete" and miou_mode == run_mode:  # another mode is only printed
+    if manifest.status == "complete" and miou_mode == run_mode:  # another mode is only printed
         write_summary(run_dir, summary)
         confusions = load_confusions(run_dir)
-        names = vocabulary_names(manifest.get("vocabulary"), len(confusions[0]) if confusions else 0)
-        write_class_scores(run_dir, manifest["step_classes"], names)
-        write_run_plots(run_dir, summary, manifest["step_classes"], names, confusions)
+        names = vocabulary_names(manifest.vocabulary, len(confusions[0]) if confusions else 0)
+        write_class_scores(run_dir, manifest.step_classes, names)
+        write_run_plots(run_dir, summary, manifest.step_classes, names, confusions)
     print(format_summary(summary, run_dir))
     if args.fwt_baseline is not None:
         for metric, value in gem_forward_transfer(summary, manifest, args.fwt_baseline, miou_mode).items():
@@ -57,21 +56,27 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-def gem_forward_transfer(summary: dict, manifest: dict, baseline_dir: Path, miou_mode: str) -> dict[str, float]:
+def read_manifest(path: Path) -> Manifest:
+    try:
+        return Manifest.read(path)
+    except (OSError, ValueError) as exc:
+        raise UserError(f"cannot read {path} ({exc})") from None
+
+
+def gem_forward_transfer(summary: dict, manifest: Manifest, baseline_dir: Path, miou_mode: str) -> dict[str, float]:
     """Per metric: GEM's forward transfer of `summary`'s matrix against the baseline run's initial row."""
-    path = baseline_dir / "manifest.json"
+    path = baseline_dir / MANIFEST_FILE
     if not path.is_file():
         raise UserError(f"--fwt-baseline {baseline_dir} is not a run folder (no manifest.json)")
-    baseline_manifest = json.loads(path.read_text())
-    if baseline_manifest.get("stream_hash") != manifest.get("stream_hash"):
-        raise UserError(f"--fwt-baseline {baseline_dir} ran stream {baseline_manifest.get('stream')} (hash "
-                        f"{baseline_manifest.get('stream_hash')}), not this run's (hash {manifest.get('stream_hash')})")
-    digests = [(m.get("data") or {}).get("validation_digest") for m in (baseline_manifest, manifest)]
+    baseline_manifest = read_manifest(path)
+    if baseline_manifest.stream_hash != manifest.stream_hash:
+        raise UserError(f"--fwt-baseline {baseline_dir} ran stream {baseline_manifest.stream} (hash "
+                        f"{baseline_manifest.stream_hash}), not this run's (hash {manifest.stream_hash})")
+    digests = [(m.data or {}).get("validation_digest") for m in (baseline_manifest, manifest)]
     if digests[0] != digests[1]:
         raise UserError(f"--fwt-baseline {baseline_dir} was scored on other validation images (set "
                         f"{digests[0]}) than this run (set {digests[1]})")
-    baseline = build_summary(baseline_dir, manifest["step_classes"], manifest["stream"], baseline_manifest["method"],
-                             miou_mode)
+    baseline = build_summary(baseline_dir, manifest.step_classes, manifest.stream, baseline_manifest.method, miou_mode)
     if not baseline["initial"]:
         raise UserError(f"--fwt-baseline {baseline_dir} has no initial evaluation (no stats/initial.npz: "
                         "it ran with eval.initial=false)")

@@ -1,4 +1,4 @@
-"""Experiment trackers fed by RunWriter: `logger=none` (default) or `logger=wandb`.
+"""Experiment trackers fed by the run writer (benchmark.run.writer): `logger=none` (default) or `logger=wandb`.
 
 A tracker is only an extra output: the run folder on disk is the record. So a tracker never fails a run:
 the first error (no network, no API key, a wandb bug) is reported once as a warning and the tracker turns
