@@ -74,15 +74,27 @@ def write_class_scores(run_dir: Path, step_classes: list[list[int]], class_names
     return path
 
 
+# metrics that are another one under a CSS paper's name (base / novel = MiB's old / new): printed once, both named
+SAME_NUMBER = {"base": "old", "novel": "new"}
+
+
+def _merge_same(metrics: pd.DataFrame) -> pd.DataFrame:
+    """One row per number: `base / old` for the rows `base` and `old` when they hold the same values."""
+    for alias, name in SAME_NUMBER.items():
+        if alias in metrics.index and name in metrics.index and metrics.loc[alias].equals(metrics.loc[name]):
+            metrics = metrics.drop(index=alias).rename(index={name: f"{alias} / {name}"})
+    return metrics
+
+
 def format_summary(summary: dict, run_dir: Path) -> str:
-    """The matrices and stream metrics as readable tables."""
+    """The matrices and stream metrics as readable tables, each number once."""
     parts = []
     for name in summary["matrices"]:
         label = {"miou": "mIoU", "pq": "PQ"}.get(name, name)
         matrix = matrix_frame(summary, name, ("before step 0", "after step {t}"))
         parts.append(f"{label} matrix R[t][j] (rows: after step t; columns: classes of step j)\n"
                      f"{matrix.round(1).to_string(na_rep='-')}")
-    metrics = pd.DataFrame(summary["metrics"], dtype=float).rename(columns={"miou": "mIoU", "pq": "PQ"})
+    metrics = _merge_same(pd.DataFrame(summary["metrics"], dtype=float).rename(columns={"miou": "mIoU", "pq": "PQ"}))
     parts.append(f"{summary['method']} on {summary['stream']}\n{metrics.round(2).to_string(na_rep='-')}")
     return "\n" + "\n\n".join(parts) + f"\n\nresults: {run_dir}"
 

@@ -1,5 +1,5 @@
 """`python -m benchmark leaderboard [stream=NAME] [results_dir=PATH] [bootstrap=N] [--format NAME[,NAME]]
-[--strict] [--isolated-only]`: tables over every finished run.
+[--columns NAME[,NAME]] [--strict] [--isolated-only]`: tables over every finished run.
 
 Reads every run folder `<results_dir>/<stream>/<method>/<run-id>/` (summary.json, manifest.json,
 config.yaml; benchmark.leaderboard.runs), ignores runs whose manifest is not `"status": "complete"` (and lists
@@ -66,6 +66,7 @@ configuration, so isolated and in-process runs never share a row. `--isolated-on
 """
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import pandas as pd
@@ -77,14 +78,18 @@ from benchmark.leaderboard.formats import REPORT_FORMATS, ReportFormat, report_f
 from benchmark.leaderboard.records import COLUMNS, run_records
 from benchmark.leaderboard.runs import Run, read_runs
 from benchmark.leaderboard.statistics import class_table, stream_tables
-from benchmark.leaderboard.table import Leaderboard
+from benchmark.leaderboard.table import Leaderboard, column_keys
+from benchmark.leaderboard.terminal import terminal_width
 from benchmark.plugins import load_foreign
 from benchmark.registry import suggest
 
 # bootstrap: image resamples (0: none); format: report formats beyond the default ones, comma-separated
-OPTIONS = {"stream": None, "results_dir": "results", "bootstrap": "1000", "format": ""}
+# columns: the column keys (benchmark.leaderboard.table.column_keys) every format shows, comma-separated
+OPTIONS = {"stream": None, "results_dir": "results", "bootstrap": "1000", "format": "", "columns": ""}
 FLAGS = ("--strict", "--isolated-only")
-USAGE = "it takes stream=NAME results_dir=PATH bootstrap=N --format NAME --strict --isolated-only"
+USAGE = ("it takes stream=NAME results_dir=PATH bootstrap=N --format NAME --columns A,B --strict "
+         "--isolated-only")
+VALUED = ("--format", "--columns")  # flags that take a value: `--format X` or `--format=X`
 
 
 def parse_options(argv: list[str]) -> dict:
@@ -94,13 +99,13 @@ def parse_options(argv: list[str]) -> dict:
     items = list(argv)
     while items:
         item = items.pop(0)
-        if item == "--format" and items:
-            item = f"format={items.pop(0)}"
-        elif item.startswith("--format="):
+        if item in VALUED and items:
+            item = f"{item[2:]}={items.pop(0)}"
+        elif item.startswith(tuple(f"{flag}=" for flag in VALUED)):
             item = item[2:]
         elif item.startswith("-"):
             if item not in FLAGS:
-                raise UserError(f"leaderboard: unknown flag '{item}'{suggest(item, [*FLAGS, '--format'])}; {USAGE}")
+                raise UserError(f"leaderboard: unknown flag '{item}'{suggest(item, [*FLAGS, *VALUED])}; {USAGE}")
             options[item.lstrip("-")] = True
             continue
         key, sep, value = item.partition("=")
@@ -113,9 +118,23 @@ def parse_options(argv: list[str]) -> dict:
         if name not in REPORT_FORMATS:
             raise UserError(f"leaderboard: format={name} is not a report format{suggest(name, REPORT_FORMATS.names())}"
                             f"; registered: {', '.join(REPORT_FORMATS.names())}")
+    options["columns"] = _columns(options["columns"])
     if not options["bootstrap"].isdigit():
         raise UserError(f"leaderboard: bootstrap={options['bootstrap']} must be a whole number (0: no intervals)")
     return options
+
+
+def _columns(value: str) -> list[str] | None:
+    """--columns a,b,c checked against the column names; None when not given."""
+    if not value:
+        return None
+    names = [name.strip() for name in value.split(",") if name.strip()]
+    valid = column_keys()
+    unknown = [name for name in names if name not in valid]
+    if unknown:
+        raise UserError(f"leaderboard: --columns: unknown column(s) {', '.join(unknown)}"
+                        f"{suggest(unknown[0], valid)}; valid: {', '.join(valid)}")
+    return names
 
 
 def select_runs(options: dict, results_dir: Path, digests: dict) -> tuple[list[Run], list, list, list]:
@@ -184,16 +203,24 @@ def main(argv: list[str]) -> int:
     tables = (stream_tables([r for r in runs if r.ground_truth_access is None], digests=digests, bootstrap=bootstrap)
               + stream_tables([r for r in runs if r.ground_truth_access is not None], analysis=True, digests=digests,
                               bootstrap=bootstrap))
-    board = Leaderboard(tables, results_dir, skipped, options["stream"], len(left_out) if options["strict"] else None)
+    board = Leaderboard(tables, results_dir, skipped, options["stream"], len(left_out) if options["strict"] else None,
+                        columns=options["columns"])
     formats = report_formats(options["formats"])
     files = write_outputs(board, formats)
     for report in formats:
         if report.file is None:
             print(report.render(board), end="")
-    print(f"leaderboard of {len(runs)} complete run(s) in {len(tables)} stream table(s): "
-          f"{', '.join(map(str, files))}")
+    say(f"leaderboard of {len(runs)} complete run(s) in {len(tables)} stream table(s): "
+        f"{', '.join(map(str, files))}")
     print_notes(board, options, not_isolated, left_out)
     return 0
+
+
+def say(text: str) -> None:
+    """Print, wrapped to the terminal's width (benchmark.leaderboard.terminal.terminal_width)."""
+    width = terminal_width()
+    print(text if width is None else "\n".join(textwrap.wrap(text, width, subsequent_indent="  ",
+                                                              break_on_hyphens=False)))
 
 
 def print_notes(board: Leaderboard, options: dict, not_isolated: list[Run], left_out: list) -> None:
@@ -201,23 +228,23 @@ def print_notes(board: Leaderboard, options: dict, not_isolated: list[Run], left
     tables, skipped = board.tables, board.skipped
     analysis = sum(len(t.runs) for t in tables if t.analysis)
     if analysis:
-        print(f"{analysis} analysis run(s) that used ground truth on purpose are listed apart, not ranked")
+        say(f"{analysis} analysis run(s) that used ground truth on purpose are listed apart, not ranked")
     marked = sum(1 for t in tables for row in t.rows for issues in row["run_provenance"] if issues)
     if marked:
-        print(f"{marked} run(s) marked for provenance (dirty tree, changed or unregistered source, foreign code "
+        say(f"{marked} run(s) marked for provenance (dirty tree, changed or unregistered source, foreign code "
               "or none recorded); --strict leaves them out")
     if options["isolated-only"]:
-        print(f"--isolated-only: left out {len(not_isolated)} run(s) that did not run with isolate=true or ran on "
-              "the public demo draw")
+        say(f"--isolated-only: left out {len(not_isolated)} run(s) that did not run with isolate=true or ran on "
+            "the public demo draw")
     if options["strict"]:
-        print(f"--strict: left out {len(left_out)} run(s) without clean provenance" + (":" if left_out else ""))
+        say(f"--strict: left out {len(left_out)} run(s) without clean provenance" + (":" if left_out else ""))
         for run, issues in left_out:
-            print(f"  {run.path}: {', '.join(issues)}")
+            say(f"  {run.path}: {', '.join(issues)}")
     superseded = sum(len(row["superseded"]) for t in tables for row in t.rows)
     if superseded:
-        print(f"{superseded} repeated run(s) superseded by a later run of the same config, seed and class order "
+        say(f"{superseded} repeated run(s) superseded by a later run of the same config, seed and class order "
               "(listed, not averaged)")
     if skipped:
-        print(f"skipped {len(skipped)} incomplete run(s) ({sum(r.startswith('failed: ') for _, r in skipped)} failed):")
+        say(f"skipped {len(skipped)} incomplete run(s) ({sum(r.startswith('failed: ') for _, r in skipped)} failed):")
         for path, reason in skipped:
-            print(f"  {path}: {reason}")
+            say(f"  {path}: {reason}")

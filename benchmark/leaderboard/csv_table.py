@@ -46,5 +46,20 @@ def leaderboard_frame(tables: list[StreamTable], results_dir: Path) -> pd.DataFr
     return pd.DataFrame.from_records(records)
 
 
+# --columns key -> its CSV fields (a stream metric's: <field>_mean, _std, _n); the stream's and the rank always
+CSV_FIELDS = {"variant": ["method", "label"], "model": ["model"], "n": ["n_runs", "seeds", "order_seeds"],
+              "ci": ["miou_final_ci_low", "miou_final_ci_high"],
+              "paired": ["paired_reference", "paired_final_diff_mean", "paired_final_diff_std", "paired_n"],
+              "memory": ["memory_bytes_mean"],
+              "time": ["seconds_per_step_mean", "seconds_per_step_cold_mean", "seconds_per_step_warm_mean"],
+              "config": ["config_hash"],
+              "provenance": ["git_commits", "runs", "superseded_runs", "ground_truth_access", "isolated", "provenance"]}
+ALWAYS = ["stream", "stream_version", "stream_definition", "stream_hashes", "section", "rank"]
+
+
 def render_csv(board: Leaderboard) -> str:
-    return leaderboard_frame(board.tables, board.results_dir).to_csv(index=False)
+    frame = leaderboard_frame(board.tables, board.results_dir)
+    if board.columns is not None and not frame.empty:
+        fields = [f for key in board.columns for f in CSV_FIELDS.get(key, [f"{key}_mean", f"{key}_std", f"{key}_n"])]
+        frame = frame[ALWAYS + [f for f in fields if f in frame.columns]]
+    return frame.to_csv(index=False)

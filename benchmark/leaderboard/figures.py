@@ -6,13 +6,15 @@
     <slug>-<label>.png                per stream metric registered with a `figure` (forgetting): its value per
                                       variant as bars, best at the top
 
-Every variant keeps one colour and one marker in every figure of a leaderboard (`variant_styles`: distinct
-pairs for 140 variants). Legends sit outside the axes, titles are wrapped to the figure's width and the
+Every variant keeps one colour and one marker in every figure of every build (`variant_styles`: derived from a
+stable hash of the variant, well-separated colours for up to 20 variants, distinct pairs for 140). Lines and
+markers at 0 stay visible above the axis. Legends sit outside the axes, titles are wrapped to the figure's width and the
 stream's definition hash goes into a caption line under the axes; constrained layout keeps all of them on the
 canvas, and figures are saved with a tight bounding box on top of that.
 """
 from __future__ import annotations
 
+import hashlib
 import re
 import textwrap
 from dataclasses import dataclass
@@ -41,15 +43,45 @@ class Style:
     marker: str
 
 
-def variant_styles(keys: Sequence) -> dict:
-    """One (colour, marker) per key, in the order given: tab10's colours, then ten darker ones of tab20b (none
-    light enough to fade on white), with the markers cycling at another period, so no two of the first 140 keys
-    share both."""
-    from matplotlib import colormaps
+# twenty well-separated colours (no two closer than 0.23 in RGB): tab10's, then ten picked greedily from
+# matplotlib's qualitative maps to lie farthest from those taken, none light enough to fade on white
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
+           "#17becf", "#e7298a", "#393b79", "#6baed6", "#1b9e77", "#74c476", "#c5b0d5", "#c49c94", "#d6616b",
+           "#a6761d", "#66a61e")
 
-    colors = ([colormaps["tab10"](i) for i in range(10)]
-              + [colormaps["tab20b"](i) for i in (0, 4, 8, 12, 16, 2, 6, 10, 14, 18)])
-    return {key: Style(colors[i % len(colors)], MARKERS[i % len(MARKERS)]) for i, key in enumerate(keys)}
+
+def palette() -> list[tuple]:
+    from matplotlib.colors import to_rgba
+
+    return [to_rgba(color) for color in PALETTE]
+
+
+def _digest(key) -> int:
+    text = " · ".join(map(str, key)) if isinstance(key, tuple) else str(key)
+    return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "big")
+
+
+def variant_styles(keys: Sequence) -> dict:
+    """One (colour, marker) per key, derived from the key itself (a stable hash of it), not from its rank: a
+    variant keeps its colour and marker in every build whatever the other variants are, unless two of them want
+    the same colour. Then the one with the smaller hash keeps it and the other takes the next free colour of the
+    palette (deterministic); only past 20 variants do colours repeat, never with the same marker (140 pairs)."""
+    colors = palette()
+    taken: set[int] = set()
+    pairs: set[tuple[int, int]] = set()
+    styles = {}
+    for key in sorted(set(keys), key=lambda k: (_digest(k), str(k))):
+        digest = _digest(key)
+        color, marker = digest % len(colors), (digest // len(colors)) % len(MARKERS)
+        unused = len(taken) < len(colors)  # a colour of its own while there are some left
+        candidates = [((color + i) % len(colors), (marker + j) % len(MARKERS))
+                      for i in range(len(colors)) for j in range(len(MARKERS))]
+        color, marker = next(((c, m) for c, m in candidates if (c, m) not in pairs and not (unused and c in taken)),
+                             (color, marker))  # past 140 variants pairs repeat
+        taken.add(color)
+        pairs.add((color, marker))
+        styles[key] = Style(colors[color], MARKERS[marker])
+    return {key: styles[key] for key in keys}
 
 
 def row_key(row: dict) -> tuple:
@@ -121,7 +153,8 @@ def curves_figure(panels: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]], s
             axes.set_title(panel, fontsize=9)
         axes.grid(alpha=0.3)
     axes_list[0].set_ylabel(f"{label} (%)" if len(panels) > 1 else f"{label} on $S_t$ (%)")
-    axes_list[0].set_ylim(0, min(100.0, top * 1.1 + 1))
+    upper = min(100.0, top * 1.1 + 1)
+    axes_list[0].set_ylim(-0.03 * upper, upper)  # a line at 0 shows above the axis, not under it
     return _finish(figure, title, caption, [handles[n] for n in names], names)
 
 
@@ -240,7 +273,7 @@ def file_name(figure: str) -> str:
 
 
 def leaderboard_styles(tables: list[StreamTable]) -> dict[tuple, Style]:
-    """The styles of every variant of the leaderboard, in the order they first appear (best first)."""
+    """The styles of every variant of the leaderboard (benchmark.leaderboard.figures.variant_styles)."""
     return variant_styles(list(dict.fromkeys(row_key(row) for table in tables for row in table.rows)))
 
 

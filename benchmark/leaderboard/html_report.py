@@ -1,5 +1,7 @@
 """`<results_dir>/leaderboard.html`, the `html` report format: the leaderboard as one self-contained file to
-open in a browser or send around. Per stream table: the main table (the Markdown table's columns), the figures embedded as PNG data,
+open in a browser or send around, as wide as the window. Per stream table: the main table (the Markdown table's
+columns, the best value of each score column bold, rank and variant fixed when it scrolls sideways), the figures
+embedded as PNG data,
 per variant its runs, each with its matrix R[t][j] embedded and links to its files (summary.json,
 class_scores.csv, matrix CSVs and plots, relative to results_dir as in LEADERBOARD.md), and the cross-method
 per-class table (class x variant final IoU, with the step that taught the class). No script, no external
@@ -17,16 +19,24 @@ import pandas as pd
 
 from benchmark.leaderboard.runs import PROVENANCE_MARKS, Run
 from benchmark.leaderboard.statistics import StreamTable
-from benchmark.leaderboard.table import ANALYSIS_TITLE, Leaderboard, link, main_columns, rank_cell, table_heading
+from benchmark.leaderboard.table import (ANALYSIS_TITLE, Leaderboard, best_values, is_best, link, main_columns, rank_cell,
+                                         table_heading)
 
 STYLE = """
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1400px; padding: 0 1em; color: #222; }
+body { font-family: system-ui, sans-serif; margin: 2em 1.5em; color: #222; }
 table { border-collapse: collapse; margin: 0.6em 0 1.2em; font-size: 0.9em; }
 th, td { border-bottom: 1px solid #ddd; padding: 0.25em 0.6em; text-align: left; vertical-align: top; }
 th { border-bottom: 2px solid #888; background: #f6f6f6; position: sticky; top: 0; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 td.num { white-space: nowrap; }
 .scroll { overflow-x: auto; }
+table.main th:first-child, table.main td:first-child { position: sticky; left: 0; z-index: 1; background: #fff;
+  box-sizing: border-box; width: 3em; min-width: 3em; }
+table.main th:nth-child(2), table.main td:nth-child(2) { position: sticky; left: 3em; z-index: 1; background: #fff;
+  box-shadow: 1px 0 0 #ccc; }
+table.main th:first-child, table.main th:nth-child(2) { background: #f6f6f6; z-index: 2; }
+table.main td { white-space: nowrap; }
+table.main td:nth-child(2) { white-space: normal; overflow-wrap: anywhere; min-width: 12em; max-width: 22em; }
 figure { display: inline-block; margin: 0.5em 1em 1em 0; }
 figure img { max-width: 100%; border: 1px solid #eee; }
 figcaption { font-size: 0.85em; color: #555; }
@@ -100,17 +110,24 @@ def _class_table(frame: pd.DataFrame) -> str:
             f"{_table(header, rows, {'class_id', 'taught at step', *variants})}</details>")
 
 
-def _stream_section(table: StreamTable, results_dir: Path, figures: dict[str, Path], classes: pd.DataFrame) -> str:
-    columns = main_columns(table)
+def _stream_section(table: StreamTable, board: Leaderboard) -> str:
+    results_dir, figures = board.results_dir, board.figures.get(table.slug, {})
+    classes = board.class_tables[table.slug]
+    columns = board.select(main_columns(table))
     header = ["#", *[c.title for c in columns]]
     numeric = {"#", *[c.title for c in columns if c.numeric]}
-    rows = [[_e(rank_cell(table, rank)), *[f"<code>{_e(c.cell(row))}</code>" if c.title == "config" else _e(c.cell(row))
-                                           for c in columns]] for rank, row in enumerate(table.rows, 1)]
+    best = best_values(table, columns)
+
+    def cell(column, row) -> str:
+        text = f"<code>{_e(column.cell(row))}</code>" if column.key == "config" else _e(column.cell(row))
+        return f"<strong>{text}</strong>" if is_best(row, column, best) else text
+
+    rows = [[_e(rank_cell(table, rank)), *[cell(c, row) for c in columns]] for rank, row in enumerate(table.rows, 1)]
     captions = {"miou": "mIoU on S_t after each step", "pq": "PQ on S_t after each step",
                 "curves": "mIoU on seen, previous and last classes", "pareto": "final mIoU vs memory"}
     return "".join([
         f"<h{3 if table.analysis else 2}>{_e(table.name)} (version {_e(table.version)})</h{3 if table.analysis else 2}>",
-        f'<p class="caption">{_e(table_heading(table))}</p>', _table(header, rows, numeric),
+        f'<p class="caption">{_e(table_heading(table))}</p>', _table(header, rows, numeric, "main"),
         "".join(_image(path, captions.get(name, name)) for name, path in figures.items() if Path(path).is_file()),
         "<h4>Runs</h4>", "".join(_run_details(row, results_dir) for row in table.rows),
         "<h4>Per class</h4>" if not classes.empty else "", _class_table(classes),
@@ -121,13 +138,10 @@ def render_html(board: Leaderboard) -> str:
     now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     results_dir = board.results_dir
 
-    def section(table: StreamTable) -> str:
-        return _stream_section(table, results_dir, board.figures.get(table.slug, {}), board.class_tables[table.slug])
-
-    sections = [section(t) for t in board.ranked]
+    sections = [_stream_section(t, board) for t in board.ranked]
     if board.analysis:
         sections.append(f"<h2>{_e(ANALYSIS_TITLE)}</h2>")
-        sections += [section(t) for t in board.analysis]
+        sections += [_stream_section(t, board) for t in board.analysis]
     if board.skipped:
         sections.append("<h2>Failed and unfinished runs</h2>" + _table(
             ["run", "state"], [[f'<a href="{_e(link(p, results_dir))}/">{_e(link(p, results_dir))}</a>', _e(r)]

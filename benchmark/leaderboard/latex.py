@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 
 from benchmark.leaderboard.statistics import StreamTable
-from benchmark.leaderboard.table import Leaderboard, human_bytes, shown_metrics
+from benchmark.leaderboard.table import Column, Leaderboard, best_values, human_bytes, is_best, main_columns
 
 # characters LaTeX reads as commands, and the non-ASCII ones our labels use
 LATEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
@@ -29,20 +29,41 @@ def _score(stat: tuple[float, float, int], best: bool) -> str:
     return f"${value}$" if math.isnan(std) else f"${value} \\pm {std:.1f}$"
 
 
-def _best(values: list[float], higher: bool) -> float | None:
-    """The best of the rounded means as shown, so ties are all bold; None when fewer than two differ."""
-    finite = [round(v, 1) for v in values if not math.isnan(v)]
-    return (max(finite) if higher else min(finite)) if len(set(finite)) > 1 else None
+# the columns of `--format latex` without --columns: a portrait article page with booktabs (\\small)
+LATEX_COLUMNS = ["variant", "model", "miou_final", "miou_avg_incremental", "miou_forgetting_max", "memory", "n"]
+LABEL_WIDTH = {1: "3cm", 2: "2.2cm"}  # the wrapped label columns' width, by how many there are (variant, model)
+TEXT_COLUMNS = ("variant", "model")  # wrapped (p{...}, ragged right), the rest one line
 
 
-def latex_table(table: StreamTable) -> str:
+def _breakable(text: str) -> str:
+    """Escaped, with breaks allowed after / _ , (long method keys wrap instead of running over)."""
+    out = escape(text)
+    for token in ("/", r"\_", ","):
+        out = out.replace(token, token + r"\allowbreak{}")
+    return out
+
+
+def _cell(column: Column, row: dict, best: dict[str, float]) -> str:
+    if column.key in TEXT_COLUMNS:
+        return r"\raggedright " + _breakable(column.cell(row))
+    if column.field is None:
+        return escape(column.cell(row))
+    mean, bold = row[column.field][0], is_best(row, column, best)
+    if column.key == "memory":
+        text = escape(human_bytes(mean)) if not math.isnan(mean) else "--"
+        return rf"\textbf{{{text}}}" if bold else text
+    return _score(row[column.field], bold)
+
+
+def latex_table(table: StreamTable, board: Leaderboard) -> str:
     with_model = len({row["model"] for row in table.rows}) > 1
-    # (row field, title, higher is better)
-    columns = [(c.field, c.title, c.metric.higher_is_better) for c in shown_metrics(table)] + [
-        ("memory_bytes", "memory", False)]
-    best = {} if table.analysis else {
-        field: _best([row[field][0] for row in table.rows], higher) for field, _, higher in columns}
-    header = ["Variant", *(["Model"] if with_model else []), *[escape(title) for _, title, _ in columns], "$n$"]
+    columns = [c for c in board.select(main_columns(table), LATEX_COLUMNS) if with_model or c.key != "model"]
+    best = best_values(table, columns)
+    wrapped = sum(c.key in TEXT_COLUMNS for c in columns)
+    spec = "".join(f"p{{{LABEL_WIDTH.get(wrapped, '2cm')}}}" if c.key in TEXT_COLUMNS else "r" if c.numeric else "l"
+                   for c in columns)
+    header = [escape(c.title[:1].upper() + c.title[1:]) if c.key in TEXT_COLUMNS else
+              "$n$" if c.key == "n" else escape(c.title) for c in columns]
     lines = [
         f"% {table.name} (version {table.version}), stream definition {table.definition}: written by "
         "`python -m benchmark leaderboard --format latex`; needs \\usepackage{booktabs}",
@@ -51,24 +72,15 @@ def latex_table(table: StreamTable) -> str:
         r"mean $\pm$ std over each variant's $n$ runs (seeds $\times$ class orders), scores in percent"
         + ("" if table.analysis else "; best in bold") + "}",
         rf"\label{{tab:{table.slug}}}",
-        r"\begin{tabular}{" + "l" * (1 + with_model) + "r" * (len(columns) + 1) + "}", r"\toprule",
+        r"\begin{tabular}{" + spec + "}", r"\toprule",
         " & ".join(header) + r" \\", r"\midrule",
     ]
-    for row in table.rows:
-        cells = [escape(row["label"]), *([escape(row["model"])] if with_model else [])]
-        for field, _, _ in columns:
-            mean = row[field][0]
-            is_best = best.get(field) is not None and not math.isnan(mean) and round(mean, 1) == best[field]
-            if field == "memory_bytes":
-                text = escape(human_bytes(mean)) if not math.isnan(mean) else "--"
-                cells.append(rf"\textbf{{{text}}}" if is_best else text)
-            else:
-                cells.append(_score(row[field], is_best))
-        lines.append(" & ".join(cells + [str(row["n_runs"])]) + r" \\")
+    end = r" \tabularnewline" if columns and columns[-1].key in TEXT_COLUMNS else r" \\"  # \\ is ragged's there
+    lines += [" & ".join(_cell(c, row, best) for c in columns) + end for row in table.rows]
     lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}", ""]
     return "\n".join(lines)
 
 
 def latex_document(board: Leaderboard) -> str:
     """Every table, ranked ones first, ready for \\input."""
-    return "\n".join(latex_table(table) for table in board.tables)
+    return "\n".join(latex_table(table, board) for table in board.tables)

@@ -26,7 +26,7 @@ def _table_lines(table: StreamTable, board: Leaderboard) -> list[str]:
                  if table.split_hash else "") + f"; stream hash per class order: {orders}.", ""]
     for name, path in board.figures.get(table.slug, {}).items():
         lines += [f"![{CAPTIONS.get(name, f'{name} with error bars')}]({link(path, results_dir)})", ""]
-    columns = main_columns(table)
+    columns = board.select(main_columns(table))
     header = ["#", *[c.title for c in columns], "runs", "plots"]
     alignment = ["---:", *["---:" if c.numeric else "---" for c in columns], "---", "---"]
     lines += ["| " + " | ".join(header) + " |", "|" + "|".join(alignment) + "|"]

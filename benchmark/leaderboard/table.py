@@ -29,6 +29,15 @@ class Leaderboard:
     figures: dict[str, dict[str, Path]] = field(default_factory=dict)  # table slug -> figure name -> PNG
     class_tables: dict[str, pd.DataFrame] = field(default_factory=dict)  # table slug -> per-class final IoU
     class_files: dict[str, Path] = field(default_factory=dict)  # table slug -> that table's CSV
+    columns: list[str] | None = None  # --columns: the column keys every format shows, in this order; None: its own
+
+    def select(self, columns: list["Column"], default: list[str] | None = None) -> list["Column"]:
+        """`columns` narrowed to --columns (in its order), else to a format's `default` keys, else all of them."""
+        keys = self.columns if self.columns is not None else default
+        if keys is None:
+            return columns
+        by_key = {c.key: c for c in columns}
+        return [by_key[key] for key in keys if key in by_key]
 
     @property
     def ranked(self) -> list[StreamTable]:
@@ -85,27 +94,55 @@ def table_heading(table: StreamTable) -> str:
 class Column:
     """One column of a stream table's main table, shared by Markdown, HTML and the terminal (`brief`)."""
 
+    key: str  # its name for --columns
     title: str
     cell: Callable[[dict], str]  # row -> plain text
     numeric: bool = False  # right-aligned
     brief: bool = False  # also in the terminal table
+    field: str | None = None  # the row's (mean, std, n) it shows, for the formats that bold the best
+    higher_is_better: bool = True
 
 
 def main_columns(table: StreamTable) -> list[Column]:
     """The columns every rendering of the main table shows, in order (after the rank). A new column goes here."""
-    scores = [Column(c.title, lambda row, field=c.field: format_score(row[field], row["n_runs"]), numeric=True,
-                     brief=True) for c in shown_metrics(table)]
+    scores = [Column(c.field, c.title, lambda row, field=c.field: format_score(row[field], row["n_runs"]),
+                     numeric=True, brief=True, field=c.field, higher_is_better=c.metric.higher_is_better)
+              for c in shown_metrics(table)]
     return [
-        Column("variant", lambda row: row["label"], brief=True),
-        Column("model", lambda row: row["model"], brief=True), *scores,
-        Column("final mIoU 95% CI (images)", lambda row: format_interval(row["miou_final_ci"])),
-        Column("Δ final mIoU (paired)", lambda row: format_difference(row["paired"])),
-        Column("memory", lambda row: human_bytes(row["memory_bytes"][0]), numeric=True, brief=True),
-        Column("time/step", lambda row: time_cell(row), numeric=True, brief=True),
-        Column("n", lambda row: str(row["n_runs"]), numeric=True, brief=True),
-        Column("config", lambda row: row["config_hash"]),
-        Column("provenance", lambda row: provenance_cell(row)),
+        Column("variant", "variant", lambda row: row["label"], brief=True),
+        Column("model", "model", lambda row: row["model"], brief=True), *scores,
+        Column("ci", "final mIoU 95% CI (images)", lambda row: format_interval(row["miou_final_ci"])),
+        Column("paired", "Δ final mIoU (paired)", lambda row: format_difference(row["paired"])),
+        Column("memory", "memory", lambda row: human_bytes(row["memory_bytes"][0]), numeric=True, brief=True,
+               field="memory_bytes", higher_is_better=False),
+        Column("time", "time/step", lambda row: time_cell(row), numeric=True, brief=True),
+        Column("n", "n", lambda row: str(row["n_runs"]), numeric=True, brief=True),
+        Column("config", "config", lambda row: row["config_hash"]),
+        Column("provenance", "provenance", lambda row: provenance_cell(row)),
     ]
+
+
+def column_keys() -> list[str]:
+    """Every name --columns takes (a stream metric's column is its CSV field, e.g. miou_final)."""
+    return ["variant", "model", *[c.field for c in metric_columns()], "ci", "paired", "memory", "time", "n",
+            "config", "provenance"]
+
+
+def best_values(table: StreamTable, columns: list[Column]) -> dict[str, float]:
+    """Per column with a `field`: the best of its rounded means as shown (highest, or lowest where lower is
+    better), so ties are all bold; none when fewer than two differ, and none in an analysis table."""
+    best = {}
+    for column in columns:
+        finite = {round(row[column.field][0], 1) for row in table.rows if column.field
+                  and not math.isnan(row[column.field][0])}
+        if len(finite) > 1 and not table.analysis:
+            best[column.key] = max(finite) if column.higher_is_better else min(finite)
+    return best
+
+
+def is_best(row: dict, column: Column, best: dict[str, float]) -> bool:
+    mean = row[column.field][0] if column.field else math.nan
+    return column.key in best and not math.isnan(mean) and round(mean, 1) == best[column.key]
 
 
 def rank_cell(table: StreamTable, rank: int) -> str:
