@@ -101,10 +101,16 @@ def is_demo(argv: list[str]) -> bool:
 DEMO_RUNS = [(page, argv) for page, argv in RUNS if is_demo(argv[1:])]
 
 
+@pytest.fixture(scope="module")
+def shared_cache(tmp_path_factory):
+    """One cache folder for the demo runs below: the demo the default data root draws is generated once."""
+    return tmp_path_factory.mktemp("cache")
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("page, argv", DEMO_RUNS, ids=[f"{p}: {' '.join(a)}" for p, a in DEMO_RUNS])
-def test_a_shown_demo_run_runs_as_written(page, argv, tmp_path):
-    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
+def test_a_shown_demo_run_runs_as_written(page, argv, tmp_path, shared_cache):
+    env = {**os.environ, "XDG_CACHE_HOME": str(shared_cache), "OMP_NUM_THREADS": "1"}
     result = subprocess.run([sys.executable, "-m", "benchmark", *argv, "quiet=true"], cwd=tmp_path, env=env,
                             capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-2000:]
