@@ -72,6 +72,12 @@ def test_list_methods_verbose_shows_keys_defaults_and_docs():
 def test_commands_that_run_no_model_import_no_torch(command, tmp_path):
     """Lazy imports (`perf startup` measures the seconds; this checks the cause). The real leaderboard reads a
     run folder with per-image counts (bootstrap interval) and draws its figures."""
+    from benchmark.plugins import method_entry_points
+
+    if command[0] == "leaderboard" and command[1:] != ["--help"] and method_entry_points(None):
+        # the leaderboard imports installed method packages (they may register stream metrics and report
+        # formats), and such a package imports torch: the harness's own laziness is what this test checks
+        pytest.skip("a method package is installed: the leaderboard imports it, and it imports torch")
     if "results_dir=RESULTS" in command:
         import numpy as np
 
