@@ -3,7 +3,6 @@ stream's matrices and summary. Every derived number is recomputed from the persi
 from __future__ import annotations
 
 import copy
-import hashlib
 import os
 import random
 import time
@@ -15,10 +14,9 @@ import torch
 from omegaconf import DictConfig
 
 from benchmark import distributed
-from benchmark.data.demo import public_draw
 from benchmark.data.types import SegmentationDataset, Vocabulary
 from benchmark.errors import UserError
-from benchmark.evaluation.scoring import score_validation
+from benchmark.evaluation.scoring import score_validation, validation_record
 from benchmark.hosts import MethodHost, make_host
 from benchmark.method import StepData
 from benchmark.models import check_device
@@ -101,19 +99,9 @@ def evaluate_step(ctx: RunContext, vocab: Vocabulary, step: int) -> dict[str, np
 
 
 def data_record(ctx: RunContext, run_dir: Path) -> dict:
-    """The manifest's `data`: the validation images the last step was scored on (count and a digest of their
-    ids: the leaderboard never averages or pairs runs over different validation sets) and the images left out
-    by data.on_error=skip (validation: exact; training: those rank 0 met), and whether the images are the
-    demo's public draw."""
-    scored = [str(i) for i in np.load(run_dir / "stats" / f"step_{ctx.stream.num_steps - 1:03d}.npz")["image_ids"]]
-    expected = [ctx.val.image_id(i) for i in range(validation_count(ctx.cfg, ctx.val))]
-    kept = set(scored)
-    return {"on_error": ctx.cfg.data.on_error, "validation_images": len(scored),
-            # the public demo draw (secret 0): any method can regenerate its labels, so it ranks nothing
-            "public_draw": public_draw(getattr(ctx.val, "image_dir", None)),
-            "validation_digest": hashlib.sha256("\n".join(scored).encode()).hexdigest()[:16],
-            "skipped": {"val": [i for i in expected if i not in kept],
-                        "train": sorted(getattr(ctx.train, "skipped", {}))}}
+    """The manifest's `data` (evaluation.scoring.validation_record), from the last step's scored image ids."""
+    scored = np.load(run_dir / "stats" / f"step_{ctx.stream.num_steps - 1:03d}.npz")["image_ids"]
+    return validation_record(scored, ctx.val, validation_count(ctx.cfg, ctx.val), ctx.train, ctx.cfg.data.on_error)
 
 
 def evaluate_initial(ctx: RunContext, writer: RunWriter | None) -> None:

@@ -7,11 +7,14 @@ number from either face equals the other's.
 """
 from __future__ import annotations
 
+import hashlib
+
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from benchmark import distributed
+from benchmark.data.demo import public_draw
 from benchmark.data.types import ImageInput, SegmentationDataset
 from benchmark.evaluation.panoptic import PanopticEvaluator
 from benchmark.evaluation.per_image import PerImageCounts
@@ -66,3 +69,19 @@ def score_validation(val: SegmentationDataset, count: int, protocol: Protocol, s
     image_ids = distributed.gather_sorted([(i, val.image_id(i)) for i, _ in per_image.parts])
     return {**{name: distributed.all_reduce_sum(values) for name, values in stats.items()}, **per_image.gathered(),
             "image_ids": np.array(image_ids, dtype=str)}
+
+
+def validation_record(image_ids: Sequence[str], val: SegmentationDataset, count: int, train: SegmentationDataset,
+                      on_error: str) -> dict:
+    """The manifest's `data`, for every face that scores a stream: the validation images the last step was
+    scored on (`image_ids`; count and a digest of their ids: the leaderboard never averages or pairs runs over
+    different validation sets), the images data.on_error=skip left out of the first `count` validation images
+    and of training (those this process met), and whether the images are the demo's public draw (any method
+    can regenerate its labels, so it ranks nothing)."""
+    scored = [str(i) for i in image_ids]
+    kept = set(scored)
+    return {"on_error": on_error, "validation_images": len(scored),
+            "public_draw": public_draw(getattr(val, "image_dir", None)),
+            "validation_digest": hashlib.sha256("\n".join(scored).encode()).hexdigest()[:16],
+            "skipped": {"val": [i for i in (val.image_id(j) for j in range(count)) if i not in kept],
+                        "train": sorted(getattr(train, "skipped", {}))}}

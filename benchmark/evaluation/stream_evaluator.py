@@ -14,7 +14,6 @@ same code (benchmark/evaluation/summary.py), so a loop that predicts what a meth
 from __future__ import annotations
 
 import copy
-import hashlib
 import sys
 import time
 from pathlib import Path
@@ -27,7 +26,7 @@ from omegaconf import OmegaConf
 from benchmark.run.checkpoint import rng_states, set_rng_states
 from benchmark.data.types import ImageInput
 from benchmark.errors import UserError
-from benchmark.evaluation.scoring import score_validation
+from benchmark.evaluation.scoring import score_validation, validation_record
 from benchmark.evaluation.semantic import mean_iou
 from benchmark.method import SegmentationOutput
 from benchmark.evaluation.summary import summarize
@@ -179,13 +178,8 @@ class StreamEvaluator:
     def _manifest_records(self) -> tuple[dict, dict]:
         """What `covseg run` records in the manifest: the protocol (what the loop was allowed to see) and the
         validation images scored (their count and digest: the leaderboard pairs runs over the same set)."""
-        scored = [str(i) for i in self._steps[-1]["image_ids"]]
-        expected = [self.stream.val_split.image_id(i) for i in range(self.validation_count)]
-        kept = set(scored)
         protocol = {"ground_truth_access": None, "vocabulary": self.config.eval.vocabulary,
                     "preset": self.stream.protocol.describe(self.config.stream), "loop": "external"}
-        data = {"on_error": self.config.data.on_error, "validation_images": len(scored),
-                "validation_digest": hashlib.sha256("\n".join(scored).encode()).hexdigest()[:16],
-                "skipped": {"val": [i for i in expected if i not in kept],
-                            "train": sorted(getattr(self.stream.train_split, "skipped", {}))}}
+        data = validation_record(self._steps[-1]["image_ids"], self.stream.val_split, self.validation_count,
+                                 self.stream.train_split, self.config.data.on_error)
         return protocol, data
