@@ -1,6 +1,6 @@
 """The continual-segmentation protocol of a run: `protocol=covseg|mib|plop|eclipse|comformer` (configs/protocol/).
 
-The shipped streams' class splits equal upstream's (tests/test_streams.py); the protocol around a split is four
+The shipped streams' class splits equal upstream's (tests/streams/test_streams.py); the protocol around a split is four
 choices, which each preset sets as its paper's code does (configs/protocol/<name>.yaml cites the lines):
 - image selection: `stream.mode` (overlap / disjoint) or `stream.train_lists`, applied by streams/builder.py;
 - training labels: pixels of classes other than C_t (`train_labels`) and void pixels (`train_void`) stay ignored,

@@ -1,5 +1,5 @@
 """Class splits and orders as the published code states them, copied verbatim (class numbering of the source) for
-tests/test_streams.py to compare the shipped streams and order presets against. Each block names its source file.
+tests/streams/test_streams.py to compare the shipped streams and order presets against. Each block names its source file.
 """
 
 # fcdl94/MiB tasks.py (commit 3da2fe3f9b35e5c96997ad24d2aa912f19318074), tasks_ade: ADE-150 classes 1..150, 0 = background

@@ -1,9 +1,17 @@
+"""Fixtures shared by the test folders, which mirror the packages they test (tests/run/, tests/leaderboard/, ...).
+The modules beside this file that are not tests (run_folders, project_methods, full_disk, cited_splits,
+fcclip_reference) are helpers those tests import by their bare names: this folder is on sys.path."""
 import os
+import sys
 import tempfile
 from pathlib import Path
 
 import pytest
 import torch
+
+HELPERS = str(Path(__file__).resolve().parent)
+if HELPERS not in sys.path:
+    sys.path.insert(0, HELPERS)
 
 # the default disk feature cache ($XDG_CACHE_HOME/covseg-bench) of every test run is a fresh folder: tests never
 # read another session's (or the user's) cached features
@@ -27,6 +35,21 @@ def demo_root() -> Path:
     root = demo_cache_root()
     ensure_demo_dataset(root, seed=0, secret=0)  # the public draw: the one the tests' golden numbers were measured on
     return root
+
+
+@pytest.fixture(scope="module")
+def demo_parts(demo_root):
+    """Segmenter, vocabulary and a few validation samples of the demo dataset."""
+    from benchmark.config import load_config
+    from benchmark.data.types import ImageInput
+    from benchmark.models import build_segmenter
+    from streams.builder import open_dataset
+
+    cfg = load_config([f"data.root={demo_root}"])
+    segmenter = build_segmenter(cfg.model, seed=0)
+    train = open_dataset("demo", "train", demo_root, 0, "raise")
+    val = open_dataset("demo", "val", demo_root, 0, "raise")
+    return segmenter, train, [ImageInput.of(val.load(i), panoptic=False) for i in range(4)]
 
 
 @pytest.fixture

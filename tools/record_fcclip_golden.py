@@ -1,4 +1,4 @@
-"""Record the golden fixtures of tests/test_fcclip_golden.py by running the real FC-CLIP code (random weights):
+"""Record the golden fixtures of tests/models/test_fcclip_golden.py by running the real FC-CLIP code (random weights):
 FC-CLIP's exported predictions (this project's exporter) and FC-CLIP's own semantic and panoptic outputs, over
 the full vocabulary and over subsets of the class names, for a few demo validation images (the public demo draw,
 secret 0). Two sets: `--variant plain` (tests/fixtures/fcclip_golden) and `--variant void` (fcclip_golden_void:

@@ -3,7 +3,7 @@ runs inside a function still ties two modules into one unit nobody can read or t
 import ast
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PACKAGES = ("benchmark", "baselines", "methods", "streams")
 
 

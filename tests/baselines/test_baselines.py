@@ -7,10 +7,11 @@ import torch
 import torch.nn.functional as F
 
 from baselines.trainable import IGNORE_INDEX, class_index_targets, label_grid, pixel_cross_entropy
-from benchmark.data.types import IGNORE_LABEL, ImageInput
+from benchmark.data.types import IGNORE_LABEL
 from benchmark.errors import UserError
 from benchmark.plugins import load_methods
 from benchmark.run.checkpoint import load_checkpoint
+from project_methods import build, step_data
 
 load_methods()
 
@@ -44,30 +45,6 @@ def test_class_index_targets_maps_seen_classes_and_ignores_the_rest():
     assert class_index_targets(targets, [3, 7]).tolist() == [[1, 0], [IGNORE_INDEX, IGNORE_INDEX]]
 
 
-@pytest.fixture(scope="module")
-def demo_parts(demo_root):
-    """Segmenter, vocabulary and a few validation samples of the demo dataset."""
-    from benchmark.config import load_config
-    from benchmark.models import build_segmenter
-    from streams.builder import open_dataset
-
-    cfg = load_config([f"data.root={demo_root}"])
-    segmenter = build_segmenter(cfg.model, seed=0)
-    train = open_dataset("demo", "train", demo_root, 0, "raise")
-    val = open_dataset("demo", "val", demo_root, 0, "raise")
-    return segmenter, train, [ImageInput.of(val.load(i), panoptic=False) for i in range(4)]
-
-
-def build(name: str, segmenter, vocabulary, **params):
-    from omegaconf import OmegaConf
-
-    from benchmark.method import METHODS
-
-    cls = METHODS.get(name)
-    config = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(cls.Config), params))
-    return cls(config, segmenter, len(vocabulary), seed=0)
-
-
 @pytest.mark.parametrize("trainable", ["head", "last_block"])
 def test_untrained_head_predicts_exactly_like_zeroshot(demo_parts, trainable):
     segmenter, train, samples = demo_parts
@@ -77,13 +54,6 @@ def test_untrained_head_predicts_exactly_like_zeroshot(demo_parts, trainable):
     for ours, reference in zip(untrained.predict(samples, vocab), zeroshot.predict(samples, vocab)):
         assert np.array_equal(ours.sem_seg, reference.sem_seg)
     assert untrained.trainable_parameters() > (0 if trainable == "head" else 128 * 128)
-
-
-def step_data(train, step: int, classes: list[int], seen: list[int], count: int = 6):
-    from benchmark.method import StepData
-
-    indices = [i for i in range(len(train)) if set(train.classes_present(i)) & set(classes)][:count]
-    return StepData.of_stream(step, classes, seen, train.vocabulary, train, indices)
 
 
 def test_replay_state_round_trip_restores_memory_and_predictions(demo_parts):

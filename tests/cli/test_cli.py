@@ -1,6 +1,5 @@
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -81,8 +80,7 @@ def test_commands_that_run_no_model_import_no_torch(command, tmp_path):
     if "results_dir=RESULTS" in command:
         import numpy as np
 
-        sys.path.insert(0, str(Path(__file__).parent))
-        from test_reporting_leaderboard import KNN_DEFAULTS, make_run
+        from run_folders import KNN_DEFAULTS, make_run
 
         run_dir = make_run(tmp_path, "a", KNN_DEFAULTS, 30.0, manifest_extra={"step_classes": [[0], [1]]})
         (run_dir / "stats").mkdir()

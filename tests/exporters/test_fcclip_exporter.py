@@ -138,7 +138,7 @@ def test_capture_hooks_on_a_model_shaped_like_fcclip(monkeypatch):
     from torch import nn
 
     from benchmark.exporters.fcclip import FcclipCapture
-    from test_fcclip_inference import fcclip_ensemble
+    from fcclip_reference import fcclip_ensemble
 
     queries, classes, grid = 5, 4, (4, 6)
     generator = torch.Generator().manual_seed(1)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-CHEATS = Path(__file__).parent / "cheats"
+CHEATS = Path(__file__).parents[1] / "cheats"
 # demo_4steps, 4 validation images, 2 training images per step: enough for every cheat to show
 TINY = ("stream=demo_4steps", "eval.max_images=4", "stream.max_train_images_per_step=2", "eval.initial=false")
 CHANCE = 20.0  # far above what zero-shot with random weights reaches on 40 classes, far below a cheat's 100
@@ -234,7 +234,7 @@ def test_leaderboard_marks_foreign_code_and_isolated_runs_and_ranks_isolated_onl
 
     from benchmark.leaderboard.command import main
     from benchmark.provenance import method_source
-    from test_reporting_leaderboard import KNN_DEFAULTS, make_run
+    from run_folders import KNN_DEFAULTS, make_run
 
     root = tmp_path / "results"
     clean = {"method_source": method_source("knnclip"), "git": {"commit": "abc", "dirty": False}}

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from benchmark.leaderboard.command import main
-from test_report_columns import make_run
+from run_folders import twenty_variants
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -17,10 +17,7 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
 
 @pytest.fixture
 def page(tmp_path):
-    root = tmp_path / "results"
-    for index in range(20):
-        for seed in (0, 1):
-            make_run(root, index, seed, 10.0 + index * 3.7 + seed * 1.3)
+    root = twenty_variants(tmp_path / "results")
     assert main([f"results_dir={root}", "bootstrap=0"]) == 0
     return root / "leaderboard.html"
 

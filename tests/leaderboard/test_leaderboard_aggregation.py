@@ -1,6 +1,5 @@
 """Leaderboard aggregation on hand-made run folders: means, sample std, counts, grouping by method
 configuration, stream version separation, incomplete runs ignored, relative links."""
-import csv
 import json
 import re
 from pathlib import Path
@@ -9,52 +8,10 @@ import pytest
 import yaml
 
 from benchmark.__main__ import main as benchmark_main
-from benchmark.config import CONFIG_DIR
 from benchmark.errors import UserError
 from benchmark.leaderboard.command import main
 from benchmark.leaderboard.table import human_bytes
-
-KNN_DEFAULTS = yaml.safe_load((CONFIG_DIR / "method" / "knnclip.yaml").read_text())
-
-
-def make_run(results: Path, run_id: str, method: dict, final: float, *, seed: int = 0, order_seed: int = 0,
-             stream_hash: str = "hash-o0", version: int = 1, status: str = "complete", stream: str = "toy",
-             max_images: int | None = None, memory: tuple = (1000, 3000), learn: tuple = (1.0, 2.0),
-             evaluation: tuple = (3.0, 4.0), seen: tuple | None = None, pq_final: float | None = None,
-             manifest_extra: dict | None = None, forgetting: float = 2.0, order: str = "random") -> Path:
-    """A run folder as RunWriter leaves it (only the files the leaderboard reads); `manifest_extra` adds or
-    replaces manifest keys (method_source, protocol, git)."""
-    run_dir = results / stream / method["name"] / run_id
-    run_dir.mkdir(parents=True)
-    config = {
-        "method": method, "seed": seed,
-        "stream": {"name": stream, "dataset": "demo", "num_steps": 2, "order": order, "order_seed": order_seed,
-                   "mode": "overlap", "panoptic": pq_final is not None, "version": version},
-        "model": {"name": "tiny_random", "kind": "open_clip", "arch": "covseg-tiny-vit", "pretrained": None,
-                  "input_size": 224, "proposals": "superpixel", "superpixel_segments": 150,
-                  "superpixel_compactness": 30.0, "templates": "single", "batch_size": 8},
-        "data": {"demo_seed": 0}, "eval": {"vocabulary": "seen", "miou_mode": "present", "batch_size": 8,
-                                          "max_images": max_images},
-    }
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
-    manifest = {"run_id": run_id, "status": status, "stream": stream, "stream_version": version,
-                "stream_hash": stream_hash, "method": method["name"], "git": {"commit": "abc", "dirty": False},
-                **(manifest_extra or {})}
-    (run_dir / "manifest.json").write_text(json.dumps(manifest))
-    metrics = {"miou": {"final": final, "avg_incremental": final + 5, "forgetting_max": forgetting, "bwt": -2.0,
-                        "old": final - 1, "new": final + 1}}
-    if pq_final is not None:
-        metrics["pq"] = {"final": pq_final}
-    summary = {"stream": stream, "method": method["name"], "run_id": run_id, "num_steps": 2, "metrics": metrics,
-               "seen": {"miou": list(seen or (final + 10, final))}, "memory_bytes": list(memory),
-               "seconds": {"learn": list(learn), "eval": list(evaluation)}}
-    (run_dir / "summary.json").write_text(json.dumps(summary))
-    return run_dir
-
-
-def read_csv(results: Path) -> list[dict]:
-    with open(results / "leaderboard.csv") as handle:
-        return list(csv.DictReader(handle))
+from run_folders import KNN_DEFAULTS, make_run, read_csv
 
 
 @pytest.fixture
@@ -213,7 +170,7 @@ def test_every_leaderboard_link_can_be_committed(results):
     import shutil
     import subprocess
 
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]
     if shutil.which("git") is None or not (repo / ".git").exists():
         pytest.skip("not a git checkout")
     main([f"results_dir={results}", "bootstrap=0"])

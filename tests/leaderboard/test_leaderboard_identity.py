@@ -4,7 +4,7 @@ when it covers fewer runs than its row."""
 import json
 
 import pytest
-from test_reporting_leaderboard import KNN_DEFAULTS, make_run, read_csv
+from run_folders import KNN_DEFAULTS, make_run, read_csv
 
 from benchmark.leaderboard.command import main
 

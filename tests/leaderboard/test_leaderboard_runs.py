@@ -9,7 +9,7 @@ import yaml
 import benchmark.results
 from benchmark.leaderboard.command import main
 from benchmark.leaderboard.runs import compact_label
-from test_reporting_leaderboard import KNN_DEFAULTS, make_run
+from run_folders import KNN_DEFAULTS, make_run
 
 
 def test_compact_labels():

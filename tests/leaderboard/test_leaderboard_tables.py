@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from benchmark.leaderboard.command import main
-from test_reporting_leaderboard import KNN_DEFAULTS, make_run
+from run_folders import KNN_DEFAULTS, make_run
 
 VOID = {"meta", "img", "br", "hr", "input", "link"}
 

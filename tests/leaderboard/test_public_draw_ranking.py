@@ -1,13 +1,9 @@
 """Runs on the public demo draw (manifest data.public_draw) are labelled so and never ranked by --isolated-only."""
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the shared run-folder helper
 
 
 def test_the_public_draw_is_labelled_and_left_out_of_isolated_only(tmp_path, capsys):
     from benchmark.leaderboard.command import main
-    from test_reporting_leaderboard import KNN_DEFAULTS, make_run
+    from run_folders import KNN_DEFAULTS, make_run
 
     root = tmp_path / "results"
     isolated = {"protocol": {"ground_truth_access": None}, "execution": {"isolate": True, "sandbox": True}}

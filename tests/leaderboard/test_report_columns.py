@@ -1,51 +1,20 @@
 """`covseg leaderboard --columns a,b,c` for every report format, and the LaTeX table's default columns, which fit
 a portrait article page with booktabs (compiled with pdflatex where it exists)."""
-import json
 import shutil
 import subprocess
 from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
 
 from benchmark.errors import UserError
 from benchmark.leaderboard.command import main
-
-LABELS = ["zero-shot", "kNN-CLIP", "kNN-CLIP k=32 λ=0.5 with a deliberately long label that has to wrap",
-          "avalanche/EWC λ=1000", "fine-tuning", "joint training (upper bound)",
-          "replay_buffer_with_a_very_long_identifier_and_no_spaces_at_all"]
-
-
-def make_run(results: Path, index: int, seed: int, final: float) -> Path:
-    """A complete run folder of the variant `index` (its own name=), with every score the tables show."""
-    method = ["zeroshot", "knnclip", "finetune", "ewc"][index % 4]
-    run_dir = results / "toy" / method / f"r{index}-{seed}"
-    run_dir.mkdir(parents=True)
-    label = LABELS[index] if index < len(LABELS) else f"{method} variant {index}"
-    config = {"method": {"name": method, "k": index}, "seed": seed, "name": label,
-              "stream": {"name": "toy", "dataset": "demo", "num_steps": 2, "order": "random", "order_seed": 0},
-              "model": {"name": "tiny_random"}, "data": {"demo_seed": 0},
-              "eval": {"vocabulary": "seen", "miou_mode": "present", "max_images": None}}
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
-    (run_dir / "manifest.json").write_text(json.dumps({"status": "complete", "stream": "toy", "stream_version": 1,
-                                                       "stream_hash": "h", "method": method}))
-    metrics = {"final": final, "avg_incremental": final + 3.25, "forgetting_max": 12.5 - index / 3,
-               "bwt": -10.125, "old": final - 1, "new": final + 1, "previous": final, "last": final + 2}
-    summary = {"num_steps": 2, "metrics": {"miou": metrics}, "seen": {"miou": [final + 1, final]},
-               "memory_bytes": [0, 1234567 * index], "seconds": {"learn": [1, 1], "eval": [1, 1]}}
-    (run_dir / "summary.json").write_text(json.dumps(summary))
-    return run_dir
+from run_folders import twenty_variants
 
 
 @pytest.fixture
 def results(tmp_path) -> Path:
-    """20 variants of two runs each (so every cell has a ± std)."""
-    root = tmp_path / "results"
-    for index in range(20):
-        for seed in (0, 1):
-            make_run(root, index, seed, 10.0 + index * 3.7 + seed * 1.3)
-    return root
+    return twenty_variants(tmp_path / "results")
 
 
 def test_columns_selects_the_columns_of_every_format(results, capsys):

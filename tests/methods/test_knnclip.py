@@ -110,7 +110,7 @@ def test_default_embedder_is_dinov2_with_a_real_model(model, embedder):
 
     from methods.knnclip.method import KnnClip, resolve_embedder
 
-    config = OmegaConf.load(Path(__file__).parents[1] / "configs" / "model" / f"{model}.yaml")
+    config = OmegaConf.load(Path(__file__).parents[2] / "configs" / "model" / f"{model}.yaml")
     assert KnnClip.Config().embedder == "auto"
     assert resolve_embedder("auto", SimpleNamespace(config=config)) == embedder
     assert resolve_embedder("segmenter", SimpleNamespace(config=config)) == "segmenter"

@@ -7,8 +7,7 @@ import pytest
 import torch
 
 from benchmark.memory import reachable_bytes
-from project_methods import project_methods
-from test_baselines import build, demo_parts, step_data  # noqa: F401  (demo_parts is a fixture)
+from project_methods import build, project_methods, step_data
 
 AVALANCHE = [("Replay", {"mem_size": 3}), ("EWC", {"ewc_lambda": 1.0}), ("LwF", {"alpha": 1.0, "temperature": 2.0}),
              ("GEM", {"patterns_per_exp": 2})]

@@ -105,6 +105,6 @@ def test_oracle_proposals_are_an_explicit_recorded_path(run_demo):
                              "stream.max_train_images_per_step=4")
     sealed = json.loads((sealed_dir / "manifest.json").read_text())["protocol"]
     oracle = json.loads((oracle_dir / "manifest.json").read_text())["protocol"]
-    assert sealed.pop("preset")["name"] == oracle.pop("preset")["name"] == "covseg"  # tests/test_protocol_presets.py
+    assert sealed.pop("preset")["name"] == oracle.pop("preset")["name"] == "covseg"  # tests/streams/test_protocol_presets.py
     assert sealed == {"ground_truth_access": None, "vocabulary": "seen"}
     assert oracle == {"ground_truth_access": "oracle_proposals", "vocabulary": "seen"}

@@ -25,9 +25,8 @@ from benchmark.models.cached.format import prediction_file, write_image_predicti
 from benchmark.models.cached.reading import read_image_predictions
 from benchmark.models.cached.segmenter import CachedSegmenter
 
-REPO = Path(__file__).resolve().parents[1]
-SETS = {"plain": Path(__file__).parent / "fixtures" / "fcclip_golden",
-        "void": Path(__file__).parent / "fixtures" / "fcclip_golden_void"}
+REPO = Path(__file__).resolve().parents[2]
+SETS = {"plain": REPO / "tests" / "fixtures" / "fcclip_golden", "void": REPO / "tests" / "fixtures" / "fcclip_golden_void"}
 RECORDINGS = {name: json.loads((folder / "recording.json").read_text()) for name, folder in SETS.items()}
 FIXTURES, RECORDING = SETS["plain"], RECORDINGS["plain"]
 # (set, config): a847 (semantic only, scores resized after inference), ade150 (+ panoptic)

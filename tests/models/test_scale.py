@@ -171,7 +171,7 @@ def test_every_index_string_in_readme_and_configs_builds_for_512_and_1024_dims()
 
     from benchmark.config import CONFIG_DIR
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     text = (root / "README.md").read_text() + (CONFIG_DIR / "method" / "knnclip.yaml").read_text()
     specs = set(re.findall(r"\b(Flat|SQfp16|SQ8|HNSW\d+|IVF\d+,[A-Za-z0-9]+)\b", text))
     assert {"Flat", "SQfp16", "HNSW32", "IVF1024,PQ128x4fs"} <= specs

@@ -37,7 +37,7 @@ def write_plugin(module_dir: Path, configs_dir: Path, module: str, name: str) ->
 def cli(*args, env_extra: dict, cwd: Path):
     env = {**os.environ, **env_extra}
     env["PYTHONPATH"] = os.pathsep.join(p for p in (env_extra.get("PYTHONPATH"), os.environ.get("PYTHONPATH"),
-                                                    str(Path(__file__).resolve().parents[1])) if p)
+                                                    str(Path(__file__).resolve().parents[2])) if p)
     return subprocess.run([sys.executable, "-m", "benchmark", *args], capture_output=True, text=True, timeout=180,
                           env=env, cwd=cwd)
 

@@ -15,7 +15,7 @@ import pytest
 from benchmark.errors import UserError
 from benchmark.scaffold import scaffold
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def python(*args: str, site: Path, cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
@@ -82,8 +82,8 @@ def test_a_plugin_without_its_yaml_says_which_module_and_which_file(installed, t
 
 
 def test_the_harness_tests_collect_with_a_plugin_installed(installed):
-    result = python("-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", "tests/test_memory.py",
-                    "tests/test_runs.py", site=installed, cwd=REPO)
+    result = python("-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", "tests/methods/test_memory.py",
+                    "tests/run/test_runs.py", site=installed, cwd=REPO)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert "knnclip" in result.stdout and "protos" not in result.stdout  # the project's methods only
 

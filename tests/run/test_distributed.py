@@ -20,7 +20,7 @@ from benchmark.runner import run_stream
 
 QUICK = ("stream.num_steps=2", "eval.max_images=16", "stream.max_train_images_per_step=20", "quiet=true")
 METHODS = ("knnclip", "zeroshot")
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_shard_matches_detectron2_inference_sampler_split():

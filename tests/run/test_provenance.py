@@ -18,7 +18,7 @@ from benchmark.provenance import REPO_ROOT, current_source_state, git_state, met
 from benchmark.leaderboard.command import main
 from benchmark.leaderboard.table import ANALYSIS_TITLE
 from benchmark.run.writer import RunWriter
-from test_reporting_leaderboard import KNN_DEFAULTS, make_run
+from run_folders import KNN_DEFAULTS, make_run
 
 
 def sha(path: Path) -> str:

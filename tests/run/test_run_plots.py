@@ -10,7 +10,7 @@ from PIL import Image
 
 from benchmark.leaderboard.command import main as leaderboard_main
 from benchmark.run.plots import class_iou_changes, forgetting_figure, matrix_figure
-from test_reporting_leaderboard import KNN_DEFAULTS, make_run
+from run_folders import KNN_DEFAULTS, make_run
 
 
 def test_class_iou_changes_hand_computed():
