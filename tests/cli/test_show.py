@@ -103,7 +103,8 @@ def test_show_adds_the_exported_predictions_column(knn_run, tmp_path):
 
 def test_show_restores_an_isolated_run_in_a_worker(demo_root, tmp_path, monkeypatch, capsys):
     """An isolate=true run's checkpoint holds its worker's opaque state: `show` hands it to a worker made from
-    the run's config (never to a load_state_dict in this process) and draws what the run scored."""
+    the run's config (never to a load_state_dict in this process) and draws what the run scored (the columns
+    `show` draws are recorded: one worker serves the whole command)."""
     from benchmark.config import data_root, load_config
     from benchmark.hosts.in_process import InProcessHost
     from benchmark.runner import run_stream
@@ -116,15 +117,24 @@ def test_show_restores_an_isolated_run_in_a_worker(demo_root, tmp_path, monkeypa
     def refused(self, state):
         raise AssertionError("an isolated run's checkpoint was loaded in this process")
 
+    drawn = []
+
+    def recorded(*args):
+        drawn.append(predictions(*args))
+        return drawn[-1]
+
+    predictions = show.predictions
     monkeypatch.setattr(InProcessHost, "load_state_dict", refused)
+    monkeypatch.setattr(show, "predictions", recorded)
+    assert show.main([str(run_dir), "--images", "2", "--steps", "last,initial", "--out", str(tmp_path / "png")]) == 0
+    assert "columns: image, ground truth, after step 1, initial (untouched)" in capsys.readouterr().out  # as asked
     cfg, manifest = show.read_run(run_dir)
     val = open_dataset(cfg.stream.dataset, "val", data_root(cfg), cfg.data.demo_seed)
     samples = [val.load(i) for i in range(2)]
-    columns = show.predictions(cfg, manifest, run_dir, [1, -1], samples, val.vocabulary, None)
-    assert [title for title, _, _ in columns] == ["after step 1", "initial (untouched)"]  # in the order asked
+    [columns] = drawn
+    assert [title for title, _, _ in columns] == ["after step 1", "initial (untouched)"]
     for (title, vocab, labels), stats in zip(columns, ("step_001", "initial")):
         npz = np.load(run_dir / "stats" / f"{stats}.npz")
         for i, sample in enumerate(samples):
             assert per_image_counts(labels[i], filter_sample(sample, vocab.ids).sem_seg) == stored_counts(npz, i)
-    assert show.main([str(run_dir), "--images", "1", "--out", str(tmp_path / "png")]) == 0
-    assert "columns: image, ground truth, initial (untouched), after step 1" in capsys.readouterr().out
+    assert len(list((tmp_path / "png").glob("*.png"))) == 2

@@ -114,7 +114,10 @@ def entry_point_package(tmp_path, monkeypatch):
     sys.modules.pop("their_pkg", None)
 
 
-@pytest.mark.parametrize("isolate", ["false", "true"])
+# isolated (two workers) is slow: the worker picks its method's entry points with the same load_methods(name)
+# (test_a_run_imports_the_entry_points_of_its_method_only), and tests/hosts/test_isolation.py checks the plugin
+# records of an isolated run by default
+@pytest.mark.parametrize("isolate", ["false", pytest.param("true", marks=pytest.mark.slow)])
 def test_a_built_in_run_records_no_plugins_and_a_run_of_the_packages_method_lists_it(entry_point_package,
                                                                                      run_demo, isolate):
     tiny = ("stream=demo_4steps", "stream.num_steps=1", "eval.max_images=2", "eval.initial=false",

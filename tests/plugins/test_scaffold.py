@@ -56,6 +56,9 @@ def test_the_scaffolded_package_runs_its_test_from_another_folder(installed, dem
     assert "protos" in listed.stdout.split(": ", 1)[1].split(", ")
 
 
+# two runs in processes of their own: slow. By default, test_plugins.py's in-process runs check the same records
+# with an installed entry-point package, and the scaffolded package's own test (above) runs its method
+@pytest.mark.slow
 def test_with_the_package_installed_a_built_in_run_imports_none_of_it_and_a_run_of_its_method_lists_it(
         installed, demo_root, tmp_path):
     tiny = ("stream=demo_4steps", "stream.num_steps=1", "eval.max_images=2", "eval.initial=false",

@@ -173,7 +173,9 @@ def _main_stopping_in_step_1(argv, marker, fill_disk_from_step_1=False):
     sys.exit(main(argv))
 
 
-@pytest.mark.parametrize("signum", ["SIGTERM", "SIGHUP"])
+# SIGHUP takes SIGTERM's path (interrupt_on_signals; test_a_hangup_raises_like_a_termination_when_not_ignored):
+# its run in a process of its own is slow
+@pytest.mark.parametrize("signum", ["SIGTERM", pytest.param("SIGHUP", marks=pytest.mark.slow)])
 def test_a_termination_signal_mid_step_marks_the_run_interrupted(demo_root, tmp_path, signum):
     """What SLURM sends at a time limit or on preemption (SIGTERM), or a closed terminal (SIGHUP): the run
     unwinds like Ctrl-C, its manifest says `interrupted`, and the process exits with 128 + the signal."""
@@ -219,6 +221,28 @@ def test_signals_raise_once_and_ignored_ones_stay_ignored():
     finally:
         for number, action in previous.items():
             signal.signal(number, action)
+
+
+def test_a_hangup_raises_like_a_termination_when_not_ignored():
+    """SIGHUP, when a handler of its own was set before (not ignored), raises Terminated named SIGHUP, which the
+    run records as `Terminated: SIGHUP`; that handler is back afterwards."""
+    import signal
+    import time
+
+    from benchmark.run.state import Terminated, interrupt_on_signals
+
+    before = signal.getsignal(signal.SIGHUP)
+    caught = []
+    signal.signal(signal.SIGHUP, lambda signum, frame: caught.append(signum))  # if unhandled: recorded, not fatal
+    own = signal.getsignal(signal.SIGHUP)
+    try:
+        with pytest.raises(Terminated) as stopped, interrupt_on_signals():
+            os.kill(os.getpid(), signal.SIGHUP)
+            time.sleep(5)  # not reached
+        assert stopped.value.signum == signal.SIGHUP and str(stopped.value) == "SIGHUP" and caught == []
+        assert signal.getsignal(signal.SIGHUP) is own
+    finally:
+        signal.signal(signal.SIGHUP, before)
 
 
 @pytest.mark.parametrize("free_bytes", [0, 3000, 9000], ids=["first-side-file", "second-side-file", "checkpoint"])
