@@ -127,6 +127,11 @@ class EvalConfig:
 
 
 @dataclass
+class CheckpointConfig:
+    keep: str = "last"  # last: one checkpoint.pt, replaced after every step | all: checkpoints/step_NNN/ per step (show --steps)
+
+
+@dataclass
 class RunConfig:
     method: Any = field(default_factory=dict)  # checked against the method's own Config dataclass
     stream: StreamConfig = field(default_factory=StreamConfig)
@@ -135,6 +140,7 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     seed: int = 0  # seeds python, numpy and torch; random-weight models are drawn from it
     name: Optional[str] = None  # the run's short label in the leaderboard and results.load; None: derived from the config
     tags: Optional[list[str]] = None  # free labels recorded with the run, e.g. tags=[ablation,k-sweep] (results.load: `tags`)
@@ -340,6 +346,7 @@ def _check_choices(cfg: DictConfig) -> None:
         "data.on_error": ("raise", "skip"),
         "eval.vocabulary": ("seen", "all"),
         "eval.miou_mode": ("present", "legacy"),
+        "checkpoint.keep": ("last", "all"),
         "logger.name": ("none", "wandb"),
         **PROTOCOL_CHOICES,
     }
