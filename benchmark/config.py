@@ -128,7 +128,7 @@ class EvalConfig:
 
 @dataclass
 class CheckpointConfig:
-    keep: str = "last"  # last: one checkpoint.pt, replaced after every step | all: checkpoints/step_NNN/ per step (show --steps)
+    keep: str = "last"  # last: checkpoint.pt, replaced after every step | all: checkpoints/step_NNN/ (show --steps)
 
 
 @dataclass
@@ -202,9 +202,10 @@ def _key_error(cfg: DictConfig, dotted: str) -> UserError:
         prefix = "".join(p + "." for p in parts[:depth])
         siblings = [str(k) for k in node.keys()] if isinstance(node, DictConfig) else []
         hint = suggest(part, siblings, prefix)
-        if depth == 0 and not hint:  # `k=3` for `method.k=3`: the same key inside a section
-            nested = [f"{section}.{part}" for section, value in cfg.items() if isinstance(value, DictConfig) and part in value]
-            hint = f" (did you mean: {', '.join(nested)}?)" if nested else ""
+        # `k=3` for `method.k=3`: the same key inside a section, a better match than a near top-level name
+        nested = [f"{section}.{part}" for section, value in cfg.items() if isinstance(value, DictConfig) and part in value]
+        if depth == 0 and nested:
+            hint = f" (did you mean: {', '.join(nested)}?)"
         return UserError(f"unknown config key '{dotted}'{hint}")
     return UserError(f"invalid config key '{dotted}'")
 

@@ -78,7 +78,8 @@ def label_points(labels: np.ndarray) -> list[tuple[float, float, int, int]]:
         areas = np.bincount(regions.ravel())[1:]  # (regions,)
         for index, box in enumerate(ndimage.find_objects(regions)):
             area = int(areas[index])
-            if area < LABEL_MIN_AREA * labels.size or (index != areas.argmax() and area < LABEL_LARGE_AREA * labels.size):
+            needed = LABEL_MIN_AREA if index == areas.argmax() else LABEL_LARGE_AREA
+            if area < needed * labels.size:
                 continue
             distance = ndimage.distance_transform_edt(np.pad(regions[box] == index + 1, 1))[1:-1, 1:-1]
             ys, xs = np.nonzero(distance >= 0.7 * distance.max())
@@ -90,8 +91,9 @@ def label_points(labels: np.ndarray) -> list[tuple[float, float, int, int]]:
 
 def write_names(figure, axis, labels: np.ndarray, names: dict[int, str]) -> int:
     """Each labelled region's class name at its `label_points` point, in white on a dark box, largest regions
-    first; a name is moved back inside the panel where it sticks out, and left out where it would cover one
-    already written. Call it once the figure's layout is done (the boxes are measured). Returns how many."""
+    first; a name that sticks out of the panel a little is moved back inside, and a name is left out where it
+    would cover one already written or be moved far from its region. Call it once the figure's layout is done
+    (the boxes are measured). Returns how many names were written."""
     renderer = figure.canvas.get_renderer()
     frame = axis.get_window_extent(renderer)
     placed = []
@@ -106,7 +108,8 @@ def write_names(figure, axis, labels: np.ndarray, names: dict[int, str]) -> int:
         if any(shift):
             text.set_position(axis.transData.inverted().transform(axis.transData.transform((x, y)) + shift))
             box = box.translated(*shift)
-        if box.width > frame.width or box.height > frame.height or any(box.overlaps(other) for other in placed):
+        far = max(map(abs, shift)) > box.height  # moved that far, it would seem to name a neighbour
+        if far or any(box.overlaps(other) for other in placed):
             text.remove()
             continue
         placed.append(box)
@@ -252,7 +255,8 @@ def build_figure(sample, columns: list[tuple[str, Vocabulary, list[np.ndarray]]]
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmark show", description=" ".join(__doc__.split("\n\n")[1].split()))
+    parser = argparse.ArgumentParser(prog="python -m benchmark show",
+                                     description=" ".join(__doc__.split("\n\n")[1].split()))
     parser.add_argument("run_dir", type=Path, help="a run folder (results/<stream>/<method>/<run-id>)")
     parser.add_argument("--images", type=int, default=4, help="the first N validation images (default 4)")
     parser.add_argument("--steps", default=None,

@@ -41,7 +41,8 @@ def test_keep_all_keeps_every_step_and_changes_no_number(runs):
     for step, folder in kept_steps(every).items():
         assert load_checkpoint(folder)["completed_step"] == step
         # each step folder holds its own side files (kNN-CLIP's faiss database) and nothing else
-        assert {p.name for p in folder.iterdir()} == {CHECKPOINT_FILE, *(f"checkpoint-{step}-{n}.faiss" for n in (0, 1))}
+        side_files = {f"checkpoint-{step}-{n}.faiss" for n in (0, 1)}
+        assert {p.name for p in folder.iterdir()} == {CHECKPOINT_FILE, *side_files}
     assert load_checkpoint(every)["completed_step"] == 3  # the run folder's checkpoint: the latest step's
     # the database grows step by step: each kept step holds the database of its time
     sizes = [(every / "checkpoints" / f"step_{t:03d}" / f"checkpoint-{t}-0.faiss").stat().st_size for t in range(4)]
