@@ -200,7 +200,7 @@ def test_isolation_alone_does_not_stop_reading_labels_from_disk_but_the_sandbox_
                                                                                      tmp_path, demo_root):
     import shutil
 
-    from benchmark.hosts.worker.sandbox import landlock_abi
+    from benchmark.confine.landlock import landlock_abi
 
     if not landlock_abi():
         pytest.skip("Linux Landlock is not available here")

@@ -8,6 +8,8 @@ the run writer, the manifest and the checkpoints.
 Messages are pickled tuples over a socket pair (channel.py); each request gets one reply, ("ok", value) or
 ("error", {type, message, user}):
 
+    ("contain", plan)           -> {network}: sandbox=true only, answered by the first stage (benchmark.confine)
+                                   once it has confined itself, before the worker proper runs
     ("start", setup)            -> the method's checked config and the files its class comes from
     ("learn", step)             -> None; meanwhile the worker asks ("sample", position) and the parent answers
                                    with that position's training sample, labels already filtered to C_t
@@ -21,5 +23,6 @@ The worker starts from a scrubbed environment (no data root, no DETECTRON2_DATAS
 `host.worker_environment`), an argv holding only its socket's descriptor, and a fresh empty working
 directory. The parent never unpickles anything but numbers, strings, numpy arrays and the output dataclasses
 from it (`channel.RESTRICTED`), so a worker cannot run code in the parent by sending a crafted pickle. With
-sandbox=true the worker also confines its own file access with Linux Landlock (sandbox.py).
+sandbox=true the worker first confines itself (benchmark.confine, to the plan of sandbox.py): a network
+namespace, an unprivileged user where the parent is root, Linux Landlock.
 """

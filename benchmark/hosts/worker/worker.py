@@ -1,6 +1,7 @@
 """The method's process under isolate=true: `python -m benchmark.hosts.worker.worker FD`, FD its end of the
-socket. It imports the plugins, builds the method (an InProcessHost here), and answers the parent's requests
-(the protocol: benchmark/hosts/worker/__init__.py)."""
+socket (with sandbox=true, `python -m benchmark.confine FD` confines the process first, then runs this). It
+imports the plugins, builds the method (an InProcessHost here), and answers the parent's requests (the
+protocol: benchmark/hosts/worker/__init__.py)."""
 from __future__ import annotations
 
 import inspect
@@ -21,9 +22,8 @@ from benchmark.errors import UserError
 from benchmark.hosts.build import build_method
 from benchmark.hosts.in_process import InProcessHost
 from benchmark.hosts.worker.channel import Channel
-from benchmark.hosts.worker.sandbox import confine
 from benchmark.method import StepData
-from benchmark.plugins import foreign_module_files, load_methods
+from benchmark.plugins import load_methods
 from benchmark.progress import Progress
 from benchmark.run.checkpoint import externalise, internalise, rng_states, set_rng_states
 
@@ -67,8 +67,6 @@ class Worker:
     def __init__(self, channel: Channel, setup: dict) -> None:
         self.channel = channel
         self.scratch = Path(setup["scratch"])
-        if setup["sandbox"]:
-            confine(setup["sandbox"])  # before any plugin is imported
         self.progress = Progress(quiet=setup["quiet"])
         torch.set_num_threads(setup["threads"])
         name = setup["method"]["name"]
@@ -79,8 +77,7 @@ class Worker:
         self.host = InProcessHost(build_method(cfg, setup["num_classes"], setup["device"]), name)
         method_cls = type(self.host.method)
         self.started = {"method": OmegaConf.to_container(checked), "module": method_cls.__module__,
-                        "class": method_cls.__qualname__, "files": class_files(method_cls),
-                        "foreign": {module: str(path) for module, path in foreign_module_files(name).items()}}
+                        "class": method_cls.__qualname__, "files": class_files(method_cls)}
 
     def learn(self, step: dict) -> None:
         def load(position: int):
