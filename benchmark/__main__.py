@@ -40,7 +40,7 @@ SUBCOMMANDS = {
     "prepare": "benchmark.data.prepare:main",
     "export-predictions": "benchmark.cli:export_main",
     "export-fcclip": "benchmark.exporters.fcclip:main",
-    "report": "benchmark.run.report:main",
+    "report": "benchmark.evaluation.report:main",
     "show": "benchmark.show:main",
     "leaderboard": "benchmark.leaderboard.command:main",
     "miou": "benchmark.evaluation.tools:miou_main",
