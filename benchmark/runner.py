@@ -24,7 +24,7 @@ from benchmark.method import StepData
 from benchmark.models import check_device
 from benchmark.progress import Progress
 from benchmark.protocol import Protocol
-from benchmark.run.checkpoint import load_checkpoint, save_checkpoint, set_rng_states
+from benchmark.run.checkpoint import checkpoint_dir, load_checkpoint, save_checkpoint, set_rng_states
 from benchmark.run.resume import check_resumable, find_resumable
 from benchmark.run.state import interrupt_on_signals
 from benchmark.run.stats import STATS_DIR, step_stats_file
@@ -226,7 +226,7 @@ def _run_steps(cfg: DictConfig, ctx: RunContext, writer: RunWriter | None, run_d
             "learn_seconds": learn_seconds, "eval_seconds": eval_seconds, "memory_bytes": host.memory_bytes(),
             "trainable_parameters": host.trainable_parameters(),
             **step_scores(stats, stream.seen_classes(t), cfg.eval.miou_mode)})
-        save_checkpoint(writer.run_dir, t, host.state_dict())
+        save_checkpoint(checkpoint_dir(writer.run_dir, t, cfg.checkpoint.keep), t, host.state_dict())
         pq = f"  PQ(S_{t}) {record['pq_seen']:.1f}" if "pq_seen" in record else ""
         ctx.progress.log(f"step {t + 1}/{stream.num_steps}: mIoU(S_{t}) {record['miou_seen']:.1f}{pq}  "
                          f"learn {learn_seconds:.1f}s  eval {eval_seconds:.1f}s  memory {record['memory_bytes'] / 1e6:.2f} MB")
