@@ -10,8 +10,9 @@
     export-fcclip --config-file C --weights W --out DIR [key=value ...]
                                                   FC-CLIP's outputs (inside an FC-CLIP checkout with detectron2)
     report RUN_DIR                                recompute a finished run's metrics and tables from raw stats
-    show RUN_DIR --out DIR [--images N] [--steps initial,last] [--predictions DIR]
-                                                  image, ground truth and predictions as colour overlays (PNGs)
+    show RUN_DIR --out DIR [--images N] [--steps initial,0,1] [--format png|pdf] [--opacity A] [--dpi N]
+                                                  image, ground truth and predictions as named colour overlays;
+                                                  steps other than the last need runs with checkpoint.keep=all
     leaderboard [--strict] [stream=NAME ...]      tables over every run under results/
     miou / pq                                     the evaluator on folders of predictions (drop-in tools)
     perf eval|data|retrieval|startup|predictions|stream|isolate
@@ -40,7 +41,7 @@ SUBCOMMANDS = {
     "prepare": "benchmark.data.prepare:main",
     "export-predictions": "benchmark.cli:export_main",
     "export-fcclip": "benchmark.exporters.fcclip:main",
-    "report": "benchmark.run.report:main",
+    "report": "benchmark.evaluation.report:main",
     "show": "benchmark.show:main",
     "leaderboard": "benchmark.leaderboard.command:main",
     "miou": "benchmark.evaluation.tools:miou_main",

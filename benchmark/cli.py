@@ -141,7 +141,7 @@ def default_choice(group: str) -> str:
 
 def run_help(overrides: list[str]) -> str:
     """Hydra-style help, from the config files and the schema alone (fast: no method is imported)."""
-    from benchmark.config import EvalConfig, RunConfig, _check_group_choices
+    from benchmark.config import CheckpointConfig, EvalConfig, RunConfig, _check_group_choices
 
     _check_group_choices(overrides)
     chosen = {group: default_choice(group) for group in GROUPS}
@@ -151,7 +151,9 @@ def run_help(overrides: list[str]) -> str:
         options = [f"[{o}]" if o == chosen[group] else o for o in group_options(group)]
         lines += textwrap.wrap(", ".join(options), width=110, initial_indent=f"  {group + ':':8s} ",
                                subsequent_indent=" " * 11, break_on_hyphens=False)
-    lines += ["", "Settings (key=value):", *_format_entries(schema_entries(RunConfig) + schema_entries(EvalConfig, "eval."))]
+    settings = [*schema_entries(RunConfig), *schema_entries(EvalConfig, "eval."),
+                *schema_entries(CheckpointConfig, "checkpoint.")]
+    lines += ["", "Settings (key=value):", *_format_entries(settings)]
     method = chosen["method"]
     description, entries = config_file_entries(config_file("method", method))
     lines += ["", f"Method {method} (method.KEY=VALUE; configs/method/{method}.yaml): {description}",

@@ -127,6 +127,11 @@ class EvalConfig:
 
 
 @dataclass
+class CheckpointConfig:
+    keep: str = "last"  # last: checkpoint.pt, replaced after every step | all: checkpoints/step_NNN/ (show --steps)
+
+
+@dataclass
 class RunConfig:
     method: Any = field(default_factory=dict)  # checked against the method's own Config dataclass
     stream: StreamConfig = field(default_factory=StreamConfig)
@@ -135,6 +140,7 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     seed: int = 0  # seeds python, numpy and torch; random-weight models are drawn from it
     name: Optional[str] = None  # the run's short label in the leaderboard and results.load; None: derived from the config
     tags: Optional[list[str]] = None  # free labels recorded with the run, e.g. tags=[ablation,k-sweep] (results.load: `tags`)
@@ -196,9 +202,10 @@ def _key_error(cfg: DictConfig, dotted: str) -> UserError:
         prefix = "".join(p + "." for p in parts[:depth])
         siblings = [str(k) for k in node.keys()] if isinstance(node, DictConfig) else []
         hint = suggest(part, siblings, prefix)
-        if depth == 0 and not hint:  # `k=3` for `method.k=3`: the same key inside a section
-            nested = [f"{section}.{part}" for section, value in cfg.items() if isinstance(value, DictConfig) and part in value]
-            hint = f" (did you mean: {', '.join(nested)}?)" if nested else ""
+        # `k=3` for `method.k=3`: the same key inside a section, a better match than a near top-level name
+        nested = [f"{section}.{part}" for section, value in cfg.items() if isinstance(value, DictConfig) and part in value]
+        if depth == 0 and nested:
+            hint = f" (did you mean: {', '.join(nested)}?)"
         return UserError(f"unknown config key '{dotted}'{hint}")
     return UserError(f"invalid config key '{dotted}'")
 
@@ -340,6 +347,7 @@ def _check_choices(cfg: DictConfig) -> None:
         "data.on_error": ("raise", "skip"),
         "eval.vocabulary": ("seen", "all"),
         "eval.miou_mode": ("present", "legacy"),
+        "checkpoint.keep": ("last", "all"),
         "logger.name": ("none", "wandb"),
         **PROTOCOL_CHOICES,
     }

@@ -17,14 +17,17 @@ from benchmark import distributed
 from benchmark.data.types import SegmentationDataset, Vocabulary
 from benchmark.errors import UserError
 from benchmark.evaluation.scoring import score_validation, validation_record
+from benchmark.evaluation.semantic import mean_iou
+from benchmark.evaluation.summary import format_summary, step_scores, write_run_results
 from benchmark.hosts import MethodHost, make_host
 from benchmark.method import StepData
 from benchmark.models import check_device
 from benchmark.progress import Progress
 from benchmark.protocol import Protocol
-from benchmark.run.checkpoint import load_checkpoint, save_checkpoint, set_rng_states
+from benchmark.run.checkpoint import checkpoint_dir, load_checkpoint, save_checkpoint, set_rng_states
 from benchmark.run.resume import check_resumable, find_resumable
 from benchmark.run.state import interrupt_on_signals
+from benchmark.run.stats import STATS_DIR, step_stats_file
 from benchmark.run.writer import RunWriter
 from streams.builder import Stream
 from streams.library import open_stream_data
@@ -100,7 +103,7 @@ def evaluate_step(ctx: RunContext, vocab: Vocabulary, step: int) -> dict[str, np
 
 def data_record(ctx: RunContext, run_dir: Path) -> dict:
     """The manifest's `data` (evaluation.scoring.validation_record), from the last step's scored image ids."""
-    scored = np.load(run_dir / "stats" / f"step_{ctx.stream.num_steps - 1:03d}.npz")["image_ids"]
+    scored = np.load(run_dir / STATS_DIR / step_stats_file(ctx.stream.num_steps - 1))["image_ids"]
     return validation_record(scored, ctx.val, validation_count(ctx.cfg, ctx.val), ctx.train, ctx.cfg.data.on_error)
 
 
@@ -115,8 +118,10 @@ def evaluate_initial(ctx: RunContext, writer: RunWriter | None) -> None:
     eval_seconds = time.perf_counter() - started
     ctx.host.set_rng_states(states)
     if writer is not None:
-        record = writer.write_initial(stats, eval_seconds)
-        ctx.progress.log(f"initial evaluation (every class, before step 0): mIoU {record['miou_all']:.1f}  "
+        every_class = [c for classes in ctx.stream.step_classes for c in classes]
+        miou_all = mean_iou(stats["confusion"], every_class, ctx.cfg.eval.miou_mode)
+        writer.write_initial(stats, {"eval_seconds": eval_seconds, "miou_all": miou_all})
+        ctx.progress.log(f"initial evaluation (every class, before step 0): mIoU {miou_all:.1f}  "
                          f"eval {eval_seconds:.1f}s")
 
 
@@ -217,9 +222,11 @@ def _run_steps(cfg: DictConfig, ctx: RunContext, writer: RunWriter | None, run_d
 
         if writer is None:  # torchrun: only rank 0 writes
             continue
-        record = writer.write_step(t, stats, learn_seconds, eval_seconds, host.memory_bytes(),
-                                   host.trainable_parameters())
-        save_checkpoint(writer.run_dir, t, host.state_dict())
+        record = writer.write_step(t, stats, {
+            "learn_seconds": learn_seconds, "eval_seconds": eval_seconds, "memory_bytes": host.memory_bytes(),
+            "trainable_parameters": host.trainable_parameters(),
+            **step_scores(stats, stream.seen_classes(t), cfg.eval.miou_mode)})
+        save_checkpoint(checkpoint_dir(writer.run_dir, t, cfg.checkpoint.keep), t, host.state_dict())
         pq = f"  PQ(S_{t}) {record['pq_seen']:.1f}" if "pq_seen" in record else ""
         ctx.progress.log(f"step {t + 1}/{stream.num_steps}: mIoU(S_{t}) {record['miou_seen']:.1f}{pq}  "
                          f"learn {learn_seconds:.1f}s  eval {eval_seconds:.1f}s  memory {record['memory_bytes'] / 1e6:.2f} MB")
@@ -229,6 +236,8 @@ def _run_steps(cfg: DictConfig, ctx: RunContext, writer: RunWriter | None, run_d
     for dataset in (ctx.train, ctx.val):
         if hasattr(dataset, "summary"):  # data.on_error=skip: say what was left out (rank 0's shard under torchrun)
             ctx.progress.log(dataset.summary())
-    summary = writer.finish(passes, data)
-    ctx.progress.log(writer.format_summary(summary))
+    summary, plots = write_run_results(run_dir, stream.step_classes, stream.vocabulary.names, stream.name,
+                                       cfg.method.name, cfg.eval.miou_mode, more_metrics=host.stream_metrics)
+    writer.finish(summary, plots, passes, data)
+    ctx.progress.log(format_summary(summary, run_dir))
     return run_dir

@@ -39,12 +39,14 @@ METRIC_KEYS = ("metrics", "matrices", "seen", "memory_bytes", "trainable_paramet
 # knnclip in the default suite; the learning baselines' (half a minute each) under -m slow, which CI runs
 @pytest.mark.parametrize("method, extra", [
     ("knnclip", []), pytest.param("finetune", [], marks=pytest.mark.slow),
+    # every step's checkpoint in its own folder (checkpoints/step_NNN/): resumed from the latest
+    pytest.param("knnclip", ["checkpoint.keep=all"], marks=pytest.mark.slow),
     # its training store goes to checkpoint side files (benchmark/disk_rows.py)
     pytest.param("joint", [], marks=pytest.mark.slow),
     # an avalanche strategy whose state (the replay buffer) lives in avalanche objects
     pytest.param("avalanche", ["method.strategy=Replay", "+method.strategy_args.mem_size=12", "method.epochs=2"],
                  marks=pytest.mark.slow),
-], ids=["knnclip", "finetune", "joint", "avalanche-replay"])
+], ids=["knnclip", "finetune", "knnclip-keep-all", "joint", "avalanche-replay"])
 def test_sigkill_during_step_3_then_resume_gives_same_summary(demo_root, tmp_path, method, extra):
     from benchmark.method import METHODS
     from benchmark.plugins import load_methods
@@ -71,6 +73,9 @@ def test_sigkill_during_step_3_then_resume_gives_same_summary(demo_root, tmp_pat
     got = json.loads((run_dir / "summary.json").read_text())
     assert {k: got[k] for k in METRIC_KEYS if k in got} == {k: expected[k] for k in METRIC_KEYS if k in expected}
     assert json.loads((run_dir / "manifest.json").read_text())["status"] == "complete"
+    if "checkpoint.keep=all" in extra:
+        assert sorted(p.parent.name for p in run_dir.glob("checkpoints/*/checkpoint.pt")) == [
+            f"step_{t:03d}" for t in range(4)]
 
 
 def test_resume_refuses_another_config(demo_root, tmp_path):

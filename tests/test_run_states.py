@@ -286,7 +286,7 @@ def test_a_run_whose_process_died_while_running_is_stale(demo_root, tmp_path, ca
     [manifest] = manifests(tmp_path / "results")
     assert manifest["status"] == "running" and manifest["process"]["pid"] == child.pid
     assert Manifest.from_dict(manifest).observed_status() == "stale"
-    from benchmark.run.report import main as report
+    from benchmark.evaluation.report import main as report
     from benchmark.leaderboard.runs import read_runs
 
     [run_dir] = (tmp_path / "results").glob("*/*/*")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from benchmark.run.checkpoint import rng_states, set_rng_states
 from benchmark.data.types import ImageInput, Vocabulary
+from benchmark.evaluation.stream_metrics import StreamScores
 from benchmark.method import ContinualMethod, SegmentationOutput, StepData
 from benchmark.models.counters import encoder_counters
 from benchmark.provenance import plugin_records
@@ -42,6 +43,10 @@ class InProcessHost:
 
     def counters(self) -> dict:
         return encoder_counters(self.method.segmenter, getattr(self.method, "embedder", None))
+
+    def stream_metrics(self, scores: StreamScores) -> dict[str, float]:
+        """None besides this process's own: the method's plugins registered theirs here."""
+        return {}
 
     def provenance(self) -> tuple[dict | None, list[dict]]:
         """The writer records the registered class's files; every module a run of this method imports from

@@ -39,7 +39,7 @@ EVAL_KEYS = ("vocabulary", "miou_mode", "max_images")  # evaluation settings tha
 # where and how fast a run goes, never its numbers
 EXECUTION_KEYS = ("seed", "stream.order", "stream.order_seed", "run_id", "results_dir", "quiet", "debug", "resume",
                   "device", "threads", "logger", "data.root", "data.on_error", "model.batch_size", "model.cache_dir",
-                  "eval.batch_size", "eval.initial", "name", "tags", "isolate_timeout_s")
+                  "eval.batch_size", "eval.initial", "name", "tags", "isolate_timeout_s", "checkpoint")
 # config keys shown by a symbol in variant labels (`avalanche/EWC λ=1000`)
 LABEL_SYMBOLS = {"lambda": "λ", "ewc_lambda": "λ", "si_lambda": "λ", "alpha": "α", "tau": "τ"}
 

@@ -9,6 +9,11 @@ disk-backed row stores (`DiskRows`: joint's training store) are streamed to side
 `checkpoint-<t>-<n>.rows` a chunk at a time. The checkpoint names its side files, and the previous step's are
 removed once the new checkpoint is in place. Every file is written under a temporary name and renamed when
 whole (benchmark.io). Loading gives a new index / a new store holding a copy.
+
+`checkpoint.keep` says which steps a run folder keeps: `last` (default) the one `checkpoint.pt` above, replaced
+after every step; `all` one folder per completed step, `checkpoints/step_NNN/`, each holding that step's
+`checkpoint.pt` and side files in the same format (what `show --steps 0,1,2` restores). A run resumes from the
+latest either way (`load_checkpoint`).
 """
 from __future__ import annotations
 
@@ -25,6 +30,19 @@ from benchmark.errors import UserError
 from benchmark.io import atomic_write_stream
 
 CHECKPOINT_FILE = "checkpoint.pt"
+CHECKPOINTS_DIR = "checkpoints"  # checkpoint.keep=all: checkpoints/step_NNN/ for every completed step
+
+
+def checkpoint_dir(run_dir: Path, step: int, keep: str) -> Path:
+    """The folder that holds step `step`'s checkpoint: the run folder (keep=last) or its own (keep=all)."""
+    return Path(run_dir) if keep == "last" else Path(run_dir) / CHECKPOINTS_DIR / f"step_{step:03d}"
+
+
+def kept_steps(run_dir: Path) -> dict[int, Path]:
+    """Step -> the folder of its checkpoint, for every step a keep=all run folder kept whole (a step folder
+    without its checkpoint.pt was cut short: not kept). {} for a keep=last folder."""
+    folders = sorted(Path(run_dir).glob(f"{CHECKPOINTS_DIR}/step_[0-9][0-9][0-9]/{CHECKPOINT_FILE}"))
+    return {int(path.parent.name[len("step_"):]): path.parent for path in folders}
 
 
 def rng_states() -> dict:
@@ -78,43 +96,47 @@ def internalise(value: Any, directory: Path) -> Any:
     return value
 
 
-def save_checkpoint(run_dir: Path, completed_step: int, method_state: dict) -> None:
+def save_checkpoint(folder: Path, completed_step: int, method_state: dict) -> None:
     """Every file is written under a temporary name and renamed once whole and on disk (side files before the
     checkpoint that names them), so a failure (a full disk: a one-line UserError) leaves the previous step's
     checkpoint as it was and nothing half-written. Each call saves a new step (the runner saves each once):
-    its side files are new names, removed again when the save fails."""
-    run_dir = Path(run_dir)
+    its side files are new names, removed again when the save fails. `folder`: the run folder, or the step's own
+    (`checkpoint_dir`, checkpoint.keep=all)."""
+    folder = Path(folder)
     written: list[str] = []
 
     def write_side_file(suffix: str, save) -> str:
         name = f"checkpoint-{completed_step}-{len(written)}.{suffix}"
-        atomic_write_stream(run_dir / name, save)
+        atomic_write_stream(folder / name, save)
         written.append(name)
         return name
 
     try:
         state = {"completed_step": completed_step, "method": externalise(method_state, write_side_file),
                  "rng": rng_states()}
-        atomic_write_stream(run_dir / CHECKPOINT_FILE, lambda handle: torch.save(state, handle))
+        atomic_write_stream(folder / CHECKPOINT_FILE, lambda handle: torch.save(state, handle))
     except BaseException:
         for name in written:  # no checkpoint names them
-            (run_dir / name).unlink(missing_ok=True)
+            (folder / name).unlink(missing_ok=True)
         raise
     # the previous step's side files, and temporary files a killed process left
-    for old in [*run_dir.glob("checkpoint-*"), *run_dir.glob(".checkpoint*.tmp")]:
+    for old in [*folder.glob("checkpoint-*"), *folder.glob(".checkpoint*.tmp")]:
         if old.name not in written:
             old.unlink()
 
 
 def load_checkpoint(run_dir: Path) -> dict | None:
-    """The last checkpoint of a run folder, or None when no step completed yet."""
-    path = Path(run_dir) / CHECKPOINT_FILE
+    """The last checkpoint of a run folder (its `checkpoint.pt`, or with checkpoint.keep=all the latest step's;
+    a folder of `checkpoint_dir` gives its own step's), or None when no step completed yet."""
+    kept = kept_steps(run_dir)
+    folder = kept[max(kept)] if kept else Path(run_dir)
+    path = folder / CHECKPOINT_FILE
     if not path.is_file():
         return None
     try:
         # our own file, written by save_checkpoint: it holds numpy arrays and RNG tuples, hence weights_only=False
         checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-        return {**checkpoint, "method": internalise(checkpoint["method"], Path(run_dir))}
+        return {**checkpoint, "method": internalise(checkpoint["method"], folder)}
     except Exception as exc:
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise UserError(f"cannot read checkpoint {path}: {reason}") from None

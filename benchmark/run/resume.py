@@ -21,7 +21,8 @@ RESUME_FREE_KEYS = ("run_id", "resume", "quiet", "debug", "results_dir", "device
 
 
 def config_differences(old: DictConfig, new: DictConfig) -> list[str]:
-    """Dotted keys whose values differ (ignoring RESUME_FREE_KEYS)."""
+    """Dotted keys whose values differ (ignoring RESUME_FREE_KEYS). A key the schema gained after `old` was
+    written (e.g. checkpoint.keep) counts as its default there: the run went as that default goes."""
     def flatten(node, prefix=""):
         out = {}
         for key, value in node.items():
@@ -33,7 +34,11 @@ def config_differences(old: DictConfig, new: DictConfig) -> list[str]:
                 out[f"{prefix}{key}"] = value
         return out
 
+    from benchmark.config import RunConfig
+
+    defaults = flatten(OmegaConf.to_container(OmegaConf.structured(RunConfig)))
     a = flatten(OmegaConf.to_container(old, resolve=True))
+    a = {**{key: value for key, value in defaults.items() if key not in a}, **a}
     b = flatten(OmegaConf.to_container(new, resolve=True))
     return sorted(f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in set(a) | set(b) if a.get(k) != b.get(k))
 

@@ -18,6 +18,9 @@ Messages are pickled tuples over a socket pair (channel.py); each request gets o
                                    row stores) in the worker's scratch folder, kept by the parent for checkpoints
     ("load_state_dict", state), ("memory_bytes",), ("trainable_parameters",), ("rng_states",),
     ("set_rng_states", states), ("counters",), ("close",) (no reply: the worker exits)
+    ("stream_metrics", scores, known) -> {name: value} of the stream metrics the plugins registered in the
+                                   worker, other than the parent's `known` ones (scores: R, its initial row and
+                                   the last step's per-class scores; see MethodHost.stream_metrics)
 
 The worker starts from a scrubbed environment (no data root, no DETECTRON2_DATASETS, no results folder; see
 `host.worker_environment`), an argv holding only its socket's descriptor, and a fresh empty working

@@ -17,6 +17,7 @@ import benchmark
 from benchmark.config import data_root
 from benchmark.data.types import ImageInput, Sample, Vocabulary
 from benchmark.errors import UserError
+from benchmark.evaluation.stream_metrics import StreamScores, stream_metrics
 from benchmark.hosts.worker.channel import Channel
 from benchmark.hosts.worker.reaper import adopt_orphans, children, end_descendants
 from benchmark.hosts.worker.replies import ReplyError, check, check_outputs
@@ -223,6 +224,15 @@ class WorkerHost:
 
     def counters(self) -> dict:
         return check(self.request("counters"), "counters", f"method {self.name}: reply to counters")
+
+    def stream_metrics(self, scores: StreamScores) -> dict[str, float]:
+        """The stream metrics the plugins registered in the worker (imported there, never here), computed there
+        from `scores`: R, its initial row and the last step's per-class scores (numbers, no labels). Those
+        registered here are never taken from it."""
+        known = [metric.name for metric in stream_metrics()]
+        values = check(self.request("stream_metrics", scores, known), "metric values",
+                       f"method {self.name}: reply to stream_metrics")
+        return {name: float(value) for name, value in values.items() if name not in known}
 
     def provenance(self) -> tuple[dict, list[dict]]:
         """Computed here from the files on disk: no plugin code ever ran in this process."""

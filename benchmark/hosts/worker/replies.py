@@ -21,6 +21,10 @@ def _is_count(value: Any) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)) and value >= 0
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+
+
 def _is_counter(value: Any) -> bool:
     return value is None or isinstance(value, str) or _is_count(value)
 
@@ -37,6 +41,8 @@ KINDS = {
                                                       for k, i in v.items()), "a mapping of strings to strings"),
     "counters": (lambda v: isinstance(v, dict) and all(isinstance(k, str) and _is_counter(i) for k, i in v.items()),
                  "a mapping of names to non-negative integers, strings or None"),
+    "metric values": (lambda v: isinstance(v, dict) and all(isinstance(k, str) and _is_number(i) for k, i in v.items()),
+                      "a mapping of names to numbers"),
 }
 
 

@@ -19,6 +19,7 @@ from omegaconf import OmegaConf
 from benchmark.config import check_method_config
 from benchmark.data.types import ImageInput, Vocabulary
 from benchmark.errors import UserError
+from benchmark.evaluation.stream_metrics import StreamScores, stream_metrics
 from benchmark.hosts.build import build_method
 from benchmark.hosts.in_process import InProcessHost
 from benchmark.hosts.worker.channel import Channel
@@ -111,12 +112,18 @@ class Worker:
         self.host.load_state_dict(internalise(restored["method"], self.scratch))
         self.host.set_rng_states(restored["rng"])
 
+    @staticmethod
+    def stream_metrics(scores: StreamScores, known: list[str]) -> dict[str, float]:
+        """The values of the stream metrics registered here (by the plugins) that the parent does not know."""
+        return {metric.name: float(metric.compute(scores)) for metric in stream_metrics() if metric.name not in known}
+
     def handle(self, op: str, args: tuple) -> Any:
         handlers = {
             "learn": self.learn, "predict": self.predict, "state_dict": self.state_dict,
             "load_state_dict": self.load_state_dict, "memory_bytes": self.host.memory_bytes,
             "trainable_parameters": self.host.trainable_parameters, "rng_states": portable_rng_states,
             "set_rng_states": set_portable_rng_states, "counters": self.host.counters,
+            "stream_metrics": self.stream_metrics,
         }
         return handlers[op](*args)
 
