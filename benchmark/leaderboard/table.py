@@ -102,10 +102,14 @@ def split_note(table: StreamTable) -> str:
             "from (other files under data.root give another stream hash). Compare numbers within one table only.")
 
 
-def table_heading(table: StreamTable) -> str:
-    return (f"{table_title(table)}, stream definition {table.definition}"
-            + (f", stream hash {table.split_hash}" if table.split_hash else "")
+def table_identity(table: StreamTable) -> str:
+    """`stream definition D[, stream hash H][ — analysis runs, ...]`: what the title leaves out."""
+    return (f"stream definition {table.definition}" + (f", stream hash {table.split_hash}" if table.split_hash else "")
             + (" — analysis runs, ground truth used on purpose, not ranked" if table.analysis else ""))
+
+
+def table_heading(table: StreamTable) -> str:
+    return f"{table_title(table)}, {table_identity(table)}"
 
 
 @dataclass(frozen=True)
