@@ -15,7 +15,7 @@ from omegaconf import DictConfig
 
 from benchmark import distributed
 from benchmark.data.types import SegmentationDataset, Vocabulary
-from benchmark.errors import UserError
+from benchmark.errors import MethodError, UserError
 from benchmark.evaluation.scoring import score_validation, validation_record
 from benchmark.evaluation.semantic import mean_iou
 from benchmark.evaluation.summary import format_summary, step_scores, write_run_results
@@ -37,6 +37,21 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+class during_step:
+    """`with during_step(t):` a MethodError raised in the block names step t (-1: the initial evaluation)."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind, exc, traceback) -> bool:
+        if isinstance(exc, MethodError) and exc.step is None:
+            exc.step = self.step
+        return False  # the exception goes on
 
 
 @dataclass
@@ -114,7 +129,8 @@ def evaluate_initial(ctx: RunContext, writer: RunWriter | None) -> None:
     afterwards, so the steps that follow draw exactly what they would without it."""
     states = ctx.host.rng_states()
     started = time.perf_counter()
-    stats = evaluate_step(ctx, ctx.train.vocabulary, step=-1)
+    with during_step(-1):
+        stats = evaluate_step(ctx, ctx.train.vocabulary, step=-1)
     eval_seconds = time.perf_counter() - started
     ctx.host.set_rng_states(states)
     if writer is not None:
@@ -211,22 +227,23 @@ def _run_steps(cfg: DictConfig, ctx: RunContext, writer: RunWriter | None, run_d
         step = StepData.of_stream(t, stream.step_classes[t], stream.seen_classes(t), full_vocab, ctx.train,
                                   stream.train_indices[t], progress=ctx.progress.bar,
                                   relabel=ctx.protocol.training_labels)
-        started = time.perf_counter()
-        host.learn(step)
-        learn_seconds = time.perf_counter() - started
+        with during_step(t):
+            started = time.perf_counter()
+            host.learn(step)
+            learn_seconds = time.perf_counter() - started
 
-        started = time.perf_counter()
-        vocab = full_vocab if cfg.eval.vocabulary == "all" else full_vocab.subset(stream.seen_classes(t))
-        stats = evaluate_step(ctx, vocab, t)
-        eval_seconds = time.perf_counter() - started
+            started = time.perf_counter()
+            vocab = full_vocab if cfg.eval.vocabulary == "all" else full_vocab.subset(stream.seen_classes(t))
+            stats = evaluate_step(ctx, vocab, t)
+            eval_seconds = time.perf_counter() - started
 
-        if writer is None:  # torchrun: only rank 0 writes
-            continue
-        record = writer.write_step(t, stats, {
-            "learn_seconds": learn_seconds, "eval_seconds": eval_seconds, "memory_bytes": host.memory_bytes(),
-            "trainable_parameters": host.trainable_parameters(),
-            **step_scores(stats, stream.seen_classes(t), cfg.eval.miou_mode)})
-        save_checkpoint(checkpoint_dir(writer.run_dir, t, cfg.checkpoint.keep), t, host.state_dict())
+            if writer is None:  # torchrun: only rank 0 writes
+                continue
+            record = writer.write_step(t, stats, {
+                "learn_seconds": learn_seconds, "eval_seconds": eval_seconds, "memory_bytes": host.memory_bytes(),
+                "trainable_parameters": host.trainable_parameters(),
+                **step_scores(stats, stream.seen_classes(t), cfg.eval.miou_mode)})
+            save_checkpoint(checkpoint_dir(writer.run_dir, t, cfg.checkpoint.keep), t, host.state_dict())
         pq = f"  PQ(S_{t}) {record['pq_seen']:.1f}" if "pq_seen" in record else ""
         ctx.progress.log(f"step {t + 1}/{stream.num_steps}: mIoU(S_{t}) {record['miou_seen']:.1f}{pq}  "
                          f"learn {learn_seconds:.1f}s  eval {eval_seconds:.1f}s  memory {record['memory_bytes'] / 1e6:.2f} MB")

@@ -32,7 +32,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from benchmark import distributed, provenance
-from benchmark.errors import UserError
+from benchmark.errors import MethodError, UserError
 from benchmark.integrations.wandb import RunLogger, build_logger
 from benchmark.io import atomic_save_npz, atomic_write_json, atomic_write_text, finite
 from benchmark.run.manifest import Manifest
@@ -42,10 +42,11 @@ from benchmark.run.stats import INITIAL_STATS, STATS_DIR, step_stats_file
 
 
 def failure_reason(exc: BaseException, limit: int = 300) -> str:
-    """One line saying why a run stopped: a user error's own message, else the exception type and message."""
+    """One line saying why a run stopped: a user error's or a method error's own message, else the exception
+    type and message."""
     lines = str(exc).strip().splitlines()
     text = lines[0] if lines else ""
-    if not isinstance(exc, UserError):
+    if not isinstance(exc, (UserError, MethodError)):
         text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
     return text if len(text) <= limit else text[: limit - 1] + "…"
 

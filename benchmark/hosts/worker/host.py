@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 import benchmark
 from benchmark.config import data_root
 from benchmark.data.types import ImageInput, Sample, Vocabulary
-from benchmark.errors import UserError
+from benchmark.errors import Frame, MethodError, UserError, clean_text
 from benchmark.evaluation.stream_metrics import StreamScores, stream_metrics
 from benchmark.hosts.worker.channel import Channel
 from benchmark.hosts.worker.reaper import adopt_orphans, children, end_descendants
@@ -42,6 +42,8 @@ KEPT_PREFIXES = ("LC_", "CUDA_", "HF_", "NVIDIA_")
 STARTED = {"method": "dict", "module": "str", "class": "str", "files": "str list"}
 # under sandbox=true, the first stage's reply (benchmark.confine): which network block took hold
 NETWORK_BLOCKS = ("netns", "seccomp", "landlock-tcp", "none")
+# the method's call behind a request, where their names differ (a MethodError names the call)
+METHOD_CALLS = {"start": "__init__"}
 
 
 class WorkerError(UserError):
@@ -142,13 +144,24 @@ class WorkerHost:
             if kind == "ok":
                 return payload
             if kind == "error":
-                check(payload, {"message": "str", "type": "str"}, f"method {self.name}: error reply to {op}")
-                reason = payload["message"] if payload["user"] else f"{payload['type']}: {payload['message']}"
-                raise WorkerError(f"method {self.name} failed in its worker ({op}): {reason}")
+                raise self._failure(op, payload)
             if kind == "sample" and samples is not None and isinstance(payload, int):
                 self._send(op, ("ok", samples(payload)))
                 continue
             raise WorkerError(f"method {self.name}: its worker sent '{kind}' during {op} (protocol violation)")
+
+    def _failure(self, op: str, payload: Any) -> Exception:
+        """The error the worker reported for `op`: the method's own exception with its frames (untrusted text:
+        MethodError cleans and cuts it) as it would come out in-process, else one line."""
+        where = f"method {self.name}: error reply to {op}"
+        check(payload, {"message": "str", "type": "str"}, where)
+        if "frames" in payload:
+            frames = [Frame.of(**item) for item in check(payload["frames"], "frames", f"{where}['frames']")]
+            return MethodError(self.name, METHOD_CALLS.get(op, op), payload["type"], payload["message"], frames,
+                               in_worker=True)
+        reason = payload["message"] if payload.get("user") else f"{payload['type']}: {payload['message']}"
+        reason = clean_text(reason.strip().splitlines()[0] if reason.strip() else "", 500)
+        return WorkerError(f"method {self.name} failed in its worker ({op}): {reason}")
 
     def _send(self, op: str, message: tuple) -> None:
         try:

@@ -4,6 +4,7 @@ imports the plugins, builds the method (an InProcessHost here), and answers the 
 protocol: benchmark/hosts/worker/__init__.py)."""
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import pickle
 import sys
@@ -18,7 +19,7 @@ from omegaconf import OmegaConf
 
 from benchmark.config import check_method_config
 from benchmark.data.types import ImageInput, Vocabulary
-from benchmark.errors import UserError
+from benchmark.errors import MethodError, UserError
 from benchmark.evaluation.stream_metrics import StreamScores, stream_metrics
 from benchmark.hosts.build import build_method
 from benchmark.hosts.in_process import InProcessHost
@@ -129,7 +130,12 @@ class Worker:
 
 
 def error_reply(exc: BaseException) -> tuple[str, dict]:
-    """("error", ...) with the exception's one line; its traceback goes to this process's stderr."""
+    """("error", ...) with the exception's one line. The method's own exception (a MethodError) also sends its
+    frames as text, for the parent to print as it would in-process; any other exception is the harness's: its
+    traceback goes to this process's stderr."""
+    if isinstance(exc, MethodError):
+        return "error", {"type": exc.kind, "message": exc.message, "user": False,
+                         "frames": [dataclasses.asdict(frame) for frame in exc.frames]}
     if not isinstance(exc, UserError):
         traceback.print_exc()
     lines = str(exc).strip().splitlines()
