@@ -19,7 +19,8 @@
                                                   throughput (or bytes) against references measured in the same run
     new-method NAME [--dir DIR]                   scaffold a method of one's own as a package (module, YAML, test)
 
-User errors print one line and exit with code 2 (add debug=true or --debug for the traceback).
+User errors print one line and exit with code 2 (add debug=true or --debug for the traceback). A method whose
+code raises prints one line and the method's own frames, and exits with code 1 (debug=true: every frame).
 """
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from benchmark.errors import UserError
+from benchmark.errors import MethodError, UserError
 from benchmark.registry import suggest
 from benchmark.run.state import Terminated
 
@@ -41,7 +42,7 @@ SUBCOMMANDS = {
     "prepare": "benchmark.data.prepare:main",
     "export-predictions": "benchmark.cli:export_main",
     "export-fcclip": "benchmark.exporters.fcclip:main",
-    "report": "benchmark.run.report:main",
+    "report": "benchmark.evaluation.report:main",
     "show": "benchmark.show:main",
     "leaderboard": "benchmark.leaderboard.command:main",
     "miou": "benchmark.evaluation.tools:miou_main",
@@ -102,6 +103,9 @@ def main(argv: list[str] | None = None) -> int:
                 raise
             raise UserError(f"'{command}' is not available in this version yet") from None
         return int(getattr(module, function)(rest) or 0)
+    except MethodError as exc:  # the same report whether the method ran here or in its worker
+        print(exc.report(debug), file=sys.stderr)
+        return 1
     except UserError as exc:
         if debug:
             raise

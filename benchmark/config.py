@@ -147,7 +147,7 @@ class RunConfig:
     results_dir: str = "results"  # run folders go to results_dir/<stream>/<method>/<run-id>/
     run_id: Optional[str] = None  # default: <UTC time>-s<seed>-<random suffix>
     quiet: bool = False  # no progress bars (batch jobs)
-    debug: bool = False  # show tracebacks of user errors
+    debug: bool = False  # tracebacks of user errors; every frame of a method's error, not only its own
     device: str = "cpu"  # torch device
     resume: Optional[str] = None  # RUN_DIR of an interrupted run, or auto: the latest unfinished run of this config
     threads: Optional[int] = None  # torch CPU threads per process; None: $OMP_NUM_THREADS, else usable cores / local ranks

@@ -20,6 +20,7 @@ finds the `configs/` folders of all of them without importing anything (Hydra's 
 from __future__ import annotations
 
 import importlib
+import importlib.machinery
 import importlib.util
 import os
 import pkgutil
@@ -127,6 +128,43 @@ def foreign_module_files(method: str | None, imported: bool = True) -> dict[str,
                 files[name] = Path(origin).resolve()
     files.update(foreign_hydra_plugins())
     return files
+
+
+def foreign_files_on_disk(method: str | None) -> dict[str, Path]:
+    """{module name: file} of every file Python could import from the foreign code of a run of `method` (each
+    source, bytecode or extension file under the $COVSEG_PATH folders and its entry points' packages, but
+    caches in __pycache__), found on disk by this process: what an isolated run records, whatever its worker
+    says it imported. Plus the foreign `hydra_plugins` modules this process imported."""
+    files: dict[str, Path] = {}
+    trees = [(folder, folder) for folder in plugin_folders()]  # (where names start, what to walk)
+    for entry_point in method_entry_points(method):
+        root = _entry_point_root(_module(entry_point))
+        if root is not None:
+            trees.append((root.parent, root))
+    for base, tree in trees:
+        for path in _importable_files(tree):
+            relative = path.relative_to(base)
+            name = ".".join((*relative.parts[:-1], _module_stem(path.name))).removesuffix(".__init__")
+            files[name if name not in files else relative.as_posix()] = path
+    files.update(foreign_hydra_plugins())
+    return files
+
+
+def _module_stem(file_name: str) -> str:
+    suffix = max((s for s in importlib.machinery.all_suffixes() if file_name.endswith(s)), key=len)
+    return file_name[:-len(suffix)]
+
+
+def _importable_files(tree: Path) -> list[Path]:
+    """The regular files (symbolic links to one included) under `tree`, or `tree` itself, whose suffix Python
+    imports (.py, .pyc, extensions), sorted; folder links are not followed, __pycache__ is left out."""
+    if tree.is_file():
+        return [tree]
+    found = []
+    for folder, subfolders, names in os.walk(tree):
+        subfolders[:] = sorted(name for name in subfolders if name != "__pycache__")
+        found += [Path(folder) / name for name in names if name.endswith(tuple(importlib.machinery.all_suffixes()))]
+    return sorted(path for path in found if path.is_file())
 
 
 def foreign_hydra_plugins() -> dict[str, Path]:

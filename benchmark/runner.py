@@ -15,8 +15,10 @@ from omegaconf import DictConfig
 
 from benchmark import distributed
 from benchmark.data.types import SegmentationDataset, Vocabulary
-from benchmark.errors import UserError
+from benchmark.errors import MethodError, UserError
 from benchmark.evaluation.scoring import score_validation, validation_record
+from benchmark.evaluation.semantic import mean_iou
+from benchmark.evaluation.summary import format_summary, step_scores, write_run_results
 from benchmark.hosts import MethodHost, make_host
 from benchmark.method import StepData
 from benchmark.models import check_device
@@ -25,6 +27,7 @@ from benchmark.protocol import Protocol
 from benchmark.run.checkpoint import checkpoint_dir, load_checkpoint, save_checkpoint, set_rng_states
 from benchmark.run.resume import check_resumable, find_resumable
 from benchmark.run.state import interrupt_on_signals
+from benchmark.run.stats import STATS_DIR, step_stats_file
 from benchmark.run.writer import RunWriter
 from streams.builder import Stream
 from streams.library import open_stream_data
@@ -34,6 +37,21 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+class during_step:
+    """`with during_step(t):` a MethodError raised in the block names step t (-1: the initial evaluation)."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind, exc, traceback) -> bool:
+        if isinstance(exc, MethodError) and exc.step is None:
+            exc.step = self.step
+        return False  # the exception goes on
 
 
 @dataclass
@@ -100,7 +118,7 @@ def evaluate_step(ctx: RunContext, vocab: Vocabulary, step: int) -> dict[str, np
 
 def data_record(ctx: RunContext, run_dir: Path) -> dict:
     """The manifest's `data` (evaluation.scoring.validation_record), from the last step's scored image ids."""
-    scored = np.load(run_dir / "stats" / f"step_{ctx.stream.num_steps - 1:03d}.npz")["image_ids"]
+    scored = np.load(run_dir / STATS_DIR / step_stats_file(ctx.stream.num_steps - 1))["image_ids"]
     return validation_record(scored, ctx.val, validation_count(ctx.cfg, ctx.val), ctx.train, ctx.cfg.data.on_error)
 
 
@@ -111,12 +129,15 @@ def evaluate_initial(ctx: RunContext, writer: RunWriter | None) -> None:
     afterwards, so the steps that follow draw exactly what they would without it."""
     states = ctx.host.rng_states()
     started = time.perf_counter()
-    stats = evaluate_step(ctx, ctx.train.vocabulary, step=-1)
+    with during_step(-1):
+        stats = evaluate_step(ctx, ctx.train.vocabulary, step=-1)
     eval_seconds = time.perf_counter() - started
     ctx.host.set_rng_states(states)
     if writer is not None:
-        record = writer.write_initial(stats, eval_seconds)
-        ctx.progress.log(f"initial evaluation (every class, before step 0): mIoU {record['miou_all']:.1f}  "
+        every_class = [c for classes in ctx.stream.step_classes for c in classes]
+        miou_all = mean_iou(stats["confusion"], every_class, ctx.cfg.eval.miou_mode)
+        writer.write_initial(stats, {"eval_seconds": eval_seconds, "miou_all": miou_all})
+        ctx.progress.log(f"initial evaluation (every class, before step 0): mIoU {miou_all:.1f}  "
                          f"eval {eval_seconds:.1f}s")
 
 
@@ -206,20 +227,23 @@ def _run_steps(cfg: DictConfig, ctx: RunContext, writer: RunWriter | None, run_d
         step = StepData.of_stream(t, stream.step_classes[t], stream.seen_classes(t), full_vocab, ctx.train,
                                   stream.train_indices[t], progress=ctx.progress.bar,
                                   relabel=ctx.protocol.training_labels)
-        started = time.perf_counter()
-        host.learn(step)
-        learn_seconds = time.perf_counter() - started
+        with during_step(t):
+            started = time.perf_counter()
+            host.learn(step)
+            learn_seconds = time.perf_counter() - started
 
-        started = time.perf_counter()
-        vocab = full_vocab if cfg.eval.vocabulary == "all" else full_vocab.subset(stream.seen_classes(t))
-        stats = evaluate_step(ctx, vocab, t)
-        eval_seconds = time.perf_counter() - started
+            started = time.perf_counter()
+            vocab = full_vocab if cfg.eval.vocabulary == "all" else full_vocab.subset(stream.seen_classes(t))
+            stats = evaluate_step(ctx, vocab, t)
+            eval_seconds = time.perf_counter() - started
 
-        if writer is None:  # torchrun: only rank 0 writes
-            continue
-        record = writer.write_step(t, stats, learn_seconds, eval_seconds, host.memory_bytes(),
-                                   host.trainable_parameters())
-        save_checkpoint(checkpoint_dir(writer.run_dir, t, cfg.checkpoint.keep), t, host.state_dict())
+            if writer is None:  # torchrun: only rank 0 writes
+                continue
+            record = writer.write_step(t, stats, {
+                "learn_seconds": learn_seconds, "eval_seconds": eval_seconds, "memory_bytes": host.memory_bytes(),
+                "trainable_parameters": host.trainable_parameters(),
+                **step_scores(stats, stream.seen_classes(t), cfg.eval.miou_mode)})
+            save_checkpoint(checkpoint_dir(writer.run_dir, t, cfg.checkpoint.keep), t, host.state_dict())
         pq = f"  PQ(S_{t}) {record['pq_seen']:.1f}" if "pq_seen" in record else ""
         ctx.progress.log(f"step {t + 1}/{stream.num_steps}: mIoU(S_{t}) {record['miou_seen']:.1f}{pq}  "
                          f"learn {learn_seconds:.1f}s  eval {eval_seconds:.1f}s  memory {record['memory_bytes'] / 1e6:.2f} MB")
@@ -229,6 +253,8 @@ def _run_steps(cfg: DictConfig, ctx: RunContext, writer: RunWriter | None, run_d
     for dataset in (ctx.train, ctx.val):
         if hasattr(dataset, "summary"):  # data.on_error=skip: say what was left out (rank 0's shard under torchrun)
             ctx.progress.log(dataset.summary())
-    summary = writer.finish(passes, data)
-    ctx.progress.log(writer.format_summary(summary))
+    summary, plots = write_run_results(run_dir, stream.step_classes, stream.vocabulary.names, stream.name,
+                                       cfg.method.name, cfg.eval.miou_mode, more_metrics=host.stream_metrics)
+    writer.finish(summary, plots, passes, data)
+    ctx.progress.log(format_summary(summary, run_dir))
     return run_dir

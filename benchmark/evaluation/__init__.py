@@ -1,5 +1,6 @@
-"""Semantic and panoptic evaluators, stream metrics, the scoring loop every face shares, and `StreamEvaluator`
-(benchmark/evaluation/stream_evaluator.py): the harness's evaluator for any training loop.
+"""Semantic and panoptic evaluators, stream metrics, the scoring loop every face shares, a run's summary from its
+raw statistics (summary.py, `covseg report`), and `StreamEvaluator` (benchmark/evaluation/stream_evaluator.py):
+the harness's evaluator for any training loop.
 
 `StreamEvaluator` is imported on first use, so the evaluators stay light to import.
 """

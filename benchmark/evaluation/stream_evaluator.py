@@ -23,13 +23,15 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
-from benchmark.run.checkpoint import rng_states, set_rng_states
 from benchmark.data.types import ImageInput
 from benchmark.errors import UserError
 from benchmark.evaluation.scoring import score_validation, validation_record
 from benchmark.evaluation.semantic import mean_iou
+from benchmark.evaluation.summary import step_scores, summarize, write_run_results
 from benchmark.method import SegmentationOutput
-from benchmark.evaluation.summary import summarize
+from benchmark.provenance import source_record
+from benchmark.run.checkpoint import rng_states, set_rng_states
+from benchmark.run.writer import RunWriter
 
 EVAL_CHOICES = {"vocabulary": ("seen", "all"), "miou_mode": ("present", "legacy")}
 
@@ -73,8 +75,8 @@ class StreamEvaluator:
         self.config.eval.update(settings)
         self.config.eval.initial = False
         self._steps: list[dict[str, np.ndarray]] = []
-        self._records: list[dict] = []
-        self._initial: tuple[dict[str, np.ndarray], float] | None = None
+        self._records: list[dict] = []  # per step: costs and scores, as stats/step_NNN.json holds them
+        self._initial: tuple[dict[str, np.ndarray], dict] | None = None  # (raw statistics, record)
         self._clock = time.perf_counter()  # learn_seconds: the time since the last evaluation ended
 
     @property
@@ -105,18 +107,20 @@ class StreamEvaluator:
         eval_seconds = time.perf_counter() - started
         if states is not None:
             set_rng_states(states)
-        every_class = [c for classes in self.stream.definition.step_classes for c in classes]
+        miou_mode = self.config.eval.miou_mode
         if step == -1:
-            self._initial = (stats, eval_seconds)
-            record = {"step": -1, "miou_all": mean_iou(stats["confusion"], every_class, self.config.eval.miou_mode)}
+            every_class = [c for classes in self.stream.definition.step_classes for c in classes]
+            initial = {"eval_seconds": eval_seconds, "miou_all": mean_iou(stats["confusion"], every_class, miou_mode)}
+            self._initial = (stats, initial)
+            record = {"step": -1, "miou_all": initial["miou_all"]}
         else:
+            scores = step_scores(stats, self.stream.steps[step].seen, miou_mode)
             self._steps.append(stats)
             self._records.append({
-                "step": step, "learn_seconds": learned if learn_seconds is None else float(learn_seconds),
+                "learn_seconds": learned if learn_seconds is None else float(learn_seconds),
                 "eval_seconds": eval_seconds, "memory_bytes": int(memory_bytes),
-                "trainable_parameters": int(trainable_parameters)})
-            seen = self.stream.steps[step].seen
-            record = {"step": step, "miou_seen": mean_iou(stats["confusion"], seen, self.config.eval.miou_mode)}
+                "trainable_parameters": int(trainable_parameters), **scores})
+            record = {"step": step, **scores}
         self._clock = time.perf_counter()
         return record
 
@@ -149,9 +153,6 @@ class StreamEvaluator:
         """A complete run folder `results_dir/<stream>/<method>/<run-id>/` the leaderboard reads, as `covseg run`
         writes one; its manifest says `"loop": "external"`. `source_files`: the code of the loop (recorded with
         their sha256 as the method's source; default: the script that is running)."""
-        from benchmark.provenance import source_record
-        from benchmark.run.writer import RunWriter
-
         self.results()  # every step evaluated
         config = copy.deepcopy(self.config)
         config.update({"results_dir": str(results_dir), "run_id": run_id, "method": {"name": method},
@@ -167,9 +168,11 @@ class StreamEvaluator:
             if self._initial is not None:
                 writer.write_initial(*self._initial)
             for t, (stats, record) in enumerate(zip(self._steps, self._records)):
-                writer.write_step(t, stats, record["learn_seconds"], record["eval_seconds"], record["memory_bytes"],
-                                  record["trainable_parameters"])
-            writer.finish(data=data)
+                writer.write_step(t, stats, record)
+            stream = self.stream.definition
+            summary, plots = write_run_results(writer.run_dir, stream.step_classes, stream.vocabulary.names,
+                                               stream.name, method, self.config.eval.miou_mode)
+            writer.finish(summary, plots, data=data)
         except BaseException as exc:
             writer.mark_ended(exc)
             raise

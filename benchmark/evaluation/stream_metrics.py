@@ -162,9 +162,16 @@ def stream_metrics() -> list[StreamMetric]:
     return STREAM_METRICS.entries()
 
 
-def stream_metric_values(scores: StreamScores) -> dict[str, float]:
-    """{name: value} of every registered stream metric."""
-    return {metric.name: float(metric.compute(scores)) for metric in stream_metrics()}
+# values of stream metrics computed elsewhere, from the same scores (benchmark.hosts: the method's worker)
+MoreMetrics = Callable[[StreamScores], dict[str, float]]
+
+
+def stream_metric_values(scores: StreamScores, more_metrics: MoreMetrics | None = None) -> dict[str, float]:
+    """{name: value} of every registered stream metric, then of those `more_metrics(scores)` adds: the metrics
+    registered only where the method runs (its worker under isolate=true: `MethodHost.stream_metrics`)."""
+    values = {metric.name: float(metric.compute(scores)) for metric in stream_metrics()}
+    more = more_metrics(scores) if more_metrics is not None else {}
+    return {**values, **{name: value for name, value in more.items() if name not in values}}
 
 
 def _flatten(steps: list[list[int]]) -> list[int]:
@@ -207,7 +214,8 @@ def _row(scores: np.ndarray, scored: np.ndarray, step_classes: list[list[int]]) 
 
 
 def stream_results(class_scores: list[np.ndarray], scored: list[np.ndarray], step_classes: list[list[int]],
-                   initial: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
+                   initial: tuple[np.ndarray, np.ndarray] | None = None,
+                   more_metrics: MoreMetrics | None = None) -> dict:
     """Matrix R, seen scores and summary from per-step per-class scores of any metric.
 
     `class_scores[t]` (K,) holds per-class scores in percent after learning step t and `scored[t]` (K,) says
@@ -215,7 +223,7 @@ def stream_results(class_scores: list[np.ndarray], scored: list[np.ndarray], ste
     evaluation, or None. Returns {"matrix", "initial", "learning_gain", "seen", "summary"} ("initial" is the
     row R[-1] or None); the previous / last / base / novel / old / new splits come from the last evaluated step,
     taken as step T of the stream. With an initial evaluation the summary also has `initial`: its score on every
-    class of the stream.
+    class of the stream. `more_metrics`: see stream_metric_values.
     """
     R = np.array([_row(scores, counted, step_classes) for scores, counted in zip(class_scores, scored)])
     seen_scores = []
@@ -223,7 +231,7 @@ def stream_results(class_scores: list[np.ndarray], scored: list[np.ndarray], ste
         seen_scores.append(_class_mean(scores, counted, _flatten(step_classes[: t + 1])))
     initial_row = _row(*initial, step_classes) if initial is not None else None
     summary = stream_metric_values(StreamScores(R, initial_row, seen_scores, class_scores[-1], scored[-1],
-                                                step_classes[: len(class_scores)]))
+                                                step_classes[: len(class_scores)]), more_metrics)
     if initial is not None:
         summary["initial"] = _class_mean(*initial, _flatten(step_classes))
     return {"matrix": R, "initial": initial_row, "learning_gain": learning_gain(R, initial_row), "seen": seen_scores,
@@ -231,14 +239,15 @@ def stream_results(class_scores: list[np.ndarray], scored: list[np.ndarray], ste
 
 
 def semantic_stream_results(confusions: list[np.ndarray], step_classes: list[list[int]],
-                            miou_mode: str = "present", initial_confusion: np.ndarray | None = None) -> dict:
+                            miou_mode: str = "present", initial_confusion: np.ndarray | None = None,
+                            more_metrics: MoreMetrics | None = None) -> dict:
     """Matrix and summary of a semantic stream from its raw per-step confusion matrices.
 
     `confusions[t]` is the (K, K) confusion matrix accumulated after learning step t; `step_classes[j]` is
     C_j. R[t][j] averages IoU over the classes of C_j with ground-truth pixels at step t (`present`), or over
     those with ground truth or predictions, predicted-but-absent ones counting 0 (`legacy`); NaN when none,
     e.g. j > t under the seen-vocabulary validation policy, which ignores classes not yet seen.
-    `initial_confusion` is the initial evaluation's (row -1), or None.
+    `initial_confusion` is the initial evaluation's (row -1), or None; `more_metrics`: see stream_metric_values.
     """
     from benchmark.evaluation.semantic import miou_classes, per_class_iou
 
@@ -248,16 +257,18 @@ def semantic_stream_results(confusions: list[np.ndarray], step_classes: list[lis
 
     per_step = [score(confusion) for confusion in confusions]
     initial = score(initial_confusion) if initial_confusion is not None else None
-    return stream_results([s for s, _ in per_step], [c for _, c in per_step], step_classes, initial)
+    return stream_results([s for s, _ in per_step], [c for _, c in per_step], step_classes, initial,
+                          more_metrics)
 
 
 def panoptic_stream_results(step_stats: list[dict[str, np.ndarray]], step_classes: list[list[int]],
-                            initial_stats: dict[str, np.ndarray] | None = None) -> dict:
+                            initial_stats: dict[str, np.ndarray] | None = None,
+                            more_metrics: MoreMetrics | None = None) -> dict:
     """Matrix and summary of a panoptic stream (PQ) from its raw per-step statistics.
 
     `step_stats[t]` is `PanopticEvaluator.stats` after learning step t (per-class tp, fp, fn, iou_sum), and
     `initial_stats` the initial evaluation's, or None. R[t][j] averages PQ over the classes of C_j with
-    TP + FP + FN > 0 at step t, as panopticapi averages.
+    TP + FP + FN > 0 at step t, as panopticapi averages. `more_metrics`: see stream_metric_values.
     """
     from benchmark.evaluation.panoptic import per_class_pq
 
@@ -267,4 +278,5 @@ def panoptic_stream_results(step_stats: list[dict[str, np.ndarray]], step_classe
 
     per_step = [score(stats) for stats in step_stats]
     initial = score(initial_stats) if initial_stats is not None else None
-    return stream_results([s for s, _ in per_step], [c for _, c in per_step], step_classes, initial)
+    return stream_results([s for s, _ in per_step], [c for _, c in per_step], step_classes, initial,
+                          more_metrics)

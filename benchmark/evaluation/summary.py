@@ -1,29 +1,33 @@
-"""A run's numbers from its raw per-step statistics (stats/step_NNN.npz, stats/initial.npz): summary.json, the
-matrix CSVs, class_scores.csv and the printed tables. RunWriter writes them as a run finishes; `python -m
-benchmark report` rewrites them from the same files, so a new metric never needs a rerun."""
+"""A run's numbers from its raw per-step statistics (benchmark.run.stats): each step's record scores,
+summary.json, the matrix CSVs, class_scores.csv, the plots and the printed tables. The runner and
+StreamEvaluator write them as a run finishes (`write_run_results`, then RunWriter.finish); `python -m benchmark
+report` rewrites them from the same files, so a new metric never needs a rerun."""
 from __future__ import annotations
 
-import json
-import math
+import warnings
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
 from benchmark.evaluation.panoptic import per_class_pq
-from benchmark.evaluation.semantic import mean_iou, per_class_iou
-from benchmark.evaluation.stream_metrics import panoptic_stream_results, semantic_stream_results
-from benchmark.io import atomic_write_json, atomic_write_text
+from benchmark.evaluation.semantic import gt_present, mean_iou, per_class_iou
+from benchmark.evaluation.stream_metrics import MoreMetrics, panoptic_stream_results, semantic_stream_results
+from benchmark.io import atomic_write_json, atomic_write_text, finite
+from benchmark.run.plots import write_run_plots
+from benchmark.run.stats import load_confusions, load_initial_stats, load_step_records, load_step_stats
 
-def finite(value):
-    """NaN -> None so summary.json is strict JSON."""
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if isinstance(value, list):
-        return [finite(v) for v in value]
-    if isinstance(value, dict):
-        return {k: finite(v) for k, v in value.items()}
-    return value
+
+def step_scores(stats: dict[str, np.ndarray], seen: Sequence[int], miou_mode: str) -> dict[str, float]:
+    """A step record's scores (stats/step_NNN.json): mIoU over the seen classes `seen`, and on panoptic
+    statistics PQ over those of them counted (TP + FP + FN > 0)."""
+    scores = {"miou_seen": mean_iou(stats["confusion"], list(seen), miou_mode)}
+    if "pq_tp" in stats:
+        pq, _, _, counted = per_class_pq(panoptic_stats(stats))
+        scored = [c for c in seen if counted[c]]
+        scores["pq_seen"] = float(100 * pq[scored].mean()) if scored else float("nan")
+    return scores
 
 
 def matrix_frame(summary: dict, name: str, labels: tuple[str, str] = ("initial", "{t}")) -> pd.DataFrame:
@@ -119,42 +123,27 @@ def vocabulary_names(name: str | None, num_classes: int) -> list[str]:
         return [f"class {c}" for c in range(num_classes)]
 
 
-INITIAL_STATS = "initial.npz"  # stats/ file of the initial evaluation (never matches step_*.npz)
-
-
-def load_initial_stats(run_dir: Path) -> dict[str, np.ndarray] | None:
-    path = Path(run_dir) / "stats" / INITIAL_STATS
-    return dict(np.load(path)) if path.is_file() else None
-
-
-def load_step_stats(run_dir: Path) -> list[dict[str, np.ndarray]]:
-    files = sorted((Path(run_dir) / "stats").glob("step_*.npz"))
-    return [dict(np.load(f)) for f in files]
-
-
-def load_confusions(run_dir: Path) -> list[np.ndarray]:
-    return [stats["confusion"] for stats in load_step_stats(run_dir)]
-
-
 def build_summary(run_dir: Path, step_classes: list[list[int]], stream: str, method: str,
-                  miou_mode: str = "present") -> dict:
-    """summary.json from the raw per-step statistics on disk (never from rounded numbers)."""
+                  miou_mode: str = "present", more_metrics: MoreMetrics | None = None) -> dict:
+    """summary.json from the raw per-step statistics on disk (never from rounded numbers); `more_metrics`:
+    stream_metrics.stream_metric_values."""
     run_dir = Path(run_dir)
-    steps = [json.loads(p.read_text()) for p in sorted((run_dir / "stats").glob("step_*.json"))]
-    return summarize(load_step_stats(run_dir), load_initial_stats(run_dir), steps, step_classes, stream, method,
-                     run_dir.name, miou_mode)
+    return summarize(load_step_stats(run_dir), load_initial_stats(run_dir), load_step_records(run_dir),
+                     step_classes, stream, method, run_dir.name, miou_mode, more_metrics)
 
 
 def summarize(step_stats: list[dict[str, np.ndarray]], initial: dict[str, np.ndarray] | None, steps: list[dict],
               step_classes: list[list[int]], stream: str, method: str, run_id: str | None,
-              miou_mode: str = "present") -> dict:
+              miou_mode: str = "present", more_metrics: MoreMetrics | None = None) -> dict:
     """summary.json's content from the raw statistics of each step (and of the initial evaluation) and the
-    per-step cost records (stats/step_NNN.json: learn_seconds, eval_seconds, memory_bytes, ...)."""
+    per-step cost records (stats/step_NNN.json: learn_seconds, eval_seconds, memory_bytes, ...); `more_metrics`:
+    stream_metrics.stream_metric_values."""
     results = {"miou": semantic_stream_results([s["confusion"] for s in step_stats], step_classes, miou_mode,
-                                               initial["confusion"] if initial is not None else None)}
+                                               initial["confusion"] if initial is not None else None, more_metrics)}
     if step_stats and "pq_tp" in step_stats[0]:
         results["pq"] = panoptic_stream_results([panoptic_stats(s) for s in step_stats], step_classes,
-                                                panoptic_stats(initial) if initial is not None else None)
+                                                panoptic_stats(initial) if initial is not None else None,
+                                                more_metrics)
     return finite({
         "stream": stream, "method": method, "run_id": run_id, "num_steps": len(step_classes),
         "metrics": {name: r["summary"] for name, r in results.items()},
@@ -172,3 +161,41 @@ def summarize(step_stats: list[dict[str, np.ndarray]], initial: dict[str, np.nda
         "trainable_parameters": [s.get("trainable_parameters", 0) for s in steps],
         "seconds": {"learn": [s["learn_seconds"] for s in steps], "eval": [s["eval_seconds"] for s in steps]},
     })
+
+
+def class_iou_changes(confusions: Sequence[np.ndarray], step_classes: Sequence[Sequence[int]]
+                      ) -> list[tuple[int, int, float, float]]:
+    """(class id, step j that taught it, IoU % after step j, IoU % after the last step) for every class learned
+    before the last step with ground truth in validation, largest drop first."""
+    last = len(confusions) - 1
+    final_iou = 100 * np.nan_to_num(per_class_iou(confusions[last]), nan=0.0)
+    present = gt_present(confusions[last])
+    changes = []
+    for step, classes in enumerate(step_classes[:last]):
+        first_iou = 100 * np.nan_to_num(per_class_iou(confusions[step]), nan=0.0)
+        changes += [(int(c), step, float(first_iou[c]), float(final_iou[c])) for c in classes if present[c]]
+    return sorted(changes, key=lambda change: (change[3] - change[2], change[0]))
+
+
+def write_plots(run_dir: Path, summary: dict, step_classes: list[list[int]], class_names: Sequence[str]
+                ) -> list[Path]:
+    """The run's figures (benchmark.run.plots); a plotting error is reported and leaves the numbers alone."""
+    try:
+        confusions = load_confusions(run_dir)
+        changes = class_iou_changes(confusions, step_classes) if confusions else None
+        return write_run_plots(run_dir, summary, step_classes, class_names, changes)
+    except Exception as exc:  # noqa: BLE001  (figures are derived; the run's record is already on disk)
+        warnings.warn(f"could not draw the plots of {run_dir} ({type(exc).__name__}: {exc}); "
+                      f"redraw them with `python -m benchmark report {run_dir}`", RuntimeWarning, stacklevel=2)
+        return []
+
+
+def write_run_results(run_dir: Path, step_classes: list[list[int]], class_names: Sequence[str], stream: str,
+                      method: str, miou_mode: str = "present", more_metrics: MoreMetrics | None = None
+                      ) -> tuple[dict, list[Path]]:
+    """Everything derived from a run folder's raw statistics: summary.json with the matrix CSVs,
+    class_scores.csv and the plots. Returns the summary and the plots' paths (RunWriter.finish takes them)."""
+    summary = build_summary(run_dir, step_classes, stream, method, miou_mode, more_metrics)
+    write_summary(run_dir, summary)
+    write_class_scores(run_dir, step_classes, list(class_names))
+    return summary, write_plots(run_dir, summary, step_classes, class_names)

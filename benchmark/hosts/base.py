@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from benchmark.data.types import ImageInput, Vocabulary
+from benchmark.evaluation.stream_metrics import StreamScores
 from benchmark.method import SegmentationOutput, StepData
 
 
@@ -35,6 +36,11 @@ class MethodHost(Protocol):
 
     def counters(self) -> dict:
         """The method's models' work counters (benchmark.models.counters.encoder_counters)."""
+        ...
+
+    def stream_metrics(self, scores: StreamScores) -> dict[str, float]:
+        """{name: value} of the stream metrics registered where the method runs but not in this process (the
+        plugins a worker imported), from one score's `scores`; the runner adds them to summary.json."""
         ...
 
     def provenance(self) -> tuple[dict | None, list[dict]]:

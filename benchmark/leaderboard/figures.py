@@ -26,6 +26,7 @@ import numpy as np
 from benchmark.evaluation.stream_metrics import StreamMetric, stream_metrics
 from benchmark.leaderboard.runs import step_groups
 from benchmark.leaderboard.statistics import StreamTable, curve
+from benchmark.leaderboard.table import split_note, table_title
 from benchmark.run.plots import METRIC_LABELS, new_figure, save_figure
 
 if TYPE_CHECKING:
@@ -229,9 +230,10 @@ def table_figures(table: StreamTable, styles: dict[tuple, Style]) -> dict[str, F
     registered with a `figure`); `styles` by `row_key`."""
     with_model = len({row["model"] for row in table.rows}) > 1
     by_name = {_row_name(row, with_model): styles[row_key(row)] for row in table.rows}
-    heading = f"{table.name} (version {table.version})"
+    heading = table_title(table)
     caption = (f"stream definition {table.definition}" + (f", stream hash {table.split_hash}" if table.split_hash else "")
-               + "; mean ± std over each variant's n runs (seeds × class orders); leaderboard.csv lists the config hashes")
+               + "; mean ± std over each variant's n runs (seeds × class orders); leaderboard.csv lists the config hashes"
+               + (f". {split_note(table)}" if table.split_hash else ""))
     figures = {}
     for metric in ("miou", "pq"):
         curves = {_row_name(row, with_model): row["curves"][metric] for row in table.rows if metric in row["curves"]}

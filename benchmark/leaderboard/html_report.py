@@ -20,7 +20,7 @@ import pandas as pd
 from benchmark.leaderboard.runs import PROVENANCE_MARKS, Run
 from benchmark.leaderboard.statistics import StreamTable
 from benchmark.leaderboard.table import (ANALYSIS_TITLE, Leaderboard, best_values, is_best, link, main_columns, rank_cell,
-                                         table_heading)
+                                         split_note, table_identity, table_title)
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em 1.5em; color: #222; }
@@ -126,8 +126,9 @@ def _stream_section(table: StreamTable, board: Leaderboard) -> str:
     captions = {"miou": "mIoU on S_t after each step", "pq": "PQ on S_t after each step",
                 "curves": "mIoU on seen, previous and last classes", "pareto": "final mIoU vs memory"}
     return "".join([
-        f"<h{3 if table.analysis else 2}>{_e(table.name)} (version {_e(table.version)})</h{3 if table.analysis else 2}>",
-        f'<p class="caption">{_e(table_heading(table))}</p>', _table(header, rows, numeric, "main"),
+        f"<h{3 if table.analysis else 2}>{_e(table_title(table))}</h{3 if table.analysis else 2}>",
+        f'<p class="caption">{_e("S" + table_identity(table)[1:])}</p>',  # Stream definition ...
+        f'<p class="caption">{_e(split_note(table))}</p>' if table.split_hash else "", _table(header, rows, numeric, "main"),
         "".join(_image(path, captions.get(name, name)) for name, path in figures.items() if Path(path).is_file()),
         "<h4>Runs</h4>", "".join(_run_details(row, results_dir) for row in table.rows),
         "<h4>Per class</h4>" if not classes.empty else "", _class_table(classes),

@@ -9,12 +9,14 @@ from __future__ import annotations
 import math
 
 from benchmark.leaderboard.statistics import StreamTable
-from benchmark.leaderboard.table import Column, Leaderboard, best_values, human_bytes, is_best, main_columns
+from benchmark.leaderboard.table import (Column, Leaderboard, best_values, human_bytes, is_best, main_columns, split_note,
+                                         table_title)
 
 # characters LaTeX reads as commands, and the non-ASCII ones our labels use
 LATEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
-                 "λ": r"$\lambda$", "α": r"$\alpha$", "τ": r"$\tau$", "·": r"$\cdot$", "–": "--", "±": r"$\pm$"}
+                 "λ": r"$\lambda$", "α": r"$\alpha$", "τ": r"$\tau$", "·": r"$\cdot$", "–": "--", "±": r"$\pm$",
+                 "—": "---", "…": r"\ldots{}"}
 
 
 def escape(text: str) -> str:
@@ -65,12 +67,14 @@ def latex_table(table: StreamTable, board: Leaderboard) -> str:
     header = [escape(c.title[:1].upper() + c.title[1:]) if c.key in TEXT_COLUMNS else
               "$n$" if c.key == "n" else escape(c.title) for c in columns]
     lines = [
-        f"% {table.name} (version {table.version}), stream definition {table.definition}: written by "
+        f"% {table_title(table)}, stream definition {table.definition}"
+        + (f", stream hash {table.split_hash}" if table.split_hash else "") + ": written by "
         "`python -m benchmark leaderboard --format latex`; needs \\usepackage{booktabs}",
         r"\begin{table}[t]", r"\centering", r"\small",
-        rf"\caption{{{escape(table.name)} (version {table.version}){', analysis runs (ground truth used on purpose)' if table.analysis else ''}: "
+        rf"\caption{{{escape(table_title(table))}{', analysis runs (ground truth used on purpose)' if table.analysis else ''}: "
         r"mean $\pm$ std over each variant's $n$ runs (seeds $\times$ class orders), scores in percent"
-        + ("" if table.analysis else "; best in bold") + "}",
+        + ("" if table.analysis else "; best in bold") + (f". {escape(split_note(table))}" if table.split_hash else "")
+        + "}",
         rf"\label{{tab:{table.slug}}}",
         r"\begin{tabular}{" + spec + "}", r"\toprule",
         " & ".join(header) + r" \\", r"\midrule",

@@ -8,7 +8,8 @@ from pathlib import Path
 from benchmark.evaluation.stream_metrics import stream_metrics
 from benchmark.leaderboard.runs import PROVENANCE_MARKS
 from benchmark.leaderboard.statistics import StreamTable
-from benchmark.leaderboard.table import ANALYSIS_TITLE, Leaderboard, link, main_columns, marks, rank_cell
+from benchmark.leaderboard.table import (ANALYSIS_TITLE, Leaderboard, link, main_columns, marks, rank_cell, split_note,
+                                         table_title)
 
 # figure name -> caption (a stream metric's bar chart: "<its label> with error bars")
 CAPTIONS = {"miou": "mIoU on S_t after each step", "pq": "PQ on S_t after each step",
@@ -17,13 +18,13 @@ CAPTIONS = {"miou": "mIoU on S_t after each step", "pq": "PQ on S_t after each s
 
 def _table_lines(table: StreamTable, board: Leaderboard) -> list[str]:
     results_dir, class_file = board.results_dir, board.class_files.get(table.slug)
-    lines = [f"### {table.name} (version {table.version})" if table.analysis
-             else f"## {table.name} (version {table.version})", ""]
+    lines = [f"{'###' if table.analysis else '##'} {table_title(table)}", ""]
     orders = "; ".join(f"order_seed {order}: `{', '.join(sorted(map(str, hashes)))}`"
                        for order, hashes in table.hashes_by_order().items())
-    lines += [f"Stream definition `{table.definition}`"
-              + (f", only stream hash `{table.split_hash}` (the data differs between runs of this definition)"
-                 if table.split_hash else "") + f"; stream hash per class order: {orders}.", ""]
+    lines += [*([split_note(table), ""] if table.split_hash else []),
+              f"Stream definition `{table.definition}`" + (f", only stream hash `{table.split_hash}`"
+                                                           if table.split_hash else "")
+              + f"; stream hash per class order: {orders}.", ""]
     for name, path in board.figures.get(table.slug, {}).items():
         lines += [f"![{CAPTIONS.get(name, f'{name} with error bars')}]({link(path, results_dir)})", ""]
     columns = board.select(main_columns(table))

@@ -69,6 +69,17 @@ class StreamTable:
         return (("analysis-" if self.analysis else "") + f"{self.name}-v{self.version}-{self.definition}"
                 + (f"-{self.split_hash[:8]}" if self.split_hash else ""))
 
+    @property
+    def draw(self) -> str | None:
+        """Which data a table split by stream hash holds, in words: `draw 3f2a1b2c… (public draw)` (the demo:
+        another secret draws other images) or `data 3f2a1b2c…` (a dataset: other files); None when not split."""
+        if not self.split_hash:
+            return None
+        short = self.split_hash[:8] + ("…" if len(self.split_hash) > 8 else "")
+        if not all(str(run.config["stream"].get("dataset", "")).startswith("demo") for run in self.runs):
+            return f"data {short}"
+        return f"draw {short} ({'public' if all(run.manifest.public_draw for run in self.runs) else 'private'} draw)"
+
     def hashes_by_order(self) -> dict:
         hashes = defaultdict(set)
         for run in self.runs:

@@ -84,10 +84,32 @@ def shown_metrics(table: StreamTable) -> list[MetricColumn]:
     return [column for column in metric_columns() if any(row[column.field][2] for row in table.rows)]
 
 
-def table_heading(table: StreamTable) -> str:
-    return (f"{table.name} (version {table.version}), stream definition {table.definition}"
-            + (f", stream hash {table.split_hash}" if table.split_hash else "")
+def table_title(table: StreamTable) -> str:
+    """`demo_4steps (version 1)`, and for a table split by the stream's data which draw or data it holds:
+    `demo_4steps (version 1) — draw 3f2a1b2c… (public draw)`."""
+    return f"{table.name} (version {table.version})" + (f" — {table.draw}" if table.draw else "")
+
+
+def split_note(table: StreamTable) -> str:
+    """For a table split by the stream's data, the line that says the split tables differ only in it; else ""."""
+    if not table.draw:
+        return ""
+    if table.draw.startswith("draw"):
+        return (f"The tables of {table.name} (version {table.version}) differ only in the stream's draw: the demo "
+                "images drawn with another secret (data.demo_secret, or another data root's own). Compare numbers "
+                "within one table only.")
+    return (f"The tables of {table.name} (version {table.version}) differ only in the data the stream was built "
+            "from (other files under data.root give another stream hash). Compare numbers within one table only.")
+
+
+def table_identity(table: StreamTable) -> str:
+    """`stream definition D[, stream hash H][ — analysis runs, ...]`: what the title leaves out."""
+    return (f"stream definition {table.definition}" + (f", stream hash {table.split_hash}" if table.split_hash else "")
             + (" — analysis runs, ground truth used on purpose, not ranked" if table.analysis else ""))
+
+
+def table_heading(table: StreamTable) -> str:
+    return f"{table_title(table)}, {table_identity(table)}"
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,8 @@ import textwrap
 
 from benchmark.leaderboard.runs import PROVENANCE_MARKS
 from benchmark.leaderboard.statistics import StreamTable
-from benchmark.leaderboard.table import Column, Leaderboard, main_columns, marks, rank_cell, table_heading
+from benchmark.leaderboard.table import (Column, Leaderboard, main_columns, marks, rank_cell, split_note,
+                                         table_heading)
 
 TERMINAL_LABEL = 48  # characters of a label in the terminal table (the files hold it whole)
 SHORT_LABEL = 28  # to fit the width, labels shorten to this, then columns are dropped, then labels go on shortening
@@ -108,7 +109,7 @@ def text_table(table: StreamTable, board: Leaderboard | None = None, width: int 
     lines, dropped = fitted_lines(table, columns, width)
     notes = [f"not shown, to fit {width} columns: {', '.join(c.title for c in dropped)} (all in LEADERBOARD.md; "
              "--columns chooses)"] if dropped else []
-    notes += [note for note in [strict_note(table)] if note]
+    notes += [note for note in [strict_note(table), split_note(table)] if note]
     wrap = (lambda text: [text]) if width is None else (lambda text: textwrap.wrap(text, width, subsequent_indent="  "))
     return "\n".join([*wrap(table_heading(table)), *lines, *(line for note in notes for line in wrap(note))])
 

@@ -53,7 +53,7 @@ class Manifest:
     threads: int | None = None  # torch threads per process
     environment: dict | None = None  # torch, CUDA and thread settings (provenance.torch_environment)
     protocol: dict | None = None  # what the method was allowed to see: ground truth access, vocabulary, preset
-    execution: dict | None = None  # how the method ran: isolate (a worker process), sandbox
+    execution: dict | None = None  # how the method ran: isolate (a worker process), sandbox, its network, uid
     resumed: list[dict] | None = None  # time, host, hardware, git and method source of each resumption
     passes: dict | None = None  # backbone / embedder / text encoder passes and disk cache counts
     data: dict | None = None  # validation images scored (count, digest) and images skipped by data.on_error

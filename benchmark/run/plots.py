@@ -1,6 +1,6 @@
 """PNG figures of a run and of a stream, readable at a glance.
 
-Per run (written by RunWriter.finish into <run>/plots/, recomputed from the raw statistics):
+Per run (into <run>/plots/, from the numbers benchmark.evaluation.summary derives from the raw statistics):
     matrix_<metric>.png     R[t][j] as an annotated heatmap (rows: after step t; columns: classes of step j)
     forgetting_classes.png  per-class IoU when a class was first learned vs after the last step, for the
                             classes that lost the most
@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from benchmark.evaluation.semantic import gt_present, per_class_iou
 from benchmark.io import atomic_write_bytes
 
 if TYPE_CHECKING:  # matplotlib is imported when a figure is drawn (commands that draw none start faster)
@@ -71,20 +70,6 @@ def matrix_figure(matrix: np.ndarray, title: str, metric: str = "miou",
     return figure
 
 
-def class_iou_changes(confusions: Sequence[np.ndarray], step_classes: Sequence[Sequence[int]]
-                      ) -> list[tuple[int, int, float, float]]:
-    """(class id, step j that taught it, IoU % after step j, IoU % after the last step) for every class learned
-    before the last step with ground truth in validation, largest drop first."""
-    last = len(confusions) - 1
-    final_iou = 100 * np.nan_to_num(per_class_iou(confusions[last]), nan=0.0)
-    present = gt_present(confusions[last])
-    changes = []
-    for step, classes in enumerate(step_classes[:last]):
-        first_iou = 100 * np.nan_to_num(per_class_iou(confusions[step]), nan=0.0)
-        changes += [(int(c), step, float(first_iou[c]), float(final_iou[c])) for c in classes if present[c]]
-    return sorted(changes, key=lambda change: (change[3] - change[2], change[0]))
-
-
 def forgetting_figure(changes: Sequence[tuple[int, int, float, float]], class_names: Sequence[str], title: str,
                       count: int = FORGOTTEN_CLASSES) -> Figure:
     """Dumbbell chart of the (at most `count`) classes that lost the most IoU: when learned -> after the last step."""
@@ -118,8 +103,10 @@ def forgetting_figure(changes: Sequence[tuple[int, int, float, float]], class_na
 
 
 def write_run_plots(run_dir: Path, summary: dict, step_classes: Sequence[Sequence[int]],
-                    class_names: Sequence[str], confusions: Sequence[np.ndarray]) -> list[Path]:
-    """The per-run figures into <run_dir>/plots/; returns their paths."""
+                    class_names: Sequence[str], changes: Sequence[tuple[int, int, float, float]] | None
+                    ) -> list[Path]:
+    """The per-run figures into <run_dir>/plots/; returns their paths. `changes`: the classes' IoU changes
+    (benchmark.evaluation.summary.class_iou_changes), None for a run without steps."""
     plots_dir = Path(run_dir) / "plots"
     name = f"{summary['method']} on {summary['stream']}"
     sizes = [len(c) for c in step_classes]
@@ -128,8 +115,7 @@ def write_run_plots(run_dir: Path, summary: dict, step_classes: Sequence[Sequenc
         matrix = np.array(rows, dtype=float)  # None (NaN in JSON) -> nan
         title = f"{name}: {METRIC_LABELS.get(metric, metric)} R[t][j]"
         paths.append(save_figure(matrix_figure(matrix, title, metric, sizes), plots_dir / f"matrix_{metric}.png"))
-    if confusions:
-        changes = class_iou_changes(confusions, step_classes)
+    if changes is not None:
         title = f"{name}: classes that lost the most IoU"
         paths.append(save_figure(forgetting_figure(changes, class_names, title), plots_dir / "forgetting_classes.png"))
     return paths

@@ -13,8 +13,10 @@
     summary.json         stream metrics (percent), matrices, memory, seconds
     plots/*.png          R heatmaps and the most forgotten classes (benchmark.run.plots)
 
-Every file is written atomically; `manifest.json` says `"status": "complete"` only once everything is written.
-The configured tracker (`logger=`) receives the same numbers as they are written.
+The writer stores what it is given: the raw statistics and each step's record, then (`finish`) the summary and
+plots its caller derived from them (benchmark.evaluation.summary.write_run_results). Every file is written
+atomically; `manifest.json` says `"status": "complete"` only once everything is written. The configured tracker
+(`logger=`) receives the same numbers as they are written.
 """
 from __future__ import annotations
 
@@ -23,7 +25,6 @@ import datetime as dt
 import platform
 import secrets
 import socket
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -31,24 +32,21 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from benchmark import distributed, provenance
-from benchmark.errors import UserError
-from benchmark.evaluation.panoptic import per_class_pq
-from benchmark.evaluation.semantic import mean_iou
+from benchmark.errors import MethodError, UserError
 from benchmark.integrations.wandb import RunLogger, build_logger
-from benchmark.io import atomic_save_npz, atomic_write_json, atomic_write_text
-from benchmark.evaluation.summary import (INITIAL_STATS, build_summary, finite, format_summary, load_confusions,
-                                        panoptic_stats, write_class_scores, write_summary)
+from benchmark.io import atomic_save_npz, atomic_write_json, atomic_write_text, finite
 from benchmark.run.manifest import Manifest
-from benchmark.run.plots import write_run_plots
 from benchmark.run.resume import check_resumable
 from benchmark.run.state import Terminated, process_identity
+from benchmark.run.stats import INITIAL_STATS, STATS_DIR, step_stats_file
 
 
 def failure_reason(exc: BaseException, limit: int = 300) -> str:
-    """One line saying why a run stopped: a user error's own message, else the exception type and message."""
+    """One line saying why a run stopped: a user error's or a method error's own message, else the exception
+    type and message."""
     lines = str(exc).strip().splitlines()
     text = lines[0] if lines else ""
-    if not isinstance(exc, UserError):
+    if not isinstance(exc, (UserError, MethodError)):
         text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
@@ -137,46 +135,29 @@ class RunWriter:
         manifest = Manifest.read(run_dir)
         dataclasses.replace(manifest, status="failed", failure=reason, unresumable=reason).write(run_dir)
 
-    def write_step(self, step: int, stats: dict[str, np.ndarray], learn_seconds: float, eval_seconds: float,
-                   memory_bytes: int, trainable_parameters: int = 0) -> dict:
-        """Persist the raw statistics of step t (`confusion`, and `pq_tp/fp/fn/iou_sum` on panoptic streams)."""
-        atomic_save_npz(self.run_dir / "stats" / f"step_{step:03d}.npz", **stats)
-        seen = self.stream.seen_classes(step)
-        record = {
-            "step": step, "learn_seconds": learn_seconds, "eval_seconds": eval_seconds,
-            "memory_bytes": int(memory_bytes), "trainable_parameters": int(trainable_parameters),
-            "miou_seen": mean_iou(stats["confusion"], seen, self.cfg.eval.miou_mode),
-        }
-        if "pq_tp" in stats:
-            pq, _, _, counted = per_class_pq(panoptic_stats(stats))
-            scored = [c for c in seen if counted[c]]
-            record["pq_seen"] = float(100 * pq[scored].mean()) if scored else float("nan")
-        atomic_write_json(self.run_dir / "stats" / f"step_{step:03d}.json", finite(record))
+    def write_step(self, step: int, stats: dict[str, np.ndarray], record: dict) -> dict:
+        """Persist the raw statistics of step t (`confusion`, and `pq_tp/fp/fn/iou_sum` on panoptic streams) and
+        its record: costs (learn_seconds, eval_seconds, memory_bytes, trainable_parameters) and scores
+        (miou_seen[, pq_seen]: benchmark.evaluation.summary.step_scores). Returns {"step": t, **record}."""
+        atomic_save_npz(self.run_dir / STATS_DIR / step_stats_file(step), **stats)
+        record = {"step": step, **record}
+        atomic_write_json(self.run_dir / STATS_DIR / f"step_{step:03d}.json", finite(record))
         self.logger.log_step(finite(record))
         return record
 
-    def write_initial(self, stats: dict[str, np.ndarray], eval_seconds: float) -> dict:
-        """Persist the raw statistics of the initial evaluation (every class, before step 0)."""
-        atomic_save_npz(self.run_dir / "stats" / INITIAL_STATS, **stats)
-        classes = [c for step in self.stream.step_classes for c in step]
-        miou_all = mean_iou(stats["confusion"], classes, self.cfg.eval.miou_mode)
-        record = {"eval_seconds": eval_seconds, "miou_all": miou_all}
-        atomic_write_json(self.run_dir / "stats" / "initial.json", finite(record))
-        return record
+    def write_initial(self, stats: dict[str, np.ndarray], record: dict) -> None:
+        """Persist the raw statistics of the initial evaluation (every class, before step 0) and its record
+        (eval_seconds, miou_all)."""
+        atomic_save_npz(self.run_dir / STATS_DIR / INITIAL_STATS, **stats)
+        atomic_write_json(self.run_dir / STATS_DIR / "initial.json", finite(record))
 
-    def finish(self, passes: dict | None = None, data: dict | None = None) -> dict:
-        """Summary, class scores and plots of the finished run, and its manifest `complete` with the encoder
-        `passes` and the validation `data` it was scored on (see the runner)."""
-        self.manifest = dataclasses.replace(self.manifest, passes=passes, data=data)
-        summary = build_summary(self.run_dir, self.stream.step_classes, self.stream.name, self.cfg.method.name,
-                                self.cfg.eval.miou_mode)
-        write_summary(self.run_dir, summary)
-        write_class_scores(self.run_dir, self.stream.step_classes, self.stream.vocabulary.names)
-        plots = self.write_plots(summary)
-        self.manifest = dataclasses.replace(self.manifest, status="complete", finished=utc_now())
+    def finish(self, summary: dict, plots: list[Path], passes: dict | None = None, data: dict | None = None) -> None:
+        """The run complete: its manifest with the encoder `passes` and the validation `data` it was scored on
+        (see the runner), once its `summary` and `plots` are written (write_run_results); both go to the tracker."""
+        self.manifest = dataclasses.replace(self.manifest, passes=passes, data=data, status="complete",
+                                            finished=utc_now())
         self.manifest.write(self.run_dir)
         self.logger.finish(summary, plots)
-        return summary
 
     def mark_ended(self, exc: BaseException) -> None:
         """Record why the run stopped: `interrupted` (Ctrl-C, SIGTERM, SIGHUP) or `failed`, with a one-line
@@ -189,16 +170,3 @@ class RunWriter:
             self.manifest.write(self.run_dir)
         except (OSError, UserError):  # the original error matters more than a manifest we cannot write
             pass
-
-    def write_plots(self, summary: dict) -> list[Path]:
-        """The run's figures; a plotting error is reported and leaves the (complete) numbers alone."""
-        try:
-            return write_run_plots(self.run_dir, summary, self.stream.step_classes, self.stream.vocabulary.names,
-                                   load_confusions(self.run_dir))
-        except Exception as exc:  # noqa: BLE001  (figures are derived; the run's record is already on disk)
-            warnings.warn(f"could not draw the plots of {self.run_dir} ({type(exc).__name__}: {exc}); "
-                          f"redraw them with `python -m benchmark report {self.run_dir}`", RuntimeWarning, stacklevel=2)
-            return []
-
-    def format_summary(self, summary: dict) -> str:
-        return format_summary(summary, self.run_dir)

@@ -78,3 +78,33 @@ def test_a_metric_of_ones_own_on_covseg_path_reaches_summary_report_leaderboard_
     frame = benchmark.results.load(results)
     [value] = frame.query("group == 'stream' and metric == 'miou.diag_mean'")["value"]
     assert value == pytest.approx(expected) and not math.isnan(value)
+
+
+IMPORT_LOG = textwrap.dedent('''
+    import os
+    import pathlib
+
+    with open(pathlib.Path(__file__).with_name("imported_by.txt"), "a") as log:  # which processes import this
+        log.write(f"{os.getpid()}\\n")
+''')
+
+
+def test_an_isolated_run_has_the_metric_of_ones_own_in_summary_and_only_its_worker_imports_it(tmp_path, demo_root):
+    folder = tmp_path / "my_metrics"
+    folder.mkdir()
+    (folder / "diag_metric.py").write_text(DIAG_MEAN + IMPORT_LOG)
+    results = tmp_path / "results"
+    run = cli("run", "method=zeroshot", "stream=demo_4steps", f"data.root={demo_root}", f"results_dir={results}",
+              "quiet=true", "eval.max_images=4", "isolate=true", env={"COVSEG_PATH": str(folder)}, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    [run_dir] = results.glob("demo_4steps/zeroshot/*")
+    summary = json.loads((run_dir / "summary.json").read_text())  # as the run wrote it: no `covseg report`
+    matrix = np.array(summary["matrices"]["miou"], dtype=float)
+    assert summary["metrics"]["miou"]["diag_mean"] == pytest.approx(float(np.nanmean(np.diagonal(matrix))))
+    assert list(summary["metrics"]["miou"])[-2:] == ["diag_mean", "initial"]  # the order of an in-process run
+
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["execution"]["isolate"] is True
+    assert [record["module"] for record in manifest["plugins"]] == ["diag_metric"]  # foreign code: marked ¶
+    [importer] = (folder / "imported_by.txt").read_text().split()  # the worker: never the parent (the run)
+    assert int(importer) != manifest["process"]["pid"]

@@ -25,10 +25,19 @@ def test_the_read_list_leaves_out_the_current_directory_and_folders_holding_priv
     assert folders == [harness / package for package in PACKAGES] + [packages.resolve()]
 
 
+def test_the_write_list_names_a_few_devices_never_dev_or_a_disk(tmp_path):
+    from benchmark.hosts.worker.sandbox import allowed_paths
+
+    write = allowed_paths(tmp_path, [], [])["write"]
+    devices = [path for path in write if path.startswith("/dev")]
+    assert "/dev" not in write and "/dev/null" in devices
+    assert not any(Path(path).is_block_device() for path in devices)
+
+
 @pytest.mark.slow  # ~10 s: a sandboxed worker
 def test_a_sandboxed_worker_reaches_neither_proc_nor_the_current_directory_nor_the_shared_cache(
         run_demo, monkeypatch, tmp_path):
-    from benchmark.hosts.worker.sandbox import landlock_abi
+    from benchmark.confine.landlock import landlock_abi
 
     if not landlock_abi():
         pytest.skip("Linux Landlock is not available here")

@@ -57,6 +57,8 @@ MALFORMED = [(case_id, op, reply, expected) for case_id, op, reply, expected in 
      "reply to predict[0].sem_seg: class id 1000000 is outside the dataset's 0..39"),
     ("predict-shape", "predict", "lambda images, vocab: [SegmentationOutput(np.zeros((2, 2), int)) for i in images]",
      "reply to predict[0].sem_seg: expected shape"),
+    ("stream_metrics-str", "stream_metrics", "lambda scores, known: {'mine': 'high'}",
+     "reply to stream_metrics: expected a mapping of names to numbers, got dict"),
     ("state_dict-str", "state_dict", "lambda: 'state'",
      "reply to state_dict: expected a mapping with keys pickle, files, got str"),
     ("state_dict-file", "state_dict", "lambda: {'pickle': b'', 'files': ['state-3.rows']}",
@@ -98,6 +100,8 @@ def test_the_parent_refuses_a_malformed_reply_in_one_line(demo_root, op, reply, 
             if op == "predict":
                 val = open_dataset("demo", "val", demo_root)
                 host.predict([ImageInput.of(val.load(i), panoptic=False) for i in range(4)], val.vocabulary)
+            elif op == "stream_metrics":
+                host.stream_metrics(None)  # what the scores hold does not matter to the reply's check
             else:
                 getattr(host, op)()
     finally:
@@ -121,6 +125,15 @@ def test_a_malformed_reply_fails_the_run_in_one_line(run_demo, hostile, tmp_path
     message = str(raised.value)
     assert expected in message and message.startswith("method hostile_reply") and "\n" not in message
     assert failed_run(tmp_path, "hostile_reply")["status"] == "failed"
+
+
+def test_a_worker_adds_stream_metrics_but_cannot_replace_the_parents(run_demo, hostile):
+    hostile("OP = 'stream_metrics'\nREPLY = lambda scores, known: {'final': 100.0, 'bwt': 50.0, 'mine': 1.5}\n")
+    _, summary = run_demo("method=hostile_reply", "isolate=true", *TINY)
+    _, honest = run_demo("method=zeroshot", "isolate=true", *TINY)
+    metrics = summary["metrics"]["miou"]
+    assert metrics["mine"] == 1.5  # a metric of the worker's own: its value, for what it is worth
+    assert {name: value for name, value in metrics.items() if name != "mine"} == honest["metrics"]["miou"]
 
 
 def test_a_malformed_reply_exits_2_without_a_traceback(hostile, demo_root, tmp_path):

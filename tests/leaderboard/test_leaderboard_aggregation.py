@@ -140,7 +140,8 @@ def test_stream_versions_and_changed_data_are_never_mixed(tmp_path):
     assert ("1", "hash-o0", "knnclip [eval max_images=5]") in by_version
     markdown = (root / "LEADERBOARD.md").read_text()
     assert "## toy (version 1)" in markdown and "## toy (version 2)" in markdown
-    assert "the data differs between runs of this definition" in markdown
+    assert "## toy (version 1) — draw hash-oth… (private draw)" in markdown
+    assert "differ only in the stream's draw" in markdown
 
 
 def test_stream_filter_pq_column_and_user_errors(tmp_path, capsys):

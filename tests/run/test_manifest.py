@@ -93,7 +93,7 @@ def test_old_run_folders_load_and_tabulate(old_results, capsys):
 
 
 def test_report_recomputes_an_old_run(old_results, capsys):
-    from benchmark.run.report import main as report
+    from benchmark.evaluation.report import main as report
 
     [run_dir] = (old_results / "demo_4steps" / "knnclip").iterdir()
     before = json.loads((run_dir / "summary.json").read_text())

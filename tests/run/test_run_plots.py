@@ -9,7 +9,8 @@ from matplotlib.colors import to_hex, to_rgba_array
 from PIL import Image
 
 from benchmark.leaderboard.command import main as leaderboard_main
-from benchmark.run.plots import class_iou_changes, forgetting_figure, matrix_figure
+from benchmark.evaluation.summary import class_iou_changes
+from benchmark.run.plots import forgetting_figure, matrix_figure
 from run_folders import KNN_DEFAULTS, make_run
 
 

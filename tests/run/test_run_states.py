@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from benchmark.errors import UserError
+from benchmark.errors import MethodError, UserError
 from full_disk import fill_disk, full_disk
 
 SMALL = ("stream.num_steps=2", "eval.max_images=4", "stream.max_train_images_per_step=6")
@@ -17,8 +17,8 @@ def manifests(results):
     return [json.loads(p.read_text()) for p in sorted(results.glob("*/*/*/manifest.json"))]
 
 
-@pytest.mark.parametrize("error, status, reason", [
-    (RuntimeError("boom\nsecond line"), "failed", "RuntimeError: boom"),
+@pytest.mark.parametrize("error, status, reason", [  # the method's own exception comes out as a MethodError
+    (RuntimeError("boom\nsecond line"), "failed", "method zeroshot failed in learn (step 1): RuntimeError: boom"),
     (KeyboardInterrupt(), "interrupted", "KeyboardInterrupt"),
 ])
 def test_a_run_that_raises_is_marked_with_its_state_and_one_line_reason(run_demo, monkeypatch, tmp_path, error,
@@ -33,7 +33,7 @@ def test_a_run_that_raises_is_marked_with_its_state_and_one_line_reason(run_demo
             raise error
 
     monkeypatch.setattr(ZeroShot, "learn", learn)
-    with pytest.raises(type(error)):
+    with pytest.raises(MethodError if isinstance(error, Exception) else type(error)):
         run_demo("method=zeroshot", *SMALL)
     [manifest] = manifests(tmp_path / "results")
     assert manifest["status"] == status and manifest["failure"] == reason and manifest["finished"]
@@ -62,13 +62,13 @@ def test_resuming_a_failed_run_clears_its_failure_and_records_it(run_demo, monke
         real_learn(self, step)
 
     monkeypatch.setattr(ZeroShot, "learn", learn)
-    with pytest.raises(RuntimeError):
+    with pytest.raises(MethodError):  # the method's own exception (benchmark.hosts.failure)
         run_demo("method=zeroshot", *SMALL)
     monkeypatch.undo()
     run_demo("method=zeroshot", *SMALL, "resume=auto")
     [manifest] = manifests(tmp_path / "results")
     assert manifest["status"] == "complete" and "failure" not in manifest
-    assert manifest["resumed"][0]["previous"] == {"status": "failed", "failure": "RuntimeError: disk full"}
+    assert manifest["resumed"][0]["previous"] == {"status": "failed", "failure": "method zeroshot failed in learn (step 1): RuntimeError: disk full"}
 
 
 @pytest.mark.parametrize("overrides, message", [
@@ -310,7 +310,7 @@ def test_a_run_whose_process_died_while_running_is_stale(demo_root, tmp_path, ca
     [manifest] = manifests(tmp_path / "results")
     assert manifest["status"] == "running" and manifest["process"]["pid"] == child.pid
     assert Manifest.from_dict(manifest).observed_status() == "stale"
-    from benchmark.run.report import main as report
+    from benchmark.evaluation.report import main as report
     from benchmark.leaderboard.runs import read_runs
 
     [run_dir] = (tmp_path / "results").glob("*/*/*")
@@ -333,7 +333,7 @@ def test_an_unreadable_checkpoint_is_reported_once_then_passed_over(run_demo, mo
             raise RuntimeError("crash")
 
     monkeypatch.setattr(ZeroShot, "learn", learn)
-    with pytest.raises(RuntimeError):
+    with pytest.raises(MethodError):  # the method's own exception (benchmark.hosts.failure)
         run_demo("method=zeroshot", *SMALL)
     monkeypatch.undo()
     [broken] = (tmp_path / "results").glob("*/*/*")

@@ -16,15 +16,16 @@ from omegaconf import DictConfig, OmegaConf
 import benchmark
 from benchmark.config import data_root
 from benchmark.data.types import ImageInput, Sample, Vocabulary
-from benchmark.errors import UserError
+from benchmark.errors import Frame, MethodError, UserError, clean_text
+from benchmark.evaluation.stream_metrics import StreamScores, stream_metrics
 from benchmark.hosts.worker.channel import Channel
 from benchmark.hosts.worker.reaper import adopt_orphans, children, end_descendants
 from benchmark.hosts.worker.replies import ReplyError, check, check_outputs
-from benchmark.hosts.worker.sandbox import allowed_paths, check_available, code_folders
+from benchmark.hosts.worker.sandbox import allowed_paths, check_available, code_folders, worker_ids, worker_user
 from benchmark.hosts.worker.scratch import Scratch
 from benchmark.method import METHODS, SegmentationOutput, StepData
 from benchmark.models import feature_cache_dir
-from benchmark.plugins import foreign_module_files, foreign_roots, is_under, load_methods
+from benchmark.plugins import foreign_files_on_disk, foreign_roots, is_under, load_methods
 from benchmark.provenance import code_records, in_repo, method_source, source_record
 from benchmark.run.checkpoint import rng_states
 
@@ -37,9 +38,12 @@ KEPT_VARIABLES = ("PATH", "HOME", "USER", "LANG", "TZ", "XDG_CACHE_HOME", "COVSE
 KEPT_PREFIXES = ("LC_", "CUDA_", "HF_", "NVIDIA_")
 
 
-# the worker's first reply: its method's checked config, the module, class and source files of that class, and
-# the plugin modules it imported (module -> file)
-STARTED = {"method": "dict", "module": "str", "class": "str", "files": "str list", "foreign": "str map"}
+# the worker's first reply: its method's checked config, the module, class and source files of that class
+STARTED = {"method": "dict", "module": "str", "class": "str", "files": "str list"}
+# under sandbox=true, the first stage's reply (benchmark.confine): which network block took hold
+NETWORK_BLOCKS = ("netns", "seccomp", "landlock-tcp", "none")
+# the method's call behind a request, where their names differ (a MethodError names the call)
+METHOD_CALLS = {"start": "__init__"}
 
 
 class WorkerError(UserError):
@@ -75,17 +79,20 @@ class WorkerHost:
         self.startup_seconds = 0.0  # from spawning the worker to its method being built
         self.bytes_moved: dict[str, int] = {}  # per request kind, both directions (perf isolate)
         self.children_before: set[int] = set()  # this process's children when the worker started
+        self.contained: dict = {}  # sandbox=true: its network block, user id and read override (`execution`)
 
     @classmethod
     def start(cls, cfg: DictConfig, num_classes: int, device: str, quiet: bool) -> "WorkerHost":
         began = time.perf_counter()
         if cfg.sandbox:
             check_available()
-        scratch = Scratch()
+        ids = worker_ids() if cfg.sandbox else None  # root's sandboxed worker becomes this user
+        scratch = Scratch(owner=ids)
         ours, theirs = socket.socketpair()
         adopt_orphans()
         before = children()
-        process = subprocess.Popen([sys.executable, "-m", "benchmark.hosts.worker.worker", str(theirs.fileno())],
+        entry = "benchmark.confine" if cfg.sandbox else "benchmark.hosts.worker.worker"  # confine runs the worker
+        process = subprocess.Popen([sys.executable, "-m", entry, str(theirs.fileno())],
                                    env=worker_environment(scratch.path), cwd=scratch.path, pass_fds=[theirs.fileno()],
                                    start_new_session=True)
         theirs.close()
@@ -97,15 +104,13 @@ class WorkerHost:
             # its feature cache is its own, for this run only: no other run reads what a sandboxed worker wrote
             model["cache_dir"] = str(scratch.path / "features")
         rng = rng_states()
-        predictions = [Path(model["predictions_dir"])] if model["predictions_dir"] else []  # model=cached reads them
-        private = [data_root(cfg), Path(cfg.results_dir)]  # never on its read list, whatever sys.path holds
-        code = [*code_folders(HARNESS_ROOT, private), *foreign_roots(cfg.method.name)]
         setup = {"method": OmegaConf.to_container(cfg.method), "model": model, "seed": cfg.seed, "device": device,
                  "threads": torch.get_num_threads(), "num_classes": num_classes, "quiet": quiet,
-                 "rng": {**rng, "torch": rng["torch"].numpy()}, "scratch": str(scratch.path),
-                 "sandbox": allowed_paths(scratch.path, code, predictions) if cfg.sandbox else None}
+                 "rng": {**rng, "torch": rng["torch"].numpy()}, "scratch": str(scratch.path)}
         host.children_before = before
         try:
+            if cfg.sandbox:
+                host.contain(sandbox_plan(cfg, scratch.path, model, ids))
             host.started = check(host.request("start", setup), STARTED, f"method {cfg.method.name}: start reply")
             if host.started["method"].get("name") != cfg.method.name:
                 raise WorkerError(f"method {cfg.method.name}: its worker built {host.started['method'].get('name')}")
@@ -114,6 +119,15 @@ class WorkerHost:
             raise
         host.startup_seconds = time.perf_counter() - began
         return host
+
+    def contain(self, plan: dict) -> None:
+        """Have the worker's first stage apply `plan` to itself; record who it runs as and its network block."""
+        reply = check(self.request("contain", plan), {"network": "str"}, f"method {self.name}: reply to contain")
+        if reply["network"] not in NETWORK_BLOCKS:
+            raise ReplyError(f"method {self.name}: reply to contain['network']: expected one of "
+                             f"{', '.join(NETWORK_BLOCKS)}, got {reply['network']!r}")
+        user = plan["user"] or {"uid": os.geteuid(), "read_override": False}
+        self.contained = {"network": reply["network"], "uid": user["uid"], "read_override": user["read_override"]}
 
     def request(self, op: str, *args: Any, samples: Callable[[int], Sample | None] | None = None) -> Any:
         """Send one request and return its reply; during `learn`, answer the worker's sample requests."""
@@ -130,13 +144,24 @@ class WorkerHost:
             if kind == "ok":
                 return payload
             if kind == "error":
-                check(payload, {"message": "str", "type": "str"}, f"method {self.name}: error reply to {op}")
-                reason = payload["message"] if payload["user"] else f"{payload['type']}: {payload['message']}"
-                raise WorkerError(f"method {self.name} failed in its worker ({op}): {reason}")
+                raise self._failure(op, payload)
             if kind == "sample" and samples is not None and isinstance(payload, int):
                 self._send(op, ("ok", samples(payload)))
                 continue
             raise WorkerError(f"method {self.name}: its worker sent '{kind}' during {op} (protocol violation)")
+
+    def _failure(self, op: str, payload: Any) -> Exception:
+        """The error the worker reported for `op`: the method's own exception with its frames (untrusted text:
+        MethodError cleans and cuts it) as it would come out in-process, else one line."""
+        where = f"method {self.name}: error reply to {op}"
+        check(payload, {"message": "str", "type": "str"}, where)
+        if "frames" in payload:
+            frames = [Frame.of(**item) for item in check(payload["frames"], "frames", f"{where}['frames']")]
+            return MethodError(self.name, METHOD_CALLS.get(op, op), payload["type"], payload["message"], frames,
+                               in_worker=True)
+        reason = payload["message"] if payload.get("user") else f"{payload['type']}: {payload['message']}"
+        reason = clean_text(reason.strip().splitlines()[0] if reason.strip() else "", 500)
+        return WorkerError(f"method {self.name} failed in its worker ({op}): {reason}")
 
     def _send(self, op: str, message: tuple) -> None:
         try:
@@ -213,12 +238,21 @@ class WorkerHost:
     def counters(self) -> dict:
         return check(self.request("counters"), "counters", f"method {self.name}: reply to counters")
 
+    def stream_metrics(self, scores: StreamScores) -> dict[str, float]:
+        """The stream metrics the plugins registered in the worker (imported there, never here), computed there
+        from `scores`: R, its initial row and the last step's per-class scores (numbers, no labels). Those
+        registered here are never taken from it."""
+        known = [metric.name for metric in stream_metrics()]
+        values = check(self.request("stream_metrics", scores, known), "metric values",
+                       f"method {self.name}: reply to stream_metrics")
+        return {name: float(value) for name, value in values.items() if name not in known}
+
     def provenance(self) -> tuple[dict, list[dict]]:
         """Computed here from the files on disk: no plugin code ever ran in this process."""
         return isolated_provenance(self.name, self.started)
 
     def execution(self) -> dict:
-        return {"isolate": True, "sandbox": self.sandbox}
+        return {"isolate": True, "sandbox": self.sandbox, **self.contained}
 
     def close(self) -> None:
         """Ask the worker to exit (kill it if it does not within 30 s), kill every process it started, and
@@ -238,22 +272,32 @@ class WorkerHost:
         self.scratch.remove()
 
 
+def sandbox_plan(cfg: DictConfig, scratch: Path, model: dict, ids: tuple[int, int] | None) -> dict:
+    """What the sandboxed worker may read and write (never the data root or the results, whatever sys.path
+    holds; model=cached's predictions), and the user it becomes where this process is root."""
+    predictions = [Path(model["predictions_dir"])] if model["predictions_dir"] else []
+    private = [data_root(cfg), Path(cfg.results_dir)]
+    code = [*code_folders(HARNESS_ROOT, private), *foreign_roots(cfg.method.name)]
+    paths = allowed_paths(scratch, code, predictions)
+    return {**paths, "user": worker_user(ids, paths)}
+
+
 def isolated_provenance(name: str, started: dict) -> tuple[dict, list[dict]]:
-    """The manifest's `method_source` and `plugins` of an isolated run, hashed here from the files on disk:
-    a project method's as without isolation; a plugin's from the files its worker names, accepted only inside
-    the plugins' folders (its class) or this repository (its bases), and never `registered`. `plugins`: the
-    foreign modules on disk, and those the worker says it imported from the plugins' folders."""
+    """The manifest's `method_source` and `plugins` of an isolated run, hashed here from files this process
+    finds and reads itself: a project method's as without isolation; a plugin's over every importable file of
+    the run's foreign code (`foreign_files_on_disk`: the plugin folders, its entry points' packages) and the
+    files of this repository its worker names for its class's bases (never `registered`). `plugins`: the
+    same foreign files. What the worker says only fails the run where it names no file of the plugin
+    folders as its class's source."""
     load_methods(name, foreign=False)
-    roots = foreign_roots(name)
-    reported = {module: Path(path).resolve() for module, path in started["foreign"].items()}
-    plugins = code_records({**{m: p for m, p in reported.items() if is_under(p, roots)},
-                            **foreign_module_files(name, imported=False)})
+    foreign = foreign_files_on_disk(name)
+    plugins = code_records(foreign)
     if name in METHODS:
         return method_source(name), plugins
-    files = [Path(path).resolve() for path in started["files"]]
-    defining = next((path for path in files if is_under(path, roots)), None)
-    if defining is None:
+    roots = foreign_roots(name)
+    named = [Path(path).resolve() for path in started["files"]]
+    if not any(is_under(path, roots) for path in named):
         raise WorkerError(f"method {name} is not one of the project's, and its worker names no file of a plugin "
-                          f"folder or entry point as its source ({', '.join(map(str, files))})")
-    kept = [path for path in files if path == defining or in_repo(path)]
-    return source_record(kept, False, started["module"], started["class"]), plugins
+                          f"folder or entry point as its source ({', '.join(map(str, named))})")
+    files = [path for path in foreign.values() if is_under(path, roots)] + [path for path in named if in_repo(path)]
+    return source_record(files, False, started["module"], started["class"]), plugins

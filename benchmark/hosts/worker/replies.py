@@ -21,8 +21,18 @@ def _is_count(value: Any) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)) and value >= 0
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+
+
 def _is_counter(value: Any) -> bool:
     return value is None or isinstance(value, str) or _is_count(value)
+
+
+def _is_frame(value: Any) -> bool:
+    return (isinstance(value, dict) and set(value) == {"file", "line", "name", "code", "own"}
+            and all(isinstance(value[key], str) for key in ("file", "name", "code"))
+            and _is_count(value["line"]) and isinstance(value["own"], bool))
 
 
 # what each kind of field must be: a test and the words for it
@@ -37,6 +47,10 @@ KINDS = {
                                                       for k, i in v.items()), "a mapping of strings to strings"),
     "counters": (lambda v: isinstance(v, dict) and all(isinstance(k, str) and _is_counter(i) for k, i in v.items()),
                  "a mapping of names to non-negative integers, strings or None"),
+    "metric values": (lambda v: isinstance(v, dict) and all(isinstance(k, str) and _is_number(i) for k, i in v.items()),
+                      "a mapping of names to numbers"),
+    "frames": (lambda v: isinstance(v, list) and all(_is_frame(i) for i in v),
+               "a list of frames, each a mapping of file, name, code (strings), line (a count) and own (a bool)"),
 }
 
 

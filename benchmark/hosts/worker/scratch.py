@@ -30,11 +30,16 @@ def state_file_name(name: object, who: str) -> str:
 
 class Scratch:
     """A new private folder (`path`), opened once: every later access goes through that descriptor, so a
-    worker that renames the folder or puts a link in its place redirects nothing."""
+    worker that renames the folder or puts a link in its place redirects nothing. `owner`: (uid, gid) of a
+    worker that runs as another user (root's worker drops to one): the folder and the state files put
+    there are its."""
 
-    def __init__(self) -> None:
+    def __init__(self, owner: tuple[int, int] | None = None) -> None:
         self.path = Path(tempfile.mkdtemp(prefix="covseg-worker-"))
         self.fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        self.owner = owner
+        if owner is not None:
+            os.fchown(self.fd, *owner)
 
     def take(self, name: str, who: str) -> DiskRows:
         """The bytes of state file `name` as a byte store of the parent's own; the file is removed."""
@@ -70,6 +75,8 @@ class Scratch:
         except OSError as exc:
             raise ScratchError(f"{who}: cannot create state file {name} in its scratch folder "
                                f"({exc.strerror})") from None
+        if self.owner is not None:
+            os.fchown(fd, *self.owner)
         with os.fdopen(fd, "wb") as handle:
             rows.copy_to(handle)
 

@@ -1,8 +1,10 @@
 """The method's process under isolate=true: `python -m benchmark.hosts.worker.worker FD`, FD its end of the
-socket. It imports the plugins, builds the method (an InProcessHost here), and answers the parent's requests
-(the protocol: benchmark/hosts/worker/__init__.py)."""
+socket (with sandbox=true, `python -m benchmark.confine FD` confines the process first, then runs this). It
+imports the plugins, builds the method (an InProcessHost here), and answers the parent's requests (the
+protocol: benchmark/hosts/worker/__init__.py)."""
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import pickle
 import sys
@@ -17,13 +19,13 @@ from omegaconf import OmegaConf
 
 from benchmark.config import check_method_config
 from benchmark.data.types import ImageInput, Vocabulary
-from benchmark.errors import UserError
+from benchmark.errors import MethodError, UserError
+from benchmark.evaluation.stream_metrics import StreamScores, stream_metrics
 from benchmark.hosts.build import build_method
 from benchmark.hosts.in_process import InProcessHost
 from benchmark.hosts.worker.channel import Channel
-from benchmark.hosts.worker.sandbox import confine
 from benchmark.method import StepData
-from benchmark.plugins import foreign_module_files, load_methods
+from benchmark.plugins import load_methods
 from benchmark.progress import Progress
 from benchmark.run.checkpoint import externalise, internalise, rng_states, set_rng_states
 
@@ -67,8 +69,6 @@ class Worker:
     def __init__(self, channel: Channel, setup: dict) -> None:
         self.channel = channel
         self.scratch = Path(setup["scratch"])
-        if setup["sandbox"]:
-            confine(setup["sandbox"])  # before any plugin is imported
         self.progress = Progress(quiet=setup["quiet"])
         torch.set_num_threads(setup["threads"])
         name = setup["method"]["name"]
@@ -79,8 +79,7 @@ class Worker:
         self.host = InProcessHost(build_method(cfg, setup["num_classes"], setup["device"]), name)
         method_cls = type(self.host.method)
         self.started = {"method": OmegaConf.to_container(checked), "module": method_cls.__module__,
-                        "class": method_cls.__qualname__, "files": class_files(method_cls),
-                        "foreign": {module: str(path) for module, path in foreign_module_files(name).items()}}
+                        "class": method_cls.__qualname__, "files": class_files(method_cls)}
 
     def learn(self, step: dict) -> None:
         def load(position: int):
@@ -114,18 +113,29 @@ class Worker:
         self.host.load_state_dict(internalise(restored["method"], self.scratch))
         self.host.set_rng_states(restored["rng"])
 
+    @staticmethod
+    def stream_metrics(scores: StreamScores, known: list[str]) -> dict[str, float]:
+        """The values of the stream metrics registered here (by the plugins) that the parent does not know."""
+        return {metric.name: float(metric.compute(scores)) for metric in stream_metrics() if metric.name not in known}
+
     def handle(self, op: str, args: tuple) -> Any:
         handlers = {
             "learn": self.learn, "predict": self.predict, "state_dict": self.state_dict,
             "load_state_dict": self.load_state_dict, "memory_bytes": self.host.memory_bytes,
             "trainable_parameters": self.host.trainable_parameters, "rng_states": portable_rng_states,
             "set_rng_states": set_portable_rng_states, "counters": self.host.counters,
+            "stream_metrics": self.stream_metrics,
         }
         return handlers[op](*args)
 
 
 def error_reply(exc: BaseException) -> tuple[str, dict]:
-    """("error", ...) with the exception's one line; its traceback goes to this process's stderr."""
+    """("error", ...) with the exception's one line. The method's own exception (a MethodError) also sends its
+    frames as text, for the parent to print as it would in-process; any other exception is the harness's: its
+    traceback goes to this process's stderr."""
+    if isinstance(exc, MethodError):
+        return "error", {"type": exc.kind, "message": exc.message, "user": False,
+                         "frames": [dataclasses.asdict(frame) for frame in exc.frames]}
     if not isinstance(exc, UserError):
         traceback.print_exc()
     lines = str(exc).strip().splitlines()

@@ -14,11 +14,10 @@ from omegaconf import OmegaConf
 
 from benchmark.errors import UserError
 from benchmark.evaluation.stream_metrics import forward_transfer_gem
-from benchmark.evaluation.summary import (build_summary, format_summary, load_confusions, vocabulary_names,
-                                         write_class_scores, write_summary)
+from benchmark.evaluation.summary import build_summary, format_summary, vocabulary_names, write_run_results
 from benchmark.plugins import load_foreign
 from benchmark.run.manifest import MANIFEST_FILE, Manifest
-from benchmark.run.plots import write_run_plots
+from benchmark.run.stats import load_confusions
 
 
 def main(argv: list[str]) -> int:
@@ -39,16 +38,16 @@ def main(argv: list[str]) -> int:
         raise UserError(f"{manifest_path} has no step_classes (written by an older version); rerun the stream")
     run_mode = OmegaConf.load(run_dir / "config.yaml").eval.miou_mode
     miou_mode = args.miou_mode or run_mode
-    summary = build_summary(run_dir, manifest.step_classes, manifest.stream, manifest.method, miou_mode)
+    if manifest.status == "complete" and miou_mode == run_mode:  # another mode is only printed
+        confusions = load_confusions(run_dir)
+        names = vocabulary_names(manifest.vocabulary, len(confusions[0]) if confusions else 0)
+        summary, _ = write_run_results(run_dir, manifest.step_classes, names, manifest.stream, manifest.method,
+                                       miou_mode)
+    else:
+        summary = build_summary(run_dir, manifest.step_classes, manifest.stream, manifest.method, miou_mode)
     if manifest.status != "complete" or summary["num_steps"] != len(summary["memory_bytes"]):
         print(f"note: {run_dir} is an unfinished run ({manifest.state_line()}) holding "
               f"{len(summary['memory_bytes'])} of {summary['num_steps']} steps")
-    if manifest.status == "complete" and miou_mode == run_mode:  # another mode is only printed
-        write_summary(run_dir, summary)
-        confusions = load_confusions(run_dir)
-        names = vocabulary_names(manifest.vocabulary, len(confusions[0]) if confusions else 0)
-        write_class_scores(run_dir, manifest.step_classes, names)
-        write_run_plots(run_dir, summary, manifest.step_classes, names, confusions)
     print(format_summary(summary, run_dir))
     if args.fwt_baseline is not None:
         for metric, value in gem_forward_transfer(summary, manifest, args.fwt_baseline, miou_mode).items():
