@@ -7,7 +7,7 @@ import pytest
 import tifffile
 from PIL import Image
 
-from benchmark.data.types import IGNORE_LABEL, SegmentInfo
+from benchmark.data.types import IGNORE_LABEL
 from benchmark.errors import UserError
 from benchmark.evaluation.semantic import SemanticEvaluator
 from benchmark.evaluation.tools import miou_main, pq_main

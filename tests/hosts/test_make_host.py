@@ -1,7 +1,6 @@
 """make_host: the one place that chooses where a method lives. isolate=false gives the method in this process,
 isolate=true a worker process; both answer every MethodHost call alike."""
 import inspect
-from pathlib import Path
 
 import numpy as np
 import pytest

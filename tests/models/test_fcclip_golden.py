@@ -5,7 +5,6 @@ panoptic outputs, over the full vocabulary and over subsets of the class names. 
 (fixtures/fcclip_golden) and `void` (fixtures/fcclip_golden_void: a third of the queries void-winning,
 ENSEMBLE_ON_VALID_MASK on with invalid masks, two subsets). Neither detectron2 nor FC-CLIP is needed here, except
 by the slow re-recording test."""
-import importlib.util
 import json
 import os
 import shutil

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.data.types import ImageInput, Sample
+from benchmark.data.types import ImageInput
 from benchmark.errors import UserError
 from benchmark.models.feature_cache import MemoryCache
 from benchmark.models.features import ImageFeatures, byte_size
