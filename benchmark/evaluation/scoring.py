@@ -16,6 +16,7 @@ import numpy as np
 from benchmark import distributed
 from benchmark.data.demo import public_draw
 from benchmark.data.types import ImageInput, SegmentationDataset
+from benchmark.errors import UserError
 from benchmark.evaluation.panoptic import PanopticEvaluator
 from benchmark.evaluation.per_image import PerImageCounts
 from benchmark.evaluation.semantic import SemanticEvaluator
@@ -51,16 +52,16 @@ def score_validation(val: SegmentationDataset, count: int, protocol: Protocol, s
         batch = [s for _, s, _ in counted]
         outputs = predict([ImageInput.of(s, panoptic, oracle) for s in batch])
         if len(outputs) != len(counted):
-            raise RuntimeError(f"{who} returned {len(outputs)} outputs for {len(counted)} images")
+            raise UserError(f"{who} returned {len(outputs)} outputs for {len(counted)} images")
         for (image_index, sample, gt), output in zip(counted, outputs):
             if output.sem_seg.shape != gt.sem_seg.shape:
-                raise RuntimeError(f"{who}: prediction of image {sample.image_id} is "
+                raise UserError(f"{who}: prediction of image {sample.image_id} is "
                                    f"{output.sem_seg.shape}, its image {gt.sem_seg.shape}")
             semantic.process(output.sem_seg, gt.sem_seg)
             per_image.record(image_index, semantic.confusion)
             if panoptic_evaluator is not None:
                 if output.pan_seg is None:
-                    raise RuntimeError(f"{who} returned no panoptic output on a panoptic stream")
+                    raise UserError(f"{who} returned no panoptic output on a panoptic stream")
                 panoptic_evaluator.process(output.pan_seg, output.segments, gt.pan_seg, gt.segments)
     stats = {"confusion": semantic.confusion}
     if panoptic_evaluator is not None:

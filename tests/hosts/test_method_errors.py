@@ -141,3 +141,44 @@ def test_the_line_names_the_call_and_the_step_or_the_initial_evaluation():
     full = raised.value.report(debug=True)
     assert "Traceback (most recent call last):" in full and "benchmark/hosts/failure.py" in full
     assert full.splitlines()[-1] == "ValueError: size 0 is too small"
+
+
+WRONG_SHAPE = '''
+import numpy as np
+from baselines.zeroshot import ZeroShot
+from benchmark.method import SegmentationOutput, register_method
+
+
+@register_method("wrong_shape")
+class WrongShape(ZeroShot):
+    def predict(self, images, vocab):
+        return [SegmentationOutput(np.zeros((3, 3), dtype=np.int64)) for _ in images]
+'''
+
+
+@pytest.mark.parametrize("isolate", ["false", pytest.param("true", marks=pytest.mark.slow)])
+def test_a_prediction_of_the_wrong_size_is_one_line_and_a_failed_run(monkeypatch, tmp_path, demo_root, capsys,
+                                                                     one_thread, isolate):
+    from benchmark.__main__ import main
+    from benchmark.method import METHODS
+
+    folder = tmp_path / "plugin"
+    (folder / "configs" / "method").mkdir(parents=True)
+    (folder / "wrong_shape_method.py").write_text(WRONG_SHAPE)
+    (folder / "configs" / "method" / "wrong_shape.yaml").write_text("# Predicts 3x3 maps.\nname: wrong_shape\n")
+    monkeypatch.setenv("COVSEG_PATH", str(folder))
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    try:
+        results = tmp_path / "results"
+        code = main(["run", "method=wrong_shape", *TINY, f"data.root={demo_root}", f"results_dir={results}",
+                     f"isolate={isolate}"])
+    finally:
+        METHODS._entries.pop("wrong_shape", None)
+        sys.modules.pop("wrong_shape_method", None)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert "wrong_shape" in err or "predict" in err
+    assert "(3, 3)" in err, err
+    [path] = results.glob("demo_4steps/wrong_shape/*/manifest.json")
+    assert json.loads(path.read_text())["status"] == "failed"
