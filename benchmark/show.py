@@ -154,13 +154,13 @@ def step_vocabulary(cfg, manifest: dict, full: Vocabulary, step: int) -> Vocabul
 def kept_checkpoints(run_dir: Path) -> dict[int, Path]:
     """Step -> the folder holding its checkpoint: every completed step of a run made with checkpoint.keep=all,
     else only the last completed step's (its checkpoint.pt); {} before a step completed."""
-    from benchmark.run.checkpoint import kept_steps, load_checkpoint
+    from benchmark.run.checkpoint import checkpoint_step, kept_steps
 
     kept = kept_steps(run_dir)
     if kept:
         return kept
-    checkpoint = load_checkpoint(run_dir)
-    return {} if checkpoint is None else {int(checkpoint["completed_step"]): Path(run_dir)}
+    step = checkpoint_step(run_dir)
+    return {} if step is None else {step: Path(run_dir)}
 
 
 def check_steps(run_dir: Path, cfg, steps: list[int], kept: dict[int, Path]) -> None:

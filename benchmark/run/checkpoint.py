@@ -128,15 +128,37 @@ def save_checkpoint(folder: Path, completed_step: int, method_state: dict) -> No
 def load_checkpoint(run_dir: Path) -> dict | None:
     """The last checkpoint of a run folder (its `checkpoint.pt`, or with checkpoint.keep=all the latest step's;
     a folder of `checkpoint_dir` gives its own step's), or None when no step completed yet."""
+    folder = _latest_folder(run_dir)
+    checkpoint = _read(folder / CHECKPOINT_FILE)
+    if checkpoint is None:
+        return None
+    try:
+        return {**checkpoint, "method": internalise(checkpoint["method"], folder)}
+    except Exception as exc:
+        raise UserError(f"cannot read checkpoint {folder / CHECKPOINT_FILE}: {_first_line(exc)}") from None
+
+
+def checkpoint_step(run_dir: Path) -> int | None:
+    """The step of `load_checkpoint(run_dir)`, without reading the method state's side files (faiss indexes,
+    arrays); None when no step completed yet."""
+    checkpoint = _read(_latest_folder(run_dir) / CHECKPOINT_FILE)
+    return None if checkpoint is None else int(checkpoint["completed_step"])
+
+
+def _latest_folder(run_dir: Path) -> Path:
     kept = kept_steps(run_dir)
-    folder = kept[max(kept)] if kept else Path(run_dir)
-    path = folder / CHECKPOINT_FILE
+    return kept[max(kept)] if kept else Path(run_dir)
+
+
+def _read(path: Path) -> dict | None:
     if not path.is_file():
         return None
     try:
         # our own file, written by save_checkpoint: it holds numpy arrays and RNG tuples, hence weights_only=False
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-        return {**checkpoint, "method": internalise(checkpoint["method"], folder)}
+        return torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise UserError(f"cannot read checkpoint {path}: {reason}") from None
+        raise UserError(f"cannot read checkpoint {path}: {_first_line(exc)}") from None
+
+
+def _first_line(exc: Exception) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
