@@ -6,6 +6,8 @@ import copy
 import os
 import random
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,8 +19,7 @@ from benchmark import distributed
 from benchmark.data.types import SegmentationDataset, Vocabulary
 from benchmark.errors import MethodError, UserError
 from benchmark.evaluation.scoring import score_validation, validation_record
-from benchmark.evaluation.semantic import mean_iou
-from benchmark.evaluation.summary import format_summary, step_scores, write_run_results
+from benchmark.evaluation.summary import format_summary, initial_scores, step_scores, write_run_results
 from benchmark.hosts import MethodHost, make_host
 from benchmark.method import StepData
 from benchmark.models import check_device
@@ -39,19 +40,15 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-class during_step:
+@contextmanager
+def during_step(step: int) -> Iterator[None]:
     """`with during_step(t):` a MethodError raised in the block names step t (-1: the initial evaluation)."""
-
-    def __init__(self, step: int) -> None:
-        self.step = step
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind, exc, traceback) -> bool:
-        if isinstance(exc, MethodError) and exc.step is None:
-            exc.step = self.step
-        return False  # the exception goes on
+    try:
+        yield
+    except MethodError as exc:
+        if exc.step is None:
+            exc.step = step
+        raise
 
 
 @dataclass
@@ -134,10 +131,9 @@ def evaluate_initial(ctx: RunContext, writer: RunWriter | None) -> None:
     eval_seconds = time.perf_counter() - started
     ctx.host.set_rng_states(states)
     if writer is not None:
-        every_class = [c for classes in ctx.stream.step_classes for c in classes]
-        miou_all = mean_iou(stats["confusion"], every_class, ctx.cfg.eval.miou_mode)
-        writer.write_initial(stats, {"eval_seconds": eval_seconds, "miou_all": miou_all})
-        ctx.progress.log(f"initial evaluation (every class, before step 0): mIoU {miou_all:.1f}  "
+        scores = initial_scores(stats, ctx.stream.step_classes, ctx.cfg.eval.miou_mode)
+        writer.write_initial(stats, {"eval_seconds": eval_seconds, **scores})
+        ctx.progress.log(f"initial evaluation (every class, before step 0): mIoU {scores['miou_all']:.1f}  "
                          f"eval {eval_seconds:.1f}s")
 
 

@@ -26,8 +26,7 @@ from omegaconf import OmegaConf
 from benchmark.data.types import ImageInput
 from benchmark.errors import UserError
 from benchmark.evaluation.scoring import score_validation, validation_record
-from benchmark.evaluation.semantic import mean_iou
-from benchmark.evaluation.summary import step_scores, summarize, write_run_results
+from benchmark.evaluation.summary import initial_scores, step_scores, summarize, write_run_results
 from benchmark.method import SegmentationOutput
 from benchmark.provenance import source_record
 from benchmark.run.checkpoint import rng_states, set_rng_states
@@ -109,8 +108,8 @@ class StreamEvaluator:
             set_rng_states(states)
         miou_mode = self.config.eval.miou_mode
         if step == -1:
-            every_class = [c for classes in self.stream.definition.step_classes for c in classes]
-            initial = {"eval_seconds": eval_seconds, "miou_all": mean_iou(stats["confusion"], every_class, miou_mode)}
+            initial = {"eval_seconds": eval_seconds,
+                       **initial_scores(stats, self.stream.definition.step_classes, miou_mode)}
             self._initial = (stats, initial)
             record = {"step": -1, "miou_all": initial["miou_all"]}
         else:

@@ -19,6 +19,12 @@ from benchmark.run.plots import write_run_plots
 from benchmark.run.stats import load_confusions, load_initial_stats, load_step_records, load_step_stats
 
 
+def initial_scores(stats: dict[str, np.ndarray], step_classes: Sequence[Sequence[int]], miou_mode: str
+                   ) -> dict[str, float]:
+    """The initial evaluation's score (stats/initial.json): mIoU over every class of the stream."""
+    return {"miou_all": mean_iou(stats["confusion"], [c for classes in step_classes for c in classes], miou_mode)}
+
+
 def step_scores(stats: dict[str, np.ndarray], seen: Sequence[int], miou_mode: str) -> dict[str, float]:
     """A step record's scores (stats/step_NNN.json): mIoU over the seen classes `seen`, and on panoptic
     statistics PQ over those of them counted (TP + FP + FN > 0)."""
